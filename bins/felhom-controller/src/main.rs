@@ -1,0 +1,2 @@
+//! felhom-controller (skeleton; lands with issue 6).
+fn main() {}

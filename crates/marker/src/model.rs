@@ -1,0 +1,138 @@
+//! The on-disk types: the marker and the cycle record. These are the only serde types of the
+//! crate; their field names are a file format, so renaming one is a format change.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The marker format this build writes and reads. A marker of another version is refused
+/// (and moved aside), never guessed at.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The crash-recovery marker: which stacks a cycle stopped (or is about to stop), so that they
+/// come back whatever happens to the process that stopped them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Marker {
+    /// Format version; always [`FORMAT_VERSION`] when written by this build.
+    pub version: u32,
+    /// The cycle that wrote the marker.
+    pub cycle_id: String,
+    /// Where the cycle was when the marker was last written.
+    pub phase: MarkerPhase,
+    /// When the cycle started.
+    pub started_at: DateTime<Utc>,
+    /// The pid of the controller process that wrote the marker.
+    pub pid: u32,
+    /// The agent's backup id, once `POST /backup` answered.
+    #[serde(default)]
+    pub backup_id: Option<String>,
+    /// The stacks about to be stopped or stopped, in the order they are stopped.
+    pub stacks: Vec<MarkedStack>,
+}
+
+impl Marker {
+    /// A new marker for `cycle_id`, in phase [`MarkerPhase::Quiescing`], stamped with this
+    /// process's pid.
+    pub fn new(cycle_id: impl Into<String>, started_at: DateTime<Utc>, stacks: Vec<MarkedStack>) -> Self {
+        Marker {
+            version: FORMAT_VERSION,
+            cycle_id: cycle_id.into(),
+            phase: MarkerPhase::Quiescing,
+            started_at,
+            pid: std::process::id(),
+            backup_id: None,
+            stacks,
+        }
+    }
+}
+
+/// One stack named in a marker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarkedStack {
+    /// The stack's (compose project's) name.
+    pub name: String,
+    /// The services that were running before the stop: exactly these are started again.
+    pub services: Vec<String>,
+    /// How many restarts of this stack have failed so far.
+    #[serde(default)]
+    pub restart_attempts: u32,
+}
+
+/// The phase of the cycle that wrote a marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MarkerPhase {
+    /// Stacks are being stopped.
+    Quiescing,
+    /// Stacks are down; the agent is backing up.
+    BackingUp,
+    /// Stacks are being started again.
+    Resuming,
+}
+
+/// How a cycle ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The agent reported `done`.
+    Done,
+    /// The agent reported `failed`, refused the backup (`503`) or could not be asked.
+    Failed,
+    /// The agent knew no backup of ours (`idle` or another id).
+    Lost,
+    /// The `max_quiesce` bound ended the wait.
+    Bounded,
+    /// The controller was told to stop (SIGTERM/SIGINT) mid-cycle.
+    Cancelled,
+    /// A marker left by a crashed controller was recovered at startup.
+    Recovered,
+}
+
+/// The record of one cycle, appended to the history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CycleRecord {
+    /// The cycle's id.
+    pub cycle_id: String,
+    /// When the cycle started.
+    pub started_at: DateTime<Utc>,
+    /// When the cycle ended (stacks resumed, marker cleared).
+    pub finished_at: DateTime<Utc>,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The agent's backup id, if one was started or adopted.
+    #[serde(default)]
+    pub backup_id: Option<String>,
+    /// When the agent reported the snapshot taken, if it did.
+    #[serde(default)]
+    pub snapshot_at: Option<DateTime<Utc>>,
+    /// Each stack the cycle stopped, with its times.
+    #[serde(default)]
+    pub stacks: Vec<StackRecord>,
+    /// Stacks that could not be restarted after every attempt.
+    #[serde(default)]
+    pub stranded: Vec<String>,
+    /// What went wrong, in order, one line each.
+    #[serde(default)]
+    pub errors: Vec<String>,
+}
+
+/// One stack's part in a cycle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StackRecord {
+    /// The stack's name.
+    pub name: String,
+    /// The services stopped and started again.
+    #[serde(default)]
+    pub services: Vec<String>,
+    /// When its stop began.
+    #[serde(default)]
+    pub stop_started_at: Option<DateTime<Utc>>,
+    /// When its stop completed.
+    #[serde(default)]
+    pub stopped_at: Option<DateTime<Utc>>,
+    /// When it ran again (after start and wait).
+    #[serde(default)]
+    pub started_at: Option<DateTime<Utc>>,
+    /// From the beginning of its stop to running again, in milliseconds.
+    #[serde(default)]
+    pub downtime_ms: Option<u64>,
+}

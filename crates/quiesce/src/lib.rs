@@ -1,0 +1,2 @@
+//! The quiesce cycle (SPEC §2).
+#![deny(missing_docs)]
