@@ -32,7 +32,11 @@ pub struct Marker {
 impl Marker {
     /// A new marker for `cycle_id`, in phase [`MarkerPhase::Quiescing`], stamped with this
     /// process's pid.
-    pub fn new(cycle_id: impl Into<String>, started_at: DateTime<Utc>, stacks: Vec<MarkedStack>) -> Self {
+    pub fn new(
+        cycle_id: impl Into<String>,
+        started_at: DateTime<Utc>,
+        stacks: Vec<MarkedStack>,
+    ) -> Self {
         Marker {
             version: FORMAT_VERSION,
             cycle_id: cycle_id.into(),
@@ -104,6 +108,10 @@ pub struct CycleRecord {
     /// When the agent reported the snapshot taken, if it did.
     #[serde(default)]
     pub snapshot_at: Option<DateTime<Utc>>,
+    /// For a recovered cycle: the phase the agent reported for the marker's backup
+    /// (`done`, `failed`, `running`, ..., or `lost` when it knew it no longer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_phase: Option<String>,
     /// Each stack the cycle stopped, with its times.
     #[serde(default)]
     pub stacks: Vec<StackRecord>,

@@ -1,0 +1,64 @@
+//! What several test files share: a marker with every field set, a cycle record, and a look at
+//! a directory.
+// Each test binary compiles this module and uses a part of it.
+#![allow(dead_code)]
+
+use chrono::{TimeZone, Utc};
+use felhom_marker::{CycleRecord, MarkedStack, Marker, MarkerPhase};
+use std::path::Path;
+
+/// A marker with every field set to something other than its default.
+pub(crate) fn full_marker(cycle_id: &str) -> Marker {
+    let started_at = Utc
+        .with_ymd_and_hms(2026, 11, 26, 19, 10, 0)
+        .single()
+        .expect("a valid date");
+    let mut marker = Marker::new(
+        cycle_id,
+        started_at,
+        vec![
+            MarkedStack {
+                name: "nextcloud".into(),
+                services: vec!["db".into(), "redis".into(), "app".into()],
+                restart_attempts: 2,
+            },
+            MarkedStack {
+                name: "immich".into(),
+                services: vec!["server".into()],
+                restart_attempts: 0,
+            },
+        ],
+    );
+    marker.phase = MarkerPhase::BackingUp;
+    marker.backup_id = Some("backup-7f3a".into());
+    marker
+}
+
+/// The names in `dir`, sorted.
+pub(crate) fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("the directory lists")
+        .map(|e| {
+            e.expect("a directory entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// A cycle record for `cycle_id`. Built from JSON, as the history reads it: fields added later
+/// with a default do not break it.
+pub(crate) fn record(cycle_id: &str) -> CycleRecord {
+    serde_json::from_value(serde_json::json!({
+        "cycle_id": cycle_id,
+        "started_at": "2026-11-26T19:10:00Z",
+        "finished_at": "2026-11-26T19:14:30Z",
+        "outcome": "done",
+        "backup_id": format!("backup-{cycle_id}"),
+        "stacks": [{"name": "nextcloud", "services": ["db", "app"], "downtime_ms": 41_000}],
+    }))
+    .expect("a cycle record parses")
+}

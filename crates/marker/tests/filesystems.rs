@@ -1,0 +1,157 @@
+//! Saves on a file system that refuses writes: read-only, and full. Both are real tmpfs mounts,
+//! because the tests run as root, and root writes through permission bits.
+
+mod common;
+
+use common::{full_marker, names_in, record};
+use felhom_marker::{HistoryStore, MarkerError, MarkerStore, StateDir, StateLock};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A tmpfs mounted for one test, unmounted when dropped.
+struct Tmpfs {
+    path: PathBuf,
+}
+
+impl Tmpfs {
+    fn mount(path: &Path, options: &str) -> Tmpfs {
+        std::fs::create_dir_all(path).expect("the mount point is created");
+        mount(&["-t", "tmpfs", "-o", options, "tmpfs"], path);
+        Tmpfs {
+            path: path.to_path_buf(),
+        }
+    }
+
+    fn remount_read_only(&self) {
+        mount(&["-o", "remount,ro"], &self.path);
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazy: a file still open in a failed test must not keep the mount around.
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+fn mount(args: &[&str], path: &Path) {
+    let out = Command::new("mount")
+        .args(args)
+        .arg(path)
+        .output()
+        .expect("`mount` runs (util-linux is installed)");
+    assert!(
+        out.status.success(),
+        "this test needs to mount a tmpfs (root with CAP_SYS_ADMIN, as in the project's test \
+         container): `mount {} {}` failed: {}",
+        args.join(" "),
+        path.display(),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+}
+
+fn assert_io_error_in(dir: &Path, result: Result<(), MarkerError>, action: &str) {
+    match result {
+        Err(MarkerError::Io {
+            action: got, path, ..
+        }) => {
+            assert_eq!(got, action);
+            assert!(
+                path.starts_with(dir),
+                "{} is in {}",
+                path.display(),
+                dir.display()
+            );
+        }
+        other => panic!("expected an Io error while {action}, got {other:?}"),
+    }
+}
+
+#[test]
+fn on_a_read_only_file_system_writes_fail_and_the_marker_is_intact() {
+    let tmp = tempfile::tempdir().expect("a temp dir");
+    let fs = Tmpfs::mount(&tmp.path().join("mnt"), "size=1m,mode=0755");
+    let dir = fs.path.join("state");
+    let state = StateDir::open(&dir).expect("the state dir opens");
+    let before = full_marker("cycle-before");
+    state
+        .save(&before)
+        .expect("the marker saves while writable");
+    state
+        .append(&record("cycle-before"))
+        .expect("the history appends while writable");
+
+    fs.remount_read_only();
+
+    let err = state
+        .save(&full_marker("cycle-after"))
+        .expect_err("a save on a read-only file system fails");
+    assert!(
+        err.to_string().contains(&*dir.to_string_lossy()),
+        "the error names the path: {err}"
+    );
+    assert_io_error_in(&dir, Err(err), "creating the marker's temp file");
+    assert_eq!(state.load().expect("the marker loads"), Some(before));
+
+    assert_io_error_in(&dir, state.clear(), "removing the marker");
+    assert!(
+        dir.join("marker.json").exists(),
+        "a failed clear keeps the marker"
+    );
+
+    assert_io_error_in(
+        &dir,
+        state.append(&record("cycle-after")),
+        "opening the history",
+    );
+    let history = state.recent(10).expect("the history reads");
+    assert_eq!(history, vec![record("cycle-before")]);
+
+    match StateDir::open(fs.path.join("other")) {
+        Err(MarkerError::Io { action, path, .. }) => {
+            assert_eq!(action, "creating the state directory");
+            assert_eq!(path, fs.path.join("other"));
+        }
+        other => panic!("expected an Io error, got {other:?}"),
+    }
+    match StateLock::acquire(&state) {
+        Err(felhom_marker::LockError::Io { path, .. }) => assert_eq!(path, dir.join("lock")),
+        other => panic!("expected an Io error taking the lock, got {other:?}"),
+    }
+}
+
+#[test]
+fn on_a_full_file_system_a_save_fails_cleanly_and_the_marker_is_intact() {
+    let tmp = tempfile::tempdir().expect("a temp dir");
+    let fs = Tmpfs::mount(&tmp.path().join("mnt"), "size=64k,mode=0755");
+    let dir = fs.path.join("state");
+    let state = StateDir::open(&dir).expect("the state dir opens");
+    let before = full_marker("cycle-before");
+    state
+        .save(&before)
+        .expect("the marker saves while there is room");
+
+    let filler_path = fs.path.join("filler");
+    let mut filler = std::fs::File::create(&filler_path).expect("the filler is created");
+    let chunk = [0u8; 4096];
+    // Bounded: 64 KiB of tmpfs fills within a few dozen chunks.
+    let full = (0..1000).any(|_| filler.write_all(&chunk).is_err());
+    assert!(full, "the 64 KiB tmpfs never filled");
+    drop(filler);
+
+    let after = full_marker("cycle-after");
+    assert_io_error_in(&dir, state.save(&after), "writing the marker's temp file");
+    assert_eq!(state.load().expect("the marker loads"), Some(before));
+    assert_eq!(
+        names_in(&dir),
+        vec!["marker.json"],
+        "the failed save left no temp file"
+    );
+
+    std::fs::remove_file(&filler_path).expect("the filler is removed");
+    state
+        .save(&after)
+        .expect("the marker saves once there is room");
+    assert_eq!(state.load().expect("the marker loads"), Some(after));
+}
