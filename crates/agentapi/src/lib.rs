@@ -1,12 +1,60 @@
 //! Client of the host agent's backup API, v1 (SPEC §3).
 //!
-//! The controller talks to the agent only through the [`AgentApi`] trait. (Skeleton: the real
-//! pinned-TLS client lands with issue 3.)
+//! The controller talks to the agent only through the [`AgentApi`] trait; [`AgentClient`] is
+//! the real implementation:
+//!
+//! - HTTPS on hyper and rustls (ring provider), one connection pool per client;
+//! - the agent's self-signed leaf is **pinned**: the connection is accepted only if the SHA-256
+//!   of the leaf's DER equals the configured [`Pin`]; chain, expiry and host name are not
+//!   checked, the handshake signature is;
+//! - `Authorization: Bearer` on every request, from a [`Token`] that never shows up in `Debug`
+//!   or error messages;
+//! - a connect timeout and a bound on each whole request; answers over 64 KiB are refused;
+//! - typed answers: unknown phases are kept ([`BackupPhase::Unknown`]), a `409` to
+//!   `POST /backup` adopts the running backup ([`BackupStart::adopted`]), `503` is
+//!   [`AgentError::Unavailable`], `401` is [`AgentError::Unauthorized`]; every error's message
+//!   starts with the request (`GET /backup/status: ...`).
+//!
+//! # Embedding the client in another tool
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use felhom_agentapi::{AgentApi, AgentClient, BackupPhase, ClientConfig, Pin, Token};
+//!
+//! # async fn show() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = AgentClient::new(ClientConfig {
+//!     url: "https://10.0.0.1:8443".to_owned(),
+//!     token: Token::from_file("/etc/felhom/agent.token")?,
+//!     // As printed by the agent (or `felhom-controller check`): colons and case do not matter.
+//!     pin: "5f3a00112233445566778899aabbccddeeff00112233445566778899aabbccdd".parse::<Pin>()?,
+//!     connect_timeout: Duration::from_secs(5),
+//!     request_timeout: Duration::from_secs(15),
+//! })?;
+//!
+//! let status = client.backup_status().await?;
+//! match status.phase {
+//!     BackupPhase::Running | BackupPhase::Snapshotted => println!("backup {:?} in progress", status.id),
+//!     BackupPhase::Unknown(phase) => println!("a newer agent says {phase:?}"),
+//!     other => println!("{other:?}"),
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Code that only needs the trait (and its tests) can take `&dyn AgentApi`; with the `mock`
+//! feature the crate also exports `MockAgentApi` (mockall).
 #![deny(missing_docs)]
 
+mod client;
+mod pin;
+mod token;
 mod types;
+mod wire;
 
-pub use types::{AgentError, BackupPhase, BackupStart, BackupStatus, Due};
+pub use client::{AgentClient, ClientConfig};
+pub use pin::Pin;
+pub use token::Token;
+pub use types::{AgentError, BackupPhase, BackupStart, BackupStatus, ConfigError, Due};
 
 use async_trait::async_trait;
 
