@@ -1,0 +1,50 @@
+//! The knobs of the cycle: plain values, no parsing (the binary reads the config file).
+
+use std::time::Duration;
+
+/// How the cycle behaves. [`Default`] gives SPEC §5's defaults.
+#[derive(Debug, Clone)]
+pub struct CycleConfig {
+    /// How often the loop asks the agent whether a backup is due.
+    pub due_poll_interval: Duration,
+    /// The longest pause between two `GET /backup/status` while waiting. Polling starts at
+    /// [`CycleConfig::first_poll`] right after the backup starts and doubles up to this.
+    pub status_poll_interval: Duration,
+    /// The first pause between `POST /backup` and the first `GET /backup/status`.
+    pub first_poll: Duration,
+    /// The longest the stacks stay down, from the first stop until the resume begins.
+    pub max_quiesce: Duration,
+    /// Resume on `snapshotted` rather than on `done` (SPEC §2 rule 8).
+    pub resume_on_snapshot: bool,
+    /// The least time between the end of a cycle and the start of the next.
+    pub min_cycle_interval: Duration,
+    /// The least time between the end of a failed cycle and the start of the next.
+    pub failure_cooldown: Duration,
+    /// How many stacks are stopped or started at once; 1 keeps the strict order.
+    pub parallelism: usize,
+    /// How many times a stack's start is tried before it is reported stranded.
+    pub restart_attempts: u32,
+    /// The pause after the first failed start; it doubles on each further failure.
+    pub restart_backoff: Duration,
+    /// The longest one start call may take (the stacks manager's own wait included) before
+    /// it counts as a failed attempt.
+    pub start_call_timeout: Duration,
+}
+
+impl Default for CycleConfig {
+    fn default() -> Self {
+        CycleConfig {
+            due_poll_interval: Duration::from_secs(60),
+            status_poll_interval: Duration::from_secs(2),
+            first_poll: Duration::from_millis(100),
+            max_quiesce: Duration::from_secs(30 * 60),
+            resume_on_snapshot: true,
+            min_cycle_interval: Duration::from_secs(3600),
+            failure_cooldown: Duration::from_secs(3600),
+            parallelism: 4,
+            restart_attempts: 5,
+            restart_backoff: Duration::from_secs(2),
+            start_call_timeout: Duration::from_secs(150),
+        }
+    }
+}

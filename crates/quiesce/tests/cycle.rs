@@ -1,0 +1,1061 @@
+//! The safety rules of SPEC §2, each against mocks of the three collaborators. Every mock call
+//! is appended to a shared timeline, so a test asserts the order of what happened, not only
+//! that it happened. Time is tokio's paused clock: the bound and the backoffs run instantly.
+
+use async_trait::async_trait;
+use chrono::Utc;
+use felhom_agentapi::{
+    AgentApi, AgentError, BackupPhase, BackupStart, BackupStatus, Due, MockAgentApi,
+};
+use felhom_marker::{
+    MarkedStack, Marker, MarkerPhase, MarkerStore, MockHistoryStore, MockMarkerStore, Outcome,
+};
+use felhom_quiesce::{CancellationToken, Controller, CycleConfig, CycleError, CycleLock, Parts};
+use felhom_stacks::{MockStacks, RunningStack, Stacks, StacksError};
+use std::fmt::Debug;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Clone, Default)]
+struct Timeline(Arc<Mutex<Vec<String>>>);
+impl Timeline {
+    fn push(&self, s: impl Into<String>) {
+        self.0.lock().expect("timeline").push(s.into());
+    }
+    fn all(&self) -> Vec<String> {
+        self.0.lock().expect("timeline").clone()
+    }
+    fn count(&self, prefix: &str) -> usize {
+        self.all().iter().filter(|e| e.starts_with(prefix)).count()
+    }
+    fn index(&self, entry: &str) -> usize {
+        self.all()
+            .iter()
+            .position(|e| e == entry)
+            .unwrap_or_else(|| panic!("{entry:?} not in {:?}", self.all()))
+    }
+}
+
+/// The lock: a flag, so a test can hold it "from another process".
+#[derive(Debug, Default)]
+struct FlagLock(AtomicBool);
+#[derive(Debug)]
+struct FlagGuard(Arc<FlagLock>);
+impl Drop for FlagGuard {
+    fn drop(&mut self) {
+        self.0 .0.store(false, Ordering::SeqCst);
+    }
+}
+struct SharedLock(Arc<FlagLock>);
+impl CycleLock for SharedLock {
+    fn acquire(&self) -> Result<Box<dyn Debug + Send + Sync>, String> {
+        if self.0 .0.swap(true, Ordering::SeqCst) {
+            return Err("held by pid 4242".into());
+        }
+        Ok(Box::new(FlagGuard(self.0.clone())))
+    }
+}
+
+fn config() -> CycleConfig {
+    CycleConfig {
+        due_poll_interval: Duration::from_secs(60),
+        status_poll_interval: Duration::from_secs(2),
+        first_poll: Duration::from_millis(100),
+        max_quiesce: Duration::from_secs(600),
+        resume_on_snapshot: true,
+        min_cycle_interval: Duration::from_secs(3600),
+        failure_cooldown: Duration::from_secs(7200),
+        parallelism: 1,
+        restart_attempts: 3,
+        restart_backoff: Duration::from_secs(1),
+        start_call_timeout: Duration::from_secs(150),
+    }
+}
+
+fn running(names: &[&str]) -> Vec<RunningStack> {
+    names
+        .iter()
+        .map(|n| RunningStack {
+            name: (*n).to_owned(),
+            services: vec!["app".into(), "db".into()],
+        })
+        .collect()
+}
+
+fn status(id: &str, phase: BackupPhase) -> BackupStatus {
+    BackupStatus {
+        id: Some(id.to_owned()),
+        phase,
+        started_at: None,
+        snapshot_at: None,
+        finished_at: None,
+        error: None,
+    }
+}
+
+/// Marker and history mocks that log into the timeline; the marker mock keeps the last saved
+/// marker so tests can look at it.
+struct Store {
+    marker: MockMarkerStore,
+    history: MockHistoryStore,
+    saved: Arc<Mutex<Vec<Marker>>>,
+    records: Arc<Mutex<Vec<felhom_marker::CycleRecord>>>,
+}
+
+fn store(t: &Timeline, existing: Option<Marker>) -> Store {
+    let mut marker = MockMarkerStore::new();
+    let saved = Arc::new(Mutex::new(Vec::<Marker>::new()));
+    let current = Arc::new(Mutex::new(existing));
+    {
+        let current = current.clone();
+        marker
+            .expect_load()
+            .returning(move || Ok(current.lock().expect("m").clone()));
+    }
+    {
+        let (t, saved, current) = (t.clone(), saved.clone(), current.clone());
+        marker.expect_save().returning(move |m| {
+            let names: Vec<_> = m.stacks.iter().map(|s| s.name.as_str()).collect();
+            t.push(format!("save {:?} {}", m.phase, names.join(",")));
+            saved.lock().expect("saved").push(m.clone());
+            *current.lock().expect("m") = Some(m.clone());
+            Ok(())
+        });
+    }
+    {
+        let (t, current) = (t.clone(), current.clone());
+        marker.expect_clear().returning(move || {
+            t.push("clear");
+            *current.lock().expect("m") = None;
+            Ok(())
+        });
+    }
+    let mut history = MockHistoryStore::new();
+    let records = Arc::new(Mutex::new(Vec::new()));
+    {
+        let (t, records) = (t.clone(), records.clone());
+        history.expect_append().returning(move |r| {
+            t.push(format!("record {:?}", r.outcome));
+            records.lock().expect("records").push(r.clone());
+            Ok(())
+        });
+    }
+    history.expect_recent().returning(|_| Ok(vec![]));
+    Store {
+        marker,
+        history,
+        saved,
+        records,
+    }
+}
+
+/// Stacks mock: lists `names`, logs stops and starts; `start` fails for names in `failing`.
+fn stacks(t: &Timeline, names: &[&str], failing: &[&str]) -> MockStacks {
+    let mut s = MockStacks::new();
+    let list = running(names);
+    s.expect_running_app_stacks()
+        .returning(move || Ok(list.clone()));
+    let t1 = t.clone();
+    s.expect_stop().returning(move |name| {
+        t1.push(format!("stop {name}"));
+        Ok(vec!["app".into(), "db".into()])
+    });
+    let t2 = t.clone();
+    let failing: Vec<String> = failing.iter().map(|s| (*s).to_owned()).collect();
+    s.expect_start().returning(move |name, services| {
+        t2.push(format!("start {name} {}", services.join(",")));
+        if failing.iter().any(|f| f == name) {
+            Err(StacksError::Other(format!("{name}: container exited")))
+        } else {
+            Ok(())
+        }
+    });
+    s.expect_is_running().returning(|_| Ok(true));
+    s
+}
+
+/// Agent mock: `POST /backup` → `b-1`, then the given status answers in turn (the last repeats).
+fn agent(t: &Timeline, answers: Vec<Result<BackupPhase, ()>>) -> MockAgentApi {
+    let mut a = MockAgentApi::new();
+    let t1 = t.clone();
+    a.expect_start_backup().returning(move |cycle| {
+        t1.push("POST /backup");
+        assert!(!cycle.is_empty());
+        Ok(BackupStart {
+            id: "b-1".into(),
+            adopted: false,
+        })
+    });
+    let t2 = t.clone();
+    let answers = Arc::new(Mutex::new(answers));
+    a.expect_backup_status().returning(move || {
+        let mut answers = answers.lock().expect("answers");
+        let answer = if answers.len() > 1 {
+            answers.remove(0)
+        } else {
+            answers[0].clone()
+        };
+        match answer {
+            Ok(phase) => {
+                t2.push(format!("status {phase:?}"));
+                Ok(status("b-1", phase))
+            }
+            Err(()) => {
+                t2.push("status error");
+                Err(AgentError::Other {
+                    request: "GET /backup/status",
+                    detail: "connection refused".into(),
+                })
+            }
+        }
+    });
+    a.expect_backup_due().returning(|| {
+        Ok(Due {
+            due: true,
+            reason: None,
+            next_due_at: None,
+        })
+    });
+    a
+}
+
+fn controller(
+    agent: Arc<dyn AgentApi>,
+    stacks: Arc<dyn Stacks>,
+    store: &mut Option<Store>,
+    cfg: CycleConfig,
+) -> (Controller, Arc<FlagLock>) {
+    let s = store.take().expect("store used once");
+    let lock = Arc::new(FlagLock::default());
+    let parts = Parts {
+        agent: Some(agent),
+        stacks,
+        marker: Arc::new(s.marker),
+        history: Arc::new(s.history),
+        lock: Arc::new(SharedLock(lock.clone())),
+    };
+    (Controller::new(parts, cfg), lock)
+}
+
+struct Run {
+    t: Timeline,
+    saved: Arc<Mutex<Vec<Marker>>>,
+    records: Arc<Mutex<Vec<felhom_marker::CycleRecord>>>,
+}
+
+async fn cycle_with(
+    agent_answers: Vec<Result<BackupPhase, ()>>,
+    names: &[&str],
+    failing: &[&str],
+    cfg: CycleConfig,
+) -> (felhom_marker::CycleRecord, Run) {
+    let t = Timeline::default();
+    let st = store(&t, None);
+    let (saved, records) = (st.saved.clone(), st.records.clone());
+    let (c, _) = controller(
+        Arc::new(agent(&t, agent_answers)),
+        Arc::new(stacks(&t, names, failing)),
+        &mut Some(st),
+        cfg,
+    );
+    let record = c
+        .run_cycle(&CancellationToken::new())
+        .await
+        .expect("cycle runs");
+    (record, Run { t, saved, records })
+}
+
+#[tokio::test(start_paused = true)]
+async fn happy_path_in_order() {
+    let mut cfg = config();
+    cfg.resume_on_snapshot = false;
+    let (record, run) = cycle_with(
+        vec![
+            Ok(BackupPhase::Running),
+            Ok(BackupPhase::Snapshotted),
+            Ok(BackupPhase::Done),
+        ],
+        &["alpha", "beta"],
+        &[],
+        cfg,
+    )
+    .await;
+    assert_eq!(
+        run.t.all(),
+        [
+            "save Quiescing alpha,beta",
+            "stop alpha",
+            "stop beta",
+            "save BackingUp alpha,beta",
+            "POST /backup",
+            "save BackingUp alpha,beta",
+            "status Running",
+            "status Snapshotted",
+            "status Done",
+            "save Resuming alpha,beta",
+            "start alpha app,db",
+            "save Resuming beta",
+            "start beta app,db",
+            "save Resuming ",
+            "clear",
+            "record Done",
+        ]
+    );
+    assert_eq!(record.outcome, Outcome::Done);
+    assert_eq!(record.backup_id.as_deref(), Some("b-1"));
+    assert!(record.stranded.is_empty());
+    assert!(record
+        .stacks
+        .iter()
+        .all(|s| s.downtime_ms.is_some() && s.stopped_at.is_some()));
+    assert_eq!(run.records.lock().expect("r").len(), 1);
+    // The marker saved after POST /backup carries the agent's id (for crash recovery).
+    assert!(run
+        .saved
+        .lock()
+        .expect("s")
+        .iter()
+        .any(|m| m.backup_id.as_deref() == Some("b-1")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn marker_is_written_before_the_first_stop_and_a_write_failure_stops_nothing() {
+    let t = Timeline::default();
+    let mut marker = MockMarkerStore::new();
+    marker.expect_load().returning(|| Ok(None));
+    marker.expect_save().returning(|_| {
+        Err(felhom_marker::MarkerError::Io {
+            action: "writing the marker",
+            path: "/var/lib/felhom-controller/marker.json".into(),
+            source: std::io::Error::other("No space left on device"),
+        })
+    });
+    marker.expect_clear().never();
+    let mut history = MockHistoryStore::new();
+    history.expect_append().never();
+    let mut stacks = MockStacks::new();
+    stacks
+        .expect_running_app_stacks()
+        .returning(|| Ok(running(&["alpha"])));
+    stacks.expect_stop().never();
+    stacks.expect_start().never();
+    let mut agent = MockAgentApi::new();
+    agent.expect_start_backup().never();
+    let st = Store {
+        marker,
+        history,
+        saved: Default::default(),
+        records: Default::default(),
+    };
+    let (c, _) = controller(Arc::new(agent), Arc::new(stacks), &mut Some(st), config());
+    let err = c
+        .run_cycle(&CancellationToken::new())
+        .await
+        .expect_err("no marker, no cycle");
+    assert!(err.to_string().contains("No space left on device"), "{err}");
+    assert!(t.all().is_empty());
+
+    // And when it can be written, it is written before the first stop.
+    let (_, run) = cycle_with(vec![Ok(BackupPhase::Done)], &["alpha"], &[], config()).await;
+    assert!(run.t.index("save Quiescing alpha") < run.t.index("stop alpha"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn failure_to_start_the_backup_restarts_the_stacks() {
+    let t = Timeline::default();
+    let st = store(&t, None);
+    let records = st.records.clone();
+    let mut a = MockAgentApi::new();
+    a.expect_start_backup().returning(|_| {
+        Err(AgentError::Unavailable {
+            request: "POST /backup",
+            message: "storage offline".into(),
+        })
+    });
+    a.expect_backup_status().never();
+    let (c, _) = controller(
+        Arc::new(a),
+        Arc::new(stacks(&t, &["alpha", "beta"], &[])),
+        &mut Some(st),
+        config(),
+    );
+    let record = c
+        .run_cycle(&CancellationToken::new())
+        .await
+        .expect("cycle ran");
+    assert_eq!(record.outcome, Outcome::Failed);
+    assert_eq!(t.count("start "), 2);
+    assert!(t.index("stop beta") < t.index("start alpha app,db"));
+    assert!(record.errors.iter().any(|e| e.contains("storage offline")));
+    assert_eq!(records.lock().expect("r")[0].outcome, Outcome::Failed);
+    assert_eq!(t.all().last().map(String::as_str), Some("record Failed"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_and_lost_backups_restart_the_stacks() {
+    for (phase, outcome) in [
+        (BackupPhase::Failed, Outcome::Failed),
+        (BackupPhase::Idle, Outcome::Lost),
+    ] {
+        let (record, run) = cycle_with(
+            vec![Ok(BackupPhase::Running), Ok(phase)],
+            &["alpha"],
+            &[],
+            config(),
+        )
+        .await;
+        assert_eq!(record.outcome, outcome);
+        assert_eq!(run.t.count("start alpha"), 1);
+        assert!(run.t.index("clear") > run.t.index("start alpha app,db"));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn another_backup_id_means_lost() {
+    let t = Timeline::default();
+    let st = store(&t, None);
+    let mut a = MockAgentApi::new();
+    a.expect_start_backup().returning(|_| {
+        Ok(BackupStart {
+            id: "b-1".into(),
+            adopted: false,
+        })
+    });
+    a.expect_backup_status()
+        .returning(|| Ok(status("b-other", BackupPhase::Running)));
+    let (c, _) = controller(
+        Arc::new(a),
+        Arc::new(stacks(&t, &["alpha"], &[])),
+        &mut Some(st),
+        config(),
+    );
+    let record = c.run_cycle(&CancellationToken::new()).await.expect("cycle");
+    assert_eq!(record.outcome, Outcome::Lost);
+    assert_eq!(t.count("start alpha"), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn status_errors_are_retried_until_an_answer() {
+    let (record, run) = cycle_with(
+        vec![
+            Err(()),
+            Err(()),
+            Err(()),
+            Ok(BackupPhase::Running),
+            Ok(BackupPhase::Done),
+        ],
+        &["alpha"],
+        &[],
+        config(),
+    )
+    .await;
+    assert_eq!(record.outcome, Outcome::Done);
+    assert_eq!(run.t.count("status error"), 3);
+    assert_eq!(run.t.count("start alpha"), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn status_errors_past_the_bound_restart_the_stacks_at_the_bound() {
+    let begin = tokio::time::Instant::now();
+    let (record, run) = cycle_with(vec![Err(())], &["alpha"], &[], config()).await;
+    assert_eq!(record.outcome, Outcome::Bounded);
+    assert_eq!(run.t.count("start alpha"), 1);
+    let waited = begin.elapsed();
+    // Resumed at the bound (600 s), not before and not much after (paused clock: exact).
+    assert!(
+        waited >= Duration::from_secs(600) && waited < Duration::from_secs(640),
+        "{waited:?}"
+    );
+    assert!(run.t.count("status error") > 5);
+}
+
+/// An agent whose every call hangs forever: the bound must still hold.
+struct HangingAgent(Timeline);
+#[async_trait]
+impl AgentApi for HangingAgent {
+    async fn backup_due(&self) -> Result<Due, AgentError> {
+        std::future::pending().await
+    }
+    async fn start_backup(&self, _cycle_id: &str) -> Result<BackupStart, AgentError> {
+        self.0.push("POST /backup (hangs)");
+        std::future::pending().await
+    }
+    async fn backup_status(&self) -> Result<BackupStatus, AgentError> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn bound_holds_when_the_agent_hangs() {
+    let t = Timeline::default();
+    let st = store(&t, None);
+    let (c, lock) = controller(
+        Arc::new(HangingAgent(t.clone())),
+        Arc::new(stacks(&t, &["alpha", "beta"], &[])),
+        &mut Some(st),
+        config(),
+    );
+    let begin = tokio::time::Instant::now();
+    let record = c.run_cycle(&CancellationToken::new()).await.expect("cycle");
+    assert_eq!(record.outcome, Outcome::Bounded);
+    assert_eq!(begin.elapsed(), Duration::from_secs(600));
+    assert_eq!(t.count("start "), 2);
+    assert_eq!(t.all().last().map(String::as_str), Some("record Bounded"));
+    assert!(
+        !lock.0.load(Ordering::SeqCst),
+        "the lock is released after the cycle"
+    );
+}
+
+/// Stacks whose stop of `stuck` never returns (a hung `docker compose stop`).
+struct StuckStop {
+    t: Timeline,
+    stuck: &'static str,
+}
+#[async_trait]
+impl Stacks for StuckStop {
+    async fn running_app_stacks(&self) -> Result<Vec<RunningStack>, StacksError> {
+        Ok(running(&["alpha", "beta", "gamma"]))
+    }
+    async fn stop(&self, stack: &str) -> Result<Vec<String>, StacksError> {
+        self.t.push(format!("stop {stack}"));
+        if stack == self.stuck {
+            std::future::pending::<()>().await;
+        }
+        Ok(vec!["app".into(), "db".into()])
+    }
+    async fn start(&self, stack: &str, services: &[String]) -> Result<(), StacksError> {
+        self.t.push(format!("start {stack} {}", services.join(",")));
+        Ok(())
+    }
+    async fn is_running(&self, _stack: &str) -> Result<bool, StacksError> {
+        Ok(true)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn bound_holds_when_a_stop_hangs_and_every_marked_stack_is_started() {
+    let t = Timeline::default();
+    let st = store(&t, None);
+    let mut a = MockAgentApi::new();
+    a.expect_start_backup().never();
+    let (c, _) = controller(
+        Arc::new(a),
+        Arc::new(StuckStop {
+            t: t.clone(),
+            stuck: "beta",
+        }),
+        &mut Some(st),
+        config(),
+    );
+    let record = c.run_cycle(&CancellationToken::new()).await.expect("cycle");
+    assert_eq!(record.outcome, Outcome::Bounded);
+    // alpha was stopped, beta was being stopped, gamma not yet: all three are in the marker
+    // and all three are started (starting a running stack is harmless).
+    for s in ["alpha", "beta", "gamma"] {
+        assert_eq!(t.count(&format!("start {s} ")), 1, "{s}: {:?}", t.all());
+    }
+    assert_eq!(t.count("stop gamma"), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancellation_restarts_the_stacks() {
+    let t = Timeline::default();
+    let st = store(&t, None);
+    let (c, _) = controller(
+        Arc::new(agent(&t, vec![Ok(BackupPhase::Running)])),
+        Arc::new(stacks(&t, &["alpha"], &[])),
+        &mut Some(st),
+        config(),
+    );
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        trigger.cancel();
+    });
+    let record = c.run_cycle(&cancel).await.expect("cycle");
+    assert_eq!(record.outcome, Outcome::Cancelled);
+    assert_eq!(t.count("start alpha"), 1);
+    assert!(t.index("start alpha app,db") < t.index("clear"));
+}
+
+/// Stacks whose stop panics (a bug in a collaborator).
+struct PanickingStop(Timeline);
+#[async_trait]
+impl Stacks for PanickingStop {
+    async fn running_app_stacks(&self) -> Result<Vec<RunningStack>, StacksError> {
+        Ok(running(&["alpha", "beta"]))
+    }
+    async fn stop(&self, stack: &str) -> Result<Vec<String>, StacksError> {
+        self.0.push(format!("stop {stack}"));
+        if stack == "beta" {
+            panic!("bug in stop");
+        }
+        Ok(vec!["app".into()])
+    }
+    async fn start(&self, stack: &str, services: &[String]) -> Result<(), StacksError> {
+        self.0.push(format!("start {stack} {}", services.join(",")));
+        Ok(())
+    }
+    async fn is_running(&self, _stack: &str) -> Result<bool, StacksError> {
+        Ok(true)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_in_the_cycle_restarts_the_stacks() {
+    let t = Timeline::default();
+    let st = store(&t, None);
+    let mut a = MockAgentApi::new();
+    a.expect_start_backup().never();
+    let (c, lock) = controller(
+        Arc::new(a),
+        Arc::new(PanickingStop(t.clone())),
+        &mut Some(st),
+        config(),
+    );
+    let record = c.run_cycle(&CancellationToken::new()).await.expect("cycle");
+    assert_eq!(record.outcome, Outcome::Failed);
+    assert_eq!(t.count("start alpha"), 1);
+    assert_eq!(t.count("start beta"), 1);
+    assert!(
+        record.errors.iter().any(|e| e.contains("panic")),
+        "{:?}",
+        record.errors
+    );
+    assert!(!lock.0.load(Ordering::SeqCst));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_failure_does_not_end_the_cycle_and_the_stack_is_started_again() {
+    let t = Timeline::default();
+    let st = store(&t, None);
+    let mut s = MockStacks::new();
+    s.expect_running_app_stacks()
+        .returning(|| Ok(running(&["alpha", "beta"])));
+    let t1 = t.clone();
+    s.expect_stop().returning(move |name| {
+        t1.push(format!("stop {name}"));
+        if name == "alpha" {
+            Err(StacksError::Other(
+                "docker compose stop: exit status 1".into(),
+            ))
+        } else {
+            Ok(vec!["app".into(), "db".into()])
+        }
+    });
+    let t2 = t.clone();
+    s.expect_start().returning(move |name, _| {
+        t2.push(format!("start {name}"));
+        Ok(())
+    });
+    let (c, _) = controller(
+        Arc::new(agent(&t, vec![Ok(BackupPhase::Done)])),
+        Arc::new(s),
+        &mut Some(st),
+        config(),
+    );
+    let record = c.run_cycle(&CancellationToken::new()).await.expect("cycle");
+    assert_eq!(record.outcome, Outcome::Done, "the backup still happened");
+    assert_eq!(t.count("POST /backup"), 1);
+    assert_eq!(t.count("start alpha"), 1);
+    assert_eq!(t.count("start beta"), 1);
+    assert!(record.errors.iter().any(|e| e.contains("stopping alpha")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn restart_failure_is_retried_then_reported_stranded_and_the_marker_released() {
+    let (record, run) = cycle_with(
+        vec![Ok(BackupPhase::Done)],
+        &["alpha", "beta"],
+        &["beta"],
+        config(),
+    )
+    .await;
+    assert_eq!(record.outcome, Outcome::Done);
+    assert_eq!(record.stranded, ["beta"]);
+    assert_eq!(run.t.count("start beta"), 3, "restart_attempts = 3");
+    assert_eq!(run.t.count("start alpha"), 1);
+    // While it is retried it stays in the marker with its attempts counted...
+    let saved = run.saved.lock().expect("saved").clone();
+    let attempts: Vec<u32> = saved
+        .iter()
+        .filter_map(|m| {
+            m.stacks
+                .iter()
+                .find(|s| s.name == "beta")
+                .map(|s| s.restart_attempts)
+        })
+        .collect();
+    assert!(
+        attempts.contains(&1) && attempts.contains(&3),
+        "{attempts:?}"
+    );
+    assert!(saved
+        .iter()
+        .all(|m| m.stacks.iter().any(|s| s.name == "beta")));
+    // ...and then the marker is released so later backups are not blocked.
+    assert_eq!(run.t.count("clear"), 1);
+    assert!(
+        run.t.index("clear")
+            > run
+                .t
+                .all()
+                .iter()
+                .rposition(|e| e.starts_with("start beta"))
+                .expect("started")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retried_start_that_succeeds_is_not_stranded() {
+    let t = Timeline::default();
+    let st = store(&t, None);
+    let mut s = stacks(&t, &[], &[]);
+    s.checkpoint();
+    s.expect_running_app_stacks()
+        .returning(|| Ok(running(&["alpha"])));
+    s.expect_stop().returning(|_| Ok(vec!["app".into()]));
+    let tries = Arc::new(Mutex::new(0));
+    let t1 = t.clone();
+    s.expect_start().returning(move |name, _| {
+        t1.push(format!("start {name}"));
+        let mut n = tries.lock().expect("tries");
+        *n += 1;
+        if *n < 2 {
+            Err(StacksError::Other("not yet".into()))
+        } else {
+            Ok(())
+        }
+    });
+    let (c, _) = controller(
+        Arc::new(agent(&t, vec![Ok(BackupPhase::Done)])),
+        Arc::new(s),
+        &mut Some(st),
+        config(),
+    );
+    let record = c.run_cycle(&CancellationToken::new()).await.expect("cycle");
+    assert!(record.stranded.is_empty());
+    assert_eq!(t.count("start alpha"), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn only_the_stacks_we_stopped_are_restarted_with_their_services() {
+    let t = Timeline::default();
+    let st = store(&t, None);
+    let mut s = MockStacks::new();
+    // The stacks manager lists only running, deployed, unprotected stacks; the controller
+    // must start exactly those, with exactly the services that ran.
+    s.expect_running_app_stacks().returning(|| {
+        Ok(vec![
+            RunningStack {
+                name: "alpha".into(),
+                services: vec!["web".into()],
+            },
+            RunningStack {
+                name: "beta".into(),
+                services: vec!["api".into(), "db".into()],
+            },
+        ])
+    });
+    let t1 = t.clone();
+    s.expect_stop().returning(move |name| {
+        t1.push(format!("stop {name}"));
+        Ok(if name == "alpha" {
+            vec!["web".into()]
+        } else {
+            vec!["api".into(), "db".into()]
+        })
+    });
+    let t2 = t.clone();
+    s.expect_start().returning(move |name, services| {
+        t2.push(format!("start {name} {}", services.join(",")));
+        Ok(())
+    });
+    let (c, _) = controller(
+        Arc::new(agent(&t, vec![Ok(BackupPhase::Done)])),
+        Arc::new(s),
+        &mut Some(st),
+        config(),
+    );
+    c.run_cycle(&CancellationToken::new()).await.expect("cycle");
+    let starts: Vec<_> = t
+        .all()
+        .into_iter()
+        .filter(|e| e.starts_with("start "))
+        .collect();
+    assert_eq!(starts, ["start alpha web", "start beta api,db"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn early_resume_on_snapshot_then_the_outcome_is_recorded() {
+    let (record, run) = cycle_with(
+        vec![
+            Ok(BackupPhase::Running),
+            Ok(BackupPhase::Snapshotted),
+            Ok(BackupPhase::Running),
+            Ok(BackupPhase::Done),
+        ],
+        &["alpha"],
+        &[],
+        config(),
+    )
+    .await;
+    assert_eq!(record.outcome, Outcome::Done);
+    assert!(record.snapshot_at.is_some());
+    let start = run.t.index("start alpha app,db");
+    assert!(start > run.t.index("status Snapshotted"));
+    assert!(
+        start < run.t.index("status Done"),
+        "resumed before done: {:?}",
+        run.t.all()
+    );
+    assert!(
+        run.t.index("clear") < run.t.index("status Done"),
+        "marker cleared once the stacks run"
+    );
+    assert_eq!(run.t.all().last().map(String::as_str), Some("record Done"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn single_flight_refuses_a_second_cycle_and_a_present_marker() {
+    let t = Timeline::default();
+    let st = store(&t, None);
+    let mut s = MockStacks::new();
+    s.expect_running_app_stacks().never();
+    s.expect_stop().never();
+    let (c, lock) = controller(
+        Arc::new(MockAgentApi::new()),
+        Arc::new(s),
+        &mut Some(st),
+        config(),
+    );
+    lock.0.store(true, Ordering::SeqCst); // another process holds the lock
+    let err = c
+        .run_cycle(&CancellationToken::new())
+        .await
+        .expect_err("busy");
+    assert!(
+        matches!(err, CycleError::Busy(ref m) if m.contains("4242")),
+        "{err}"
+    );
+
+    let left = Marker::new("c-old", Utc::now(), vec![]);
+    let st = store(&t, Some(left));
+    let mut s = MockStacks::new();
+    s.expect_running_app_stacks().never();
+    s.expect_stop().never();
+    let (c, _) = controller(
+        Arc::new(MockAgentApi::new()),
+        Arc::new(s),
+        &mut Some(st),
+        config(),
+    );
+    let err = c
+        .run_cycle(&CancellationToken::new())
+        .await
+        .expect_err("marker present");
+    assert!(
+        matches!(err, CycleError::MarkerPresent { ref cycle_id } if cycle_id == "c-old"),
+        "{err}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn recovery_restarts_the_marker_stacks_asks_the_agent_and_clears_it() {
+    let t = Timeline::default();
+    let mut left = Marker::new(
+        "c-crashed",
+        Utc::now(),
+        vec![
+            MarkedStack {
+                name: "alpha".into(),
+                services: vec!["web".into()],
+                restart_attempts: 0,
+            },
+            MarkedStack {
+                name: "beta".into(),
+                services: vec!["db".into()],
+                restart_attempts: 1,
+            },
+        ],
+    );
+    left.phase = MarkerPhase::BackingUp;
+    left.backup_id = Some("b-7".into());
+    left.pid = 999_999;
+    let st = store(&t, Some(left));
+    let records = st.records.clone();
+    let mut s = MockStacks::new();
+    s.expect_running_app_stacks().never();
+    s.expect_stop().never();
+    let t1 = t.clone();
+    s.expect_start().returning(move |name, services| {
+        t1.push(format!("start {name} {}", services.join(",")));
+        Ok(())
+    });
+    let mut a = MockAgentApi::new();
+    a.expect_backup_status()
+        .times(1)
+        .returning(|| Ok(status("b-7", BackupPhase::Done)));
+    a.expect_start_backup().never();
+    let (c, _) = controller(Arc::new(a), Arc::new(s), &mut Some(st), config());
+    let record = c
+        .recover()
+        .await
+        .expect("recovered")
+        .expect("there was a marker");
+    assert_eq!(record.outcome, Outcome::Recovered);
+    assert_eq!(record.agent_phase.as_deref(), Some("done"));
+    assert_eq!(t.count("start alpha web"), 1);
+    assert_eq!(t.count("start beta db"), 1);
+    assert!(t.index("clear") > t.index("start beta db"));
+    assert_eq!(records.lock().expect("r").len(), 1);
+    // Nothing left: a second recovery finds no marker.
+    assert!(c.recover().await.expect("ok").is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_loop_recovers_first_then_waits_for_due_and_cools_down_after_a_failure() {
+    let t = Timeline::default();
+    let left = Marker::new(
+        "c-crashed",
+        Utc::now(),
+        vec![MarkedStack {
+            name: "alpha".into(),
+            services: vec!["web".into()],
+            restart_attempts: 0,
+        }],
+    );
+    let st = store(&t, Some(left));
+    let s = stacks(&t, &["alpha"], &[]);
+    let mut a = MockAgentApi::new();
+    let t1 = t.clone();
+    a.expect_backup_due().returning(move || {
+        t1.push(format!(
+            "due? at {}s",
+            tokio::time::Instant::now().elapsed().as_secs()
+        ));
+        Ok(Due {
+            due: true,
+            reason: None,
+            next_due_at: None,
+        })
+    });
+    let t2 = t.clone();
+    // Every backup is refused: each cycle fails, so the next may start only after the cooldown.
+    a.expect_start_backup().returning(move |_| {
+        t2.push("POST /backup");
+        Err(AgentError::Unavailable {
+            request: "POST /backup",
+            message: "busy".into(),
+        })
+    });
+    let (c, _) = controller(Arc::new(a), Arc::new(s), &mut Some(st), config());
+    let cancel = CancellationToken::new();
+    let begin = tokio::time::Instant::now();
+    let stopper = cancel.clone();
+    let times = Arc::new(Mutex::new(Vec::new()));
+    let t3 = t.clone();
+    let times2 = times.clone();
+    tokio::spawn(async move {
+        // Watch the timeline for 5 hours of (paused) time, then stop the loop.
+        for _ in 0..(5 * 3600) {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let n = t3.count("POST /backup");
+            let mut tm = times2.lock().expect("t");
+            if tm.len() < n {
+                tm.push(begin.elapsed().as_secs());
+            }
+        }
+        stopper.cancel();
+    });
+    c.run(&cancel).await;
+    let all: Vec<String> = t
+        .all()
+        .into_iter()
+        .filter(|e| !e.starts_with("save "))
+        .collect();
+    // Recovery came before any question to the agent.
+    assert_eq!(all.first().map(String::as_str), Some("start alpha web"));
+    assert_eq!(all.get(1).map(String::as_str), Some("clear"));
+    let times = times.lock().expect("t").clone();
+    // failure_cooldown = 2 h: cycles at ~0 h, ~2 h, ~4 h, never closer together.
+    assert_eq!(times.len(), 3, "{times:?}");
+    for pair in times.windows(2) {
+        assert!(pair[1] - pair[0] >= 7200, "{times:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_loop_does_not_reloop_after_a_success_and_skips_when_not_due() {
+    let t = Timeline::default();
+    let st = store(&t, None);
+    let s = stacks(&t, &["alpha"], &[]);
+    let mut a = agent(&t, vec![Ok(BackupPhase::Done)]);
+    a.checkpoint();
+    a.expect_start_backup().returning(|_| {
+        Ok(BackupStart {
+            id: "b-1".into(),
+            adopted: false,
+        })
+    });
+    a.expect_backup_status()
+        .returning(|| Ok(status("b-1", BackupPhase::Done)));
+    let begin = tokio::time::Instant::now();
+    let t1 = t.clone();
+    // Due only in the first 10 minutes and again after 3 h: the agent keeps saying due, but
+    // min_cycle_interval (1 h) holds the second cycle back.
+    a.expect_backup_due().returning(move || {
+        let s = begin.elapsed().as_secs();
+        t1.push(format!("due? {s}"));
+        Ok(Due {
+            due: s < 600 || s > 3 * 3600,
+            reason: None,
+            next_due_at: None,
+        })
+    });
+    let (c, _) = controller(Arc::new(a), Arc::new(s), &mut Some(st), config());
+    let cancel = CancellationToken::new();
+    let stopper = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(4 * 3600)).await;
+        stopper.cancel();
+    });
+    c.run(&cancel).await;
+    assert_eq!(t.count("record Done"), 2, "{:?}", t.all());
+    assert_eq!(t.count("stop alpha"), 2);
+}
+
+/// The real lock, through `CycleLock for StateDir`: a cycle cannot start while another holder
+/// (here: this process, as the daemon would) has it, and the error names the holder's pid.
+#[tokio::test]
+async fn the_real_state_dir_lock_is_single_flight() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state =
+        Arc::new(felhom_marker::StateDir::open(dir.path().join("state")).expect("state dir"));
+    let held = felhom_marker::StateLock::acquire(&state).expect("first taker");
+    let mut s = MockStacks::new();
+    s.expect_running_app_stacks().never();
+    s.expect_stop().never();
+    let parts = Parts {
+        agent: Some(Arc::new(MockAgentApi::new())),
+        stacks: Arc::new(s),
+        marker: state.clone(),
+        history: state.clone(),
+        lock: state.clone(),
+    };
+    let c = Controller::new(parts, config());
+    let err = c
+        .run_cycle(&CancellationToken::new())
+        .await
+        .expect_err("lock held");
+    assert!(
+        matches!(err, CycleError::Busy(ref m) if m.contains(&std::process::id().to_string())),
+        "{err}"
+    );
+    drop(held);
+    // Released: the next cycle gets past the lock (and finds nothing to do but the backup).
+    assert!(state.load().expect("load").is_none());
+}
