@@ -1,10 +1,47 @@
 //! The app stacks of a guest (SPEC §4): compose projects under `stacks.root`.
 //!
-//! The controller uses them only through the [`Stacks`] trait. (Skeleton: the compose
-//! implementation lands with issue 5.)
+//! The controller uses them only through the [`Stacks`] trait; [`ComposeStacks`] is the real
+//! implementation over the docker and compose command-line tools (`docker compose` v2 or
+//! `docker-compose` v1). Commands are run with argument vectors, never through a shell, and
+//! every stack name is checked against compose's project-name rules first.
+//!
+//! ```no_run
+//! use felhom_stacks::{ComposeStacks, Stacks, StacksConfig};
+//!
+//! # async fn demo() -> Result<(), felhom_stacks::StacksError> {
+//! let stacks = ComposeStacks::new(StacksConfig::default())?;
+//! for stack in stacks.running_app_stacks().await? {
+//!     let services = stacks.stop(&stack.name).await?;
+//!     // ... the backup ...
+//!     stacks.start(&stack.name, &services).await?;
+//! }
+//! # Ok(())
+//! # }
+//! ```
 #![deny(missing_docs)]
 
+mod command;
+mod compose;
+mod compose_stacks;
+mod config;
+mod engine;
+mod files;
+mod name;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
 use async_trait::async_trait;
+
+pub use compose_stacks::ComposeStacks;
+pub use config::{ComposeChoice, StacksConfig, DEFAULT_PROTECTED};
+
+/// Checks a stack name against compose's project-name rules (only lowercase letters,
+/// digits, dashes and underscores; the first a letter or digit), e.g. to validate
+/// `stacks.protected`. Every method of [`ComposeStacks`] does this before anything else.
+pub fn validate_name(name: &str) -> Result<(), StacksError> {
+    name::check_stack_name(name)
+}
 
 /// A running app stack and the services of it that run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,4 +98,74 @@ pub enum StacksError {
     /// Anything else (engine unreachable, timeout waiting to run...).
     #[error("{0}")]
     Other(String),
+    /// A service name handed to [`Stacks::start`] is not one compose could have made.
+    #[error("stack {stack:?}: invalid service name {service:?}: {why}")]
+    InvalidService {
+        /// The stack.
+        stack: String,
+        /// The service name.
+        service: String,
+        /// Which rule it breaks.
+        why: &'static str,
+    },
+    /// The stack's directory holds no compose file (or does not exist).
+    #[error("stack {stack:?} is not deployed: no compose file (compose.yaml, compose.yml, docker-compose.yaml, docker-compose.yml) in {}", dir.display())]
+    NotDeployed {
+        /// The stack.
+        stack: String,
+        /// The directory where its compose file was looked for.
+        dir: PathBuf,
+    },
+    /// The stacks root could not be read.
+    #[error("cannot read the stacks root {}: {source}", root.display())]
+    Root {
+        /// `stacks.root`.
+        root: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A docker command that concerns no single stack failed, e.g. the engine is unreachable.
+    #[error("docker engine: {command}: {detail}")]
+    Engine {
+        /// The command line, e.g. `docker ps --filter ...`.
+        command: String,
+        /// What went wrong, with the tail of stderr.
+        detail: String,
+    },
+    /// A `stacks.compose` value that is not one of the three allowed.
+    #[error("unknown compose {0:?}: expected \"auto\", \"docker compose\" or \"docker-compose\"")]
+    UnknownCompose(String),
+    /// Neither `docker compose` nor `docker-compose` works.
+    #[error("no docker compose found: {detail}")]
+    NoCompose {
+        /// What each attempt answered.
+        detail: String,
+    },
+    /// A service's container stopped (exited, died, or went into a restart loop) right
+    /// after it was started.
+    #[error("stack {stack:?}: {command}: service {service:?} failed to start ({status}); its last log lines:\n{logs}")]
+    StartFailed {
+        /// The stack.
+        stack: String,
+        /// The command that started it.
+        command: String,
+        /// The service.
+        service: String,
+        /// The container's status as docker shows it, e.g. `Exited (1) 1 second ago`.
+        status: String,
+        /// The tail of the container's log.
+        logs: String,
+    },
+    /// Services did not run (or become healthy) within `start_timeout`.
+    #[error("stack {stack:?}: {command}: not running and healthy after {}s: {}", waited.as_secs(), pending.join(", "))]
+    StartTimeout {
+        /// The stack.
+        stack: String,
+        /// The command that started it.
+        command: String,
+        /// How long was waited.
+        waited: Duration,
+        /// The services still not ready, each with why, e.g. `db (health: starting)`.
+        pending: Vec<String>,
+    },
 }
