@@ -382,6 +382,7 @@ listen = "127.0.0.1:9787"
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
     fn the_environment_overrides_the_file() {
         // figment::Jail isolates the environment for the closure.
         figment::Jail::expect_with(|jail| {
