@@ -124,7 +124,17 @@ fn status_probes_do_not_make_a_cycle_fail() {
         std::thread::yield_now();
     }
     let before = probes.load(Ordering::Relaxed);
-    let outcome = (0..200).try_for_each(|_| StateLock::acquire(&state).map(drop));
+    // At least 200 takers, and on until the prober has really run alongside them (on a loaded
+    // machine the scheduler may not interleave the two threads during the first 200).
+    let mut outcome = Ok(());
+    let mut takers = 0u32;
+    while outcome.is_ok()
+        && (takers < 200 || probes.load(Ordering::Relaxed) - before < 20)
+        && Instant::now() < deadline
+    {
+        outcome = StateLock::acquire(&state).map(drop);
+        takers += 1;
+    }
     let during = probes.load(Ordering::Relaxed) - before;
     stop.store(true, Ordering::Relaxed);
     prober.join().expect("the prober ends");
