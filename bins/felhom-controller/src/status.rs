@@ -259,3 +259,87 @@ pub(crate) async fn serve(
     });
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use felhom_marker::{Outcome, StackRecord};
+
+    fn record(stranded: &[&str]) -> CycleRecord {
+        let now = Utc::now();
+        CycleRecord {
+            cycle_id: "c-1".into(),
+            started_at: now,
+            finished_at: now,
+            outcome: Outcome::Done,
+            backup_id: Some("b-1".into()),
+            snapshot_at: None,
+            agent_phase: None,
+            stacks: vec![
+                StackRecord {
+                    name: "a".into(),
+                    services: vec![],
+                    stop_started_at: None,
+                    stopped_at: None,
+                    started_at: None,
+                    downtime_ms: Some(1500),
+                },
+                StackRecord {
+                    name: "b".into(),
+                    services: vec![],
+                    stop_started_at: None,
+                    stopped_at: None,
+                    started_at: None,
+                    downtime_ms: Some(2250),
+                },
+            ],
+            stranded: stranded.iter().map(|s| (*s).to_owned()).collect(),
+            errors: vec![],
+        }
+    }
+
+    #[test]
+    fn metrics_count_outcomes_and_report_stranded_and_downtime() {
+        let live = Live {
+            phase: None,
+            last: Some(record(&["b"])),
+            cycles: vec![(Outcome::Done, 3), (Outcome::Bounded, 1)],
+            stranded_total: 1,
+            next_check_at: None,
+        };
+        let text = metrics(&live);
+        assert!(
+            text.contains("felhom_cycles_total{outcome=\"done\"} 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("felhom_cycles_total{outcome=\"bounded\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("felhom_cycles_total{outcome=\"failed\"} 0\n"),
+            "{text}"
+        );
+        assert!(text.contains("felhom_stranded_stacks 1\n"), "{text}");
+        assert!(text.contains("felhom_cycle_running 0\n"), "{text}");
+        assert!(
+            text.contains("felhom_last_cycle_max_downtime_seconds 2.250\n"),
+            "{text}"
+        );
+        let json = status_json(&live);
+        assert_eq!(json["stranded"], serde_json::json!(["b"]));
+        assert_eq!(json["cycles"]["done"], 3);
+    }
+
+    #[test]
+    fn status_reads_the_marker_without_touching_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(matches!(read_marker(dir.path()), Ok(None)));
+        std::fs::write(dir.path().join("marker.json"), b"{not json").expect("write");
+        let err = read_marker(dir.path()).expect_err("corrupt");
+        assert!(err.contains("marker.json"), "{err}");
+        // Still there: `status` never moves a marker aside.
+        assert!(dir.path().join("marker.json").exists());
+    }
+}
