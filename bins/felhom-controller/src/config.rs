@@ -256,9 +256,20 @@ mod tests {
         f
     }
 
+    /// Loads inside figment's `Jail`, which serializes the tests that read the process
+    /// environment: one of them sets `FELHOM_*` variables, which must not leak into the others.
+    fn jailed<T>(f: impl FnOnce() -> T) -> T {
+        let mut out = None;
+        figment::Jail::expect_with(|_| {
+            out = Some(f());
+            Ok(())
+        });
+        out.expect("the jail ran the closure")
+    }
+
     fn load(text: &str) -> Result<Config> {
         let f = file(text);
-        Config::load(Some(f.path()))
+        jailed(|| Config::load(Some(f.path())))
     }
 
     const AGENT: &str = r#"
@@ -316,7 +327,7 @@ listen = "127.0.0.1:9787"
     #[test]
     fn a_bad_value_names_the_key_and_the_file() {
         let f = file("[quiesce]\nmax_quiesce = \"soon\"\n");
-        let err = Config::load(Some(f.path()))
+        let err = jailed(|| Config::load(Some(f.path())))
             .expect_err("bad duration")
             .to_string();
         assert!(err.contains("quiesce.max_quiesce"), "{err}");
@@ -359,8 +370,8 @@ listen = "127.0.0.1:9787"
 
     #[test]
     fn a_missing_explicit_file_is_an_error() {
-        let err =
-            Config::load(Some(Path::new("/nonexistent/controller.toml"))).expect_err("missing");
+        let err = jailed(|| Config::load(Some(Path::new("/nonexistent/controller.toml"))))
+            .expect_err("missing");
         assert!(
             err.to_string().contains("/nonexistent/controller.toml"),
             "{err}"
