@@ -232,6 +232,8 @@ fn describe(e: figment::Error, file: &Path) -> String {
         };
         let source = match &err.metadata {
             Some(m) => match &m.source {
+                // figment shows files relative to the working directory; name it in full.
+                Some(figment::Source::File(path)) => format!(" in {}", path.display()),
                 Some(s) => format!(" in {s}"),
                 None => format!(" in {}", m.name),
             },
@@ -258,6 +260,7 @@ mod tests {
 
     /// Loads inside figment's `Jail`, which serializes the tests that read the process
     /// environment: one of them sets `FELHOM_*` variables, which must not leak into the others.
+    #[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
     fn jailed<T>(f: impl FnOnce() -> T) -> T {
         let mut out = None;
         figment::Jail::expect_with(|_| {
