@@ -160,9 +160,14 @@ fn agent_client(config: &Config) -> Result<Option<AgentClient>> {
     Ok(Some(client))
 }
 
-fn wire(config: &Config) -> Result<Wired> {
-    let agent: Option<Arc<dyn AgentApi>> =
-        agent_client(config)?.map(|c| Arc::new(c) as Arc<dyn AgentApi>);
+/// The agent client, or `None` when `[agent]` is absent.
+fn agent(config: &Config) -> Result<Option<Arc<dyn AgentApi>>> {
+    Ok(agent_client(config)?.map(|c| Arc::new(c) as Arc<dyn AgentApi>))
+}
+
+/// Builds the controller. The agent is built apart (see [`agent`]) so that `run` can recover
+/// a crashed cycle even when the agent's settings are broken.
+fn wire(config: &Config, agent: Option<Arc<dyn AgentApi>>) -> Result<Wired> {
     let stacks = Arc::new(
         ComposeStacks::new(StacksConfig {
             root: config.stacks.root.clone(),
@@ -234,18 +239,25 @@ fn cancel_on_signals(token: CancellationToken) -> Result<()> {
 }
 
 async fn run(config: Config) -> Result<ExitCode> {
-    let wired = wire(&config)?;
+    // SPEC §2 rule 3: a crashed cycle's stacks come back before anything else that could fail
+    // — a broken agent setting or a busy status port must not keep them down.
+    let agent = agent(&config);
+    let wired = wire(&config, agent.as_ref().ok().cloned().flatten())?;
+    if let Err(e) = agent {
+        recover_logged(&wired.controller).await;
+        return Err(e);
+    }
     let cancel = CancellationToken::new();
     cancel_on_signals(cancel.clone())?;
     if !config.status.listen.is_empty() {
-        status::serve(&config, wired.controller.clone(), cancel.clone()).await?;
+        if let Err(e) = status::serve(&config, wired.controller.clone(), cancel.clone()).await {
+            tracing::error!("the status endpoint is off: {e:#}");
+        }
     }
     let enabled = config.quiesce.enabled && config.agent.is_some();
     if !enabled {
         // Recovery still runs: a marker means stacks are down, whatever the config says now.
-        if let Some(record) = wired.controller.recover().await? {
-            print_record(&record)?;
-        }
+        recover_logged(&wired.controller).await;
         let why = if config.agent.is_none() {
             "[agent] is not configured (the guest is not provisioned)"
         } else {
@@ -261,8 +273,21 @@ async fn run(config: Config) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Crash recovery whose failure is logged, not returned: the daemon goes on.
+async fn recover_logged(controller: &Controller) {
+    match controller.recover().await {
+        Ok(Some(record)) => tracing::warn!(
+            cycle = %record.cycle_id,
+            stranded = ?record.stranded,
+            "recovered an interrupted cycle"
+        ),
+        Ok(None) => {}
+        Err(e) => tracing::error!("crash recovery: {e}"),
+    }
+}
+
 async fn once(config: Config, force: bool) -> Result<ExitCode> {
-    let wired = wire(&config)?;
+    let wired = wire(&config, agent(&config)?)?;
     let agent = wired
         .agent
         .clone()
@@ -288,7 +313,13 @@ async fn once(config: Config, force: bool) -> Result<ExitCode> {
 }
 
 async fn recover(config: Config) -> Result<ExitCode> {
-    let wired = wire(&config)?;
+    // The agent is only asked how the marker's backup ended: a broken agent setting must not
+    // keep the stacks down.
+    let agent = agent(&config).unwrap_or_else(|e| {
+        tracing::warn!("the agent cannot be asked about the backup: {e:#}");
+        None
+    });
+    let wired = wire(&config, agent)?;
     match wired.controller.recover().await? {
         Some(record) => {
             print_record(&record)?;
@@ -306,7 +337,7 @@ async fn recover(config: Config) -> Result<ExitCode> {
 }
 
 async fn check(config: Config) -> Result<ExitCode> {
-    let wired = wire(&config)?;
+    let wired = wire(&config, agent(&config)?)?;
     println!("config: ok");
     let mut ok = true;
     match &wired.agent {
