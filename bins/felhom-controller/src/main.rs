@@ -49,7 +49,7 @@ enum Command {
     Run,
     /// One cycle now if due, and print its record.
     Once {
-        /// Do not ask the agent whether a backup is due.
+        /// Run the cycle even if the agent says no backup is due (it is still reached first).
         #[arg(long)]
         force: bool,
     },
@@ -292,18 +292,18 @@ async fn once(config: Config, force: bool) -> Result<ExitCode> {
         .agent
         .clone()
         .context("once: [agent] is not configured")?;
-    if !force {
-        let due = agent.backup_due().await?;
-        if !due.due {
-            println!(
-                "not due{}{}",
-                due.reason.map(|r| format!(": {r}")).unwrap_or_default(),
-                due.next_due_at
-                    .map(|t| format!(" (next due at {t})"))
-                    .unwrap_or_default()
-            );
-            return Ok(ExitCode::SUCCESS);
-        }
+    // Asked even with --force (whose answer is then ignored): a wrong pin, token or url must
+    // fail here, before anything is stopped, not at `POST /backup` with the stacks down.
+    let due = agent.backup_due().await?;
+    if !force && !due.due {
+        println!(
+            "not due{}{}",
+            due.reason.map(|r| format!(": {r}")).unwrap_or_default(),
+            due.next_due_at
+                .map(|t| format!(" (next due at {t})"))
+                .unwrap_or_default()
+        );
+        return Ok(ExitCode::SUCCESS);
     }
     let cancel = CancellationToken::new();
     cancel_on_signals(cancel.clone())?;
