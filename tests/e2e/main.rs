@@ -1,0 +1,48 @@
+//! End-to-end tests: the real `felhom-controller` binary against the development agent and
+//! real compose stacks (SPEC §7). The harness is the `felhom_e2e` library (`tests/lib.rs`).
+//!
+//! Build the binaries first, with the same target directory:
+//! `cargo build -p felhom-controller -p felhom-devagent && cargo test -p felhom-e2e -- --test-threads=2`.
+
+mod access;
+mod config;
+mod crash;
+mod faults;
+mod happy_path;
+mod signals;
+mod single_flight;
+
+use std::collections::BTreeMap;
+
+use felhom_e2e::{container, ContainerState};
+
+/// Each stack's container, keyed by stack name.
+type States = BTreeMap<String, ContainerState>;
+
+/// The containers of `names`, e.g. before a cycle.
+fn states(names: &[String]) -> States {
+    names.iter().map(|n| (n.clone(), container(n))).collect()
+}
+
+/// Every stack of `before` runs again, in the same container (compose `start`, not a
+/// recreating `up`), started after it was seen before.
+fn assert_run_again(before: &States, context: &str) {
+    for (name, was) in before {
+        let now = container(name);
+        assert!(now.running, "{context}: {name} does not run: {now:?}");
+        assert_eq!(
+            now.id, was.id,
+            "{context}: {name} was recreated instead of started"
+        );
+    }
+}
+
+/// A stack the controller must never stop: same container, same start, still running.
+fn assert_untouched(name: &str, was: &ContainerState, context: &str) {
+    let now = container(name);
+    assert_eq!(
+        &now, was,
+        "{context}: {name} was stopped or touched, and must not be"
+    );
+    assert!(now.running, "{context}: {name} does not run");
+}

@@ -1,0 +1,124 @@
+//! The daemon (`run`): one cycle when due, then idle; SIGTERM when idle and while stacks are down.
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use felhom_devagent::{EventKind, Fault};
+use felhom_e2e::{
+    container, free_port, http_get, Agent, AgentProcess, Controller, Env, StackSpec, WAIT,
+};
+use felhom_marker::Outcome;
+
+use crate::{assert_run_again, states};
+
+#[test]
+fn run_does_one_cycle_when_due_then_exits_on_sigterm() {
+    let mut env = Env::new("run");
+    let apps = vec![
+        env.deploy("notes", &StackSpec::app()),
+        env.deploy("photos", &StackSpec::app()),
+    ];
+    for name in &apps {
+        env.up(name);
+    }
+    let before = states(&apps);
+    // Always due: only min_cycle_interval (1h) keeps the daemon from a second cycle.
+    let agent = AgentProcess::spawn(&env, &["--due", "always"]);
+    let port = free_port();
+    let config = env
+        .config(&agent.access())
+        .set("status.listen", format!("127.0.0.1:{port}"))
+        .write();
+    let mut run = Controller::spawn(&config, &["run"]);
+    let finished = run.wait_log("cycle finished");
+    assert_eq!(
+        finished.field("outcome").as_deref(),
+        Some("Done"),
+        "{}",
+        finished.raw
+    );
+    assert_run_again(&before, "after the daemon's cycle");
+
+    // The status endpoint: the cycle, and the next look at the agent an hour away (polled:
+    // the loop sets it just after the cycle's end).
+    let an_hour_away = |s: &serde_json::Value| {
+        serde_json::from_value::<chrono::DateTime<Utc>>(s["next_check_at"].clone())
+            .is_ok_and(|next| next > Utc::now() + chrono::Duration::minutes(30))
+    };
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        let status = http_get(port, "/status")
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok());
+        match status {
+            Some(s) if an_hour_away(&s) => break s,
+            other => assert!(
+                Instant::now() < deadline,
+                "after a cycle the daemon waits min_cycle_interval (1h) before it asks again; \
+                 /status on port {port}: {other:?}"
+            ),
+        }
+        thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status["last"]["outcome"], "done", "{status}");
+    let metrics = http_get(port, "/metrics").expect("/metrics answers");
+    assert!(
+        metrics.contains("felhom_cycles_total{outcome=\"done\"} 1"),
+        "{metrics}"
+    );
+
+    run.terminate();
+    let end = run.wait();
+    assert_eq!(
+        end.code,
+        Some(0),
+        "SIGTERM when idle is a clean exit: {end}"
+    );
+    let backups = agent
+        .events()
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::BackupRequested { .. }))
+        .count();
+    assert_eq!(backups, 1, "exactly one backup: {:#?}", agent.events());
+    let history = env.history();
+    assert_eq!(history.len(), 1, "{history:#?}");
+    assert_eq!(history[0].outcome, Outcome::Done);
+    assert_run_again(&before, "after the daemon's exit");
+}
+
+#[test]
+fn sigterm_while_the_stacks_are_down_resumes_them_before_the_exit() {
+    let mut env = Env::new("term");
+    let apps = vec![
+        env.deploy("notes", &StackSpec::app()),
+        env.deploy("photos", &StackSpec::app()),
+    ];
+    for name in &apps {
+        env.up(name);
+    }
+    let before = states(&apps);
+    let agent = Agent::start(&env, |c| c.faults = vec![Fault::Hang]);
+    let config = env.config(&agent.access()).write();
+    let mut run = Controller::spawn(&config, &["run"]);
+    run.wait_log("backup started");
+    for name in &apps {
+        assert!(!container(name).running, "{name} is down during the backup");
+    }
+
+    run.terminate();
+    let end = run.wait();
+    assert_eq!(end.code, Some(0), "{end}");
+    // The process logged each stack back up before it ended, and they run now.
+    let logs = end.logs();
+    for name in &apps {
+        assert!(
+            logs.iter().any(|l| l.message == "stack runs again"
+                && l.field("stack").as_deref() == Some(name.as_str())),
+            "{name} was not started again before the exit: {end}"
+        );
+    }
+    assert_run_again(&before, "right after the exit");
+    assert!(!env.marker_path().exists(), "the marker is cleared");
+    let last = env.history().pop().expect("the cycle is recorded");
+    assert_eq!(last.outcome, Outcome::Cancelled, "{last:#?}");
+}

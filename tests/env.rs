@@ -1,0 +1,399 @@
+//! The test's world: stacks on the engine, their containers, and the controller's config.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use chrono::{DateTime, Utc};
+use felhom_marker::{CycleRecord, Marker};
+use serde_json::Value;
+
+use crate::agent::Access;
+use crate::{ensure_image, output_within, run_ok, IMAGE, WAIT};
+
+/// The compose tool a test deploys its stacks with, and configures the controller to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compose {
+    /// `docker compose` (the plugin).
+    V2,
+    /// `docker-compose` (the Python tool).
+    V1,
+}
+
+impl Compose {
+    fn command(self) -> Command {
+        match self {
+            Compose::V2 => {
+                let mut c = Command::new("docker");
+                c.arg("compose");
+                c
+            }
+            Compose::V1 => Command::new("docker-compose"),
+        }
+    }
+
+    /// The value of `[stacks] compose` that selects this tool.
+    pub fn config_value(self) -> &'static str {
+        match self {
+            Compose::V2 => "docker compose",
+            Compose::V1 => "docker-compose",
+        }
+    }
+}
+
+/// How a deployed stack looks: one service `app` running the test app.
+#[derive(Debug, Clone)]
+pub struct StackSpec {
+    data: bool,
+    healthy_after: Option<String>,
+}
+
+impl StackSpec {
+    /// An app with its data directory `<data_dir>/<name>` mounted at `/data`: the agent backs
+    /// it up, and the app's log there says whether it shut down cleanly.
+    pub fn app() -> Self {
+        StackSpec {
+            data: true,
+            healthy_after: None,
+        }
+    }
+
+    /// A service without data (infrastructure, e.g. the protected proxy).
+    pub fn no_data() -> Self {
+        StackSpec {
+            data: false,
+            healthy_after: None,
+        }
+    }
+
+    /// Adds a compose health check that passes only `duration` (e.g. `"2s"`) after each start,
+    /// so that a start takes at least that long.
+    pub fn healthy_after(mut self, duration: &str) -> Self {
+        self.healthy_after = Some(duration.to_owned());
+        self
+    }
+}
+
+/// What `docker inspect` says about a stack's one container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerState {
+    /// The container id.
+    pub id: String,
+    /// `State.Running`.
+    pub running: bool,
+    /// `State.StartedAt`: the last start.
+    pub started_at: DateTime<Utc>,
+    /// `State.FinishedAt`: the last exit (year 1 if it never exited).
+    pub finished_at: DateTime<Utc>,
+}
+
+/// The state of the one container of compose project `project`.
+pub fn container(project: &str) -> ContainerState {
+    let mut ps = Command::new("docker");
+    ps.args([
+        "ps",
+        "-a",
+        "-q",
+        "--no-trunc",
+        "--filter",
+        &format!("label=com.docker.compose.project={project}"),
+    ]);
+    let ids = run_ok(ps, &format!("docker ps of {project}"));
+    let ids: Vec<&str> = ids.split_whitespace().collect();
+    assert_eq!(
+        ids.len(),
+        1,
+        "stack {project} should have exactly one container: {ids:?}"
+    );
+    let mut inspect = Command::new("docker");
+    inspect.args(["inspect", ids[0]]);
+    let text = run_ok(inspect, &format!("docker inspect of {project}"));
+    let doc: Value = serde_json::from_str(&text).expect("docker inspect prints JSON");
+    let c = &doc[0];
+    let time = |key: &str| -> DateTime<Utc> {
+        let text = c["State"][key]
+            .as_str()
+            .unwrap_or_else(|| panic!("{project}: State.{key} missing in {c}"));
+        DateTime::parse_from_rfc3339(text)
+            .unwrap_or_else(|e| panic!("{project}: State.{key} = {text:?}: {e}"))
+            .with_timezone(&Utc)
+    };
+    ContainerState {
+        id: c["Id"].as_str().expect("a container has an Id").to_owned(),
+        running: c["State"]["Running"].as_bool().expect("State.Running"),
+        started_at: time("StartedAt"),
+        finished_at: time("FinishedAt"),
+    }
+}
+
+/// source), the agent's output and the controller's state directory. Dropping it takes every
+/// deployed stack down (`down -v --remove-orphans`).
+#[derive(Debug)]
+pub struct Env {
+    dir: tempfile::TempDir,
+    prefix: String,
+    compose: Compose,
+    deployed: Vec<String>,
+    protected: Vec<String>,
+}
+
+impl Env {
+    /// A new environment whose stacks use compose v2. `tag` (a few lowercase letters or
+    /// digits) names the test in stack names.
+    pub fn new(tag: &str) -> Self {
+        Self::with_compose(tag, Compose::V2)
+    }
+
+    /// A new environment whose stacks use `compose`.
+    pub fn with_compose(tag: &str, compose: Compose) -> Self {
+        assert!(
+            !tag.is_empty()
+                && tag
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()),
+            "a test tag is lowercase letters and digits: {tag:?}"
+        );
+        ensure_image();
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("felhom-e2e-{tag}-"))
+            .tempdir()
+            .expect("a temporary directory");
+        let env = Env {
+            dir,
+            // Stack names are global on the engine and tests run in parallel (and test runs in
+            // other processes): the pid and the tag keep them apart.
+            prefix: format!("e2e{}{tag}", std::process::id()),
+            compose,
+            deployed: Vec::new(),
+            protected: Vec::new(),
+        };
+        for dir in [env.stacks_root(), env.data_dir(), env.out_dir()] {
+            std::fs::create_dir_all(&dir)
+                .unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+        }
+        env
+    }
+
+    /// The temporary directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `[stacks] root`.
+    pub fn stacks_root(&self) -> PathBuf {
+        self.path().join("stacks")
+    }
+
+    /// The apps' data: `<data_dir>/<stack>`; the agent's source.
+    pub fn data_dir(&self) -> PathBuf {
+        self.path().join("data")
+    }
+
+    /// The agent's snapshots and archives (`<id>.tar`).
+    pub fn out_dir(&self) -> PathBuf {
+        self.path().join("out")
+    }
+
+    /// `[quiesce] state_dir`.
+    pub fn state_dir(&self) -> PathBuf {
+        self.path().join("state")
+    }
+
+    /// The marker file.
+    pub fn marker_path(&self) -> PathBuf {
+        self.state_dir().join("marker.json")
+    }
+
+    /// The marker, if one is on disk.
+    pub fn marker(&self) -> Option<Marker> {
+        let path = self.marker_path();
+        match std::fs::read(&path) {
+            Ok(bytes) => Some(
+                serde_json::from_slice(&bytes)
+                    .unwrap_or_else(|e| panic!("{} does not parse: {e}", path.display())),
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => panic!("reading {}: {e}", path.display()),
+        }
+    }
+
+    /// The cycle records of `state_dir/history.jsonl`, oldest first.
+    pub fn history(&self) -> Vec<CycleRecord> {
+        let path = self.state_dir().join("history.jsonl");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+            Err(e) => panic!("reading {}: {e}", path.display()),
+        };
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("{}: line {l:?}: {e}", path.display()))
+            })
+            .collect()
+    }
+
+    /// The full name of a stack of this test: `e2e<pid><tag>-<short>`.
+    pub fn name(&self, short: &str) -> String {
+        format!("{}-{short}", self.prefix)
+    }
+
+    /// Writes `<stacks_root>/<name>/compose.yaml` for `spec` (not started); returns the name.
+    pub fn deploy(&mut self, short: &str, spec: &StackSpec) -> String {
+        let name = self.name(short);
+        let dir = self.stacks_root().join(&name);
+        std::fs::create_dir_all(&dir).expect("the stack's directory");
+        let mut command = vec!["serve".to_owned()];
+        let mut yaml = format!("services:\n  app:\n    image: {IMAGE}\n");
+        if spec.data {
+            let data = self.data_dir().join(&name);
+            // Made here rather than by the engine, which would make it on first start only.
+            std::fs::create_dir_all(&data).expect("the app's data directory");
+            command.extend(["--data".to_owned(), "/data".to_owned()]);
+            yaml.push_str(&format!(
+                "    volumes: [{}]\n",
+                json_string(&format!("{}:/data", data.display()))
+            ));
+        }
+        if let Some(after) = &spec.healthy_after {
+            command.extend(["--healthy-after".to_owned(), after.clone()]);
+            yaml.push_str(
+                "    healthcheck:\n      test: [\"CMD\", \"/app\", \"health\"]\n      \
+                 interval: 1s\n      timeout: 2s\n      retries: 60\n",
+            );
+        }
+        // JSON is YAML: the command as a JSON array needs no YAML quoting rules.
+        yaml.push_str(&format!(
+            "    command: {}\n",
+            serde_json::to_string(&command).expect("strings serialize")
+        ));
+        std::fs::write(dir.join("compose.yaml"), yaml).expect("writing compose.yaml");
+        self.deployed.push(name.clone());
+        name
+    }
+
+    /// Deploys a stack without data and adds it to `[stacks] protected` (a unique name: the
+    /// built-in `traefik` would collide between tests running at the same time).
+    pub fn deploy_protected(&mut self, short: &str) -> String {
+        let name = self.deploy(short, &StackSpec::no_data());
+        self.protected.push(name.clone());
+        name
+    }
+
+    fn compose(&self, name: &str, args: &[&str]) {
+        let mut c = self.compose.command();
+        c.args(["-p", name])
+            .args(args)
+            .current_dir(self.stacks_root().join(name));
+        run_ok(c, &format!("compose {} of {name}", args.join(" ")));
+    }
+
+    /// `compose up -d`, as an operator deploys a stack.
+    pub fn up(&self, name: &str) {
+        self.compose(name, &["up", "-d"]);
+    }
+
+    /// `compose stop`: deployed but not running.
+    pub fn stop(&self, name: &str) {
+        self.compose(name, &["stop", "-t", "1"]);
+    }
+
+    /// The app's own log (`<data_dir>/<name>/log`).
+    pub fn app_log(&self, name: &str) -> String {
+        let path = self.data_dir().join(name).join("log");
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    /// A controller config for this environment and `agent`, with short timings: stop timeout
+    /// 5 s, due polled every second, status every 200 ms, `max_quiesce` 60 s, one cycle an hour,
+    /// no status endpoint.
+    pub fn config(&self, agent: &Access) -> ConfigFile {
+        let mut config = ConfigFile {
+            table: toml::Table::new(),
+            path: self.path().join("controller.toml"),
+        };
+        config = config
+            .set("agent.url", agent.url.as_str())
+            .set("agent.token", agent.token.as_str())
+            .set("agent.pin_sha256", agent.pin.as_str())
+            .set("agent.request_timeout", "5s")
+            .set("stacks.root", path_str(&self.stacks_root()))
+            .set("stacks.compose", self.compose.config_value())
+            .set("stacks.protected", self.protected.clone())
+            .set("stacks.stop_timeout", "5s")
+            .set("stacks.start_timeout", "60s")
+            .set("quiesce.state_dir", path_str(&self.state_dir()))
+            .set("quiesce.due_poll_interval", "1s")
+            .set("quiesce.status_poll_interval", "200ms")
+            .set("quiesce.max_quiesce", "60s")
+            .set("quiesce.min_cycle_interval", "1h")
+            .set("quiesce.failure_cooldown", "1h")
+            .set("status.listen", "");
+        config
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        for name in &self.deployed {
+            let mut c = self.compose.command();
+            c.args(["-p", name, "down", "-v", "--remove-orphans", "-t", "1"])
+                .current_dir(self.stacks_root().join(name));
+            match output_within(&mut c, WAIT) {
+                Ok(out) if out.status.success() => {}
+                Ok(out) => eprintln!(
+                    "teardown of {name} failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+                Err(e) => eprintln!("teardown of {name} failed: {e}"),
+            }
+        }
+    }
+}
+
+fn json_string(s: &str) -> String {
+    serde_json::to_string(s).expect("strings serialize")
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("temporary paths are UTF-8")
+}
+
+/// A controller configuration being put together; [`ConfigFile::write`] puts it on disk.
+#[derive(Debug, Clone)]
+pub struct ConfigFile {
+    table: toml::Table,
+    path: PathBuf,
+}
+
+impl ConfigFile {
+    /// Sets `section.key` (e.g. `"quiesce.max_quiesce"`) to `value`.
+    pub fn set(mut self, key: &str, value: impl Into<toml::Value>) -> Self {
+        let (section, key) = key
+            .split_once('.')
+            .unwrap_or_else(|| panic!("a config key is section.key: {key:?}"));
+        let section = self
+            .table
+            .entry(section)
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        section
+            .as_table_mut()
+            .expect("a section is a table")
+            .insert(key.to_owned(), value.into());
+        self
+    }
+
+    /// Writes the file under another name in the same directory.
+    pub fn named(mut self, file_name: &str) -> Self {
+        self.path.set_file_name(file_name);
+        self
+    }
+
+    /// Writes the file; returns its path.
+    pub fn write(&self) -> PathBuf {
+        let text = toml::to_string(&self.table).expect("a TOML table serializes");
+        std::fs::write(&self.path, text)
+            .unwrap_or_else(|e| panic!("writing {}: {e}", self.path.display()));
+        self.path.clone()
+    }
+}
