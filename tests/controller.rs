@@ -180,6 +180,16 @@ impl Controller {
         signal(self.child.id(), "TERM", false);
     }
 
+    /// `kill -9` of the controller process alone: the compose commands it runs live on as
+    /// orphans (as when an operator kills the pid, or a unit uses `KillMode=process`).
+    pub fn kill_alone(&mut self) {
+        signal(self.child.id(), "KILL", false);
+        let status = wait_bounded(&mut self.child, WAIT)
+            .unwrap_or_else(|| panic!("{} survived SIGKILL", self.command));
+        self.status = Some(status);
+        self.join_readers(Duration::from_secs(5));
+    }
+
     /// `kill -9` of the controller's whole process group (the controller and any compose
     /// command it runs), as systemd does to a unit; waits for the controller to be gone.
     pub fn kill_group(&mut self) {

@@ -45,6 +45,7 @@ impl Compose {
 pub struct StackSpec {
     data: bool,
     healthy_after: Option<String>,
+    stop_delay: Option<String>,
 }
 
 impl StackSpec {
@@ -54,6 +55,7 @@ impl StackSpec {
         StackSpec {
             data: true,
             healthy_after: None,
+            stop_delay: None,
         }
     }
 
@@ -62,6 +64,7 @@ impl StackSpec {
         StackSpec {
             data: false,
             healthy_after: None,
+            stop_delay: None,
         }
     }
 
@@ -69,6 +72,13 @@ impl StackSpec {
     /// so that a start takes at least that long.
     pub fn healthy_after(mut self, duration: &str) -> Self {
         self.healthy_after = Some(duration.to_owned());
+        self
+    }
+
+    /// Makes the app take `duration` (e.g. `"4s"`) to shut down after SIGTERM (its compose
+    /// `stop_grace_period` is raised to match, so compose does not kill it first).
+    pub fn stop_delay(mut self, duration: &str) -> Self {
+        self.stop_delay = Some(duration.to_owned());
         self
     }
 }
@@ -261,6 +271,10 @@ impl Env {
                 "    healthcheck:\n      test: [\"CMD\", \"/app\", \"health\"]\n      \
                  interval: 1s\n      timeout: 2s\n      retries: 60\n",
             );
+        }
+        if let Some(delay) = &spec.stop_delay {
+            command.extend(["--stop-delay".to_owned(), delay.clone()]);
+            yaml.push_str("    stop_grace_period: 60s\n");
         }
         // JSON is YAML: the command as a JSON array needs no YAML quoting rules.
         yaml.push_str(&format!(

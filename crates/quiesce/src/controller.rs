@@ -20,6 +20,7 @@ use felhom_marker::{
 };
 use felhom_stacks::Stacks;
 use futures::StreamExt;
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::time::{sleep, sleep_until, timeout, Instant};
@@ -80,6 +81,9 @@ struct Cycle {
     cleared: bool,
     /// Whether an unknown phase was warned about (warn once).
     warned_unknown: bool,
+    /// Stacks to stop again before they are started: those whose stop began but was not seen
+    /// to end (see [`settle_first`]).
+    settle: BTreeSet<String>,
 }
 
 type Shared = Arc<Mutex<Cycle>>;
@@ -153,6 +157,7 @@ impl Controller {
             record,
             cleared: false,
             warned_unknown: false,
+            settle: BTreeSet::new(),
         }));
         self.set_live(|l| l.phase = Some(Phase::Quiescing));
         let record = self.supervise(agent, shared, cancel).await;
@@ -210,6 +215,10 @@ impl Controller {
             }
         }
         self.set_live(|l| l.phase = Some(lock(&shared).phase));
+        {
+            let mut cycle = lock(&shared);
+            cycle.settle = settle_first(&cycle.record);
+        }
 
         // The up half.
         self.resume(&shared).await;
@@ -300,6 +309,10 @@ impl Controller {
     /// Starts one stack, retrying with backoff; keeps the marker right after each attempt.
     /// Returns the stack's name and whether it runs.
     async fn restart_one(&self, shared: &Shared, stack: MarkedStack) -> (String, bool) {
+        let settle = lock(shared).settle.contains(&stack.name);
+        if settle {
+            self.settle(shared, &stack.name).await;
+        }
         let mut backoff = self.config.restart_backoff;
         let attempts = self.config.restart_attempts.max(1);
         for attempt in 1..=attempts {
@@ -325,6 +338,33 @@ impl Controller {
             }
         }
         (stack.name, false)
+    }
+
+    /// Stops `name` again and waits for it, bounded. The engine goes on shutting a container
+    /// down once it has sent SIGTERM, whatever became of the command that asked, and such a
+    /// container still shows as running: a `start` would do nothing, the wait would see it
+    /// running, and a moment later it would exit — stranded, with the marker cleared. A stop
+    /// waits for that shutdown to end, so the start that follows really starts the stack.
+    async fn settle(&self, shared: &Shared, name: &str) {
+        tracing::info!(stack = %name, "its stop may still be under way: stopping it again before the start");
+        let stacks = self.parts.stacks.clone();
+        let owned = name.to_owned();
+        let call = tokio::spawn(async move { stacks.stop(&owned).await });
+        let problem = match timeout(self.config.start_call_timeout, call).await {
+            Ok(Ok(Ok(_))) => None,
+            Ok(Ok(Err(e))) => Some(e.to_string()),
+            Ok(Err(join)) => Some(format!("the stop task failed: {join}")),
+            Err(_) => Some(format!(
+                "stop did not return within {}",
+                humanize(self.config.start_call_timeout)
+            )),
+        };
+        if let Some(problem) = problem {
+            // Not a reason to keep the stack down: its start follows all the same.
+            let msg = format!("settling {name} before its start: {problem}");
+            tracing::warn!("{msg}");
+            lock(shared).record.errors.push(msg);
+        }
     }
 
     /// Records the result of one start attempt in the marker and the record; `true` when the
@@ -434,6 +474,9 @@ impl Controller {
                 )),
             }
         }
+        // Nothing is known of how far the dead controller got with each stop: every marked
+        // stack is settled (stopped again) before its start.
+        let settle = marker.stacks.iter().map(|s| s.name.clone()).collect();
         let shared: Shared = Arc::new(Mutex::new(Cycle {
             phase: Phase::Resuming {
                 outcome: Some(Outcome::Recovered),
@@ -442,6 +485,7 @@ impl Controller {
             record,
             cleared: false,
             warned_unknown: false,
+            settle,
         }));
         self.resume(&shared).await;
         lock(&shared).phase = Phase::Finished(Outcome::Recovered);
@@ -709,6 +753,17 @@ fn observe(shared: &Shared, status: &BackupStatus) -> Observed {
         #[allow(unreachable_patterns)]
         _ => Observed::Running,
     }
+}
+
+/// The stacks whose stop began but was not seen to end well: interrupted by the bound, a
+/// cancellation or a panic, or failed. Their containers may still be shutting down.
+fn settle_first(record: &CycleRecord) -> BTreeSet<String> {
+    record
+        .stacks
+        .iter()
+        .filter(|s| s.stop_started_at.is_some() && s.stopped_at.is_none())
+        .map(|s| s.name.clone())
+        .collect()
 }
 
 fn save_marker(store: &dyn MarkerStore, cycle: &mut Cycle) {

@@ -557,6 +557,69 @@ async fn bound_holds_when_a_stop_hangs_and_every_marked_stack_is_started() {
         assert_eq!(t.count(&format!("start {s} ")), 1, "{s}: {:?}", t.all());
     }
     assert_eq!(t.count("stop gamma"), 0);
+    // beta's stop was cut short: it may still be shutting down, so it is stopped again before
+    // its start (here that stop hangs too, and its own bound lets the start go ahead);
+    // alpha's stop had ended, so alpha is only started.
+    assert_eq!(t.count("stop beta"), 2, "{:?}", t.all());
+    assert_eq!(t.count("stop alpha"), 1, "{:?}", t.all());
+    assert!(
+        t.all().iter().rposition(|e| e == "stop beta")
+            < t.all().iter().position(|e| e.starts_with("start beta"))
+    );
+    assert!(
+        record.errors.iter().any(|e| e.contains("settling beta")),
+        "{:?}",
+        record.errors
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_stop_is_settled_before_the_start() {
+    let t = Timeline::default();
+    let st = store(&t, None);
+    let mut s = MockStacks::new();
+    s.expect_running_app_stacks()
+        .returning(|| Ok(running(&["alpha", "beta"])));
+    let t1 = t.clone();
+    let first = Arc::new(AtomicBool::new(true));
+    s.expect_stop().returning(move |name| {
+        t1.push(format!("stop {name}"));
+        // alpha's first stop fails (compose gave up, the container may be shutting down).
+        if name == "alpha" && first.swap(false, Ordering::SeqCst) {
+            Err(StacksError::Other("docker compose stop: timed out".into()))
+        } else {
+            Ok(vec!["app".into()])
+        }
+    });
+    let t2 = t.clone();
+    s.expect_start().returning(move |name, _| {
+        t2.push(format!("start {name}"));
+        Ok(())
+    });
+    let (c, _) = controller(
+        Arc::new(agent(&t, vec![Ok(BackupPhase::Done)])),
+        Arc::new(s),
+        &mut Some(st),
+        config(),
+    );
+    let record = c.run_cycle(&CancellationToken::new()).await.expect("cycle");
+    assert_eq!(record.outcome, Outcome::Done);
+    let events: Vec<String> = t
+        .all()
+        .into_iter()
+        .filter(|e| !e.starts_with("save"))
+        .collect();
+    let alpha: Vec<&String> = events.iter().filter(|e| e.ends_with("alpha")).collect();
+    assert_eq!(
+        alpha,
+        ["stop alpha", "stop alpha", "start alpha"],
+        "{events:?}"
+    );
+    assert_eq!(
+        t.count("stop beta"),
+        1,
+        "beta stopped cleanly, no settle: {events:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -889,7 +952,13 @@ async fn recovery_restarts_the_marker_stacks_asks_the_agent_and_clears_it() {
     let records = st.records.clone();
     let mut s = MockStacks::new();
     s.expect_running_app_stacks().never();
-    s.expect_stop().never();
+    // Nothing is known of how far each stop got: each marked stack is stopped again (which
+    // waits out a shutdown still under way) before its start.
+    let t0 = t.clone();
+    s.expect_stop().times(2).returning(move |name| {
+        t0.push(format!("stop {name}"));
+        Ok(vec![])
+    });
     let t1 = t.clone();
     s.expect_start().returning(move |name, services| {
         t1.push(format!("start {name} {}", services.join(",")));
@@ -910,6 +979,8 @@ async fn recovery_restarts_the_marker_stacks_asks_the_agent_and_clears_it() {
     assert_eq!(record.agent_phase.as_deref(), Some("done"));
     assert_eq!(t.count("start alpha web"), 1);
     assert_eq!(t.count("start beta db"), 1);
+    assert!(t.index("stop alpha") < t.index("start alpha web"));
+    assert!(t.index("stop beta") < t.index("start beta db"));
     assert!(t.index("clear") > t.index("start beta db"));
     assert_eq!(records.lock().expect("r").len(), 1);
     // Nothing left: a second recovery finds no marker.
@@ -978,8 +1049,13 @@ async fn the_loop_recovers_first_then_waits_for_due_and_cools_down_after_a_failu
         .filter(|e| !e.starts_with("save "))
         .collect();
     // Recovery came before any question to the agent.
-    assert_eq!(all.first().map(String::as_str), Some("start alpha web"));
-    assert_eq!(all.get(1).map(String::as_str), Some("clear"));
+    assert_eq!(
+        all.first().map(String::as_str),
+        Some("stop alpha"),
+        "settled first"
+    );
+    assert_eq!(all.get(1).map(String::as_str), Some("start alpha web"));
+    assert_eq!(all.get(2).map(String::as_str), Some("clear"));
     let times = times.lock().expect("t").clone();
     // failure_cooldown = 2 h: cycles at ~0 h, ~2 h, ~4 h, never closer together.
     assert_eq!(times.len(), 3, "{times:?}");

@@ -10,6 +10,7 @@ use crate::compose::Flavor;
 use crate::engine::{self, Container, Health};
 use crate::files::{self, ComposeFiles};
 use crate::name::{check_service_name, check_stack_name};
+use crate::orphans;
 use crate::{ComposeChoice, RunningStack, Stacks, StacksConfig, StacksError};
 
 /// The controller's own stack: stopping it would stop the process that has to start the
@@ -206,6 +207,21 @@ impl ComposeStacks {
         }
     }
 
+    /// Waits until no other process runs a compose `stop` of `stack` (one left behind by a
+    /// killed controller would otherwise stop the stack again after it was started), bounded
+    /// by what such a stop may take.
+    async fn wait_for_other_stops(&self, stack: &str) {
+        let bound = self
+            .config
+            .stop_timeout
+            .saturating_mul(2)
+            .saturating_add(COMPOSE_SLACK);
+        let left = orphans::wait_for_stops(stack, bound).await;
+        if !left.is_empty() {
+            tracing::warn!(stack, still_running = ?left, "going ahead although another compose stop of the stack still runs");
+        }
+    }
+
     async fn start_failed(
         &self,
         stack: &str,
@@ -265,6 +281,7 @@ impl Stacks for ComposeStacks {
         if self.is_protected(stack) {
             return Err(StacksError::Protected(stack.to_owned()));
         }
+        self.wait_for_other_stops(stack).await;
         let files = self.files(stack)?;
         let services = engine::running_services(&self.containers(stack, true).await?);
         if services.is_empty() {
@@ -296,6 +313,7 @@ impl Stacks for ComposeStacks {
         if wanted.is_empty() {
             return Ok(());
         }
+        self.wait_for_other_stops(stack).await;
         let deadline = Instant::now() + self.config.start_timeout;
         let files = self.files(stack)?;
         let flavor = self.flavor().await?;

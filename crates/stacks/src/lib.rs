@@ -27,6 +27,7 @@ mod config;
 mod engine;
 mod files;
 mod name;
+mod orphans;
 
 use std::path::PathBuf;
 use std::time::Duration;
