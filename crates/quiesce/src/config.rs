@@ -8,7 +8,8 @@ pub struct CycleConfig {
     /// How often the loop asks the agent whether a backup is due.
     pub due_poll_interval: Duration,
     /// The longest pause between two `GET /backup/status` while waiting. Polling starts at
-    /// [`CycleConfig::first_poll`] right after the backup starts and doubles up to this.
+    /// [`CycleConfig::first_poll`] right after the backup starts and grows by half each
+    /// time up to this.
     pub status_poll_interval: Duration,
     /// The first pause between `POST /backup` and the first `GET /backup/status`.
     pub first_poll: Duration,
@@ -36,7 +37,8 @@ impl Default for CycleConfig {
         CycleConfig {
             due_poll_interval: Duration::from_secs(60),
             status_poll_interval: Duration::from_secs(2),
-            first_poll: Duration::from_millis(100),
+            // A snapshot of a small guest can take well under a second; see docs/performance.md.
+            first_poll: Duration::from_millis(50),
             max_quiesce: Duration::from_secs(30 * 60),
             resume_on_snapshot: true,
             min_cycle_interval: Duration::from_secs(3600),

@@ -1,5 +1,7 @@
 //! [`ComposeStacks`]: the [`Stacks`] of a real guest, over the docker and compose CLIs.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -43,6 +45,26 @@ pub struct ComposeStacks {
     config: StacksConfig,
     runner: Runner,
     flavor: OnceCell<Flavor>,
+    /// What each stop of this instance saw, until the stack's next start: it spares that
+    /// start a `docker ps` on the way up, where every call is the apps' downtime.
+    stopped: Mutex<HashMap<String, Stopped>>,
+}
+
+/// A stack's containers as its stop saw them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stopped {
+    /// The services that ran and were stopped, sorted.
+    services: Vec<String>,
+    /// Whether the stack also has containers of other services (e.g. an exited one-shot).
+    others: bool,
+}
+
+/// How a wait for services ended without an error.
+#[derive(Debug, PartialEq, Eq)]
+enum Waited {
+    Ready,
+    /// These services have no container at all (only reported when asked to).
+    Missing(Vec<String>),
 }
 
 impl ComposeStacks {
@@ -56,6 +78,7 @@ impl ComposeStacks {
             config,
             runner: Runner::default(),
             flavor: OnceCell::new(),
+            stopped: Mutex::new(HashMap::new()),
         })
     }
 
@@ -83,6 +106,14 @@ impl ComposeStacks {
     /// with a warning.
     pub fn deployed(&self) -> Result<Vec<String>, StacksError> {
         files::deployed(&self.config.root)
+    }
+
+    /// Takes what the last stop of `stack` saw (a start, or a new stop, consumes it).
+    fn forget_stop(&self, stack: &str) -> Option<Stopped> {
+        self.stopped
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(stack)
     }
 
     fn is_protected(&self, stack: &str) -> bool {
@@ -152,18 +183,26 @@ impl ComposeStacks {
     }
 
     /// Waits until every one of `services` has its containers running (and healthy, where
-    /// they have a health check), until `deadline`.
+    /// they have a health check), until `deadline`. With `report_missing`, services that have
+    /// no container at all end the wait at once, as [`Waited::Missing`].
     async fn wait_ready(
         &self,
         stack: &str,
         command: &CommandLine,
         services: &[String],
         deadline: Instant,
-    ) -> Result<(), StacksError> {
+        report_missing: bool,
+    ) -> Result<Waited, StacksError> {
         let mut pause = POLL_FIRST;
         let mut all_up_since: Option<Instant> = None;
         loop {
             let containers = self.containers(stack, false).await?;
+            if report_missing {
+                let missing = missing_services(services, &containers);
+                if !missing.is_empty() {
+                    return Ok(Waited::Missing(missing));
+                }
+            }
             let mut pending = Vec::new();
             let mut unproven = false;
             for service in services {
@@ -185,7 +224,7 @@ impl ComposeStacks {
                 let since = *all_up_since.get_or_insert(now);
                 if !unproven || now.duration_since(since) >= SETTLE || now >= deadline {
                     tracing::debug!(stack, "services run");
-                    return Ok(());
+                    return Ok(Waited::Ready);
                 }
             } else {
                 all_up_since = None;
@@ -283,7 +322,8 @@ impl Stacks for ComposeStacks {
         }
         self.wait_for_other_stops(stack).await;
         let files = self.files(stack)?;
-        let services = engine::running_services(&self.containers(stack, true).await?);
+        let containers = self.containers(stack, false).await?;
+        let services = engine::running_services(&containers);
         if services.is_empty() {
             tracing::debug!(stack, "nothing runs; nothing to stop");
             return Ok(services);
@@ -298,7 +338,19 @@ impl Stacks for ComposeStacks {
             .saturating_mul(levels)
             .saturating_add(COMPOSE_SLACK);
         tracing::info!(stack, ?services, "stopping");
+        self.forget_stop(stack);
         self.run_compose(stack, &line, limit).await?;
+        let others = containers.iter().any(|c| !services.contains(&c.service));
+        self.stopped
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(
+                stack.to_owned(),
+                Stopped {
+                    services: services.clone(),
+                    others,
+                },
+            );
         Ok(services)
     }
 
@@ -317,12 +369,38 @@ impl Stacks for ComposeStacks {
         let deadline = Instant::now() + self.config.start_timeout;
         let files = self.files(stack)?;
         let flavor = self.flavor().await?;
-        let containers = self.containers(stack, false).await?;
 
-        let missing: Vec<&String> = wanted
-            .iter()
-            .filter(|s| !containers.iter().any(|c| &&c.service == s))
-            .collect();
+        // Right after this instance stopped exactly these services, what its stop saw is
+        // still true unless someone removed a container meanwhile, and the first look of the
+        // wait below tells that (or compose fails): then the careful way follows.
+        let seen = self.forget_stop(stack).filter(|s| s.services == wanted);
+        if let Some(seen) = seen {
+            let line = if flavor == Flavor::V2 && seen.others {
+                flavor.up_no_recreate(stack, &files, &wanted)
+            } else {
+                flavor.start(stack, &files, &wanted)
+            };
+            tracing::info!(stack, services = ?wanted, command = %line, "starting");
+            match self.run_compose(stack, &line, compose_time(deadline)).await {
+                Ok(()) => match self
+                    .wait_ready(stack, &line, &wanted, deadline, true)
+                    .await?
+                {
+                    Waited::Ready => return Ok(()),
+                    Waited::Missing(missing) => {
+                        tracing::warn!(
+                            stack,
+                            ?missing,
+                            "services without a container after the start"
+                        )
+                    }
+                },
+                Err(e) => tracing::warn!(stack, "{e}: looking at the stack's containers again"),
+            }
+        }
+
+        let containers = self.containers(stack, false).await?;
+        let missing = missing_services(&wanted, &containers);
         let others = containers.iter().any(|c| !wanted.contains(&c.service));
         let line = if !missing.is_empty() {
             tracing::warn!(
@@ -342,11 +420,11 @@ impl Stacks for ComposeStacks {
             flavor.start(stack, &files, &wanted)
         };
         tracing::info!(stack, services = ?wanted, command = %line, "starting");
-        let limit = deadline
-            .saturating_duration_since(Instant::now())
-            .max(MIN_COMPOSE_TIME);
-        self.run_compose(stack, &line, limit).await?;
-        self.wait_ready(stack, &line, &wanted, deadline).await
+        self.run_compose(stack, &line, compose_time(deadline))
+            .await?;
+        self.wait_ready(stack, &line, &wanted, deadline, false)
+            .await
+            .map(drop)
     }
 
     async fn is_running(&self, stack: &str) -> Result<bool, StacksError> {
@@ -389,6 +467,23 @@ fn readiness(containers: &[&Container]) -> Readiness {
     }
 }
 
+/// The time a start's compose command gets: what is left of `start_timeout`, but never less
+/// than [`MIN_COMPOSE_TIME`].
+fn compose_time(deadline: Instant) -> Duration {
+    deadline
+        .saturating_duration_since(Instant::now())
+        .max(MIN_COMPOSE_TIME)
+}
+
+/// The services among `wanted` that have no container at all.
+fn missing_services(wanted: &[String], containers: &[Container]) -> Vec<String> {
+    wanted
+        .iter()
+        .filter(|s| !containers.iter().any(|c| &&c.service == s))
+        .cloned()
+        .collect()
+}
+
 fn command_error(stack: &str, line: &CommandLine, failure: crate::command::Failure) -> StacksError {
     StacksError::Command {
         stack: stack.to_owned(),
@@ -428,6 +523,34 @@ mod tests {
             readiness(&[&up, &created]),
             Readiness::Pending("created".into())
         );
+    }
+
+    #[test]
+    fn missing_services_have_no_container_at_all() {
+        let containers = [
+            container("db", "exited", "Exited (0) 1 second ago"),
+            container("web", "running", "Up 1 second"),
+        ];
+        let wanted = ["db".to_owned(), "web".to_owned(), "worker".to_owned()];
+        assert_eq!(missing_services(&wanted, &containers), ["worker"]);
+        assert!(missing_services(&wanted[..2], &containers).is_empty());
+    }
+
+    #[test]
+    fn what_a_stop_saw_serves_one_start_only() {
+        let stacks = ComposeStacks::new(StacksConfig::default()).expect("valid");
+        let seen = Stopped {
+            services: vec!["app".into()],
+            others: true,
+        };
+        stacks
+            .stopped
+            .lock()
+            .expect("not poisoned")
+            .insert("app".into(), seen.clone());
+        assert_eq!(stacks.forget_stop("other"), None);
+        assert_eq!(stacks.forget_stop("app"), Some(seen));
+        assert_eq!(stacks.forget_stop("app"), None);
     }
 
     #[test]
