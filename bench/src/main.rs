@@ -1,1 +1,313 @@
-fn main() {}
+//! `felhom-bench`: what a backup costs the apps in downtime, with felhom-controller and with
+//! the sequential script an administrator would write, measured side by side in one run on
+//! real compose stacks and the development agent; and what the idle daemon costs.
+//!
+//! For each N: N stacks of the test app are deployed and a development agent (snapshot step
+//! S, archive step B) is started; then, in rotating order, `felhom-controller once`,
+//! `bench/naive.sh` and plain compose (stop all, start all: the floor) each take their turn.
+//! Each stack's downtime is read from the engine (`docker events`: its `kill` → `die` →
+//! `start`) and the app's own log (`clean start`); the agent's part from its timeline. The idle
+//! daemon is `felhom-controller run` against an agent that is never due. The result is a
+//! markdown table (stdout) and, with `--json`, every figure. See docs/performance.md.
+
+mod agent;
+mod engine;
+mod fixture;
+mod idle;
+mod measure;
+mod process;
+mod report;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+
+use agent::{AgentProcess, AgentSetup};
+use fixture::{Compose, StackSet};
+use measure::{Bench, Tools, Who};
+use report::{Machine, Parameters, Results};
+
+/// The downtime benchmark: felhom-controller against a naive sequential script.
+#[derive(Debug, Parser)]
+#[command(name = "felhom-bench", version)]
+struct Cli {
+    /// Numbers of stacks, e.g. 1,5,10,20.
+    #[arg(long, value_delimiter = ',', default_value = "1,5,10,20")]
+    stacks: Vec<usize>,
+    /// The agent's snapshot step S (time before the data is captured).
+    #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
+    snapshot: Duration,
+    /// The agent's archive step B (time from the snapshot to done).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    archive: Duration,
+    /// A second B, run at N = 10 only, to show the downtime does not grow with B.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    archive_alt: Duration,
+    /// Skip the second-B case.
+    #[arg(long)]
+    no_archive_alt: bool,
+    /// The compose tool: "docker compose" or "docker-compose".
+    #[arg(long, default_value = "docker compose")]
+    compose: String,
+    /// Rounds per case; each round runs every candidate once, in rotating order.
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
+    /// `stacks.parallelism` for the controller (default: the controller's default).
+    #[arg(long)]
+    parallelism: Option<usize>,
+    /// How long the idle daemons' CPU time is counted.
+    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+    idle_window: Duration,
+    /// Skip the idle measurement.
+    #[arg(long)]
+    no_idle: bool,
+    /// A smoke run: N = 1,3, one round, B = 2s, no second B, 10 s idle window.
+    #[arg(long)]
+    quick: bool,
+    /// Also write every figure as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Where felhom-controller and felhom-devagent are (default: next to this binary).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// Another build's felhom-controller to measure side by side (e.g. before a tuning).
+    #[arg(long)]
+    baseline_bin_dir: Option<PathBuf>,
+    /// The naive script.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/naive.sh"))]
+    naive: PathBuf,
+    /// Working directory for stacks, agents, configs and logs (default: a new one in /tmp);
+    /// kept after a failure, removed after a success unless --keep.
+    #[arg(long)]
+    workdir: Option<PathBuf>,
+    /// Keep the working directory.
+    #[arg(long)]
+    keep: bool,
+}
+
+fn main() -> ExitCode {
+    let mut cli = Cli::parse();
+    if cli.quick {
+        cli.stacks = vec![1, 3];
+        cli.rounds = 1;
+        cli.archive = Duration::from_secs(2);
+        cli.no_archive_alt = true;
+        cli.idle_window = Duration::from_secs(10);
+    }
+    let work = cli.workdir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("felhom-bench-{}", std::process::id()))
+    });
+    match run(&cli, &work) {
+        Ok(results) => {
+            print!("{}", results.markdown());
+            if !cli.keep {
+                let _ = std::fs::remove_dir_all(&work);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!(
+                "felhom-bench: {e:#}\n(configs and logs kept in {})",
+                work.display()
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: &Cli, work: &Path) -> Result<Results> {
+    if cli.stacks.contains(&0) || cli.rounds == 0 {
+        bail!("--stacks and --rounds must be at least 1");
+    }
+    let tools = tools(cli)?;
+    check_image()?;
+    fixture::remove_stale_sets()?;
+    std::fs::create_dir_all(work).with_context(|| format!("creating {}", work.display()))?;
+    let tag = std::process::id().to_string();
+    let mut machine = Machine::probe(&tools.compose.name);
+    let archive_alt = (!cli.no_archive_alt && cli.stacks.contains(&10)).then_some(cli.archive_alt);
+    let mut runs = Vec::new();
+
+    for &n in &cli.stacks {
+        let case_dir = work.join(format!("n{n}"));
+        progress(&format!("deploying {n} stack(s)"));
+        let set = StackSet::deploy(&case_dir, &tag, n, &tools.compose)?;
+        // Let the fresh containers and the engine settle before the first run.
+        std::thread::sleep(Duration::from_secs(2));
+        let mut archives = vec![cli.archive];
+        if n == 10 {
+            archives.extend(archive_alt);
+        }
+        for archive in archives {
+            let agent_dir = case_dir.join(format!("agent-b{}ms", archive.as_millis()));
+            let agent = AgentProcess::start(&AgentSetup {
+                binary: &tools.devagent,
+                dir: &agent_dir,
+                source: &set.data,
+                snapshot: cli.snapshot,
+                archive,
+                due: "always",
+            })?;
+            for round in 1..=cli.rounds {
+                // Rotate who goes first, so that none always runs on a warmer engine.
+                let mut order = vec![Who::Controller, Who::Naive, Who::ComposeAlone];
+                if tools.baseline.is_some() {
+                    order.insert(1, Who::Baseline);
+                }
+                let first = (round - 1) % order.len();
+                order.rotate_left(first);
+                for who in order {
+                    progress(&format!(
+                        "N = {n}, B = {}, round {round}/{}: {}",
+                        humantime::format_duration(archive),
+                        cli.rounds,
+                        who.label()
+                    ));
+                    let bench = Bench {
+                        tools: &tools,
+                        set: &set,
+                        agent: &agent,
+                        snapshot: cli.snapshot,
+                        archive,
+                        dir: case_dir.join(format!(
+                            "b{}ms-r{round}-{}",
+                            archive.as_millis(),
+                            who.slug()
+                        )),
+                        round,
+                    };
+                    let run = bench.run(who)?;
+                    let worst = run
+                        .figures
+                        .iter()
+                        .map(|f| f.downtime_ms)
+                        .fold(0.0, f64::max);
+                    progress(&format!("  max downtime {worst:.0} ms"));
+                    runs.push(run);
+                    // Let the engine and compose settle before the next run.
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+        }
+        progress(&format!("removing the {n} stack(s)"));
+        drop(set);
+    }
+
+    let mut idle = Vec::new();
+    if !cli.no_idle {
+        let idle_dir = work.join("idle");
+        let agent = AgentProcess::start(&AgentSetup {
+            binary: &tools.devagent,
+            dir: &idle_dir.join("agent"),
+            source: &idle_dir,
+            snapshot: cli.snapshot,
+            archive: cli.archive,
+            due: "never",
+        })?;
+        progress(&format!(
+            "idle daemons (due_poll_interval 60s and 1s) for {}",
+            humantime::format_duration(cli.idle_window)
+        ));
+        idle = idle::measure(
+            &tools.controller,
+            &agent,
+            &idle_dir,
+            &[Duration::from_secs(60), Duration::from_secs(1)],
+            cli.idle_window,
+        )?;
+    }
+    machine.load_after = report::load_average();
+
+    let results = Results {
+        machine,
+        parameters: Parameters {
+            stacks: cli.stacks.clone(),
+            snapshot_ms: millis(cli.snapshot),
+            archive_ms: millis(cli.archive),
+            archive_alt_ms: archive_alt.map(millis),
+            rounds: cli.rounds,
+            parallelism: cli
+                .parallelism
+                .map_or_else(|| "4 (default)".to_owned(), |p| p.to_string()),
+            idle_window_s: cli.idle_window.as_secs(),
+        },
+        runs,
+        idle,
+    };
+    if let Some(path) = &cli.json {
+        let json = serde_json::to_string_pretty(&results).context("serializing the results")?;
+        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(results)
+}
+
+fn tools(cli: &Cli) -> Result<Tools> {
+    let bin_dir = match &cli.bin_dir {
+        Some(dir) => dir.clone(),
+        None => std::env::current_exe()
+            .context("locating this binary")?
+            .parent()
+            .map(Path::to_path_buf)
+            .context("this binary has no directory")?,
+    };
+    let find = |name: &str| {
+        let path = bin_dir.join(name);
+        if path.is_file() {
+            Ok(path)
+        } else {
+            bail!(
+                "{} is missing: build it (cargo build --release -p {name}) or pass --bin-dir",
+                path.display()
+            )
+        }
+    };
+    if !cli.naive.is_file() {
+        bail!(
+            "the naive script {} is missing (--naive)",
+            cli.naive.display()
+        );
+    }
+    let baseline = match &cli.baseline_bin_dir {
+        Some(dir) => {
+            let path = dir.join("felhom-controller");
+            if !path.is_file() {
+                bail!("--baseline-bin-dir: {} is missing", path.display());
+            }
+            Some(path)
+        }
+        None => None,
+    };
+    Ok(Tools {
+        controller: find("felhom-controller")?,
+        baseline,
+        devagent: find("felhom-devagent")?,
+        naive: cli.naive.clone(),
+        compose: Compose::parse(&cli.compose)?,
+        parallelism: cli.parallelism,
+    })
+}
+
+fn check_image() -> Result<()> {
+    let mut cmd = Command::new("docker");
+    cmd.args([
+        "image",
+        "inspect",
+        "--format",
+        "{{.Id}}",
+        "felhom-testapp:dev",
+    ]);
+    process::checked(&mut cmd, Duration::from_secs(30))
+        .context("the image felhom-testapp:dev is needed: run scripts/build-test-image.sh")?;
+    Ok(())
+}
+
+fn progress(message: &str) {
+    eprintln!("bench: {message}");
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

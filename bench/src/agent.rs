@@ -1,0 +1,219 @@
+//! The development agent as a separate process, and what its timeline says about one backup.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use chrono::{DateTime, Utc};
+use felhom_devagent::{Event, EventKind};
+
+use crate::process;
+
+/// How long the agent may take to print its URL, pin and token.
+const STARTUP: Duration = Duration::from_secs(30);
+
+/// A running `felhom-devagent`; stopped on drop.
+#[derive(Debug)]
+pub(crate) struct AgentProcess {
+    child: Child,
+    pub(crate) url: String,
+    pub(crate) pin: String,
+    pub(crate) token: String,
+    events: PathBuf,
+}
+
+/// How the agent is started.
+#[derive(Debug, Clone)]
+pub(crate) struct AgentSetup<'a> {
+    pub(crate) binary: &'a Path,
+    /// Holds the agent's output directory, timeline and log.
+    pub(crate) dir: &'a Path,
+    /// What it backs up.
+    pub(crate) source: &'a Path,
+    pub(crate) snapshot: Duration,
+    pub(crate) archive: Duration,
+    /// `always` or `never`.
+    pub(crate) due: &'a str,
+}
+
+/// When the agent requested, snapshotted and finished one backup.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BackupTimes {
+    pub(crate) requested: DateTime<Utc>,
+    pub(crate) snapshot: DateTime<Utc>,
+    pub(crate) finished: DateTime<Utc>,
+}
+
+impl AgentProcess {
+    pub(crate) fn start(setup: &AgentSetup<'_>) -> Result<Self> {
+        std::fs::create_dir_all(setup.dir)
+            .with_context(|| format!("creating {}", setup.dir.display()))?;
+        let events = setup.dir.join("events.jsonl");
+        let log_path = setup.dir.join("agent.log");
+        let log =
+            File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+        let mut cmd = Command::new(setup.binary);
+        cmd.arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--source")
+            .arg(setup.source)
+            .arg("--out")
+            .arg(setup.dir.join("out"))
+            .arg("--snapshot-delay")
+            .arg(humantime::format_duration(setup.snapshot).to_string())
+            .arg("--archive-delay")
+            .arg(humantime::format_duration(setup.archive).to_string())
+            .arg("--due")
+            .arg(setup.due)
+            .arg("--events")
+            .arg(&events)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log);
+        let what = process::describe(&cmd);
+        let mut child = cmd.spawn().with_context(|| format!("cannot run {what}"))?;
+        let Some(stdout) = child.stdout.take() else {
+            bail!("{what}: no stdout");
+        };
+        let (lines_tx, lines_rx) = mpsc::channel();
+        // The agent keeps its stdout open; this thread ends with the process.
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (mut url, mut pin, mut token) = (None, None, None);
+        while url.is_none() || pin.is_none() || token.is_none() {
+            let Ok(line) = lines_rx.recv_timeout(STARTUP) else {
+                process::terminate(&mut child);
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                bail!(
+                    "{what} did not print its url, pin and token within {}s; its log:\n{}",
+                    STARTUP.as_secs(),
+                    process::tail(&log, 15)
+                );
+            };
+            let slot = match line.split_once(": ") {
+                Some(("url", v)) => (&mut url, v),
+                Some(("pin", v)) => (&mut pin, v),
+                Some(("token", v)) => (&mut token, v),
+                _ => continue,
+            };
+            *slot.0 = Some(slot.1.trim().to_owned());
+        }
+        Ok(AgentProcess {
+            child,
+            url: url.unwrap_or_default(),
+            pin: pin.unwrap_or_default(),
+            token: token.unwrap_or_default(),
+            events,
+        })
+    }
+
+    /// The times of the backup that `POST /backup` with `cycle_id` started, from the timeline.
+    pub(crate) fn backup_times(&self, cycle_id: &str) -> Result<BackupTimes> {
+        let text = std::fs::read_to_string(&self.events)
+            .with_context(|| format!("reading the agent's timeline {}", self.events.display()))?;
+        let mut events = Vec::new();
+        for (number, line) in text.lines().enumerate() {
+            let event: Event = serde_json::from_str(line).with_context(|| {
+                format!(
+                    "{} line {}: not an event",
+                    self.events.display(),
+                    number + 1
+                )
+            })?;
+            events.push(event);
+        }
+        backup_times(&events, cycle_id)
+            .with_context(|| format!("in the agent's timeline {}", self.events.display()))
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        process::terminate(&mut self.child);
+    }
+}
+
+fn backup_times(events: &[Event], cycle_id: &str) -> Result<BackupTimes> {
+    let Some((id, requested)) = events.iter().find_map(|e| match &e.kind {
+        EventKind::BackupRequested { id, cycle_id: c } if c == cycle_id => Some((id, e.at)),
+        _ => None,
+    }) else {
+        bail!("no backup was requested by cycle {cycle_id}");
+    };
+    let at = |want: fn(&EventKind, &str) -> bool| {
+        events
+            .iter()
+            .find(|e| want(&e.kind, id))
+            .map(|e| e.at)
+            .with_context(|| format!("backup {id} (cycle {cycle_id}) has no such step"))
+    };
+    let snapshot = at(|k, id| matches!(k, EventKind::SnapshotTaken { id: i } if i == id))
+        .context("snapshot_taken")?;
+    let finished = at(|k, id| matches!(k, EventKind::ArchiveFinished { id: i, .. } if i == id))
+        .context("archive_finished")?;
+    Ok(BackupTimes {
+        requested,
+        snapshot,
+        finished,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(lines: &str) -> Vec<Event> {
+        lines
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a timeline line"))
+            .collect()
+    }
+
+    #[test]
+    fn the_backup_of_a_cycle_is_found_among_others() {
+        let events = parse(concat!(
+            r#"{"at":"2025-01-01T12:00:00Z","event":"backup_requested","id":"b-1","cycle_id":"c-1"}"#,
+            "\n",
+            r#"{"at":"2025-01-01T12:00:01Z","event":"snapshot_taken","id":"b-1"}"#,
+            "\n",
+            r#"{"at":"2025-01-01T12:00:02Z","event":"archive_finished","id":"b-1","path":"/o/b-1.tar"}"#,
+            "\n",
+            r#"{"at":"2025-01-01T12:01:00Z","event":"request","method":"POST","path":"/backup","status":202}"#,
+            "\n",
+            r#"{"at":"2025-01-01T12:01:00.5Z","event":"backup_requested","id":"b-2","cycle_id":"c-2"}"#,
+            "\n",
+            r#"{"at":"2025-01-01T12:01:01.25Z","event":"snapshot_taken","id":"b-2"}"#,
+            "\n",
+            r#"{"at":"2025-01-01T12:01:07Z","event":"archive_finished","id":"b-2","path":"/o/b-2.tar"}"#,
+            "\n",
+        ));
+        let times = backup_times(&events, "c-2").expect("c-2 is there");
+        assert_eq!((times.snapshot - times.requested).num_milliseconds(), 750);
+        assert_eq!((times.finished - times.requested).num_milliseconds(), 6500);
+    }
+
+    #[test]
+    fn a_missing_cycle_or_step_is_an_error_naming_it() {
+        let events = parse(concat!(
+            r#"{"at":"2025-01-01T12:00:00Z","event":"backup_requested","id":"b-1","cycle_id":"c-1"}"#,
+            "\n",
+            r#"{"at":"2025-01-01T12:00:01Z","event":"snapshot_taken","id":"b-1"}"#,
+            "\n",
+        ));
+        let err = backup_times(&events, "c-9").expect_err("no such cycle");
+        assert!(format!("{err:#}").contains("c-9"), "{err:#}");
+        let err = backup_times(&events, "c-1").expect_err("not finished");
+        assert!(format!("{err:#}").contains("archive_finished"), "{err:#}");
+    }
+}

@@ -1,0 +1,364 @@
+//! One measured run: the controller's cycle (`felhom-controller once --force`) or the naive
+//! script, on a deployed set of stacks, against a running development agent; then each
+//! stack's downtime from the engine and the app's log.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::thread;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use chrono::{DateTime, Utc};
+use felhom_marker::{CycleRecord, Outcome};
+use serde::Serialize;
+
+use crate::agent::{AgentProcess, BackupTimes};
+use crate::engine::{self, Outage};
+use crate::fixture::{Compose, StackSet};
+use crate::process;
+
+/// The controller's default `stacks.parallelism` (SPEC §5).
+const DEFAULT_PARALLELISM: usize = 4;
+/// The longest one run may take: far beyond any sane S + B + stops and starts, only to catch
+/// hangs.
+const RUN_LIMIT: Duration = Duration::from_secs(600);
+
+/// Who brings the stacks down and up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Who {
+    /// `felhom-controller once`: parallel, early resume on `snapshotted`.
+    Controller,
+    /// The same from another build (`--baseline-bin-dir`), e.g. before a tuning.
+    Baseline,
+    /// `bench/naive.sh`: one stack after the other, waits for `done`, polls every 2 s.
+    Naive,
+    /// No backup and no controller: `compose stop` of every stack, then `compose start` of
+    /// every stack, with the controller's parallelism. What compose and the engine cost by
+    /// themselves: the floor of any compose-based quiesce.
+    ComposeAlone,
+}
+
+impl Who {
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Who::Controller => "controller",
+            Who::Baseline => "controller (baseline build)",
+            Who::Naive => "naive script",
+            Who::ComposeAlone => "compose alone (floor)",
+        }
+    }
+
+    /// A short name for directories.
+    pub(crate) fn slug(self) -> &'static str {
+        match self {
+            Who::Controller => "controller",
+            Who::Baseline => "baseline",
+            Who::Naive => "naive",
+            Who::ComposeAlone => "compose",
+        }
+    }
+}
+
+/// The programs and knobs the runs use.
+#[derive(Debug)]
+pub(crate) struct Tools {
+    pub(crate) controller: PathBuf,
+    /// Another build of the controller to compare with.
+    pub(crate) baseline: Option<PathBuf>,
+    pub(crate) devagent: PathBuf,
+    pub(crate) naive: PathBuf,
+    pub(crate) compose: Compose,
+    /// `stacks.parallelism`; `None` leaves the controller's default.
+    pub(crate) parallelism: Option<usize>,
+}
+
+/// One stack's figures in one run, in milliseconds.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct StackFigures {
+    pub(crate) stack: String,
+    /// Engine `kill` → the app serves again (its `clean start`, or the engine's `start` if
+    /// later).
+    pub(crate) downtime_ms: f64,
+    /// Engine `kill` → `die`.
+    pub(crate) app_stop_ms: f64,
+    /// Engine `start` → the app's `clean start` line (0 when the line comes first).
+    pub(crate) app_start_ms: f64,
+    /// Downtime − app stop − app start − the agent's time.
+    pub(crate) overhead_ms: f64,
+    /// What the controller itself recorded (`downtime_ms` of the cycle record).
+    pub(crate) recorded_ms: Option<u64>,
+}
+
+/// One run of one candidate.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Run {
+    pub(crate) who: Who,
+    pub(crate) stacks: usize,
+    pub(crate) snapshot_ms: u64,
+    pub(crate) archive_ms: u64,
+    pub(crate) round: usize,
+    /// The agent's part of the downtime: `backup_requested` → `snapshot_taken` for the
+    /// controller (early resume), → `archive_finished` for the naive script (waits for done).
+    pub(crate) agent_ms: f64,
+    pub(crate) figures: Vec<StackFigures>,
+}
+
+/// What a run is measured with.
+#[derive(Debug)]
+pub(crate) struct Bench<'a> {
+    pub(crate) tools: &'a Tools,
+    pub(crate) set: &'a StackSet,
+    pub(crate) agent: &'a AgentProcess,
+    pub(crate) snapshot: Duration,
+    pub(crate) archive: Duration,
+    /// Where this run's config, state and logs go.
+    pub(crate) dir: PathBuf,
+    pub(crate) round: usize,
+}
+
+impl Bench<'_> {
+    pub(crate) fn run(&self, who: Who) -> Result<Run> {
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("creating {}", self.dir.display()))?;
+        let since = Utc::now();
+        let recorder =
+            engine::EventRecorder::start(&self.set.id, since, &self.dir.join("events.jsonl"))?;
+        let (cycle_id, recorded) = match who {
+            Who::Controller => self.controller_cycle(&self.tools.controller)?,
+            Who::Baseline => match &self.tools.baseline {
+                Some(binary) => self.controller_cycle(binary)?,
+                None => bail!("no baseline build given (--baseline-bin-dir)"),
+            },
+            Who::Naive => (Some(self.naive_cycle()?), Vec::new()),
+            Who::ComposeAlone => {
+                self.compose_alone()?;
+                (None, Vec::new())
+            }
+        };
+        self.set.wait_all_running(Duration::from_secs(60))?;
+        let events = recorder.finish()?;
+        let outages = engine::outages(&events, &self.set.names)
+            .with_context(|| format!("{} run in {}", who.label(), self.dir.display()))?;
+        let agent_ms = match cycle_id {
+            Some(id) => agent_part(who, &self.agent.backup_times(&id)?),
+            None => 0.0,
+        };
+        let mut figures = Vec::new();
+        for (stack, outage) in &outages {
+            let ready = engine::app_ready(&self.set.data.join(stack), outage.kill)?;
+            let recorded_ms = recorded
+                .iter()
+                .find(|(name, _)| name == stack)
+                .and_then(|(_, ms)| *ms);
+            figures.push(stack_figures(stack, outage, ready, agent_ms, recorded_ms));
+        }
+        Ok(Run {
+            who,
+            stacks: self.set.names.len(),
+            snapshot_ms: millis(self.snapshot),
+            archive_ms: millis(self.archive),
+            round: self.round,
+            agent_ms,
+            figures,
+        })
+    }
+
+    /// `felhom-controller once`; the cycle id and each stack's recorded downtime.
+    #[allow(clippy::type_complexity)]
+    fn controller_cycle(
+        &self,
+        binary: &Path,
+    ) -> Result<(Option<String>, Vec<(String, Option<u64>)>)> {
+        let config = self.dir.join("controller.toml");
+        std::fs::write(&config, self.controller_config(&self.dir.join("state")))
+            .with_context(|| format!("writing {}", config.display()))?;
+        let mut cmd = Command::new(binary);
+        // Without `--force` the cycle first asks whether a backup is due, as the daemon does;
+        // that request also opens the TLS connection the cycle then reuses.
+        cmd.arg("--config").arg(&config).arg("once");
+        let out = process::run(&mut cmd, RUN_LIMIT)?;
+        let log = self.dir.join("controller.log");
+        std::fs::write(&log, &out.stderr).with_context(|| format!("writing {}", log.display()))?;
+        let record: CycleRecord = serde_json::from_str(&out.stdout).with_context(|| {
+            format!(
+                "{}: the cycle record does not parse ({}); its log: {}",
+                process::describe(&cmd),
+                out.status,
+                log.display()
+            )
+        })?;
+        if record.outcome != Outcome::Done || !record.stranded.is_empty() || !out.status.success() {
+            bail!(
+                "the controller's cycle {} ended {:?} (stranded: {:?}, errors: {:?}); its log: {}",
+                record.cycle_id,
+                record.outcome,
+                record.stranded,
+                record.errors,
+                log.display()
+            );
+        }
+        let recorded = record
+            .stacks
+            .iter()
+            .map(|s| (s.name.clone(), s.downtime_ms))
+            .collect();
+        Ok((Some(record.cycle_id), recorded))
+    }
+
+    /// `compose stop` of every stack, then at once `compose start` of every stack, as many at
+    /// a time as the controller's `stacks.parallelism`, in name order: what compose and the
+    /// engine need for these stacks with nothing else in between.
+    fn compose_alone(&self) -> Result<()> {
+        let parallelism = self.tools.parallelism.unwrap_or(DEFAULT_PARALLELISM).max(1);
+        for verb in ["stop", "start"] {
+            let queue = Mutex::new(self.set.stack_dirs().into_iter());
+            let failures = Mutex::new(Vec::new());
+            thread::scope(|scope| {
+                for _ in 0..parallelism {
+                    scope.spawn(|| loop {
+                        let next = queue.lock().map(|mut q| q.next());
+                        let Ok(Some(dir)) = next else { break };
+                        let mut cmd = self.tools.compose.command();
+                        cmd.current_dir(&dir).arg(verb);
+                        if let Err(e) = process::checked(&mut cmd, Duration::from_secs(120)) {
+                            if let Ok(mut f) = failures.lock() {
+                                f.push(format!("in {}: {e:#}", dir.display()));
+                            }
+                        }
+                    });
+                }
+            });
+            let failures = failures.into_inner().unwrap_or_default();
+            if !failures.is_empty() {
+                bail!("compose {verb}: {}", failures.join("; "));
+            }
+        }
+        Ok(())
+    }
+
+    fn controller_config(&self, state: &Path) -> String {
+        let mut toml = format!(
+            "[agent]\nurl = {:?}\ntoken = {:?}\npin_sha256 = {:?}\n\n\
+             [stacks]\nroot = {:?}\ncompose = {:?}\n",
+            self.agent.url,
+            self.agent.token,
+            self.agent.pin,
+            self.set.root.display().to_string(),
+            self.tools.compose.name,
+        );
+        if let Some(p) = self.tools.parallelism {
+            toml.push_str(&format!("parallelism = {p}\n"));
+        }
+        toml.push_str(&format!(
+            "\n[quiesce]\nstate_dir = {:?}\n\n[status]\nlisten = \"\"\n",
+            state.display().to_string()
+        ));
+        toml
+    }
+
+    /// `bench/naive.sh` on the set's stack directories; the cycle id it posted.
+    fn naive_cycle(&self) -> Result<String> {
+        let cycle_id = format!("naive-{}-r{}", self.set.id, self.round);
+        let mut cmd = Command::new("bash");
+        cmd.arg(&self.tools.naive)
+            .args(self.set.stack_dirs())
+            .env("AGENT_URL", &self.agent.url)
+            .env("AGENT_TOKEN", &self.agent.token)
+            .env("CYCLE_ID", &cycle_id)
+            .env("COMPOSE", &self.tools.compose.name)
+            // Far below RUN_LIMIT: the script starts its stacks itself before it is killed.
+            .env("MAX_WAIT", "300");
+        let out = process::run(&mut cmd, RUN_LIMIT)?;
+        let log = self.dir.join("naive.log");
+        std::fs::write(&log, format!("{}{}", out.stdout, out.stderr))
+            .with_context(|| format!("writing {}", log.display()))?;
+        if !out.status.success() {
+            bail!(
+                "{}: {}; its output: {}",
+                process::describe(&cmd),
+                out.status,
+                log.display()
+            );
+        }
+        Ok(cycle_id)
+    }
+}
+
+fn agent_part(who: Who, times: &BackupTimes) -> f64 {
+    let end = match who {
+        Who::Controller | Who::Baseline => times.snapshot,
+        Who::Naive | Who::ComposeAlone => times.finished,
+    };
+    ms_between(times.requested, end)
+}
+
+fn stack_figures(
+    stack: &str,
+    outage: &Outage,
+    app_ready: DateTime<Utc>,
+    agent_ms: f64,
+    recorded_ms: Option<u64>,
+) -> StackFigures {
+    let ready = app_ready.max(outage.start);
+    let downtime_ms = ms_between(outage.kill, ready);
+    let app_stop_ms = ms_between(outage.kill, outage.died);
+    let app_start_ms = ms_between(outage.start, ready);
+    StackFigures {
+        stack: stack.to_owned(),
+        downtime_ms,
+        app_stop_ms,
+        app_start_ms,
+        overhead_ms: downtime_ms - app_stop_ms - app_start_ms - agent_ms,
+        recorded_ms,
+    }
+}
+
+fn ms_between(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
+    (to - from)
+        .num_microseconds()
+        .map_or(f64::NAN, |us| us as f64 / 1000.0)
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ms: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(1_700_000_000_000 + ms).expect("in range")
+    }
+
+    #[test]
+    fn overhead_is_what_is_left_after_the_app_and_the_agent() {
+        let outage = Outage {
+            kill: at(0),
+            died: at(30),
+            start: at(2_000),
+        };
+        let figures = stack_figures("a", &outage, at(2_005), 1_200.0, Some(2_400));
+        assert_eq!(figures.downtime_ms, 2_005.0);
+        assert_eq!(figures.app_stop_ms, 30.0);
+        assert_eq!(figures.app_start_ms, 5.0);
+        assert_eq!(figures.overhead_ms, 770.0);
+        // The app's log line may carry a millisecond before the engine's `start`.
+        let early = stack_figures("a", &outage, at(1_999), 1_200.0, None);
+        assert_eq!(early.app_start_ms, 0.0);
+        assert_eq!(early.downtime_ms, 2_000.0);
+    }
+
+    #[test]
+    fn the_agent_part_depends_on_who_waits_for_what() {
+        let times = BackupTimes {
+            requested: at(0),
+            snapshot: at(210),
+            finished: at(5_230),
+        };
+        assert_eq!(agent_part(Who::Controller, &times), 210.0);
+        assert_eq!(agent_part(Who::Naive, &times), 5_230.0);
+    }
+}

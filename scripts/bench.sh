@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The downtime benchmark (docs/performance.md): felhom-controller against the sequential
+# script an administrator would write (bench/naive.sh), side by side in one run, on real
+# compose stacks and the development agent; and the idle daemon's memory and CPU.
+#
+#   scripts/bench.sh                       # the full run: N = 1,5,10,20, S = 0.2s, B = 5s and 30s
+#   scripts/bench.sh --quick               # a smoke run, about a minute
+#   scripts/bench.sh --stacks 10 --rounds 3 --archive 5s --archive-alt 30s \
+#       --compose docker-compose --json results.json
+#
+# Every option is felhom-bench's (`--help`). Provisions what is missing first
+# (scripts/provision.sh), builds the test image and the release binaries, and prints a
+# markdown table on stdout (progress on stderr). Takes about 10 minutes in full.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/provision.sh
+bash scripts/build-test-image.sh
+cargo build --release --quiet -p felhom-controller -p felhom-devagent -p felhom-bench
+target=${CARGO_TARGET_DIR:-target}
+exec "$target/release/felhom-bench" "$@"
