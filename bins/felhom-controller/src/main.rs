@@ -179,6 +179,7 @@ fn wire(config: &Config, agent: Option<Arc<dyn AgentApi>>) -> Result<Wired> {
                 .map_err(|e| anyhow::anyhow!("stacks.compose: {e}"))?,
             stop_timeout: config.stacks.stop_timeout,
             start_timeout: config.stacks.start_timeout,
+            ..StacksConfig::default()
         })
         .context("stacks")?,
     );

@@ -29,9 +29,6 @@ const MIN_COMPOSE_TIME: Duration = Duration::from_secs(10);
 /// First and longest pause between two looks while waiting for services to run.
 const POLL_FIRST: Duration = Duration::from_millis(100);
 const POLL_MAX: Duration = Duration::from_secs(1);
-/// A service without a health check counts as started once it has been seen running this
-/// long, so that an app that dies right after its start is caught as a failed start.
-const SETTLE: Duration = Duration::from_millis(200);
 /// Log lines of a failed container carried in the error.
 const LOG_TAIL: usize = 20;
 
@@ -222,7 +219,10 @@ impl ComposeStacks {
             let now = Instant::now();
             if pending.is_empty() {
                 let since = *all_up_since.get_or_insert(now);
-                if !unproven || now.duration_since(since) >= SETTLE || now >= deadline {
+                if !unproven
+                    || now.duration_since(since) >= self.config.start_settle
+                    || now >= deadline
+                {
                     tracing::debug!(stack, "services run");
                     return Ok(Waited::Ready);
                 }
@@ -238,7 +238,10 @@ impl ComposeStacks {
                 }
             }
             let next = match all_up_since {
-                Some(since) => SETTLE.saturating_sub(now.duration_since(since)),
+                Some(since) => self
+                    .config
+                    .start_settle
+                    .saturating_sub(now.duration_since(since)),
                 None => pause,
             };
             tokio::time::sleep(next.min(deadline.saturating_duration_since(now))).await;

@@ -61,6 +61,12 @@ pub struct StacksConfig {
     pub stop_timeout: Duration,
     /// How long a start may take until its services run and are healthy (120s).
     pub start_timeout: Duration,
+    /// How long a service without a health check must be seen running before its start
+    /// counts (200ms): an app that exits within it is a failed start. Longer catches apps
+    /// that die later, but holds a start's parallelism slot that much longer (see
+    /// docs/performance.md); a loaded engine may report an exited container as running for
+    /// a moment.
+    pub start_settle: Duration,
 }
 
 impl Default for StacksConfig {
@@ -71,6 +77,7 @@ impl Default for StacksConfig {
             compose: ComposeChoice::Auto,
             stop_timeout: Duration::from_secs(30),
             start_timeout: Duration::from_secs(120),
+            start_settle: Duration::from_millis(200),
         }
     }
 }

@@ -319,7 +319,10 @@ fn a_service_that_exits_at_once_is_a_failed_start() {
     );
     root.deploy(&name, "compose.yaml", &yaml);
     root.up(&name);
-    let stacks = root.stacks();
+    // A generous settle window: on a loaded machine the engine may report the crashed
+    // container as running for longer than the default 200 ms (the test would then race the
+    // engine's bookkeeping, not test the stacks manager).
+    let stacks = root.stacks_with(|c| c.start_settle = Duration::from_secs(3));
     block_on(LIMIT, async {
         let err = stacks
             .start(&name, &["broken".to_owned(), "web".to_owned()])
