@@ -20,7 +20,24 @@ const SETTLED: Duration = Duration::from_secs(6);
 
 #[test]
 fn kill_9_of_the_controller_alone_mid_stop_leaves_no_stack_down() {
-    let mut env = Env::new("kal");
+    // The controller dies; its `docker compose stop` lives on as an orphan.
+    kill_mid_stop(
+        "kal",
+        "a kill of the controller alone",
+        Controller::kill_alone,
+    );
+}
+
+#[test]
+fn kill_9_of_the_process_group_mid_stop_leaves_no_stack_down() {
+    // compose dies too, but the engine goes on shutting the app down.
+    kill_mid_stop("kgs", "a kill of the process group", Controller::kill_group);
+}
+
+/// Kills `run` with `kill` while compose is stopping a slow app, then recovers: once every
+/// shutdown under way has surely ended, the app runs, in the same container.
+fn kill_mid_stop(tag: &str, what: &str, kill: fn(&mut Controller)) {
+    let mut env = Env::new(tag);
     let app = env.deploy("a", &StackSpec::app().stop_delay(STOP_DELAY));
     env.up(&app);
     let before = states(std::slice::from_ref(&app));
@@ -31,38 +48,13 @@ fn kill_9_of_the_controller_alone_mid_stop_leaves_no_stack_down() {
     run.wait_log("cycle started: marker written");
     // compose has asked the engine to stop the app, which takes STOP_DELAY to shut down.
     std::thread::sleep(Duration::from_millis(1500));
-    // The controller dies; its `docker compose stop` lives on as an orphan.
-    run.kill_alone();
+    kill(&mut run);
     agent.set_due(DueMode::Never);
     let recover = run_controller(&config, &["recover"]);
     assert_eq!(recover.code, Some(0), "{recover}");
     std::thread::sleep(SETTLED);
-    assert_run_again(
-        &before,
-        "after recovering from a kill of the controller alone",
-    );
+    assert_run_again(&before, &format!("after recovering from {what}"));
     assert!(env.marker().is_none());
-}
-
-#[test]
-fn kill_9_of_the_process_group_mid_stop_leaves_no_stack_down() {
-    let mut env = Env::new("kgs");
-    let app = env.deploy("a", &StackSpec::app().stop_delay(STOP_DELAY));
-    env.up(&app);
-    let before = states(std::slice::from_ref(&app));
-    let agent = Agent::start(&env, |_| {});
-    let config = env.config(&agent.access()).write();
-
-    let mut run = Controller::spawn(&config, &["run"]);
-    run.wait_log("cycle started: marker written");
-    std::thread::sleep(Duration::from_millis(1500));
-    // compose dies too, but the engine goes on shutting the app down.
-    run.kill_group();
-    agent.set_due(DueMode::Never);
-    let recover = run_controller(&config, &["recover"]);
-    assert_eq!(recover.code, Some(0), "{recover}");
-    std::thread::sleep(SETTLED);
-    assert_run_again(&before, "after recovering from a kill of the process group");
 }
 
 #[test]

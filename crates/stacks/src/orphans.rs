@@ -130,21 +130,26 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn waits_until_a_stop_of_the_stack_is_over() {
-        let stack = format!("orphan-{}", std::process::id());
-        // A stand-in for an orphaned `docker compose -p <stack> stop`: bash stays alive (two
-        // commands) with those words as its arguments.
-        let mut orphan = std::process::Command::new("bash")
-            .args(["-c", "sleep 1; true", "compose", "-p", &stack, "stop"])
+    /// A stand-in for an orphaned `docker compose -p <stack> stop` running `script`: bash
+    /// stays alive (two commands) with those words as its arguments. Returns once it is seen.
+    async fn stand_in(stack: &str, script: &str) -> std::process::Child {
+        let child = std::process::Command::new("bash")
+            .args(["-c", script, "compose", "-p", stack, "stop"])
             .spawn()
             .expect("spawn bash");
         // Until bash has exec'd, its /proc cmdline is still the forked test binary's.
         let seen_by = Instant::now() + Duration::from_secs(10);
-        while stops_of(&stack).is_empty() {
+        while stops_of(stack).is_empty() {
             assert!(Instant::now() < seen_by, "the stand-in is never seen");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        child
+    }
+
+    #[tokio::test]
+    async fn waits_until_a_stop_of_the_stack_is_over() {
+        let stack = format!("orphan-{}", std::process::id());
+        let mut orphan = stand_in(&stack, "sleep 1; true").await;
         let left = wait_for_stops(&stack, Duration::from_secs(30)).await;
         assert!(left.is_empty(), "{left:?}");
         // The wait ended because the stop was over, not before.
@@ -160,15 +165,7 @@ mod tests {
     #[tokio::test]
     async fn gives_up_at_the_bound_and_names_what_still_runs() {
         let stack = format!("stuck-{}", std::process::id());
-        let mut orphan = std::process::Command::new("bash")
-            .args(["-c", "sleep 30; true", "compose", "-p", &stack, "stop"])
-            .spawn()
-            .expect("spawn bash");
-        let seen_by = Instant::now() + Duration::from_secs(10);
-        while stops_of(&stack).is_empty() {
-            assert!(Instant::now() < seen_by, "the stand-in is never seen");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let mut orphan = stand_in(&stack, "sleep 30; true").await;
         let left = wait_for_stops(&stack, Duration::from_millis(300)).await;
         orphan.kill().expect("kill");
         let _ = orphan.wait();
