@@ -378,11 +378,7 @@ impl Stacks for ComposeStacks {
         // wait below tells that (or compose fails): then the careful way follows.
         let seen = self.forget_stop(stack).filter(|s| s.services == wanted);
         if let Some(seen) = seen {
-            let line = if flavor == Flavor::V2 && seen.others {
-                flavor.up_no_recreate(stack, &files, &wanted)
-            } else {
-                flavor.start(stack, &files, &wanted)
-            };
+            let line = start_command(flavor, stack, &files, &wanted, seen.others, false);
             tracing::info!(stack, services = ?wanted, command = %line, "starting");
             match self.run_compose(stack, &line, compose_time(deadline)).await {
                 Ok(()) => match self
@@ -405,23 +401,14 @@ impl Stacks for ComposeStacks {
         let containers = self.containers(stack, false).await?;
         let missing = missing_services(&wanted, &containers);
         let others = containers.iter().any(|c| !wanted.contains(&c.service));
-        let line = if !missing.is_empty() {
+        if !missing.is_empty() {
             tracing::warn!(
                 stack,
                 ?missing,
                 "containers disappeared while the stack was stopped; recreating them with up --no-recreate"
             );
-            // One `up` for all the services, not `start` for some and `up` for the others:
-            // compose orders them only within one command.
-            flavor.up_no_recreate(stack, &files, &wanted)
-        } else if flavor == Flavor::V2 && others {
-            // v2's `start <service>` also starts what the service depends on, which would
-            // run an exited one-shot (a migration, say) again; `up --no-deps` on existing
-            // containers starts exactly them, the same containers.
-            flavor.up_no_recreate(stack, &files, &wanted)
-        } else {
-            flavor.start(stack, &files, &wanted)
-        };
+        }
+        let line = start_command(flavor, stack, &files, &wanted, others, !missing.is_empty());
         tracing::info!(stack, services = ?wanted, command = %line, "starting");
         self.run_compose(stack, &line, compose_time(deadline))
             .await?;
@@ -433,6 +420,31 @@ impl Stacks for ComposeStacks {
     async fn is_running(&self, stack: &str) -> Result<bool, StacksError> {
         check_stack_name(stack)?;
         Ok(!self.containers(stack, true).await?.is_empty())
+    }
+}
+
+/// The command that starts exactly `wanted` of `stack`, the same containers.
+/// `others`: the stack has containers of services outside `wanted`; `missing`: some of
+/// `wanted` have no container any more.
+fn start_command(
+    flavor: Flavor,
+    stack: &str,
+    files: &ComposeFiles,
+    wanted: &[String],
+    others: bool,
+    missing: bool,
+) -> CommandLine {
+    if missing {
+        // One `up` for all the services, not `start` for some and `up` for the others:
+        // compose orders them only within one command.
+        flavor.up_no_recreate(stack, files, wanted)
+    } else if flavor == Flavor::V2 && others {
+        // v2's `start <service>` also starts what the service depends on, which would run an
+        // exited one-shot (a migration, say) again; `up --no-deps` on existing containers
+        // starts exactly them, the same containers.
+        flavor.up_no_recreate(stack, files, wanted)
+    } else {
+        flavor.start(stack, files, wanted)
     }
 }
 
