@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use felhom_devagent::{Event, EventKind, Fault};
-use felhom_e2e::{Agent, Controller, Env, Finished, StackSpec};
+use felhom_e2e::{Agent, Controller, Env, Finished};
 use felhom_marker::{CycleRecord, Outcome};
 
-use crate::{assert_run_again, states};
+use crate::{assert_run_again, running_apps};
 
 /// What one faulty cycle left behind.
 struct Faulty {
@@ -30,14 +30,7 @@ fn once_against(
     during: impl FnOnce(&mut Controller, &Agent),
 ) -> Faulty {
     let mut env = Env::new(tag);
-    let apps = vec![
-        env.deploy("notes", &StackSpec::app()),
-        env.deploy("photos", &StackSpec::app()),
-    ];
-    for name in &apps {
-        env.up(name);
-    }
-    let before = states(&apps);
+    let (apps, before) = running_apps(&mut env);
     let agent = Agent::start(&env, |c| c.faults = faults);
     let mut file = env
         .config(&agent.access())

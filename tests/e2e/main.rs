@@ -20,6 +20,20 @@ use felhom_e2e::{container, ContainerState};
 /// Each stack's container, keyed by stack name.
 type States = BTreeMap<String, ContainerState>;
 
+/// Deploys and starts two app stacks (`notes`, `photos`): their names, and their containers
+/// as they are before the cycle.
+fn running_apps(env: &mut felhom_e2e::Env) -> (Vec<String>, States) {
+    let apps = vec![
+        env.deploy("notes", &felhom_e2e::StackSpec::app()),
+        env.deploy("photos", &felhom_e2e::StackSpec::app()),
+    ];
+    for name in &apps {
+        env.up(name);
+    }
+    let before = states(&apps);
+    (apps, before)
+}
+
 /// The containers of `names`, e.g. before a cycle.
 fn states(names: &[String]) -> States {
     names.iter().map(|n| (n.clone(), container(n))).collect()

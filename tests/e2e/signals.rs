@@ -5,24 +5,15 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use felhom_devagent::{EventKind, Fault};
-use felhom_e2e::{
-    container, free_port, http_get, Agent, AgentProcess, Controller, Env, StackSpec, WAIT,
-};
+use felhom_e2e::{container, free_port, http_get, Agent, AgentProcess, Controller, Env, WAIT};
 use felhom_marker::Outcome;
 
-use crate::{assert_run_again, states};
+use crate::{assert_run_again, running_apps};
 
 #[test]
 fn run_does_one_cycle_when_due_then_exits_on_sigterm() {
     let mut env = Env::new("run");
-    let apps = vec![
-        env.deploy("notes", &StackSpec::app()),
-        env.deploy("photos", &StackSpec::app()),
-    ];
-    for name in &apps {
-        env.up(name);
-    }
-    let before = states(&apps);
+    let (_, before) = running_apps(&mut env);
     // Always due: only min_cycle_interval (1h) keeps the daemon from a second cycle.
     let agent = AgentProcess::spawn(&env, &["--due", "always"]);
     let port = free_port();
@@ -89,14 +80,7 @@ fn run_does_one_cycle_when_due_then_exits_on_sigterm() {
 #[test]
 fn sigterm_while_the_stacks_are_down_resumes_them_before_the_exit() {
     let mut env = Env::new("term");
-    let apps = vec![
-        env.deploy("notes", &StackSpec::app()),
-        env.deploy("photos", &StackSpec::app()),
-    ];
-    for name in &apps {
-        env.up(name);
-    }
-    let before = states(&apps);
+    let (apps, before) = running_apps(&mut env);
     let agent = Agent::start(&env, |c| c.faults = vec![Fault::Hang]);
     let config = env.config(&agent.access()).write();
     let mut run = Controller::spawn(&config, &["run"]);
