@@ -326,17 +326,9 @@ impl Controller {
         for attempt in 1..=attempts {
             let stacks = self.parts.stacks.clone();
             let (name, services) = (stack.name.clone(), stack.services.clone());
-            // Its own task: a panicking start is a failed attempt, not a dead resume.
-            let call = tokio::spawn(async move { stacks.start(&name, &services).await });
-            let result = match timeout(self.config.start_call_timeout, call).await {
-                Ok(Ok(Ok(()))) => Ok(()),
-                Ok(Ok(Err(e))) => Err(e.to_string()),
-                Ok(Err(join)) => Err(format!("the start task failed: {join}")),
-                Err(_) => Err(format!(
-                    "start did not return within {}",
-                    humanize(self.config.start_call_timeout)
-                )),
-            };
+            let result = self
+                .bounded("start", async move { stacks.start(&name, &services).await })
+                .await;
             if self.note_start(shared, &stack.name, attempt, attempts, result) {
                 return (stack.name, true);
             }
@@ -348,6 +340,24 @@ impl Controller {
         (stack.name, false)
     }
 
+    /// Runs one stacks call of the up half in its own task, bounded by `start_call_timeout`:
+    /// a call that hangs or panics is a failed call, never a stuck or dead resume.
+    async fn bounded(
+        &self,
+        what: &str,
+        call: impl std::future::Future<Output = Result<(), felhom_stacks::StacksError>> + Send + 'static,
+    ) -> Result<(), String> {
+        match timeout(self.config.start_call_timeout, tokio::spawn(call)).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(e.to_string()),
+            Ok(Err(join)) => Err(format!("the {what} task failed: {join}")),
+            Err(_) => Err(format!(
+                "{what} did not return within {}",
+                humanize(self.config.start_call_timeout)
+            )),
+        }
+    }
+
     /// Stops `name` again and waits for it, bounded. The engine goes on shutting a container
     /// down once it has sent SIGTERM, whatever became of the command that asked, and such a
     /// container still shows as running: a `start` would do nothing, the wait would see it
@@ -357,17 +367,10 @@ impl Controller {
         tracing::info!(stack = %name, "its stop may still be under way: stopping it again before the start");
         let stacks = self.parts.stacks.clone();
         let owned = name.to_owned();
-        let call = tokio::spawn(async move { stacks.stop(&owned).await });
-        let problem = match timeout(self.config.start_call_timeout, call).await {
-            Ok(Ok(Ok(_))) => None,
-            Ok(Ok(Err(e))) => Some(e.to_string()),
-            Ok(Err(join)) => Some(format!("the stop task failed: {join}")),
-            Err(_) => Some(format!(
-                "stop did not return within {}",
-                humanize(self.config.start_call_timeout)
-            )),
-        };
-        if let Some(problem) = problem {
+        let result = self
+            .bounded("stop", async move { stacks.stop(&owned).await.map(drop) })
+            .await;
+        if let Err(problem) = result {
             // Not a reason to keep the stack down: its start follows all the same.
             let msg = format!("settling {name} before its start: {problem}");
             tracing::warn!("{msg}");
