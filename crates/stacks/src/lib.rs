@@ -44,6 +44,14 @@ pub fn validate_name(name: &str) -> Result<(), StacksError> {
     name::check_stack_name(name)
 }
 
+impl StacksError {
+    /// Whether this error says only that the engine is away, so that the caller should wait
+    /// for it rather than count a failed attempt.
+    pub fn is_engine_unreachable(&self) -> bool {
+        matches!(self, StacksError::EngineUnreachable { .. })
+    }
+}
+
 /// A running app stack and the services of it that run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunningStack {
@@ -131,6 +139,14 @@ pub enum StacksError {
         /// The command line, e.g. `docker ps --filter ...`.
         command: String,
         /// What went wrong, with the tail of stderr.
+        detail: String,
+    },
+    /// The Docker engine cannot be reached (not up yet after a boot, restarted, upgraded).
+    /// Not a failure of any stack: the caller waits for the engine instead of spending
+    /// attempts (SPEC §2 rule 6).
+    #[error("the docker engine cannot be reached: {detail}")]
+    EngineUnreachable {
+        /// What the attempt to reach it answered.
         detail: String,
     },
     /// A `stacks.compose` value that is not one of the three allowed.
