@@ -17,8 +17,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use rustls::CertificateError;
 
-use crate::pin::{PinMismatch, PinVerifier};
 use crate::types::HumanDuration;
+use crate::verifier::{PinMismatch, PinVerifier};
 use crate::{wire, AgentApi, AgentError, BackupStart, BackupStatus, ConfigError, Due, Pin, Token};
 
 /// The largest answer body the client reads (SPEC §3). Larger is an error, not an allocation.
