@@ -188,6 +188,7 @@ fn wire(config: &Config, agent: Option<Arc<dyn AgentApi>>) -> Result<Wired> {
     let state = Arc::new(state);
     let q = &config.quiesce;
     let cycle = CycleConfig {
+        enabled: q.enabled,
         due_poll_interval: q.due_poll_interval,
         status_poll_interval: q.status_poll_interval,
         max_quiesce: q.max_quiesce,
@@ -196,9 +197,10 @@ fn wire(config: &Config, agent: Option<Arc<dyn AgentApi>>) -> Result<Wired> {
         failure_cooldown: q.failure_cooldown,
         parallelism: config.stacks.parallelism,
         // One start call may take the stacks manager's whole wait, plus compose's own time.
-        start_call_timeout: config.stacks.start_timeout
-            + config.stacks.stop_timeout
-            + std::time::Duration::from_secs(30),
+        start_call_timeout: CycleConfig::start_call_timeout_for(
+            config.stacks.start_timeout,
+            config.stacks.stop_timeout,
+        ),
         ..CycleConfig::default()
     };
     let parts = Parts {
@@ -207,6 +209,7 @@ fn wire(config: &Config, agent: Option<Arc<dyn AgentApi>>) -> Result<Wired> {
         marker: state.clone(),
         history: state.clone(),
         lock: state,
+        observer: Arc::new(()),
     };
     Ok(Wired {
         controller: Controller::new(parts, cycle),

@@ -305,7 +305,6 @@ mod tests {
             phase: None,
             last: Some(record(&["b"])),
             cycles: vec![(Outcome::Done, 3), (Outcome::Bounded, 1)],
-            stranded_total: 1,
             next_check_at: None,
         };
         let text = metrics(&live);

@@ -54,6 +54,8 @@
 
 #[cfg(feature = "client")]
 mod client;
+#[cfg(any(test, feature = "mock"))]
+pub mod fake;
 mod pin;
 #[cfg(feature = "client")]
 mod token;

@@ -48,6 +48,20 @@ pub enum BackupPhase {
     Unknown(String),
 }
 
+impl BackupPhase {
+    /// The phase as the agent spells it (`running`, `snapshotted`, ...; an unknown one verbatim).
+    pub fn name(&self) -> &str {
+        match self {
+            BackupPhase::Idle => "idle",
+            BackupPhase::Running => "running",
+            BackupPhase::Snapshotted => "snapshotted",
+            BackupPhase::Done => "done",
+            BackupPhase::Failed => "failed",
+            BackupPhase::Unknown(name) => name,
+        }
+    }
+}
+
 /// The answer of `GET /backup/status`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackupStatus {

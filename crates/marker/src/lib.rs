@@ -46,6 +46,8 @@
 //! ```
 #![deny(missing_docs)]
 
+#[cfg(any(test, feature = "mock"))]
+pub mod fake;
 mod history;
 mod lock;
 mod model;
