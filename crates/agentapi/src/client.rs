@@ -47,6 +47,13 @@ pub struct ClientConfig {
     pub request_timeout: Duration,
 }
 
+impl ClientConfig {
+    /// SPEC §5's `agent.connect_timeout`.
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+    /// SPEC §5's `agent.request_timeout`.
+    pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+}
+
 /// The agent API client: one connection pool, pinned TLS, bearer token on every request.
 ///
 /// Cloning is cheap and clones share the pool. `Debug` shows the URL and the pin, never the

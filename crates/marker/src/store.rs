@@ -58,6 +58,15 @@ pub enum MarkerError {
         /// The version this build knows.
         known: u32,
     },
+    /// [`StateDir::peek`] found a marker it cannot use (corrupt, or of another format
+    /// version); unlike a load it left the file where it is.
+    #[error("the marker {path} cannot be used ({detail}); it was left in place")]
+    Unusable {
+        /// The marker.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
 }
 
 impl MarkerError {
@@ -224,6 +233,29 @@ impl MarkerStore for StateDir {
         }
         // Even when the marker was already absent: its removal may not be durable yet.
         sync_dir(&self.dir)
+    }
+}
+
+impl StateDir {
+    /// The marker as it is on disk, read without changing anything: the format version is
+    /// checked as by a load, but a marker that cannot be used is reported
+    /// ([`MarkerError::Unusable`]) and left in place. For `status`, which never changes state.
+    pub fn peek(&self) -> Result<Option<Marker>, MarkerError> {
+        let path = self.marker_path();
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(MarkerError::io("reading the marker", path, e)),
+        };
+        parse_marker(&bytes).map(Some).map_err(|why| {
+            let detail = match why {
+                Unusable::Corrupt(detail) => detail,
+                Unusable::Version(version) => {
+                    format!("format version {version}, this build knows {FORMAT_VERSION}")
+                }
+            };
+            MarkerError::Unusable { path, detail }
+        })
     }
 }
 
