@@ -1,8 +1,8 @@
 //! The status endpoint: `/status` (the live status as JSON) and `/metrics` (Prometheus text).
 
 use anyhow::{Context, Result};
-use felhom_marker::{CycleRecord, Outcome};
-use felhom_quiesce::{CancellationToken, Controller, Live};
+use felhom_marker::Outcome;
+use felhom_quiesce::{max_downtime_ms, CancellationToken, Controller, Live};
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::{Request, Response, StatusCode};
@@ -15,16 +15,6 @@ pub(crate) fn outcome_name(outcome: Outcome) -> String {
         Ok(serde_json::Value::String(name)) => name,
         _ => format!("{outcome:?}"),
     }
-}
-
-/// The longest downtime of a stack in `record`.
-pub(crate) fn max_downtime_ms(record: &CycleRecord) -> u64 {
-    record
-        .stacks
-        .iter()
-        .filter_map(|s| s.downtime_ms)
-        .max()
-        .unwrap_or(0)
 }
 
 /// `/status`: the live status as the quiesce crate serialises it, plus the stranded stacks.
@@ -152,7 +142,7 @@ pub(crate) async fn serve(
 mod tests {
     use super::*;
     use chrono::Utc;
-    use felhom_marker::StackRecord;
+    use felhom_marker::{CycleRecord, StackRecord};
 
     fn record(stranded: &[&str]) -> CycleRecord {
         let now = Utc::now();

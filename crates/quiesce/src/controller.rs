@@ -13,69 +13,17 @@
 use crate::backoff::Backoff;
 use crate::cycle::{Cycle, Level, SharedCycle};
 use crate::machine::{self, step, Event, Phase, Step};
-use crate::observer::{Notice, NoticeKind, Observer};
-use crate::{down, humanize, up, CycleConfig, CycleError, CycleLock};
-use chrono::{DateTime, Utc};
+use crate::observer::{Notice, NoticeKind};
+use crate::{down, humanize, max_downtime_ms, up, CycleConfig, CycleError};
+use crate::{Live, Parts};
+use chrono::Utc;
 use felhom_agentapi::AgentApi;
-use felhom_marker::{CycleRecord, HistoryStore, MarkedStack, Marker, MarkerStore, Outcome};
-use felhom_stacks::Stacks;
-use serde::{Serialize, Serializer};
+use felhom_marker::{CycleRecord, MarkedStack, Marker, Outcome};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_util::sync::CancellationToken;
-
-/// The collaborators of the controller, as trait objects.
-#[derive(Clone)]
-pub struct Parts {
-    /// The agent; `None` when the guest is not provisioned (recovery still works).
-    pub agent: Option<Arc<dyn AgentApi>>,
-    /// The stacks.
-    pub stacks: Arc<dyn Stacks>,
-    /// The marker.
-    pub marker: Arc<dyn MarkerStore>,
-    /// The cycle history.
-    pub history: Arc<dyn HistoryStore>,
-    /// The single-flight lock.
-    pub lock: Arc<dyn CycleLock>,
-    /// Who is told what the controller does; `Arc::new(())` when nobody listens.
-    pub observer: Arc<dyn Observer>,
-}
-
-impl std::fmt::Debug for Parts {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Parts")
-            .field("agent", &self.agent.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-/// What the controller is doing now, for `status`, metrics and [`Observer::changed`].
-/// Serialised as the status endpoint's JSON.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Live {
-    /// The phase of the running cycle, if one runs.
-    pub phase: Option<Phase>,
-    /// The last finished cycle.
-    pub last: Option<CycleRecord>,
-    /// Cycles finished by this process, by outcome (a JSON object `{"done": 3, ...}`).
-    #[serde(serialize_with = "by_outcome")]
-    pub cycles: Vec<(Outcome, u64)>,
-    /// When the loop will next ask whether a backup is due (wall clock), when it waits.
-    pub next_check_at: Option<DateTime<Utc>>,
-}
-
-impl Live {
-    /// The stacks the last cycle could not start again.
-    pub fn stranded(&self) -> &[String] {
-        self.last.as_ref().map_or(&[], |r| r.stranded.as_slice())
-    }
-}
-
-fn by_outcome<S: Serializer>(cycles: &[(Outcome, u64)], s: S) -> Result<S::Ok, S::Error> {
-    s.collect_map(cycles.iter().map(|(outcome, n)| (outcome, n)))
-}
 
 /// Runs quiesce cycles. Cheap to clone; clones share their live status.
 #[derive(Debug, Clone)]
@@ -387,7 +335,7 @@ impl Controller {
             cycle = %record.cycle_id,
             outcome = ?record.outcome,
             stranded = ?record.stranded,
-            max_downtime_ms = record.stacks.iter().filter_map(|s| s.downtime_ms).max().unwrap_or(0),
+            max_downtime_ms = max_downtime_ms(&record),
             "cycle finished"
         );
         let notice = if recovering {

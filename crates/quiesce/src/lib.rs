@@ -78,14 +78,16 @@ mod error;
 mod lock;
 pub mod machine;
 mod observer;
+mod parts;
 mod up;
 
 pub use config::CycleConfig;
-pub use controller::{Controller, Live, Parts};
+pub use controller::Controller;
 pub use daemon::Once;
 pub use error::CycleError;
 pub use lock::CycleLock;
 pub use observer::{Notice, NoticeKind, Observer, TICK};
+pub use parts::{max_downtime_ms, Live, Parts};
 pub use tokio_util::sync::CancellationToken;
 
 /// A bound as the configuration writes it (`30s`, `500ms`).

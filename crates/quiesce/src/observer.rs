@@ -97,12 +97,7 @@ impl Notice {
             format!(
                 "backup done; {} stack(s) back, longest downtime {} ms",
                 record.stacks.len(),
-                record
-                    .stacks
-                    .iter()
-                    .filter_map(|s| s.downtime_ms)
-                    .max()
-                    .unwrap_or(0)
+                crate::max_downtime_ms(record)
             )
         };
         let kind = if failed {

@@ -2,11 +2,12 @@
 //! changes state: the marker is only peeked at.
 
 use crate::config::Config;
-use crate::endpoint::{max_downtime_ms, outcome_name};
+use crate::endpoint::outcome_name;
 use crate::{errors, wire};
 use anyhow::{Context, Result};
 use felhom_agentapi::AgentApi;
 use felhom_marker::{HistoryStore, Marker, StateDir, StateLock};
+use felhom_quiesce::max_downtime_ms;
 use serde_json::json;
 use std::process::ExitCode;
 

@@ -1,10 +1,11 @@
 //! The tuned hot paths (docs/performance.md): slots freed as soon as any stack is done,
 //! and the status poll schedule. Paused tokio time: the waits run instantly.
 use super::*;
+use crate::CycleLock;
 use async_trait::async_trait;
 use felhom_agentapi::{AgentError, BackupPhase, BackupStart, BackupStatus, Due};
 use felhom_marker::{MockHistoryStore, MockMarkerStore};
-use felhom_stacks::{RunningStack, StacksError};
+use felhom_stacks::{RunningStack, Stacks, StacksError};
 use tokio::time::sleep;
 
 const SLOW: Duration = Duration::from_secs(10);
