@@ -18,6 +18,7 @@
 //! # Embedding the client in another tool
 //!
 //! ```no_run
+//! # #[cfg(feature = "client")] mod example {
 //! use std::time::Duration;
 //! use felhom_agentapi::{AgentApi, AgentClient, BackupPhase, ClientConfig, Pin, Token};
 //!
@@ -38,6 +39,7 @@
 //!     other => println!("{other:?}"),
 //! }
 //! # Ok(())
+//! # }
 //! # }
 //! ```
 //!
