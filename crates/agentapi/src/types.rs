@@ -32,6 +32,10 @@ pub struct BackupStart {
 }
 
 /// The phase of a backup, as `GET /backup/status` reports it.
+///
+/// Exhaustive on purpose: a phase this client does not know arrives as
+/// [`BackupPhase::Unknown`], so a `match` covers every answer without a wildcard arm, and a
+/// new named phase is a breaking change that every caller must decide about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackupPhase {
     /// The agent knows no backup.
