@@ -155,28 +155,14 @@ fn store(t: &Timeline, existing: Option<Marker>) -> Store {
     }
 }
 
-/// Stacks mock: lists `names`, logs stops and starts; `start` fails for names in `failing`.
-fn stacks(t: &Timeline, names: &[&str], failing: &[&str]) -> MockStacks {
-    let mut s = MockStacks::new();
-    let list = running(names);
-    s.expect_running_app_stacks()
-        .returning(move || Ok(list.clone()));
-    let t1 = t.clone();
-    s.expect_stop().returning(move |name| {
-        t1.push(format!("stop {name}"));
-        Ok(vec!["app".into(), "db".into()])
-    });
-    let t2 = t.clone();
-    let failing: Vec<String> = failing.iter().map(|s| (*s).to_owned()).collect();
-    s.expect_start().returning(move |name, services| {
-        t2.push(format!("start {name} {}", services.join(",")));
-        if failing.iter().any(|f| f == name) {
-            Err(StacksError::Other(format!("{name}: container exited")))
-        } else {
-            Ok(())
-        }
-    });
-    s.expect_is_running().returning(|_| Ok(true));
+/// Stacks that list `names` (services app, db), log stops and starts into the timeline; `start`
+/// fails for names in `failing`.
+fn stacks(t: &Timeline, names: &[&str], failing: &[&str]) -> FakeStacks {
+    let mut s =
+        FakeStacks::running(names.iter().map(|n| (*n, &["app", "db"][..]))).log_into(t.0.clone());
+    for name in failing {
+        s = s.start_trouble(name, Trouble::Fail(format!("{name}: container exited")));
+    }
     s
 }
 
@@ -725,8 +711,7 @@ async fn restart_failure_is_retried_then_reported_stranded_and_the_marker_releas
 async fn a_retried_start_that_succeeds_is_not_stranded() {
     let t = Timeline::default();
     let st = store(&t, None);
-    let mut s = stacks(&t, &[], &[]);
-    s.checkpoint();
+    let mut s = MockStacks::new();
     s.expect_running_app_stacks()
         .returning(|| Ok(running(&["alpha"])));
     s.expect_stop().returning(|_| Ok(vec!["app".into()]));
