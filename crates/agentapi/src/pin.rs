@@ -1,4 +1,4 @@
-//! The agent's certificate pin (SPEC §3); [`crate::verifier`] enforces it in the TLS handshake.
+//! The agent's certificate pin (SPEC §3); the `verifier` module enforces it in the TLS handshake.
 //!
 //! The agent presents a self-signed leaf, so there is no chain to trust and no name to check:
 //! the SHA-256 of the leaf's DER is the whole identity. The handshake signature is still
