@@ -8,7 +8,7 @@ use felhom_marker::{CycleRecord, Marker};
 use serde_json::Value;
 
 use crate::agent::Access;
-use crate::{ensure_image, output_within, run_ok, IMAGE, WAIT};
+use crate::{ensure_image, process, run_ok, IMAGE, WAIT};
 
 /// The compose tool a test deploys its stacks with, and configures the controller to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -353,12 +353,9 @@ impl Drop for Env {
             let mut c = self.compose.command();
             c.args(["-p", name, "down", "-v", "--remove-orphans", "-t", "1"])
                 .current_dir(self.stacks_root().join(name));
-            match output_within(&mut c, WAIT) {
+            match process::run(&mut c, WAIT) {
                 Ok(out) if out.status.success() => {}
-                Ok(out) => eprintln!(
-                    "teardown of {name} failed: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                ),
+                Ok(out) => eprintln!("teardown of {name} failed: {}", out.stderr),
                 Err(e) => eprintln!("teardown of {name} failed: {e}"),
             }
         }
