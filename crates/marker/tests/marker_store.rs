@@ -6,7 +6,7 @@ use common::{full_marker, names_in};
 use felhom_marker::{
     HistoryStore, MarkerError, MarkerPhase, MarkerStore, StateDir, StateLock, FORMAT_VERSION,
 };
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 fn mode(path: &Path) -> u32 {
@@ -95,11 +95,7 @@ fn a_new_state_dir_is_0700_and_its_files_0600() {
 #[test]
 fn an_existing_state_dir_is_kept_as_it_is() {
     let tmp = common::private_dir();
-    let dir = tmp.path().join("state");
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&dir)
-        .expect("the dir is created");
+    let dir = common::private_subdir(tmp.path(), "state");
     std::fs::write(dir.join("notes.txt"), b"the operator's").expect("a foreign file");
     let first = StateDir::open(&dir).expect("the state dir opens");
     first

@@ -9,7 +9,7 @@ use common::{full_marker, record};
 use felhom_marker::{
     HistoryStore, LockError, MarkerError, MarkerStore, StateDir, StateLock, StrandedStore,
 };
-use std::os::unix::fs::{symlink, DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::Path;
 
 /// A file outside the state directory that a planted link points at; it must never change.
@@ -136,11 +136,7 @@ fn a_link_where_the_marker_or_the_stranded_list_goes_is_not_read() {
 #[test]
 fn a_state_dir_that_is_a_link_is_refused() {
     let tmp = common::private_dir();
-    let real = tmp.path().join("real");
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&real)
-        .expect("a real dir");
+    let real = common::private_subdir(tmp.path(), "real");
     let link = tmp.path().join("state");
     symlink(&real, &link).expect("the link is made");
     let err = StateDir::open(&link).expect_err("a linked state dir is refused");
@@ -189,11 +185,7 @@ fn a_state_dir_others_can_reach_is_refused_and_left_as_it_is() {
 #[test]
 fn a_state_dir_owned_by_another_user_is_refused() {
     let tmp = common::private_dir();
-    let dir = tmp.path().join("state");
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&dir)
-        .expect("the dir is created");
+    let dir = common::private_subdir(tmp.path(), "state");
     let me = std::fs::metadata(&dir).expect("metadata").uid();
     let other = me + 4242;
     std::os::unix::fs::chown(&dir, Some(other), None)

@@ -72,3 +72,14 @@ pub(crate) fn private_dir() -> tempfile::TempDir {
         .tempdir()
         .expect("a temp dir")
 }
+
+/// Creates `<parent>/<name>`, mode `0700`, and returns its path.
+pub(crate) fn private_subdir(parent: &Path, name: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = parent.join(name);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .expect("the dir is created");
+    dir
+}
