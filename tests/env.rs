@@ -3,9 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use chrono::{DateTime, Utc};
 use felhom_marker::{CycleRecord, Marker};
-use serde_json::Value;
 
 use crate::agent::Access;
 use crate::{ensure_image, process, run_ok, IMAGE, WAIT};
@@ -83,58 +81,14 @@ impl StackSpec {
     }
 }
 
-/// What `docker inspect` says about a stack's one container.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContainerState {
-    /// The container id.
-    pub id: String,
-    /// `State.Running`.
-    pub running: bool,
-    /// `State.StartedAt`: the last start.
-    pub started_at: DateTime<Utc>,
-    /// `State.FinishedAt`: the last exit (year 1 if it never exited).
-    pub finished_at: DateTime<Utc>,
-}
+pub use felhom_testsupport::engine::ContainerState;
 
 /// The state of the one container of compose project `project`.
 pub fn container(project: &str) -> ContainerState {
-    let mut ps = Command::new("docker");
-    ps.args([
-        "ps",
-        "-a",
-        "-q",
-        "--no-trunc",
-        "--filter",
-        &format!("label=com.docker.compose.project={project}"),
-    ]);
-    let ids = run_ok(ps, &format!("docker ps of {project}"));
-    let ids: Vec<&str> = ids.split_whitespace().collect();
-    assert_eq!(
-        ids.len(),
-        1,
-        "stack {project} should have exactly one container: {ids:?}"
-    );
-    let mut inspect = Command::new("docker");
-    inspect.args(["inspect", ids[0]]);
-    let text = run_ok(inspect, &format!("docker inspect of {project}"));
-    let doc: Value = serde_json::from_str(&text).expect("docker inspect prints JSON");
-    let c = &doc[0];
-    let time = |key: &str| -> DateTime<Utc> {
-        let text = c["State"][key]
-            .as_str()
-            .unwrap_or_else(|| panic!("{project}: State.{key} missing in {c}"));
-        DateTime::parse_from_rfc3339(text)
-            .unwrap_or_else(|e| panic!("{project}: State.{key} = {text:?}: {e}"))
-            .with_timezone(&Utc)
-    };
-    ContainerState {
-        id: c["Id"].as_str().expect("a container has an Id").to_owned(),
-        running: c["State"]["Running"].as_bool().expect("State.Running"),
-        started_at: time("StartedAt"),
-        finished_at: time("FinishedAt"),
-    }
+    felhom_testsupport::engine::container(project, None).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// A test's world: a temporary directory with a stacks root, the apps' data (the agent's
 /// source), the agent's output and the controller's state directory. Dropping it takes every
 /// deployed stack down (`down -v --remove-orphans`).
 #[derive(Debug)]

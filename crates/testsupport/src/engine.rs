@@ -3,6 +3,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -82,4 +85,78 @@ pub fn test_binary(name: &str) -> Result<PathBuf, String> {
         .and_then(Path::parent)
         .ok_or_else(|| format!("{} is not in target/<profile>/deps", exe.display()))?;
     binary_in(profile, name)
+}
+
+/// What the engine says about one container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerState {
+    /// The container id.
+    pub id: String,
+    /// `State.Running`.
+    pub running: bool,
+    /// `State.Status` (`running`, `exited`, ...).
+    pub status: String,
+    /// `State.Health.Status`, empty without a health check.
+    pub health: String,
+    /// `State.StartedAt`: the last start.
+    pub started_at: DateTime<Utc>,
+    /// `State.FinishedAt`: the last exit (year 1 if it never exited).
+    pub finished_at: DateTime<Utc>,
+}
+
+/// The ids of the containers of compose project `project` (of its `service` only, if
+/// given), running or not.
+pub fn container_ids(project: &str, service: Option<&str>) -> Result<Vec<String>, String> {
+    let mut ps = Command::new("docker");
+    ps.args(["ps", "-a", "-q", "--no-trunc", "--filter"])
+        .arg(format!("label=com.docker.compose.project={project}"));
+    if let Some(service) = service {
+        ps.arg("--filter")
+            .arg(format!("label=com.docker.compose.service={service}"));
+    }
+    let ids = process::checked(&mut ps, DOCKER_BOUND).map_err(|e| e.to_string())?;
+    Ok(ids.split_whitespace().map(str::to_owned).collect())
+}
+
+/// The one container of compose project `project` (of its `service`, if given); an error
+/// when there is not exactly one.
+pub fn container(project: &str, service: Option<&str>) -> Result<ContainerState, String> {
+    let what = match service {
+        Some(service) => format!("{project}/{service}"),
+        None => project.to_owned(),
+    };
+    let ids = container_ids(project, service)?;
+    let [id] = ids.as_slice() else {
+        return Err(format!("{what} should have exactly one container: {ids:?}"));
+    };
+    let mut inspect = Command::new("docker");
+    inspect.args(["inspect", id]);
+    let text = process::checked(&mut inspect, DOCKER_BOUND).map_err(|e| e.to_string())?;
+    let doc: Value =
+        serde_json::from_str(&text).map_err(|e| format!("docker inspect of {what}: {e}"))?;
+    let state = &doc[0]["State"];
+    let text_at = |key: &str| -> Result<&str, String> {
+        state[key]
+            .as_str()
+            .ok_or_else(|| format!("{what}: State.{key} missing in {state}"))
+    };
+    let time = |key: &str| -> Result<DateTime<Utc>, String> {
+        let text = text_at(key)?;
+        DateTime::parse_from_rfc3339(text)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| format!("{what}: State.{key} = {text:?}: {e}"))
+    };
+    Ok(ContainerState {
+        id: id.clone(),
+        running: state["Running"]
+            .as_bool()
+            .ok_or_else(|| format!("{what}: State.Running missing in {state}"))?,
+        status: text_at("Status")?.to_owned(),
+        health: state["Health"]["Status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        started_at: time("StartedAt")?,
+        finished_at: time("FinishedAt")?,
+    })
 }
