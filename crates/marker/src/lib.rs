@@ -73,4 +73,4 @@ pub use store::MockMarkerStore;
 pub use store::{MarkerError, MarkerStore, StateDir};
 #[cfg(any(test, feature = "mock"))]
 pub use stranded::MockStrandedStore;
-pub use stranded::{Stranded, StrandedStore};
+pub use stranded::{Stranded, StrandedStore, StrandedView};

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::io;
+use std::path::Path;
 
 /// The format version of `stranded.json` this build writes and reads.
 const STRANDED_VERSION: u32 = 1;
@@ -67,12 +68,7 @@ impl StrandedStore for StateDir {
             }
             Err(reason) => reason,
         };
-        let written_at = std::fs::symlink_metadata(&path)
-            .and_then(|m| m.modified())
-            .ok()
-            .map(DateTime::<Utc>::from)
-            .unwrap_or_else(Utc::now);
-        let stacks = salvage(&bytes, written_at);
+        let stacks = salvage(&bytes, written_at(&path));
         let moved_to = self.move_aside(
             &path,
             CORRUPT_PREFIX,
@@ -113,7 +109,38 @@ impl StrandedStore for StateDir {
     }
 }
 
+/// The stranded stacks as the file says, read without changing anything (for `status`, which
+/// never changes state).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StrandedView {
+    /// The stranded stacks; of a damaged file, those that can still be read.
+    pub stacks: Vec<StrandedStack>,
+    /// Set when the file is damaged: why. It stays where it is until a [`StrandedStore`]
+    /// method moves it aside.
+    pub damaged: Option<Unreadable>,
+}
+
 impl StateDir {
+    /// The stranded stacks, read without moving a damaged file aside or writing anything.
+    pub fn peek_stranded(&self) -> Result<StrandedView, MarkerError> {
+        let path = self.dir.join(STRANDED_FILE);
+        let bytes = match crate::files::read(&path) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Ok(StrandedView::default()),
+            Err(e) => return Err(MarkerError::io("reading the stranded list", path, e)),
+        };
+        Ok(match parse(&bytes) {
+            Ok(stacks) => StrandedView {
+                stacks,
+                damaged: None,
+            },
+            Err(reason) => StrandedView {
+                stacks: salvage(&bytes, written_at(&path)),
+                damaged: Some(reason),
+            },
+        })
+    }
+
     /// Replaces `stranded.json` by `stacks`, or removes it when there are none (a state
     /// directory without stranded stacks holds no such file).
     fn write_stranded(&self, stacks: &[StrandedStack]) -> Result<(), MarkerError> {
@@ -135,6 +162,16 @@ impl StateDir {
         bytes.push(b'\n');
         write_atomically(&self.dir, StateFile::Stranded, &path, &bytes)
     }
+}
+
+/// When the file at `path` was last written (now, if that cannot be told): the stand-in for
+/// a salvaged entry's `since`.
+fn written_at(path: &Path) -> DateTime<Utc> {
+    std::fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .map(DateTime::<Utc>::from)
+        .unwrap_or_else(Utc::now)
 }
 
 fn parse(bytes: &[u8]) -> Result<Vec<StrandedStack>, Unreadable> {

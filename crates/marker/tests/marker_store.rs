@@ -125,6 +125,7 @@ fn leftover_temp_files_are_removed_on_open_and_never_read() {
         ".marker.json.tmp-99999999-1",
         ".marker.json.tmp-garbage",
         ".history.jsonl.tmp-99999999-4",
+        ".stranded.json.tmp-99999999-5",
     ];
     for name in dead {
         std::fs::write(dir.join(name), &marker).expect("a leftover temp file");
