@@ -6,13 +6,15 @@ use felhom_marker::{Marker, MarkerStore, StateDir};
 /// a file: a corrupt or newer marker is reported and left where it is.
 #[test]
 fn peek_checks_the_version_and_never_moves_the_marker() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let state = StateDir::open(dir.path()).expect("open");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // Made by the store itself (0700): an existing state directory must already be.
+    let dir = tmp.path().join("state");
+    let state = StateDir::open(&dir).expect("open");
     assert!(matches!(state.peek(), Ok(None)));
     let marker = Marker::new("c-1", chrono::Utc::now(), vec![]);
     state.save(&marker).expect("save");
     assert_eq!(state.peek().expect("peek"), Some(marker));
-    let path = dir.path().join("marker.json");
+    let path = dir.join("marker.json");
     for (bytes, says) in [
         (&b"{not json"[..], "key must be a string"),
         (&br#"{"version": 99}"#[..], "format version 99"),
@@ -22,7 +24,7 @@ fn peek_checks_the_version_and_never_moves_the_marker() {
         assert!(err.contains(says) && err.contains("marker.json"), "{err}");
         assert_eq!(std::fs::read(&path).expect("still there"), bytes);
     }
-    let names: Vec<_> = std::fs::read_dir(dir.path())
+    let names: Vec<_> = std::fs::read_dir(&dir)
         .expect("list")
         .map(|e| e.expect("entry").file_name())
         .collect();

@@ -120,13 +120,15 @@ mod tests {
 
     #[test]
     fn status_reads_the_marker_without_touching_it() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let state = StateDir::open(dir.path()).expect("state dir");
+        let tmp = tempfile::tempdir().expect("tempdir");
+        // A state directory the store makes itself (0700): an existing one must already be.
+        let dir = tmp.path().join("state");
+        let state = StateDir::open(&dir).expect("state dir");
         assert!(matches!(read_marker(&state), Ok(None)));
-        std::fs::write(dir.path().join("marker.json"), b"{not json").expect("write");
+        std::fs::write(dir.join("marker.json"), b"{not json").expect("write");
         let err = read_marker(&state).expect_err("corrupt");
         assert!(err.contains("marker.json"), "{err}");
         // Still there: `status` never moves a marker aside.
-        assert!(dir.path().join("marker.json").exists());
+        assert!(dir.join("marker.json").exists());
     }
 }
