@@ -3,7 +3,9 @@
 //! the library crates; this file only wires.
 
 mod config;
+mod metrics;
 mod status;
+mod systemd;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
