@@ -9,6 +9,14 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
+    /// A value that does not parse as a URL (a space, `<`, `>`, ... must be percent-encoded).
+    #[error("notify.{key}: {shown} is not a valid URL (characters such as spaces or <> must be percent-encoded)")]
+    Invalid {
+        /// The key (`webhook`, `ntfy`, `ping`).
+        key: &'static str,
+        /// The value, redacted.
+        shown: String,
+    },
     /// A URL that is not an absolute `http://` or `https://` URL with a host.
     #[error("notify.{key}: {shown} is not an http:// or https:// URL with a host")]
     NotHttp {
@@ -47,7 +55,10 @@ impl Endpoint {
             key,
             shown: redact(url),
         };
-        let uri: http::Uri = url.trim().parse().map_err(|_| not_http())?;
+        let uri: http::Uri = url.trim().parse().map_err(|_| ConfigError::Invalid {
+            key,
+            shown: redact(url),
+        })?;
         let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
         let host_ok = uri.host().is_some_and(|h| !h.is_empty());
         if !scheme_ok || !host_ok {
@@ -277,6 +288,7 @@ mod tests {
             ("webhook", "ftp://files.example.net/SECRET"),
             ("ntfy", "ntfy.example.net/SECRET"),
             ("ping", "https:///SECRET"),
+            ("ping", "https://hc.example.net/ping/<SECRET>"),
             ("webhook", "https://user:SECRET@hooks.example.net/"),
         ] {
             let err = parse(&format!("[notify]\n{key} = \"{url}\"\n")).expect_err(url);
