@@ -73,6 +73,23 @@ async fn receiver(statuses: Vec<u16>) -> (SocketAddr, mpsc::UnboundedReceiver<Re
     (addr, rx)
 }
 
+/// A receiver on 127.0.0.1 that accepts connections and holds them, answering nothing; counts
+/// the connections.
+async fn silent_receiver() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            held.push(stream);
+        }
+    });
+    (addr, accepted)
+}
+
 /// A log capture for the current thread (the tests run on a current-thread runtime, so the
 /// spawned deliveries log through it too).
 #[derive(Clone, Default)]
@@ -111,6 +128,15 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
 
 fn url(key: &'static str, base: &str, path: &str) -> Endpoint {
     Endpoint::parse(key, &format!("{base}{path}")).expect("valid test URL")
+}
+
+/// A notifier with only a webhook, `http://<addr><path>`.
+fn webhook_notifier(addr: SocketAddr, path: &str, timeout: Duration) -> Notifier {
+    Notifier::new(NotifyConfig {
+        webhook: Some(url("webhook", &format!("http://{addr}"), path)),
+        ..config(timeout)
+    })
+    .expect("notifier")
 }
 
 fn config(timeout: Duration) -> NotifyConfig {
@@ -249,11 +275,7 @@ async fn the_ping_fires_on_success_and_fail_whatever_events_says() {
 #[tokio::test]
 async fn a_server_error_is_retried_and_a_client_error_is_not() {
     let (addr, mut rx) = receiver(vec![503, 502, 200]).await;
-    let notifier = Notifier::new(NotifyConfig {
-        webhook: Some(url("webhook", &format!("http://{addr}"), "/hook")),
-        ..config(Duration::from_secs(5))
-    })
-    .expect("notifier");
+    let notifier = webhook_notifier(addr, "/hook", Duration::from_secs(5));
     notifier.send(Event::new(EventKind::Failed, "agent failed"));
     assert!(notifier.drain(HANG).await);
     for _ in 0..3 {
@@ -267,11 +289,7 @@ async fn a_server_error_is_retried_and_a_client_error_is_not() {
     let logs = Logs::default();
     let _guard = logs.install();
     let (addr, mut rx) = receiver(vec![404]).await;
-    let notifier = Notifier::new(NotifyConfig {
-        webhook: Some(url("webhook", &format!("http://{addr}"), "/wrong/SECRET")),
-        ..config(Duration::from_secs(5))
-    })
-    .expect("notifier");
+    let notifier = webhook_notifier(addr, "/wrong/SECRET", Duration::from_secs(5));
     notifier.send(Event::new(EventKind::Failed, "agent failed"));
     assert!(notifier.drain(HANG).await);
     next(&mut rx).await;
@@ -330,23 +348,8 @@ async fn a_receiver_that_is_down_is_retried_then_given_up_without_delaying_the_c
 async fn a_receiver_that_never_answers_is_bounded_by_the_timeout_per_try() {
     let logs = Logs::default();
     let _guard = logs.install();
-    // Accepts connections and holds them, answering nothing.
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let counter = accepted.clone();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((stream, _)) = listener.accept().await {
-            counter.fetch_add(1, Ordering::SeqCst);
-            held.push(stream);
-        }
-    });
-    let notifier = Notifier::new(NotifyConfig {
-        webhook: Some(url("webhook", &format!("http://{addr}"), "/SECRET")),
-        ..config(Duration::from_millis(300))
-    })
-    .expect("notifier");
+    let (addr, accepted) = silent_receiver().await;
+    let notifier = webhook_notifier(addr, "/SECRET", Duration::from_millis(300));
     let before = Instant::now();
     notifier.send(Event::new(EventKind::Stranded, "x did not start"));
     assert!(
@@ -365,19 +368,8 @@ async fn a_receiver_that_never_answers_is_bounded_by_the_timeout_per_try() {
 
 #[tokio::test]
 async fn drain_is_bounded_and_abandons_what_is_left() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((stream, _)) = listener.accept().await {
-            held.push(stream);
-        }
-    });
-    let notifier = Notifier::new(NotifyConfig {
-        webhook: Some(url("webhook", &format!("http://{addr}"), "/")),
-        ..config(Duration::from_secs(60))
-    })
-    .expect("notifier");
+    let (addr, _) = silent_receiver().await;
+    let notifier = webhook_notifier(addr, "/", Duration::from_secs(60));
     notifier.send(Event::new(EventKind::Failed, "x"));
     assert!(
         !notifier.drain(Duration::from_millis(200)).await,
