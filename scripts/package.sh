@@ -32,9 +32,9 @@ printf '%s\n' "$contents"
 for path in \
     ./usr/bin/felhom-controller \
     ./etc/felhom/controller.toml \
-    ./lib/systemd/system/felhom-controller.service \
-    ./lib/systemd/system/felhom-controller-recover.service \
-    ./lib/systemd/system/felhom-controller-recover.timer \
+    ./usr/lib/systemd/system/felhom-controller.service \
+    ./usr/lib/systemd/system/felhom-controller-recover.service \
+    ./usr/lib/systemd/system/felhom-controller-recover.timer \
     ./usr/share/felhom-controller/alerts.yml \
     ./usr/share/doc/felhom-controller/operations.md; do
     grep -qE " ${path//./\\.}\$" <<<"$contents" || fail "$path is not in the package"
@@ -60,9 +60,9 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 0
 fi
 dpkg -i "$deb"
-units=(/lib/systemd/system/felhom-controller.service
-    /lib/systemd/system/felhom-controller-recover.service
-    /lib/systemd/system/felhom-controller-recover.timer)
+units=(/usr/lib/systemd/system/felhom-controller.service
+    /usr/lib/systemd/system/felhom-controller-recover.service
+    /usr/lib/systemd/system/felhom-controller-recover.timer)
 # --man=no: the units point at docs, not at man pages.
 if ! systemd-analyze verify --man=no "${units[@]}" 2>"$tmp/verify"; then
     cat "$tmp/verify" >&2
