@@ -346,6 +346,18 @@ mod tests {
             .expect("valid")
     }
 
+    /// The last success and the last cycle's end, as seconds after [`at`]'s origin.
+    fn assert_last_times(s: &Scrape, success: i64, finished: i64) {
+        assert_eq!(
+            value(s, "felhom_last_success_timestamp_seconds", &[]),
+            at(success).timestamp() as f64
+        );
+        assert_eq!(
+            value(s, "felhom_last_cycle_finished_timestamp_seconds", &[]),
+            at(finished).timestamp() as f64
+        );
+    }
+
     fn stack(name: &str, downtime_ms: u64) -> StackRecord {
         StackRecord {
             name: name.into(),
@@ -375,14 +387,7 @@ mod tests {
     #[test]
     fn a_fresh_registry_has_every_series_at_its_start_value() {
         let s = scrape(&Metrics::new(Duration::from_secs(1800)));
-        for outcome in [
-            "done",
-            "failed",
-            "lost",
-            "bounded",
-            "cancelled",
-            "recovered",
-        ] {
+        for outcome in "done failed lost bounded cancelled recovered".split(' ') {
             assert_eq!(
                 value(&s, "felhom_cycles_total", &[("outcome", outcome)]),
                 0.0
@@ -458,14 +463,7 @@ mod tests {
         m.cycle_finished(&record(Outcome::Done, &["b"], 100, 110));
         m.cycle_finished(&record(Outcome::Failed, &[], 200, 210));
         let s = scrape(&m);
-        assert_eq!(
-            value(&s, "felhom_last_success_timestamp_seconds", &[]),
-            at(10).timestamp() as f64
-        );
-        assert_eq!(
-            value(&s, "felhom_last_cycle_finished_timestamp_seconds", &[]),
-            at(210).timestamp() as f64
-        );
+        assert_last_times(&s, 10, 210);
         assert_eq!(
             value(&s, "felhom_cycles_total", &[("outcome", "done")]),
             2.0
@@ -484,14 +482,7 @@ mod tests {
             Some(&record(Outcome::Done, &[], 0, 60)),
         );
         let s = scrape(&m);
-        assert_eq!(
-            value(&s, "felhom_last_success_timestamp_seconds", &[]),
-            at(60).timestamp() as f64
-        );
-        assert_eq!(
-            value(&s, "felhom_last_cycle_finished_timestamp_seconds", &[]),
-            at(600).timestamp() as f64
-        );
+        assert_last_times(&s, 60, 600);
         assert_eq!(
             value(&s, "felhom_cycles_total", &[("outcome", "bounded")]),
             0.0

@@ -90,6 +90,18 @@ async fn silent_receiver() -> (SocketAddr, Arc<AtomicUsize>) {
     (addr, accepted)
 }
 
+/// Runs `deliver`, which must only spawn (it returns within a generous second, where a
+/// delivery that blocked would take seconds of retries), then waits for the deliveries to end.
+async fn spawns_then_drains(notifier: &Notifier, deliver: impl FnOnce(&Notifier)) {
+    let before = Instant::now();
+    deliver(notifier);
+    assert!(
+        before.elapsed() < Duration::from_secs(1),
+        "sending only spawns"
+    );
+    assert!(notifier.drain(HANG).await, "every delivery ended in time");
+}
+
 /// A log capture for the current thread (the tests run on a current-thread runtime, so the
 /// spawned deliveries log through it too).
 #[derive(Clone, Default)]
@@ -256,20 +268,15 @@ async fn the_ping_fires_on_success_and_fail_whatever_events_says() {
         ..config(Duration::from_secs(5))
     })
     .expect("notifier");
-    notifier.ping(true);
-    assert!(notifier.drain(HANG).await);
-    let ok = next(&mut rx).await;
-    assert_eq!(
-        (ok.method.as_str(), ok.path.as_str()),
-        ("GET", "/ping/uuid-SECRET")
-    );
-    notifier.ping(false);
-    assert!(notifier.drain(HANG).await);
-    let fail = next(&mut rx).await;
-    assert_eq!(
-        (fail.method.as_str(), fail.path.as_str()),
-        ("GET", "/ping/uuid-SECRET/fail")
-    );
+    for (success, path) in [
+        (true, "/ping/uuid-SECRET"),
+        (false, "/ping/uuid-SECRET/fail"),
+    ] {
+        notifier.ping(success);
+        assert!(notifier.drain(HANG).await);
+        let got = next(&mut rx).await;
+        assert_eq!((got.method.as_str(), got.path.as_str()), ("GET", path));
+    }
 }
 
 #[tokio::test]
@@ -320,17 +327,11 @@ async fn a_receiver_that_is_down_is_retried_then_given_up_without_delaying_the_c
         ..config(Duration::from_secs(2))
     })
     .expect("notifier");
-    let before = Instant::now();
-    notifier.send(Event::new(EventKind::Failed, "agent failed"));
-    notifier.ping(false);
-    assert!(
-        before.elapsed() < Duration::from_secs(1),
-        "send and ping only spawn"
-    );
-    assert!(
-        notifier.drain(HANG).await,
-        "three tries each, then given up"
-    );
+    spawns_then_drains(&notifier, |n| {
+        n.send(Event::new(EventKind::Failed, "agent failed"));
+        n.ping(false);
+    })
+    .await;
     let text = logs.text();
     let shown = format!("http://{addr}/…");
     assert!(text.contains(&shown), "the target is named: {text}");
@@ -350,16 +351,11 @@ async fn a_receiver_that_never_answers_is_bounded_by_the_timeout_per_try() {
     let _guard = logs.install();
     let (addr, accepted) = silent_receiver().await;
     let notifier = webhook_notifier(addr, "/SECRET", Duration::from_millis(300));
-    let before = Instant::now();
-    notifier.send(Event::new(EventKind::Stranded, "x did not start"));
-    assert!(
-        before.elapsed() < Duration::from_secs(1),
-        "send only spawns"
-    );
-    assert!(
-        notifier.drain(HANG).await,
-        "bounded: 3 × 300 ms + 1 s + 2 s"
-    );
+    // Bounded: 3 × 300 ms + 1 s + 2 s of backoff.
+    spawns_then_drains(&notifier, |n| {
+        n.send(Event::new(EventKind::Stranded, "x did not start"))
+    })
+    .await;
     assert_eq!(accepted.load(Ordering::SeqCst), 3, "one connection per try");
     let text = logs.text();
     assert!(text.contains("no answer within 300ms"), "{text}");
