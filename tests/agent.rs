@@ -1,31 +1,21 @@
 //! The development agent, in this process or as the `felhom-devagent` binary.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use felhom_devagent::{AgentConfig, DevAgent, DueMode, Event, EventKind, Fault};
 
+pub use felhom_testsupport::agent::Access;
+
 use crate::env::Env;
-use crate::{devagent_bin, signal, wait_bounded, POLL, WAIT};
+
+use crate::{devagent_bin, POLL, WAIT};
 
 /// The bearer token of the in-process agent.
 const TOKEN: &str = "e2e-token-5b1f0c";
-
-/// How to reach an agent: what the controller's `[agent]` section needs.
-#[derive(Debug, Clone)]
-pub struct Access {
-    /// `https://127.0.0.1:<port>`.
-    pub url: String,
-    /// The certificate pin.
-    pub pin: String,
-    /// The bearer token.
-    pub token: String,
-}
 
 /// The development agent, in this process (its own runtime): faults and the due mode can be
 /// switched while a cycle runs. Backs up the environment's data directory, with snapshot and
@@ -132,11 +122,11 @@ impl Drop for Agent {
 }
 
 /// The `felhom-devagent` binary as a process, backing up the environment's data directory,
-/// with snapshot and archive delays of 1 s and its timeline in an events file.
+/// with snapshot and archive delays of 1 s and its timeline in an events file. Stopped when
+/// dropped.
 #[derive(Debug)]
 pub struct AgentProcess {
-    child: Child,
-    access: Access,
+    process: felhom_testsupport::agent::AgentProcess,
     events_file: PathBuf,
 }
 
@@ -145,8 +135,8 @@ impl AgentProcess {
     /// `url:`, `pin:` and `token:` lines it prints (bounded).
     pub fn spawn(env: &Env, extra: &[&str]) -> AgentProcess {
         let events_file = env.path().join("agent-events.jsonl");
-        let log = std::fs::File::create(env.path().join("agent.log")).expect("the agent's log");
-        let mut child = Command::new(devagent_bin())
+        let mut command = Command::new(devagent_bin());
+        command
             .arg("--source")
             .arg(env.data_dir())
             .arg("--out")
@@ -161,57 +151,22 @@ impl AgentProcess {
                 "--archive-delay",
                 "1s",
             ])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("felhom-devagent starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        let deadline = Instant::now() + WAIT;
-        let (mut url, mut pin, mut token) = (None, None, None);
-        while url.is_none() || pin.is_none() || token.is_none() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = rx.recv_timeout(left).unwrap_or_else(|e| {
-                let _ = child.kill();
-                panic!(
-                    "felhom-devagent did not print url/pin/token within {WAIT:?} ({e}); its log: {}",
-                    std::fs::read_to_string(env.path().join("agent.log")).unwrap_or_default()
-                )
-            });
-            if let Some((key, value)) = line.split_once(": ") {
-                let value = Some(value.trim().to_owned());
-                match key {
-                    "url" => url = value,
-                    "pin" => pin = value,
-                    "token" => token = value,
-                    _ => {}
-                }
-            }
-        }
+            .args(extra);
+        let process = felhom_testsupport::agent::AgentProcess::spawn(
+            command,
+            &env.path().join("agent.log"),
+            WAIT,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         AgentProcess {
-            child,
-            access: Access {
-                url: url.expect("read above"),
-                pin: pin.expect("read above"),
-                token: token.expect("read above"),
-            },
+            process,
             events_file,
         }
     }
 
     /// URL, pin and token, as printed.
     pub fn access(&self) -> Access {
-        self.access.clone()
+        self.process.access().clone()
     }
 
     /// The timeline so far, from the events file.
@@ -224,16 +179,6 @@ impl AgentProcess {
                     .unwrap_or_else(|e| panic!("{}: line {l:?}: {e}", self.events_file.display()))
             })
             .collect()
-    }
-}
-
-impl Drop for AgentProcess {
-    fn drop(&mut self) {
-        signal(self.child.id(), "TERM", false);
-        if wait_bounded(&mut self.child, Duration::from_secs(5)).is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }
 

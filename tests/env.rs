@@ -3,12 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use chrono::{DateTime, Utc};
 use felhom_marker::{CycleRecord, Marker};
-use serde_json::Value;
 
 use crate::agent::Access;
-use crate::{ensure_image, output_within, run_ok, IMAGE, WAIT};
+use crate::{ensure_image, process, run_ok, IMAGE, WAIT};
 
 /// The compose tool a test deploys its stacks with, and configures the controller to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,58 +81,14 @@ impl StackSpec {
     }
 }
 
-/// What `docker inspect` says about a stack's one container.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContainerState {
-    /// The container id.
-    pub id: String,
-    /// `State.Running`.
-    pub running: bool,
-    /// `State.StartedAt`: the last start.
-    pub started_at: DateTime<Utc>,
-    /// `State.FinishedAt`: the last exit (year 1 if it never exited).
-    pub finished_at: DateTime<Utc>,
-}
+pub use felhom_testsupport::engine::ContainerState;
 
 /// The state of the one container of compose project `project`.
 pub fn container(project: &str) -> ContainerState {
-    let mut ps = Command::new("docker");
-    ps.args([
-        "ps",
-        "-a",
-        "-q",
-        "--no-trunc",
-        "--filter",
-        &format!("label=com.docker.compose.project={project}"),
-    ]);
-    let ids = run_ok(ps, &format!("docker ps of {project}"));
-    let ids: Vec<&str> = ids.split_whitespace().collect();
-    assert_eq!(
-        ids.len(),
-        1,
-        "stack {project} should have exactly one container: {ids:?}"
-    );
-    let mut inspect = Command::new("docker");
-    inspect.args(["inspect", ids[0]]);
-    let text = run_ok(inspect, &format!("docker inspect of {project}"));
-    let doc: Value = serde_json::from_str(&text).expect("docker inspect prints JSON");
-    let c = &doc[0];
-    let time = |key: &str| -> DateTime<Utc> {
-        let text = c["State"][key]
-            .as_str()
-            .unwrap_or_else(|| panic!("{project}: State.{key} missing in {c}"));
-        DateTime::parse_from_rfc3339(text)
-            .unwrap_or_else(|e| panic!("{project}: State.{key} = {text:?}: {e}"))
-            .with_timezone(&Utc)
-    };
-    ContainerState {
-        id: c["Id"].as_str().expect("a container has an Id").to_owned(),
-        running: c["State"]["Running"].as_bool().expect("State.Running"),
-        started_at: time("StartedAt"),
-        finished_at: time("FinishedAt"),
-    }
+    felhom_testsupport::engine::container(project, None).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// A test's world: a temporary directory with a stacks root, the apps' data (the agent's
 /// source), the agent's output and the controller's state directory. Dropping it takes every
 /// deployed stack down (`down -v --remove-orphans`).
 #[derive(Debug)]
@@ -353,12 +307,9 @@ impl Drop for Env {
             let mut c = self.compose.command();
             c.args(["-p", name, "down", "-v", "--remove-orphans", "-t", "1"])
                 .current_dir(self.stacks_root().join(name));
-            match output_within(&mut c, WAIT) {
+            match process::run(&mut c, WAIT) {
                 Ok(out) if out.status.success() => {}
-                Ok(out) => eprintln!(
-                    "teardown of {name} failed: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                ),
+                Ok(out) => eprintln!("teardown of {name} failed: {}", out.stderr),
                 Err(e) => eprintln!("teardown of {name} failed: {e}"),
             }
         }

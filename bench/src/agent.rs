@@ -1,18 +1,12 @@
 //! The development agent as a separate process, and what its timeline says about one backup.
 
-use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::thread;
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Utc};
 use felhom_devagent::{Event, EventKind};
-
-use crate::process;
 
 /// How long the agent may take to print its URL, pin and token.
 const STARTUP: Duration = Duration::from_secs(30);
@@ -20,7 +14,7 @@ const STARTUP: Duration = Duration::from_secs(30);
 /// A running `felhom-devagent`; stopped on drop.
 #[derive(Debug)]
 pub(crate) struct AgentProcess {
-    child: Child,
+    _process: felhom_testsupport::agent::AgentProcess,
     pub(crate) url: String,
     pub(crate) pin: String,
     pub(crate) token: String,
@@ -54,9 +48,6 @@ impl AgentProcess {
         std::fs::create_dir_all(setup.dir)
             .with_context(|| format!("creating {}", setup.dir.display()))?;
         let events = setup.dir.join("events.jsonl");
-        let log_path = setup.dir.join("agent.log");
-        let log =
-            File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
         let mut cmd = Command::new(setup.binary);
         cmd.arg("--listen")
             .arg("127.0.0.1:0")
@@ -71,49 +62,18 @@ impl AgentProcess {
             .arg("--due")
             .arg(setup.due)
             .arg("--events")
-            .arg(&events)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log);
-        let what = process::describe(&cmd);
-        let mut child = cmd.spawn().with_context(|| format!("cannot run {what}"))?;
-        let Some(stdout) = child.stdout.take() else {
-            bail!("{what}: no stdout");
-        };
-        let (lines_tx, lines_rx) = mpsc::channel();
-        // The agent keeps its stdout open; this thread ends with the process.
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if lines_tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let (mut url, mut pin, mut token) = (None, None, None);
-        while url.is_none() || pin.is_none() || token.is_none() {
-            let Ok(line) = lines_rx.recv_timeout(STARTUP) else {
-                process::terminate(&mut child);
-                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-                bail!(
-                    "{what} did not print its url, pin and token within {}s; its log:\n{}",
-                    STARTUP.as_secs(),
-                    process::tail(&log, 15)
-                );
-            };
-            let slot = match line.split_once(": ") {
-                Some(("url", v)) => (&mut url, v),
-                Some(("pin", v)) => (&mut pin, v),
-                Some(("token", v)) => (&mut token, v),
-                _ => continue,
-            };
-            *slot.0 = Some(slot.1.trim().to_owned());
-        }
+            .arg(&events);
+        let process = felhom_testsupport::agent::AgentProcess::spawn(
+            cmd,
+            &setup.dir.join("agent.log"),
+            STARTUP,
+        )?;
+        let access = process.access().clone();
         Ok(AgentProcess {
-            child,
-            url: url.unwrap_or_default(),
-            pin: pin.unwrap_or_default(),
-            token: token.unwrap_or_default(),
+            _process: process,
+            url: access.url,
+            pin: access.pin,
+            token: access.token,
             events,
         })
     }
@@ -135,12 +95,6 @@ impl AgentProcess {
         }
         backup_times(&events, cycle_id)
             .with_context(|| format!("in the agent's timeline {}", self.events.display()))
-    }
-}
-
-impl Drop for AgentProcess {
-    fn drop(&mut self) {
-        process::terminate(&mut self.child);
     }
 }
 

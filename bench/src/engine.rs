@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use crate::fixture::LABEL;
-use crate::process;
+use felhom_testsupport::process;
 
 /// The engine publishes an event a little after it happens.
 const PUBLISH_DELAY: Duration = Duration::from_millis(500);
@@ -104,7 +104,7 @@ impl EventRecorder {
                 self.file.display()
             );
         }
-        process::terminate(&mut self.child);
+        process::terminate(&mut self.child, crate::STOP_GRACE);
         let text = std::fs::read_to_string(&self.file)
             .with_context(|| format!("reading {}", self.file.display()))?;
         parse_events(&text).with_context(|| format!("in {}", self.file.display()))
@@ -113,7 +113,7 @@ impl EventRecorder {
 
 impl Drop for EventRecorder {
     fn drop(&mut self) {
-        process::terminate(&mut self.child);
+        process::terminate(&mut self.child, crate::STOP_GRACE);
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::process;
+use felhom_testsupport::process;
 
 /// The label every benchmark container carries; its value names the set (`<pid>-n<N>`).
 pub(crate) const LABEL: &str = "felhom.bench";

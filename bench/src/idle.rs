@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::agent::AgentProcess;
-use crate::process;
+use felhom_testsupport::process;
 
 /// Time for the daemon to start, recover (nothing) and ask the agent once before measuring.
 const WARM_UP: Duration = Duration::from_secs(5);
@@ -43,7 +43,7 @@ struct Watched {
 
 impl Drop for Watched {
     fn drop(&mut self) {
-        process::terminate(&mut self.child);
+        process::terminate(&mut self.child, crate::STOP_GRACE);
     }
 }
 

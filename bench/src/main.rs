@@ -15,11 +15,10 @@ mod engine;
 mod fixture;
 mod idle;
 mod measure;
-mod process;
 mod report;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -29,6 +28,9 @@ use agent::{AgentProcess, AgentSetup};
 use fixture::{Compose, StackSet};
 use measure::{Bench, Tools, Who};
 use report::{Machine, Parameters, Results};
+
+/// How long a long-running child (agent, daemon, event recorder) has to end after SIGTERM.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// The downtime benchmark: felhom-controller against a naive sequential script.
 #[derive(Debug, Parser)]
@@ -291,17 +293,7 @@ fn tools(cli: &Cli) -> Result<Tools> {
 }
 
 fn check_image() -> Result<()> {
-    let mut cmd = Command::new("docker");
-    cmd.args([
-        "image",
-        "inspect",
-        "--format",
-        "{{.Id}}",
-        "felhom-testapp:dev",
-    ]);
-    process::checked(&mut cmd, Duration::from_secs(30))
-        .context("the image felhom-testapp:dev is needed: run scripts/build-test-image.sh")?;
-    Ok(())
+    felhom_testsupport::engine::check_image().map_err(anyhow::Error::msg)
 }
 
 fn progress(message: &str) {

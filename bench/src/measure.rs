@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::agent::{AgentProcess, BackupTimes};
 use crate::engine::{self, Outage};
 use crate::fixture::{Compose, StackSet};
-use crate::process;
+use felhom_testsupport::process;
 
 /// The controller's default `stacks.parallelism` (SPEC §5).
 const DEFAULT_PARALLELISM: usize = 4;

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::idle::Idle;
 use crate::measure::{Run, Who};
-use crate::process;
+use felhom_testsupport::process;
 
 /// Targets of issue 7.
 const DOWNTIME_RATIO: f64 = 0.25;

@@ -1,10 +1,18 @@
 //! The configuration file (SPEC §5): TOML, every key overridable as `FELHOM_<SECTION>__<KEY>`.
+//! Parsed once, into the libraries' own types (a [`Pin`], a [`ComposeChoice`], a socket
+//! address); the section defaults are the libraries' defaults.
 
 use anyhow::{bail, Context, Result};
+use felhom_agentapi::{ClientConfig, Pin};
+use felhom_quiesce::CycleConfig;
+use felhom_stacks::{ComposeChoice, StacksConfig};
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
+use std::fmt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
 /// The default location of the configuration file.
@@ -25,19 +33,75 @@ pub(crate) struct Config {
     pub status: StatusSection,
 }
 
+/// `[agent]`, checked as a whole: its keys depend on each other (`token` or `token_file`),
+/// and the url is judged before the pin whatever order the file has them in.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawAgentSection")]
 pub(crate) struct AgentSection {
     pub url: String,
-    #[serde(default)]
     pub token_file: Option<PathBuf>,
-    #[serde(default)]
     pub token: Option<String>,
-    pub pin_sha256: String,
-    #[serde(default = "d5s", with = "humantime_serde")]
+    pub pin_sha256: Pin,
     pub connect_timeout: Duration,
-    #[serde(default = "d15s", with = "humantime_serde")]
     pub request_timeout: Duration,
+}
+
+/// `[agent]` as written, before its values are checked and parsed into [`AgentSection`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgentSection {
+    url: String,
+    #[serde(default)]
+    token_file: Option<PathBuf>,
+    #[serde(default)]
+    token: Option<String>,
+    pin_sha256: String,
+    #[serde(default = "connect_timeout", with = "humantime_serde")]
+    connect_timeout: Duration,
+    #[serde(default = "request_timeout", with = "humantime_serde")]
+    request_timeout: Duration,
+}
+
+impl TryFrom<RawAgentSection> for AgentSection {
+    type Error = String;
+
+    fn try_from(raw: RawAgentSection) -> Result<Self, String> {
+        if !raw.url.starts_with("https://") {
+            return Err(format!(
+                "agent.url = {:?}: the agent is reached over https:// only",
+                raw.url
+            ));
+        }
+        match (&raw.token, &raw.token_file) {
+            (None, None) => {
+                return Err(
+                    "set agent.token_file (or agent.token / FELHOM_AGENT__TOKEN)".to_owned(),
+                )
+            }
+            (Some(_), Some(_)) => {
+                return Err("set agent.token or agent.token_file, not both".to_owned())
+            }
+            _ => {}
+        }
+        let pin_sha256 = raw
+            .pin_sha256
+            .parse()
+            .map_err(|e| format!("agent.pin_sha256: {e}"))?;
+        for (key, d) in [
+            ("agent.connect_timeout", raw.connect_timeout),
+            ("agent.request_timeout", raw.request_timeout),
+        ] {
+            nonzero(key, d).map_err(|e| e.to_string())?;
+        }
+        Ok(AgentSection {
+            url: raw.url,
+            token_file: raw.token_file,
+            token: raw.token,
+            pin_sha256,
+            connect_timeout: raw.connect_timeout,
+            request_timeout: raw.request_timeout,
+        })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -45,7 +109,8 @@ pub(crate) struct AgentSection {
 pub(crate) struct StacksSection {
     pub root: PathBuf,
     pub protected: Vec<String>,
-    pub compose: String,
+    #[serde(deserialize_with = "parsed")]
+    pub compose: ComposeChoice,
     #[serde(with = "humantime_serde")]
     pub stop_timeout: Duration,
     #[serde(with = "humantime_serde")]
@@ -55,16 +120,14 @@ pub(crate) struct StacksSection {
 
 impl Default for StacksSection {
     fn default() -> Self {
+        let stacks = StacksConfig::default();
         StacksSection {
-            root: PathBuf::from("/opt/felhom/stacks"),
-            protected: felhom_stacks::DEFAULT_PROTECTED
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect(),
-            compose: "auto".into(),
-            stop_timeout: Duration::from_secs(30),
-            start_timeout: Duration::from_secs(120),
-            parallelism: 4,
+            root: stacks.root,
+            protected: stacks.protected,
+            compose: stacks.compose,
+            stop_timeout: stacks.stop_timeout,
+            start_timeout: stacks.start_timeout,
+            parallelism: CycleConfig::default().parallelism,
         }
     }
 }
@@ -89,39 +152,88 @@ pub(crate) struct QuiesceSection {
 
 impl Default for QuiesceSection {
     fn default() -> Self {
+        let cycle = CycleConfig::default();
         QuiesceSection {
-            enabled: true,
-            state_dir: PathBuf::from("/var/lib/felhom-controller"),
-            due_poll_interval: Duration::from_secs(60),
-            status_poll_interval: Duration::from_secs(2),
-            max_quiesce: Duration::from_secs(30 * 60),
-            resume_on_snapshot: true,
-            min_cycle_interval: Duration::from_secs(3600),
-            failure_cooldown: Duration::from_secs(3600),
+            enabled: cycle.enabled,
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            due_poll_interval: cycle.due_poll_interval,
+            status_poll_interval: cycle.status_poll_interval,
+            max_quiesce: cycle.max_quiesce,
+            resume_on_snapshot: cycle.resume_on_snapshot,
+            min_cycle_interval: cycle.min_cycle_interval,
+            failure_cooldown: cycle.failure_cooldown,
         }
     }
 }
+
+/// Where the marker, the lock and the history live (SPEC §5).
+const DEFAULT_STATE_DIR: &str = "/var/lib/felhom-controller";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct StatusSection {
     /// `""` turns the endpoint off.
-    pub listen: String,
+    #[serde(deserialize_with = "parsed")]
+    pub listen: Listen,
 }
 
 impl Default for StatusSection {
     fn default() -> Self {
         StatusSection {
-            listen: "127.0.0.1:9787".into(),
+            listen: Listen(Some(SocketAddr::from(([127, 0, 0, 1], 9787)))),
         }
     }
 }
 
-fn d5s() -> Duration {
-    Duration::from_secs(5)
+/// `status.listen`: the address of the status endpoint, or `None` when it is off (`""`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Listen(pub Option<SocketAddr>);
+
+impl FromStr for Listen {
+    type Err = std::net::AddrParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.is_empty() {
+            return Ok(Listen(None));
+        }
+        s.parse().map(|addr| Listen(Some(addr)))
+    }
 }
-fn d15s() -> Duration {
-    Duration::from_secs(15)
+
+impl fmt::Display for Listen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(addr) => write!(f, "{addr}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Compares with the way the file spells it (`""` for off).
+impl PartialEq<&str> for Listen {
+    fn eq(&self, other: &&str) -> bool {
+        other.parse::<Listen>().is_ok_and(|listen| listen == *self)
+    }
+}
+
+/// A value read as a string and parsed by its own type, whose error then names what is wrong;
+/// figment adds the key and the file.
+fn parsed<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    let text = String::deserialize(deserializer)?;
+    text.parse()
+        .map_err(|e| serde::de::Error::custom(format!("{text:?}: {e}")))
+}
+
+fn connect_timeout() -> Duration {
+    ClientConfig::DEFAULT_CONNECT_TIMEOUT
+}
+fn request_timeout() -> Duration {
+    ClientConfig::DEFAULT_REQUEST_TIMEOUT
 }
 
 impl Config {
@@ -148,35 +260,10 @@ impl Config {
     }
 
     fn validate(&self) -> Result<()> {
-        if let Some(agent) = &self.agent {
-            if !agent.url.starts_with("https://") {
-                bail!(
-                    "agent.url = {:?}: the agent is reached over https:// only",
-                    agent.url
-                );
-            }
-            match (&agent.token, &agent.token_file) {
-                (None, None) => {
-                    bail!("agent: set agent.token_file (or agent.token / FELHOM_AGENT__TOKEN)")
-                }
-                (Some(_), Some(_)) => bail!("agent: set agent.token or agent.token_file, not both"),
-                _ => {}
-            }
-            agent
-                .pin_sha256
-                .parse::<felhom_agentapi::Pin>()
-                .map_err(|e| anyhow::anyhow!("agent.pin_sha256: {e}"))?;
-            nonzero("agent.connect_timeout", agent.connect_timeout)?;
-            nonzero("agent.request_timeout", agent.request_timeout)?;
-        }
         for name in &self.stacks.protected {
             felhom_stacks::validate_name(name)
                 .map_err(|e| anyhow::anyhow!("stacks.protected: {e}"))?;
         }
-        self.stacks
-            .compose
-            .parse::<felhom_stacks::ComposeChoice>()
-            .map_err(|e| anyhow::anyhow!("stacks.compose: {e}"))?;
         if self.stacks.parallelism == 0 {
             bail!("stacks.parallelism = 0: it must be at least 1");
         }
@@ -188,12 +275,6 @@ impl Config {
             self.quiesce.status_poll_interval,
         )?;
         nonzero("quiesce.max_quiesce", self.quiesce.max_quiesce)?;
-        if !self.status.listen.is_empty() {
-            self.status
-                .listen
-                .parse::<std::net::SocketAddr>()
-                .map_err(|e| anyhow::anyhow!("status.listen = {:?}: {e}", self.status.listen))?;
-        }
         Ok(())
     }
 
@@ -245,171 +326,4 @@ fn describe(e: figment::Error, file: &Path) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Write;
-
-    fn file(text: &str) -> tempfile::NamedTempFile {
-        let mut f = tempfile::Builder::new()
-            .suffix(".toml")
-            .tempfile()
-            .expect("temp file");
-        f.write_all(text.as_bytes()).expect("write");
-        f
-    }
-
-    /// Loads inside figment's `Jail`, which serializes the tests that read the process
-    /// environment: one of them sets `FELHOM_*` variables, which must not leak into the others.
-    #[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
-    fn jailed<T>(f: impl FnOnce() -> T) -> T {
-        let mut out = None;
-        figment::Jail::expect_with(|_| {
-            out = Some(f());
-            Ok(())
-        });
-        out.expect("the jail ran the closure")
-    }
-
-    fn load(text: &str) -> Result<Config> {
-        let f = file(text);
-        jailed(|| Config::load(Some(f.path())))
-    }
-
-    const AGENT: &str = r#"
-[agent]
-url = "https://127.0.0.1:8443"
-token = "secret-token"
-pin_sha256 = "5F:3A:00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff:00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd"
-"#;
-
-    #[test]
-    fn the_spec_example_parses_with_every_key() {
-        let text = format!(
-            "{AGENT}connect_timeout = \"5s\"\nrequest_timeout = \"15s\"\n{}",
-            r#"
-[stacks]
-root = "/opt/felhom/stacks"
-protected = ["traefik", "cloudflared", "felhom-controller"]
-compose = "auto"
-stop_timeout = "30s"
-start_timeout = "120s"
-parallelism = 4
-
-[quiesce]
-enabled = true
-state_dir = "/var/lib/felhom-controller"
-due_poll_interval = "60s"
-status_poll_interval = "2s"
-max_quiesce = "30m"
-resume_on_snapshot = true
-min_cycle_interval = "1h"
-failure_cooldown = "1h"
-
-[status]
-listen = "127.0.0.1:9787"
-"#
-        );
-        let c = load(&text).expect("valid");
-        assert_eq!(c.quiesce.max_quiesce, Duration::from_secs(1800));
-        assert_eq!(c.stacks.parallelism, 4);
-        assert_eq!(
-            c.agent.as_ref().map(|a| a.request_timeout),
-            Some(Duration::from_secs(15))
-        );
-    }
-
-    #[test]
-    fn an_empty_file_means_defaults_and_no_agent() {
-        let c = load("").expect("valid");
-        assert!(c.agent.is_none());
-        assert_eq!(c.stacks.root, PathBuf::from("/opt/felhom/stacks"));
-        assert_eq!(c.quiesce.min_cycle_interval, Duration::from_secs(3600));
-        assert_eq!(c.status.listen, "127.0.0.1:9787");
-    }
-
-    #[test]
-    fn a_bad_value_names_the_key_and_the_file() {
-        let f = file("[quiesce]\nmax_quiesce = \"soon\"\n");
-        let err = jailed(|| Config::load(Some(f.path())))
-            .expect_err("bad duration")
-            .to_string();
-        assert!(err.contains("quiesce.max_quiesce"), "{err}");
-        assert!(err.contains(&f.path().display().to_string()), "{err}");
-    }
-
-    #[test]
-    fn unknown_keys_are_refused() {
-        let err = load("[quiesce]\nmax_quiesse = \"10m\"\n")
-            .expect_err("typo")
-            .to_string();
-        assert!(err.contains("max_quiesse"), "{err}");
-    }
-
-    #[test]
-    fn invalid_values_are_refused_with_their_key() {
-        for (text, key) in [
-            ("[stacks]\nparallelism = 0\n", "stacks.parallelism"),
-            ("[stacks]\ncompose = \"podman\"\n", "stacks.compose"),
-            ("[stacks]\nprotected = [\"Bad Name\"]\n", "stacks.protected"),
-            ("[quiesce]\nmax_quiesce = \"0s\"\n", "quiesce.max_quiesce"),
-            ("[status]\nlisten = \"nowhere\"\n", "status.listen"),
-            (
-                "[agent]\nurl = \"http://x\"\ntoken = \"t\"\npin_sha256 = \"00\"\n",
-                "agent.url",
-            ),
-            (
-                "[agent]\nurl = \"https://x\"\ntoken = \"t\"\npin_sha256 = \"00\"\n",
-                "agent.pin_sha256",
-            ),
-            (
-                "[agent]\nurl = \"https://x\"\npin_sha256 = \"00\"\n",
-                "agent.token_file",
-            ),
-        ] {
-            let err = format!("{:#}", load(text).expect_err(text));
-            assert!(err.contains(key), "{text:?}: {err}");
-        }
-    }
-
-    #[test]
-    fn a_missing_explicit_file_is_an_error() {
-        let err = jailed(|| Config::load(Some(Path::new("/nonexistent/controller.toml"))))
-            .expect_err("missing");
-        assert!(
-            err.to_string().contains("/nonexistent/controller.toml"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn the_built_in_protected_stacks_cannot_be_removed() {
-        let c = load("[stacks]\nprotected = [\"mail\"]\n").expect("valid");
-        assert_eq!(
-            c.protected(),
-            ["traefik", "cloudflared", "felhom-controller", "mail"]
-        );
-        let c = load("[stacks]\nprotected = []\n").expect("valid");
-        assert_eq!(
-            c.protected(),
-            ["traefik", "cloudflared", "felhom-controller"]
-        );
-    }
-
-    #[test]
-    #[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
-    fn the_environment_overrides_the_file() {
-        // figment::Jail isolates the environment for the closure.
-        figment::Jail::expect_with(|jail| {
-            jail.create_file("c.toml", AGENT)?;
-            jail.set_env("FELHOM_QUIESCE__MAX_QUIESCE", "10m");
-            jail.set_env("FELHOM_AGENT__TOKEN", "from-env");
-            let c = Config::load(Some(Path::new("c.toml"))).map_err(|e| e.to_string())?;
-            assert_eq!(c.quiesce.max_quiesce, Duration::from_secs(600));
-            assert_eq!(
-                c.agent.as_ref().and_then(|a| a.token.as_deref()),
-                Some("from-env")
-            );
-            Ok(())
-        });
-    }
-}
+mod tests;

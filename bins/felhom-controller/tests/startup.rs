@@ -9,7 +9,11 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_felhom-controller");
 
 fn write_marker(state: &Path) {
-    std::fs::create_dir_all(state).expect("state dir");
+    // An existing state dir must be the controller's own, mode 0700 (felhom-marker refuses
+    // anything else).
+    std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+        .create(state)
+        .expect("state dir");
     let marker = serde_json::json!({
         "version": 1,
         "cycle_id": "c-crashed",

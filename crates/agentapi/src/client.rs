@@ -17,8 +17,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use rustls::CertificateError;
 
-use crate::pin::{PinMismatch, PinVerifier};
 use crate::types::HumanDuration;
+use crate::verifier::{PinMismatch, PinVerifier};
 use crate::{wire, AgentApi, AgentError, BackupStart, BackupStatus, ConfigError, Due, Pin, Token};
 
 /// The largest answer body the client reads (SPEC §3). Larger is an error, not an allocation.
@@ -45,6 +45,13 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Bound on a whole request: connect, TLS handshake, sending, and reading the answer.
     pub request_timeout: Duration,
+}
+
+impl ClientConfig {
+    /// SPEC §5's `agent.connect_timeout`.
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+    /// SPEC §5's `agent.request_timeout`.
+    pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 }
 
 /// The agent API client: one connection pool, pinned TLS, bearer token on every request.

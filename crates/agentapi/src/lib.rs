@@ -18,6 +18,7 @@
 //! # Embedding the client in another tool
 //!
 //! ```no_run
+//! # #[cfg(feature = "client")] mod example {
 //! use std::time::Duration;
 //! use felhom_agentapi::{AgentApi, AgentClient, BackupPhase, ClientConfig, Pin, Token};
 //!
@@ -39,20 +40,37 @@
 //! }
 //! # Ok(())
 //! # }
+//! # }
 //! ```
 //!
 //! Code that only needs the trait (and its tests) can take `&dyn AgentApi`; with the `mock`
-//! feature the crate also exports `MockAgentApi` (mockall).
+//! feature the crate also exports `MockAgentApi` (mockall) and a recording fake.
+//!
+//! # Features
+//!
+//! - `client` (default): [`AgentClient`], the real HTTPS client, and with it hyper and rustls.
+//!   A crate that only drives the trait (the quiesce state machine) turns default features off
+//!   and so compiles no HTTP or TLS at all.
+//! - `mock`: test doubles of [`AgentApi`].
 #![deny(missing_docs)]
 
+#[cfg(feature = "client")]
 mod client;
+#[cfg(any(test, feature = "mock"))]
+pub mod fake;
 mod pin;
+#[cfg(feature = "client")]
 mod token;
 mod types;
+#[cfg(feature = "client")]
+mod verifier;
+#[cfg(feature = "client")]
 mod wire;
 
+#[cfg(feature = "client")]
 pub use client::{AgentClient, ClientConfig};
 pub use pin::Pin;
+#[cfg(feature = "client")]
 pub use token::Token;
 pub use types::{AgentError, BackupPhase, BackupStart, BackupStatus, ConfigError, Due};
 

@@ -1,4 +1,4 @@
-//! The agent's certificate pin and the rustls verifier that enforces it (SPEC §3).
+//! The agent's certificate pin (SPEC §3); the `verifier` module enforces it in the TLS handshake.
 //!
 //! The agent presents a self-signed leaf, so there is no chain to trust and no name to check:
 //! the SHA-256 of the leaf's DER is the whole identity. The handshake signature is still
@@ -6,12 +6,7 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, DigitallySignedStruct, OtherError, SignatureScheme};
 use sha2::{Digest, Sha256};
 
 use crate::ConfigError;
@@ -65,7 +60,8 @@ impl Pin {
 
     /// Compares without an early exit, so the time taken does not reveal how many leading
     /// bytes of a forged certificate's digest matched.
-    fn matches(&self, other: &Pin) -> bool {
+    #[cfg_attr(not(feature = "client"), allow(dead_code))]
+    pub(crate) fn matches(&self, other: &Pin) -> bool {
         self.0
             .iter()
             .zip(other.0.iter())
@@ -97,74 +93,6 @@ impl fmt::Display for Pin {
 impl fmt::Debug for Pin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Pin({self})")
-    }
-}
-
-/// Carried inside the rustls error so that the client can report which certificate the agent
-/// actually presented; an operator who re-keyed the agent needs exactly that value.
-#[derive(Debug, thiserror::Error)]
-#[error("certificate pin mismatch: expected {expected}, the agent presented {actual}")]
-pub(crate) struct PinMismatch {
-    pub(crate) expected: Pin,
-    pub(crate) actual: Pin,
-}
-
-/// Accepts exactly the leaf whose digest is the pin; verifies handshake signatures with the
-/// ring provider's algorithms.
-#[derive(Debug)]
-pub(crate) struct PinVerifier {
-    pin: Pin,
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl PinVerifier {
-    pub(crate) fn new(pin: Pin, algorithms: WebPkiSupportedAlgorithms) -> PinVerifier {
-        PinVerifier { pin, algorithms }
-    }
-}
-
-impl ServerCertVerifier for PinVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let actual = Pin::of_der(end_entity.as_ref());
-        if self.pin.matches(&actual) {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::InvalidCertificate(CertificateError::Other(
-                OtherError(Arc::new(PinMismatch {
-                    expected: self.pin,
-                    actual,
-                })),
-            )))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
     }
 }
 

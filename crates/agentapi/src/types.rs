@@ -32,6 +32,10 @@ pub struct BackupStart {
 }
 
 /// The phase of a backup, as `GET /backup/status` reports it.
+///
+/// Exhaustive on purpose: a phase this client does not know arrives as
+/// [`BackupPhase::Unknown`], so a `match` covers every answer without a wildcard arm, and a
+/// new named phase is a breaking change that every caller must decide about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackupPhase {
     /// The agent knows no backup.
@@ -46,6 +50,20 @@ pub enum BackupPhase {
     Failed,
     /// A phase this client does not know (a newer agent); kept verbatim.
     Unknown(String),
+}
+
+impl BackupPhase {
+    /// The phase as the agent spells it (`running`, `snapshotted`, ...; an unknown one verbatim).
+    pub fn name(&self) -> &str {
+        match self {
+            BackupPhase::Idle => "idle",
+            BackupPhase::Running => "running",
+            BackupPhase::Snapshotted => "snapshotted",
+            BackupPhase::Done => "done",
+            BackupPhase::Failed => "failed",
+            BackupPhase::Unknown(name) => name,
+        }
+    }
 }
 
 /// The answer of `GET /backup/status`.

@@ -1,9 +1,10 @@
 //! The cycle history: a bounded JSON-lines file of [`CycleRecord`]s.
 
+use crate::files::no_follow;
 use crate::model::CycleRecord;
 use crate::store::{sync_dir, write_atomically, MarkerError, StateDir, StateFile};
 use std::fs::OpenOptions;
-use std::io::{self, Write};
+use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 
 /// How many cycle records the history keeps; appending past it drops the oldest.
@@ -23,11 +24,8 @@ impl HistoryStore for StateDir {
         let path = self.history_path();
         let line = serde_json::to_vec(record)
             .map_err(|e| MarkerError::io("serializing a cycle record for", &path, e.into()))?;
-        let existing = match std::fs::read(&path) {
-            Ok(bytes) => Some(bytes),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(MarkerError::io("reading the history", path, e)),
-        };
+        let existing = crate::files::read(&path)
+            .map_err(|e| MarkerError::io("reading the history", &path, e))?;
         let old = existing.as_deref().unwrap_or_default();
         let old_lines: Vec<&[u8]> = lines(old).collect();
 
@@ -52,7 +50,7 @@ impl HistoryStore for StateDir {
         }
         bytes.extend_from_slice(&line);
         bytes.push(b'\n');
-        let mut file = OpenOptions::new()
+        let mut file = no_follow(&mut OpenOptions::new())
             .append(true)
             .create(true)
             .mode(0o600)
@@ -70,9 +68,9 @@ impl HistoryStore for StateDir {
 
     fn recent(&self, n: usize) -> Result<Vec<CycleRecord>, MarkerError> {
         let path = self.history_path();
-        let bytes = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        let bytes = match crate::files::read(&path) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Ok(Vec::new()),
             Err(e) => return Err(MarkerError::io("reading the history", path, e)),
         };
         let records: Vec<CycleRecord> = lines(&bytes)

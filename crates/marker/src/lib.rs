@@ -5,16 +5,21 @@
 //!   on its next start (SPEC §2 rules 1 and 3);
 //! - the **lock** (`lock`): an exclusive, non-blocking file lock that makes a cycle single-flight
 //!   across processes and dies with its holder (rule 4);
-//! - the **history** (`history.jsonl`): a bounded log of cycle records.
+//! - the **history** (`history.jsonl`): a bounded log of cycle records;
+//! - the **stranded stacks** (`stranded.json`): stacks that did not come back, kept until they
+//!   run again (rule 6).
 //!
-//! The state machine uses the marker and the history only through the [`MarkerStore`] and
-//! [`HistoryStore`] traits; [`StateDir`] is the real implementation of both, and [`StateLock`]
-//! the lock. With the `mock` feature, `MockMarkerStore` and `MockHistoryStore` (mockall) are
-//! available to other crates' tests.
+//! The state machine uses these files only through the [`MarkerStore`], [`HistoryStore`] and
+//! [`StrandedStore`] traits; [`StateDir`] is the real implementation of all three, and
+//! [`StateLock`] the lock. With the `mock` feature, `MockMarkerStore`, `MockHistoryStore` and
+//! `MockStrandedStore` (mockall) are available to other crates' tests.
 //!
-//! Every file is created `0600` and a missing state directory `0700`. A marker that cannot be
-//! used (corrupt, or of an unknown format version) is never deleted: it is moved aside to
-//! `marker.corrupt-<UTC time>`, and the error says where.
+//! Every file is created `0600` and opened without following a symbolic link; a missing state
+//! directory is created `0700`, and an existing one must be a real directory of mode `0700`
+//! owned by the effective user. A marker or stranded list that cannot be used (corrupt, or of
+//! an unknown format version) is never deleted: it is moved aside to
+//! `marker.corrupt-<UTC time>` / `stranded.corrupt-<UTC time>`, and the stacks that can still
+//! be read from it are returned ([`Marker::salvage`], [`Stranded::moved_aside`]).
 //!
 //! ```
 //! use felhom_marker::{MarkedStack, Marker, MarkerPhase, MarkerStore, StateDir, StateLock};
@@ -46,18 +51,28 @@
 //! ```
 #![deny(missing_docs)]
 
+#[cfg(any(test, feature = "mock"))]
+pub mod fake;
+mod files;
 mod history;
 mod lock;
 mod model;
+mod salvage;
 mod store;
+mod stranded;
 
 #[cfg(any(test, feature = "mock"))]
 pub use history::MockHistoryStore;
 pub use history::{HistoryStore, HISTORY_LIMIT};
 pub use lock::{LockError, StateLock};
 pub use model::{
-    CycleRecord, MarkedStack, Marker, MarkerPhase, Outcome, StackRecord, FORMAT_VERSION,
+    CycleRecord, MarkedStack, Marker, MarkerPhase, Outcome, StackRecord, StrandedStack,
+    FORMAT_VERSION,
 };
+pub use salvage::{MarkerSalvage, MovedAside, Unreadable};
 #[cfg(any(test, feature = "mock"))]
 pub use store::MockMarkerStore;
 pub use store::{MarkerError, MarkerStore, StateDir};
+#[cfg(any(test, feature = "mock"))]
+pub use stranded::MockStrandedStore;
+pub use stranded::{Stranded, StrandedStore, StrandedView};

@@ -5,6 +5,7 @@
 //! stale. It is taken per open file, so two takers in the *same* process conflict as well,
 //! which is wanted: the daemon's loop and a manual cycle must not both quiesce.
 
+use crate::files::{is_refused_link, no_follow};
 use crate::store::StateDir;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -36,6 +37,12 @@ pub enum LockError {
         /// The holder's pid, as it wrote it (`unknown` if unreadable).
         pid: String,
     },
+    /// A symbolic link is where the lock file goes; it is never followed.
+    #[error("the lock {path} is a symbolic link, which the controller never follows in its state directory; remove it")]
+    Symlink {
+        /// The link.
+        path: PathBuf,
+    },
     /// The file system refused.
     #[error("taking the lock {path}: {source}")]
     Io {
@@ -55,12 +62,9 @@ impl StateLock {
     /// tenth of a second) with [`LockError::Held`], which names the holder's pid.
     pub fn acquire(dir: &StateDir) -> Result<StateLock, LockError> {
         let path = dir.lock_path();
-        let io_err = |source| LockError::Io {
-            path: path.clone(),
-            source,
-        };
+        let io_err = |source| LockError::io(path.clone(), source);
         // No truncation at open: the file holds the current holder's pid until *we* hold it.
-        let file = OpenOptions::new()
+        let file = no_follow(&mut OpenOptions::new())
             .read(true)
             .write(true)
             .create(true)
@@ -97,10 +101,10 @@ impl StateLock {
     /// The pid is the text the holder wrote (`unknown` if it is unreadable).
     pub fn holder(dir: &StateDir) -> Result<Option<String>, LockError> {
         let path = dir.lock_path();
-        let file = match File::open(&path) {
+        let file = match no_follow(OpenOptions::new().read(true)).open(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(LockError::Io { path, source }),
+            Err(source) => return Err(LockError::io(path, source)),
         };
         // Shared, so that two probes do not see each other as holders.
         match file.try_lock_shared() {
@@ -110,6 +114,15 @@ impl StateLock {
             )),
             Err(TryLockError::Error(source)) => Err(LockError::Io { path, source }),
         }
+    }
+}
+
+impl LockError {
+    fn io(path: PathBuf, source: std::io::Error) -> Self {
+        if is_refused_link(&source) {
+            return LockError::Symlink { path };
+        }
+        LockError::Io { path, source }
     }
 }
 

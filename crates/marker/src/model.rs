@@ -1,6 +1,7 @@
-//! The on-disk types: the marker and the cycle record. These are the only serde types of the
-//! crate; their field names are a file format, so renaming one is a format change.
+//! The on-disk types: the marker, the cycle record and the stranded stack. Their field names
+//! are a file format, so renaming one is a format change.
 
+use crate::salvage::MarkerSalvage;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +28,12 @@ pub struct Marker {
     pub backup_id: Option<String>,
     /// The stacks about to be stopped or stopped, in the order they are stopped.
     pub stacks: Vec<MarkedStack>,
+    /// Set only on a marker that [`crate::MarkerStore::load`] salvaged from a file it could
+    /// not use as it was (never written): the stacks above are those that could still be
+    /// read. The recovery brings them back as for any marker, and also records and reports
+    /// the salvage (history, `marker_corrupt` notice).
+    #[serde(skip)]
+    pub salvage: Option<MarkerSalvage>,
 }
 
 impl Marker {
@@ -45,6 +52,7 @@ impl Marker {
             pid: std::process::id(),
             backup_id: None,
             stacks,
+            salvage: None,
         }
     }
 }
@@ -143,4 +151,22 @@ pub struct StackRecord {
     /// From the beginning of its stop to running again, in milliseconds.
     #[serde(default)]
     pub downtime_ms: Option<u64>,
+}
+
+/// A stack that could not be restarted after every attempt of its cycle, kept in the state
+/// directory until it runs again (SPEC §2 rule 6).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StrandedStack {
+    /// The stack's (compose project's) name.
+    pub name: String,
+    /// The services to start: those that ran before the cycle stopped the stack.
+    pub services: Vec<String>,
+    /// The cycle that stopped it and could not bring it back.
+    pub cycle_id: String,
+    /// Since when it is stranded.
+    pub since: DateTime<Utc>,
+    /// How many starts have failed so far, the cycle's included.
+    pub attempts: u32,
+    /// The last start's error, short (one line).
+    pub last_error: String,
 }

@@ -1,6 +1,8 @@
 //! The marker store: the trait the state machine uses, and [`StateDir`], the real one.
 
+use crate::files::{check_state_dir, is_refused_link};
 use crate::model::{Marker, FORMAT_VERSION};
+use crate::salvage::{MarkerSalvage, Unreadable};
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -13,12 +15,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// cut, and so does a `clear`.
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 pub trait MarkerStore: Send + Sync {
-    /// The marker, or `None` when there is none. A corrupt or unknown-version marker is moved
-    /// aside and reported as [`MarkerError::Corrupt`] / [`MarkerError::UnknownVersion`].
+    /// The marker, or `None` when there is none.
+    ///
+    /// A marker that cannot be used as it is (corrupt, or of an unknown format version) is
+    /// moved aside, never deleted, and comes back as a marker all the same: the stacks that
+    /// could still be read from it, with [`Marker::salvage`] saying what happened. So the
+    /// recovery that follows every marker brings those stacks back even where the caller
+    /// does not look; the caller also records and reports the salvage.
     fn load(&self) -> Result<Option<Marker>, MarkerError>;
     /// Atomically and durably replaces the marker.
     fn save(&self, marker: &Marker) -> Result<(), MarkerError>;
-    /// Durably removes the marker (no error when there is none).
+    /// Durably removes the marker (no error when there is none). A marker that stays
+    /// is [`MarkerError::Stuck`].
     fn clear(&self) -> Result<(), MarkerError>;
 }
 
@@ -36,35 +44,58 @@ pub enum MarkerError {
         #[source]
         source: std::io::Error,
     },
-    /// The marker did not parse; it was moved to `moved_to`.
-    #[error("the marker {path} is corrupt ({detail}); it was moved to {moved_to}")]
-    Corrupt {
-        /// Where the marker was.
+    /// A file of the state directory is a symbolic link, which is never followed.
+    #[error("{action} {path}: it is a symbolic link, which the controller never follows in its state directory; remove it")]
+    Symlink {
+        /// What was being done ("reading the marker", ...).
+        action: &'static str,
+        /// The link.
         path: PathBuf,
-        /// Where it is now.
-        moved_to: PathBuf,
-        /// Why it did not parse.
-        detail: String,
     },
-    /// The marker is of a format version this build does not know; it was moved to `moved_to`.
-    #[error("the marker {path} has format version {version}, this build knows {known}; it was moved to {moved_to}")]
-    UnknownVersion {
-        /// Where the marker was.
+    /// An existing state directory that others could tamper with, or that is not one.
+    #[error("the state directory {path} is {found}; expected {expected}")]
+    UnsafeStateDir {
+        /// The state directory.
         path: PathBuf,
-        /// Where it is now.
-        moved_to: PathBuf,
-        /// The version found.
-        version: u64,
-        /// The version this build knows.
-        known: u32,
+        /// What was found ("a symbolic link", "owned by uid 1000", "of mode 0755").
+        found: String,
+        /// What a usable state directory is.
+        expected: String,
+    },
+    /// The marker cannot be removed: until it is, every start of the controller and every
+    /// recovery finds it again and restarts its stacks once more.
+    #[error(
+        "the marker {path} cannot be removed ({source}): the state directory must be writable"
+    )]
+    Stuck {
+        /// The marker.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// [`StateDir::peek`] found a marker it cannot use (corrupt, or of another format
+    /// version); unlike a load it left the file where it is.
+    #[error("the marker {path} cannot be used ({detail}); it was left in place")]
+    Unusable {
+        /// The marker.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
     },
 }
 
 impl MarkerError {
+    /// An error of the file system while `action`; a link refused by `O_NOFOLLOW` is named
+    /// as such, since the OS's "too many levels of symbolic links" would mislead.
     pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        let path = path.into();
+        if is_refused_link(&source) {
+            return MarkerError::Symlink { action, path };
+        }
         MarkerError::Io {
             action,
-            path: path.into(),
+            path,
             source,
         }
     }
@@ -81,6 +112,7 @@ const LOCK_FILE: &str = "lock";
 const HISTORY_FILE: &str = "history.jsonl";
 const MARKER_TEMP_PREFIX: &str = ".marker.json.tmp-";
 const HISTORY_TEMP_PREFIX: &str = ".history.jsonl.tmp-";
+const STRANDED_TEMP_PREFIX: &str = ".stranded.json.tmp-";
 const CORRUPT_PREFIX: &str = "marker.corrupt-";
 
 /// Makes temp file names unique among the saves of one process (threads, several `StateDir`s).
@@ -90,10 +122,19 @@ impl StateDir {
     /// Opens the state directory `dir`, creating it (mode `0700`) if it is missing, and removes
     /// the temp files that a process which crashed mid-write left behind.
     ///
-    /// An existing directory is used as it is: its mode is not changed.
+    /// An existing `dir` must be a real directory (not a symbolic link), owned by the
+    /// effective user, of mode `0700`: anything else is [`MarkerError::UnsafeStateDir`], and
+    /// nothing is changed (a wrong owner or mode is the operator's to fix, not ours to guess).
     pub fn open(dir: impl Into<PathBuf>) -> Result<StateDir, MarkerError> {
         let dir = dir.into();
-        if !dir.is_dir() {
+        let existing = match std::fs::symlink_metadata(&dir) {
+            Ok(meta) => Some(meta),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(MarkerError::io("inspecting the state directory", &dir, e)),
+        };
+        if let Some(meta) = existing {
+            check_state_dir(&dir, &meta)?;
+        } else {
             // The mode is given at creation, so the directory is never visible with wider
             // permissions, not even for an instant.
             DirBuilder::new()
@@ -142,6 +183,7 @@ impl StateDir {
             let Some(rest) = name
                 .strip_prefix(MARKER_TEMP_PREFIX)
                 .or_else(|| name.strip_prefix(HISTORY_TEMP_PREFIX))
+                .or_else(|| name.strip_prefix(STRANDED_TEMP_PREFIX))
             else {
                 continue;
             };
@@ -159,19 +201,24 @@ impl StateDir {
         Ok(())
     }
 
-    /// Moves a marker that cannot be used to `marker.corrupt-<UTC time>[-n]`, so that it is
-    /// kept for a human to look at and the next load finds no marker.
-    fn move_aside(&self, marker: &Path) -> Result<PathBuf, MarkerError> {
+    /// Moves a file that cannot be used (`marker.json`, `stranded.json`) to
+    /// `<corrupt_prefix><UTC time>[-n]`, so that it is kept for a human to look at and the
+    /// next load does not find it again.
+    pub(crate) fn move_aside(
+        &self,
+        file: &Path,
+        corrupt_prefix: &str,
+        action: &'static str,
+    ) -> Result<PathBuf, MarkerError> {
         let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
-        let mut target = self.dir.join(format!("{CORRUPT_PREFIX}{stamp}"));
+        let mut target = self.dir.join(format!("{corrupt_prefix}{stamp}"));
         let mut n = 1u32;
-        // rename() would silently replace an earlier corrupt marker of the same second.
+        // rename() would silently replace an earlier corrupt file of the same second.
         while target.symlink_metadata().is_ok() {
-            target = self.dir.join(format!("{CORRUPT_PREFIX}{stamp}-{n}"));
+            target = self.dir.join(format!("{corrupt_prefix}{stamp}-{n}"));
             n += 1;
         }
-        std::fs::rename(marker, &target)
-            .map_err(|e| MarkerError::io("moving the unusable marker aside", marker, e))?;
+        std::fs::rename(file, &target).map_err(|e| MarkerError::io(action, file, e))?;
         sync_dir(&self.dir)?;
         Ok(target)
     }
@@ -180,31 +227,36 @@ impl StateDir {
 impl MarkerStore for StateDir {
     fn load(&self) -> Result<Option<Marker>, MarkerError> {
         let path = self.marker_path();
-        let bytes = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        let bytes = match crate::files::read(&path) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Ok(None),
             Err(e) => return Err(MarkerError::io("reading the marker", path, e)),
         };
-        match parse_marker(&bytes) {
-            Ok(marker) => Ok(Some(marker)),
-            Err(Unusable::Corrupt(detail)) => {
-                let moved_to = self.move_aside(&path)?;
-                Err(MarkerError::Corrupt {
-                    path,
-                    moved_to,
-                    detail,
-                })
-            }
-            Err(Unusable::Version(version)) => {
-                let moved_to = self.move_aside(&path)?;
-                Err(MarkerError::UnknownVersion {
-                    path,
-                    moved_to,
-                    version,
-                    known: FORMAT_VERSION,
-                })
-            }
-        }
+        let reason = match parse_marker(&bytes) {
+            Ok(marker) => return Ok(Some(marker)),
+            Err(Unusable::Corrupt(detail)) => Unreadable::Corrupt { detail },
+            Err(Unusable::Version(version)) => Unreadable::UnknownVersion {
+                version,
+                known: FORMAT_VERSION,
+            },
+        };
+        // Read before the move: the salvaged marker's start is the file's last write when
+        // the file does not say.
+        let written_at = std::fs::symlink_metadata(&path)
+            .and_then(|m| m.modified())
+            .ok()
+            .map(chrono::DateTime::<chrono::Utc>::from);
+        let moved_to =
+            self.move_aside(&path, CORRUPT_PREFIX, "moving the unusable marker aside")?;
+        Ok(Some(MarkerSalvage::salvage(
+            &bytes,
+            written_at,
+            crate::salvage::MovedAside {
+                path,
+                moved_to,
+                reason,
+            },
+        )))
     }
 
     fn save(&self, marker: &Marker) -> Result<(), MarkerError> {
@@ -220,10 +272,33 @@ impl MarkerStore for StateDir {
         match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(MarkerError::io("removing the marker", path, e)),
+            Err(source) => return Err(MarkerError::Stuck { path, source }),
         }
         // Even when the marker was already absent: its removal may not be durable yet.
         sync_dir(&self.dir)
+    }
+}
+
+impl StateDir {
+    /// The marker as it is on disk, read without changing anything: the format version is
+    /// checked as by a load, but a marker that cannot be used is reported
+    /// ([`MarkerError::Unusable`]) and left in place. For `status`, which never changes state.
+    pub fn peek(&self) -> Result<Option<Marker>, MarkerError> {
+        let path = self.marker_path();
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(MarkerError::io("reading the marker", path, e)),
+        };
+        parse_marker(&bytes).map(Some).map_err(|why| {
+            let detail = match why {
+                Unusable::Corrupt(detail) => detail,
+                Unusable::Version(version) => {
+                    format!("format version {version}, this build knows {FORMAT_VERSION}")
+                }
+            };
+            MarkerError::Unusable { path, detail }
+        })
     }
 }
 
@@ -255,6 +330,7 @@ fn parse_marker(bytes: &[u8]) -> Result<Marker, Unusable> {
 pub(crate) enum StateFile {
     Marker,
     History,
+    Stranded,
 }
 
 impl StateFile {
@@ -268,6 +344,10 @@ impl StateFile {
             (StateFile::History, Step::Write) => "writing the history's temp file",
             (StateFile::History, Step::Sync) => "flushing the history's temp file to disk",
             (StateFile::History, Step::Rename) => "replacing the history",
+            (StateFile::Stranded, Step::Create) => "creating the stranded list's temp file",
+            (StateFile::Stranded, Step::Write) => "writing the stranded list's temp file",
+            (StateFile::Stranded, Step::Sync) => "flushing the stranded list's temp file to disk",
+            (StateFile::Stranded, Step::Rename) => "replacing the stranded list",
         }
     }
 
@@ -275,6 +355,7 @@ impl StateFile {
         match self {
             StateFile::Marker => MARKER_TEMP_PREFIX,
             StateFile::History => HISTORY_TEMP_PREFIX,
+            StateFile::Stranded => STRANDED_TEMP_PREFIX,
         }
     }
 }
@@ -342,6 +423,8 @@ fn write_and_sync(mut file: File, bytes: &[u8]) -> Result<(), (Step, io::Error)>
 
 /// Makes the directory's entries (a rename, a removal, a new file) durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), MarkerError> {
+    // Followed when it is a link: this only flushes, and it is also used on the state
+    // directory's parent, which may well be one (`/var/run`).
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| MarkerError::io("syncing the directory", dir, e))

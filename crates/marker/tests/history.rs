@@ -22,14 +22,14 @@ fn append_raw(path: &std::path::Path, bytes: &[u8]) {
 
 #[test]
 fn an_absent_history_is_empty() {
-    let tmp = tempfile::tempdir().expect("a temp dir");
+    let tmp = common::private_dir();
     let state = StateDir::open(tmp.path()).expect("the state dir opens");
     assert!(state.recent(10).expect("the history reads").is_empty());
 }
 
 #[test]
 fn recent_returns_the_last_records_oldest_first() {
-    let tmp = tempfile::tempdir().expect("a temp dir");
+    let tmp = common::private_dir();
     let state = StateDir::open(tmp.path()).expect("the state dir opens");
     for id in ["c1", "c2", "c3", "c4"] {
         state.append(&record(id)).expect("a record appends");
@@ -45,7 +45,7 @@ fn recent_returns_the_last_records_oldest_first() {
 
 #[test]
 fn the_history_keeps_the_last_records_up_to_its_bound() {
-    let tmp = tempfile::tempdir().expect("a temp dir");
+    let tmp = common::private_dir();
     let state = StateDir::open(tmp.path()).expect("the state dir opens");
     let total = HISTORY_LIMIT + 5;
     for i in 0..total {
@@ -81,7 +81,7 @@ fn the_history_keeps_the_last_records_up_to_its_bound() {
 
 #[test]
 fn lines_that_do_not_parse_are_skipped() {
-    let tmp = tempfile::tempdir().expect("a temp dir");
+    let tmp = common::private_dir();
     let state = StateDir::open(tmp.path()).expect("the state dir opens");
     let path = tmp.path().join("history.jsonl");
     state.append(&record("c1")).expect("a record appends");
@@ -92,7 +92,7 @@ fn lines_that_do_not_parse_are_skipped() {
 
 #[test]
 fn a_record_cut_by_a_crash_does_not_swallow_the_next_one() {
-    let tmp = tempfile::tempdir().expect("a temp dir");
+    let tmp = common::private_dir();
     let state = StateDir::open(tmp.path()).expect("the state dir opens");
     let path = tmp.path().join("history.jsonl");
     state.append(&record("c1")).expect("a record appends");
@@ -104,7 +104,7 @@ fn a_record_cut_by_a_crash_does_not_swallow_the_next_one() {
 
 #[test]
 fn the_bound_counts_unparsable_lines_and_keeps_the_newest() {
-    let tmp = tempfile::tempdir().expect("a temp dir");
+    let tmp = common::private_dir();
     let state = StateDir::open(tmp.path()).expect("the state dir opens");
     let path = tmp.path().join("history.jsonl");
     state.append(&record("oldest")).expect("a record appends");

@@ -1,6 +1,8 @@
 //! The single-flight lock within one process. The two-process tests (a holder killed with
 //! SIGKILL) are in `lock_processes.rs`.
 
+mod common;
+
 use felhom_marker::{LockError, StateDir, StateLock};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -12,7 +14,7 @@ fn our_pid() -> String {
 
 #[test]
 fn a_second_taker_in_the_same_process_is_refused_with_our_pid() {
-    let tmp = tempfile::tempdir().expect("a temp dir");
+    let tmp = common::private_dir();
     let state = StateDir::open(tmp.path()).expect("the state dir opens");
     let first = StateLock::acquire(&state).expect("the lock is free");
 
@@ -44,7 +46,7 @@ fn a_second_taker_in_the_same_process_is_refused_with_our_pid() {
 
 #[test]
 fn the_holder_is_reported_without_taking_the_lock() {
-    let tmp = tempfile::tempdir().expect("a temp dir");
+    let tmp = common::private_dir();
     let state = StateDir::open(tmp.path()).expect("the state dir opens");
     assert_eq!(
         StateLock::holder(&state).expect("probes"),
@@ -66,7 +68,7 @@ fn the_holder_is_reported_without_taking_the_lock() {
 
 #[test]
 fn a_stale_pid_is_replaced_by_the_new_holder() {
-    let tmp = tempfile::tempdir().expect("a temp dir");
+    let tmp = common::private_dir();
     let state = StateDir::open(tmp.path()).expect("the state dir opens");
     let path = tmp.path().join("lock");
     // Longer than any pid, so that a write without truncation would leave a tail.
@@ -85,7 +87,7 @@ fn a_stale_pid_is_replaced_by_the_new_holder() {
 
 #[test]
 fn a_holder_whose_pid_is_unreadable_is_still_refused() {
-    let tmp = tempfile::tempdir().expect("a temp dir");
+    let tmp = common::private_dir();
     let state = StateDir::open(tmp.path()).expect("the state dir opens");
     let _lock = StateLock::acquire(&state).expect("the lock is free");
     std::fs::write(tmp.path().join("lock"), b"garbage").expect("the pid is overwritten");
@@ -101,7 +103,7 @@ fn a_holder_whose_pid_is_unreadable_is_still_refused() {
 
 #[test]
 fn status_probes_do_not_make_a_cycle_fail() {
-    let tmp = tempfile::tempdir().expect("a temp dir");
+    let tmp = common::private_dir();
     let state = StateDir::open(tmp.path()).expect("the state dir opens");
     let stop = Arc::new(AtomicBool::new(false));
     let probes = Arc::new(AtomicU64::new(0));

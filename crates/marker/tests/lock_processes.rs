@@ -4,6 +4,8 @@
 //! it plays the child (see [`child`]) instead of running the tests. It has no test harness
 //! (`harness = false`), so that no test function exists only to host the child.
 
+mod common;
+
 use felhom_marker::{LockError, StateDir, StateLock};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -186,7 +188,7 @@ impl Drop for ChildProcess {
 }
 
 fn a_holder_killed_with_sigkill_leaves_no_stale_lock() {
-    let tmp = tempfile::tempdir().expect("a temp dir");
+    let tmp = common::private_dir();
     let state = StateDir::open(tmp.path()).expect("the state dir opens");
     let mut holder = ChildProcess::spawn(tmp.path(), "hold");
     assert_eq!(holder.next_line(), format!("locked {}", holder.pid()));
@@ -218,7 +220,7 @@ fn a_holder_killed_with_sigkill_leaves_no_stale_lock() {
 }
 
 fn another_process_is_refused_with_our_pid() {
-    let tmp = tempfile::tempdir().expect("a temp dir");
+    let tmp = common::private_dir();
     let state = StateDir::open(tmp.path()).expect("the state dir opens");
     let lock = StateLock::acquire(&state).expect("the lock is free");
 
@@ -233,7 +235,7 @@ fn another_process_is_refused_with_our_pid() {
 }
 
 fn a_holder_that_exits_releases_the_lock() {
-    let tmp = tempfile::tempdir().expect("a temp dir");
+    let tmp = common::private_dir();
     let state = StateDir::open(tmp.path()).expect("the state dir opens");
     let mut holder = ChildProcess::spawn(tmp.path(), "hold-then-exit");
     assert_eq!(holder.next_line(), format!("locked {}", holder.pid()));

@@ -5,6 +5,8 @@ use std::time::Duration;
 /// How the cycle behaves. [`Default`] gives SPEC §5's defaults.
 #[derive(Debug, Clone)]
 pub struct CycleConfig {
+    /// Whether the daemon's loop runs cycles at all; off, it only recovers (`quiesce.enabled`).
+    pub enabled: bool,
     /// How often the loop asks the agent whether a backup is due.
     pub due_poll_interval: Duration,
     /// The longest pause between two `GET /backup/status` while waiting. Polling starts at
@@ -35,6 +37,7 @@ pub struct CycleConfig {
 impl Default for CycleConfig {
     fn default() -> Self {
         CycleConfig {
+            enabled: true,
             due_poll_interval: Duration::from_secs(60),
             status_poll_interval: Duration::from_secs(2),
             // A snapshot of a small guest can take well under a second; see docs/performance.md.
@@ -46,7 +49,35 @@ impl Default for CycleConfig {
             parallelism: 4,
             restart_attempts: 5,
             restart_backoff: Duration::from_secs(2),
-            start_call_timeout: Duration::from_secs(150),
+            // The stacks manager's defaults (SPEC §5): start_timeout 120s, stop_timeout 30s.
+            start_call_timeout: CycleConfig::start_call_timeout_for(
+                Duration::from_secs(120),
+                Duration::from_secs(30),
+            ),
         }
+    }
+}
+
+impl CycleConfig {
+    /// The bound of one start call for a stacks manager that waits up to `start_timeout` for a
+    /// stack to run and gives each container up to `stop_timeout` to stop: its whole wait,
+    /// plus a stop's grace (a start may first wait out a shutdown), plus 30 s for the engine
+    /// and compose themselves. Past this a start is a failed attempt, not a stuck resume.
+    pub fn start_call_timeout_for(start_timeout: Duration, stop_timeout: Duration) -> Duration {
+        start_timeout + stop_timeout + Duration::from_secs(30)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_start_call_bound_is_the_formula_on_the_stacks_defaults() {
+        // SPEC §5's stacks defaults: start_timeout 120s, stop_timeout 30s.
+        let bound =
+            CycleConfig::start_call_timeout_for(Duration::from_secs(120), Duration::from_secs(30));
+        assert_eq!(bound, Duration::from_secs(180));
+        assert_eq!(bound, CycleConfig::default().start_call_timeout);
     }
 }

@@ -10,10 +10,12 @@
 //! down phase to `Finished` that skips the resume, and an event that makes no sense in a phase
 //! resumes (the safe default) rather than being ignored.
 
-use felhom_marker::Outcome;
+use felhom_marker::{MarkerPhase, Outcome};
 
-/// Where a cycle is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a cycle is. Serialised snake_case for the status endpoint: `"quiescing"`,
+/// `{"resuming":{"outcome":"done"}}`, `{"finished":"bounded"}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// The marker is written; the stacks are being stopped.
     Quiescing,
@@ -36,6 +38,33 @@ impl Phase {
     pub fn stacks_may_be_down(self) -> bool {
         matches!(self, Phase::Quiescing | Phase::BackingUp)
     }
+
+    /// The phase the marker on disk records for this phase; `None` once the stacks run again
+    /// (the marker is cleared then).
+    pub fn marker_phase(self) -> Option<MarkerPhase> {
+        match self {
+            Phase::Quiescing => Some(MarkerPhase::Quiescing),
+            Phase::BackingUp => Some(MarkerPhase::BackingUp),
+            Phase::Resuming { .. } => Some(MarkerPhase::Resuming),
+            Phase::AwaitingOutcome | Phase::Finished(_) => None,
+        }
+    }
+}
+
+/// Where a new cycle begins: the marker is written, the stacks are to be stopped.
+pub fn begin() -> (Phase, Step) {
+    (Phase::Quiescing, Step::Stop)
+}
+
+/// Where a crash recovery begins: the stacks of a marker left by a dead controller are to be
+/// started again; the recovery then ends like any cycle, through [`Event::Resumed`].
+pub fn recovery() -> (Phase, Step) {
+    (
+        Phase::Resuming {
+            outcome: Some(Outcome::Recovered),
+        },
+        Step::Resume,
+    )
 }
 
 /// What the agent said about our backup, reduced to what the cycle acts on.
@@ -79,6 +108,8 @@ pub enum Event {
 /// What the driver does next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
+    /// Stop the stacks named in the marker.
+    Stop,
     /// `POST /backup`.
     StartBackup,
     /// Wait a poll interval, then `GET /backup/status`.
@@ -187,6 +218,31 @@ mod tests {
         Event::Panicked,
         Event::Resumed,
     ];
+
+    /// The driver starts every cycle and every recovery from these, and nowhere else.
+    #[test]
+    fn cycles_begin_by_stopping_and_recoveries_by_resuming() {
+        assert_eq!(begin(), (Phase::Quiescing, Step::Stop));
+        let (phase, next) = recovery();
+        assert_eq!(next, Step::Resume);
+        assert_eq!(
+            step(phase, Event::Resumed, true),
+            (Phase::Finished(Outcome::Recovered), Step::Finish)
+        );
+    }
+
+    #[test]
+    fn the_marker_records_every_phase_in_which_stacks_are_not_yet_back() {
+        for phase in PHASES {
+            let down_or_resuming =
+                phase.stacks_may_be_down() || matches!(phase, Phase::Resuming { .. });
+            assert_eq!(
+                phase.marker_phase().is_some(),
+                down_or_resuming,
+                "{phase:?}"
+            );
+        }
+    }
 
     /// SPEC §2 rule 2, as a property of the table: from a phase where stacks may be down, no
     /// event reaches `Finished` or `AwaitingOutcome` without passing through `Resuming`.

@@ -2,8 +2,8 @@
 //! is appended to a shared timeline, so a test asserts the order of what happened, not only
 //! that it happened. Time is tokio's paused clock: the bound and the backoffs run instantly.
 
-use async_trait::async_trait;
 use chrono::Utc;
+use felhom_agentapi::fake::FakeAgent;
 use felhom_agentapi::{
     AgentApi, AgentError, BackupPhase, BackupStart, BackupStatus, Due, MockAgentApi,
 };
@@ -11,6 +11,7 @@ use felhom_marker::{
     MarkedStack, Marker, MarkerPhase, MarkerStore, MockHistoryStore, MockMarkerStore, Outcome,
 };
 use felhom_quiesce::{CancellationToken, Controller, CycleConfig, CycleError, CycleLock, Parts};
+use felhom_stacks::fake::{FakeStacks, Trouble};
 use felhom_stacks::{MockStacks, RunningStack, Stacks, StacksError};
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,8 +58,12 @@ impl CycleLock for SharedLock {
     }
 }
 
+/// The three stacks of the bound tests.
+const APP_DB: [&str; 3] = ["alpha", "beta", "gamma"];
+
 fn config() -> CycleConfig {
     CycleConfig {
+        enabled: true,
         due_poll_interval: Duration::from_secs(60),
         status_poll_interval: Duration::from_secs(2),
         first_poll: Duration::from_millis(100),
@@ -150,28 +155,14 @@ fn store(t: &Timeline, existing: Option<Marker>) -> Store {
     }
 }
 
-/// Stacks mock: lists `names`, logs stops and starts; `start` fails for names in `failing`.
-fn stacks(t: &Timeline, names: &[&str], failing: &[&str]) -> MockStacks {
-    let mut s = MockStacks::new();
-    let list = running(names);
-    s.expect_running_app_stacks()
-        .returning(move || Ok(list.clone()));
-    let t1 = t.clone();
-    s.expect_stop().returning(move |name| {
-        t1.push(format!("stop {name}"));
-        Ok(vec!["app".into(), "db".into()])
-    });
-    let t2 = t.clone();
-    let failing: Vec<String> = failing.iter().map(|s| (*s).to_owned()).collect();
-    s.expect_start().returning(move |name, services| {
-        t2.push(format!("start {name} {}", services.join(",")));
-        if failing.iter().any(|f| f == name) {
-            Err(StacksError::Other(format!("{name}: container exited")))
-        } else {
-            Ok(())
-        }
-    });
-    s.expect_is_running().returning(|_| Ok(true));
+/// Stacks that list `names` (services app, db), log stops and starts into the timeline; `start`
+/// fails for names in `failing`.
+fn stacks(t: &Timeline, names: &[&str], failing: &[&str]) -> FakeStacks {
+    let mut s =
+        FakeStacks::running(names.iter().map(|n| (*n, &["app", "db"][..]))).log_into(t.0.clone());
+    for name in failing {
+        s = s.start_trouble(name, Trouble::Fail(format!("{name}: container exited")));
+    }
     s
 }
 
@@ -234,6 +225,7 @@ fn controller(
         marker: Arc::new(s.marker),
         history: Arc::new(s.history),
         lock: Arc::new(SharedLock(lock.clone())),
+        observer: Arc::new(()),
     };
     (Controller::new(parts, cfg), lock)
 }
@@ -470,28 +462,13 @@ async fn status_errors_past_the_bound_restart_the_stacks_at_the_bound() {
     assert!(run.t.count("status error") > 5);
 }
 
-/// An agent whose every call hangs forever: the bound must still hold.
-struct HangingAgent(Timeline);
-#[async_trait]
-impl AgentApi for HangingAgent {
-    async fn backup_due(&self) -> Result<Due, AgentError> {
-        std::future::pending().await
-    }
-    async fn start_backup(&self, _cycle_id: &str) -> Result<BackupStart, AgentError> {
-        self.0.push("POST /backup (hangs)");
-        std::future::pending().await
-    }
-    async fn backup_status(&self) -> Result<BackupStatus, AgentError> {
-        std::future::pending().await
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn bound_holds_when_the_agent_hangs() {
     let t = Timeline::default();
     let st = store(&t, None);
     let (c, lock) = controller(
-        Arc::new(HangingAgent(t.clone())),
+        // Every call of this agent hangs forever: the bound must still hold.
+        Arc::new(FakeAgent::hanging().log_into(t.0.clone())),
         Arc::new(stacks(&t, &["alpha", "beta"], &[])),
         &mut Some(st),
         config(),
@@ -508,32 +485,6 @@ async fn bound_holds_when_the_agent_hangs() {
     );
 }
 
-/// Stacks whose stop of `stuck` never returns (a hung `docker compose stop`).
-struct StuckStop {
-    t: Timeline,
-    stuck: &'static str,
-}
-#[async_trait]
-impl Stacks for StuckStop {
-    async fn running_app_stacks(&self) -> Result<Vec<RunningStack>, StacksError> {
-        Ok(running(&["alpha", "beta", "gamma"]))
-    }
-    async fn stop(&self, stack: &str) -> Result<Vec<String>, StacksError> {
-        self.t.push(format!("stop {stack}"));
-        if stack == self.stuck {
-            std::future::pending::<()>().await;
-        }
-        Ok(vec!["app".into(), "db".into()])
-    }
-    async fn start(&self, stack: &str, services: &[String]) -> Result<(), StacksError> {
-        self.t.push(format!("start {stack} {}", services.join(",")));
-        Ok(())
-    }
-    async fn is_running(&self, _stack: &str) -> Result<bool, StacksError> {
-        Ok(true)
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn bound_holds_when_a_stop_hangs_and_every_marked_stack_is_started() {
     let t = Timeline::default();
@@ -542,10 +493,12 @@ async fn bound_holds_when_a_stop_hangs_and_every_marked_stack_is_started() {
     a.expect_start_backup().never();
     let (c, _) = controller(
         Arc::new(a),
-        Arc::new(StuckStop {
-            t: t.clone(),
-            stuck: "beta",
-        }),
+        // beta's stop never returns (a hung stop).
+        Arc::new(
+            FakeStacks::running(APP_DB.map(|name| (name, &["app", "db"][..])))
+                .stop_trouble("beta", Trouble::Hang)
+                .log_into(t.0.clone()),
+        ),
         &mut Some(st),
         config(),
     );
@@ -644,29 +597,6 @@ async fn cancellation_restarts_the_stacks() {
     assert!(t.index("start alpha app,db") < t.index("clear"));
 }
 
-/// Stacks whose stop panics (a bug in a collaborator).
-struct PanickingStop(Timeline);
-#[async_trait]
-impl Stacks for PanickingStop {
-    async fn running_app_stacks(&self) -> Result<Vec<RunningStack>, StacksError> {
-        Ok(running(&["alpha", "beta"]))
-    }
-    async fn stop(&self, stack: &str) -> Result<Vec<String>, StacksError> {
-        self.0.push(format!("stop {stack}"));
-        if stack == "beta" {
-            panic!("bug in stop");
-        }
-        Ok(vec!["app".into()])
-    }
-    async fn start(&self, stack: &str, services: &[String]) -> Result<(), StacksError> {
-        self.0.push(format!("start {stack} {}", services.join(",")));
-        Ok(())
-    }
-    async fn is_running(&self, _stack: &str) -> Result<bool, StacksError> {
-        Ok(true)
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_panic_in_the_cycle_restarts_the_stacks() {
     let t = Timeline::default();
@@ -675,7 +605,12 @@ async fn a_panic_in_the_cycle_restarts_the_stacks() {
     a.expect_start_backup().never();
     let (c, lock) = controller(
         Arc::new(a),
-        Arc::new(PanickingStop(t.clone())),
+        // beta's stop panics (a bug in a collaborator).
+        Arc::new(
+            FakeStacks::running([("alpha", &["app"][..]), ("beta", &["app"][..])])
+                .stop_trouble("beta", Trouble::Panic)
+                .log_into(t.0.clone()),
+        ),
         &mut Some(st),
         config(),
     );
@@ -776,8 +711,7 @@ async fn restart_failure_is_retried_then_reported_stranded_and_the_marker_releas
 async fn a_retried_start_that_succeeds_is_not_stranded() {
     let t = Timeline::default();
     let st = store(&t, None);
-    let mut s = stacks(&t, &[], &[]);
-    s.checkpoint();
+    let mut s = MockStacks::new();
     s.expect_running_app_stacks()
         .returning(|| Ok(running(&["alpha"])));
     s.expect_stop().returning(|_| Ok(vec!["app".into()]));
@@ -1016,8 +950,14 @@ async fn the_loop_recovers_first_then_waits_for_due_and_cools_down_after_a_failu
     });
     let t2 = t.clone();
     // Every backup is refused: each cycle fails, so the next may start only after the cooldown.
+    // Each POST notes its (paused) time itself: a watcher sampling the timeline would see two
+    // POSTs at the same instant in either order.
+    let begin = tokio::time::Instant::now();
+    let times = Arc::new(Mutex::new(Vec::new()));
+    let times2 = times.clone();
     a.expect_start_backup().returning(move |_| {
         t2.push("POST /backup");
+        times2.lock().expect("t").push(begin.elapsed().as_secs());
         Err(AgentError::Unavailable {
             request: "POST /backup",
             message: "busy".into(),
@@ -1025,21 +965,10 @@ async fn the_loop_recovers_first_then_waits_for_due_and_cools_down_after_a_failu
     });
     let (c, _) = controller(Arc::new(a), Arc::new(s), &mut Some(st), config());
     let cancel = CancellationToken::new();
-    let begin = tokio::time::Instant::now();
     let stopper = cancel.clone();
-    let times = Arc::new(Mutex::new(Vec::new()));
-    let t3 = t.clone();
-    let times2 = times.clone();
     tokio::spawn(async move {
-        // Watch the timeline for 5 hours of (paused) time, then stop the loop.
-        for _ in 0..(5 * 3600) {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            let n = t3.count("POST /backup");
-            let mut tm = times2.lock().expect("t");
-            if tm.len() < n {
-                tm.push(begin.elapsed().as_secs());
-            }
-        }
+        // Let the loop run for 5 hours of (paused) time, then stop it.
+        tokio::time::sleep(Duration::from_secs(5 * 3600)).await;
         stopper.cancel();
     });
     c.run(&cancel).await;
@@ -1121,6 +1050,7 @@ async fn the_real_state_dir_lock_is_single_flight() {
         marker: state.clone(),
         history: state.clone(),
         lock: state.clone(),
+        observer: Arc::new(()),
     };
     let c = Controller::new(parts, config());
     let err = c

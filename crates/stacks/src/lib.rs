@@ -25,6 +25,8 @@ mod compose;
 mod compose_stacks;
 mod config;
 mod engine;
+#[cfg(any(test, feature = "mock"))]
+pub mod fake;
 mod files;
 mod name;
 mod orphans;

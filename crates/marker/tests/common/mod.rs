@@ -62,3 +62,24 @@ pub(crate) fn record(cycle_id: &str) -> CycleRecord {
     }))
     .expect("a cycle record parses")
 }
+
+/// A temp dir fit to be a state directory as it is: mode `0700`, as `StateDir::open` demands
+/// of an existing one (a plain temp dir follows the umask).
+pub(crate) fn private_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new()
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()
+        .expect("a temp dir")
+}
+
+/// Creates `<parent>/<name>`, mode `0700`, and returns its path.
+pub(crate) fn private_subdir(parent: &Path, name: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = parent.join(name);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .expect("the dir is created");
+    dir
+}

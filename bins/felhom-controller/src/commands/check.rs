@@ -1,0 +1,56 @@
+//! `check`: validates the config, reaches the agent, lists what a cycle would stop.
+
+use crate::config::Config;
+use crate::wire::{agent, wire};
+use anyhow::Result;
+use felhom_stacks::Stacks;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+pub(crate) async fn check(config: Config) -> Result<ExitCode> {
+    let wired = wire(&config, agent(&config)?, Arc::new(()))?;
+    println!("config: ok");
+    let mut ok = true;
+    match &wired.agent {
+        None => println!("agent: not configured ([agent] absent): the loop stays off"),
+        Some(agent) => match agent.backup_due().await {
+            Ok(due) => println!(
+                "agent: reachable, pin and token accepted (due: {}{})",
+                due.due,
+                due.reason.map(|r| format!(", {r}")).unwrap_or_default()
+            ),
+            Err(e) => {
+                ok = false;
+                println!("agent: {e}");
+            }
+        },
+    }
+    match wired.stacks.compose_command().await {
+        Ok(c) => println!("compose: {c}"),
+        Err(e) => {
+            ok = false;
+            println!("compose: {e}");
+        }
+    }
+    println!("protected: {}", config.protected().join(", "));
+    match wired.stacks.running_app_stacks().await {
+        Ok(stacks) if stacks.is_empty() => {
+            println!("a cycle would stop: nothing (no running app stack)")
+        }
+        Ok(stacks) => {
+            println!("a cycle would stop:");
+            for s in stacks {
+                println!("  {} ({})", s.name, s.services.join(", "));
+            }
+        }
+        Err(e) => {
+            ok = false;
+            println!("stacks: {e}");
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

@@ -1,0 +1,166 @@
+use super::*;
+use std::io::Write;
+
+fn file(text: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::Builder::new()
+        .suffix(".toml")
+        .tempfile()
+        .expect("temp file");
+    f.write_all(text.as_bytes()).expect("write");
+    f
+}
+
+/// Loads inside figment's `Jail`, which serializes the tests that read the process
+/// environment: one of them sets `FELHOM_*` variables, which must not leak into the others.
+#[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
+fn jailed<T>(f: impl FnOnce() -> T) -> T {
+    let mut out = None;
+    figment::Jail::expect_with(|_| {
+        out = Some(f());
+        Ok(())
+    });
+    out.expect("the jail ran the closure")
+}
+
+fn load(text: &str) -> Result<Config> {
+    let f = file(text);
+    jailed(|| Config::load(Some(f.path())))
+}
+
+const AGENT: &str = r#"
+[agent]
+url = "https://127.0.0.1:8443"
+token = "secret-token"
+pin_sha256 = "5F:3A:00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff:00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd"
+"#;
+
+#[test]
+fn the_spec_example_parses_with_every_key() {
+    let text = format!(
+        "{AGENT}connect_timeout = \"5s\"\nrequest_timeout = \"15s\"\n{}",
+        r#"
+[stacks]
+root = "/opt/felhom/stacks"
+protected = ["traefik", "cloudflared", "felhom-controller"]
+compose = "auto"
+stop_timeout = "30s"
+start_timeout = "120s"
+parallelism = 4
+
+[quiesce]
+enabled = true
+state_dir = "/var/lib/felhom-controller"
+due_poll_interval = "60s"
+status_poll_interval = "2s"
+max_quiesce = "30m"
+resume_on_snapshot = true
+min_cycle_interval = "1h"
+failure_cooldown = "1h"
+
+[status]
+listen = "127.0.0.1:9787"
+"#
+    );
+    let c = load(&text).expect("valid");
+    assert_eq!(c.quiesce.max_quiesce, Duration::from_secs(1800));
+    assert_eq!(c.stacks.parallelism, 4);
+    assert_eq!(
+        c.agent.as_ref().map(|a| a.request_timeout),
+        Some(Duration::from_secs(15))
+    );
+}
+
+#[test]
+fn an_empty_file_means_defaults_and_no_agent() {
+    let c = load("").expect("valid");
+    assert!(c.agent.is_none());
+    assert_eq!(c.stacks.root, PathBuf::from("/opt/felhom/stacks"));
+    assert_eq!(c.quiesce.min_cycle_interval, Duration::from_secs(3600));
+    assert_eq!(c.status.listen, "127.0.0.1:9787");
+}
+
+#[test]
+fn a_bad_value_names_the_key_and_the_file() {
+    let f = file("[quiesce]\nmax_quiesce = \"soon\"\n");
+    let err = jailed(|| Config::load(Some(f.path())))
+        .expect_err("bad duration")
+        .to_string();
+    assert!(err.contains("quiesce.max_quiesce"), "{err}");
+    assert!(err.contains(&f.path().display().to_string()), "{err}");
+}
+
+#[test]
+fn unknown_keys_are_refused() {
+    let err = load("[quiesce]\nmax_quiesse = \"10m\"\n")
+        .expect_err("typo")
+        .to_string();
+    assert!(err.contains("max_quiesse"), "{err}");
+}
+
+#[test]
+fn invalid_values_are_refused_with_their_key() {
+    for (text, key) in [
+        ("[stacks]\nparallelism = 0\n", "stacks.parallelism"),
+        ("[stacks]\ncompose = \"podman\"\n", "stacks.compose"),
+        ("[stacks]\nprotected = [\"Bad Name\"]\n", "stacks.protected"),
+        ("[quiesce]\nmax_quiesce = \"0s\"\n", "quiesce.max_quiesce"),
+        ("[status]\nlisten = \"nowhere\"\n", "status.listen"),
+        (
+            "[agent]\nurl = \"http://x\"\ntoken = \"t\"\npin_sha256 = \"00\"\n",
+            "agent.url",
+        ),
+        (
+            "[agent]\nurl = \"https://x\"\ntoken = \"t\"\npin_sha256 = \"00\"\n",
+            "agent.pin_sha256",
+        ),
+        (
+            "[agent]\nurl = \"https://x\"\npin_sha256 = \"00\"\n",
+            "agent.token_file",
+        ),
+    ] {
+        let err = format!("{:#}", load(text).expect_err(text));
+        assert!(err.contains(key), "{text:?}: {err}");
+    }
+}
+
+#[test]
+fn a_missing_explicit_file_is_an_error() {
+    let err = jailed(|| Config::load(Some(Path::new("/nonexistent/controller.toml"))))
+        .expect_err("missing");
+    assert!(
+        err.to_string().contains("/nonexistent/controller.toml"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_built_in_protected_stacks_cannot_be_removed() {
+    let c = load("[stacks]\nprotected = [\"mail\"]\n").expect("valid");
+    assert_eq!(
+        c.protected(),
+        ["traefik", "cloudflared", "felhom-controller", "mail"]
+    );
+    let c = load("[stacks]\nprotected = []\n").expect("valid");
+    assert_eq!(
+        c.protected(),
+        ["traefik", "cloudflared", "felhom-controller"]
+    );
+}
+
+#[test]
+#[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
+fn the_environment_overrides_the_file() {
+    // figment::Jail isolates the environment for the closure.
+    figment::Jail::expect_with(|jail| {
+        jail.create_file("c.toml", AGENT)?;
+        jail.set_env("FELHOM_QUIESCE__MAX_QUIESCE", "10m");
+        jail.set_env("FELHOM_AGENT__TOKEN", "from-env");
+        let c = Config::load(Some(Path::new("c.toml"))).map_err(|e| e.to_string())?;
+        assert_eq!(c.quiesce.max_quiesce, Duration::from_secs(600));
+        assert_eq!(
+            c.agent.as_ref().and_then(|a| a.token.as_deref()),
+            Some("from-env")
+        );
+        Ok(())
+    });
+}

@@ -1,0 +1,102 @@
+//! Builds the real collaborators from the config and hands them to the quiesce controller.
+
+use crate::config::Config;
+use anyhow::{Context, Result};
+use felhom_agentapi::{AgentApi, AgentClient, ClientConfig, Token};
+use felhom_marker::StateDir;
+use felhom_quiesce::{Controller, CycleConfig, Observer, Parts};
+use felhom_stacks::{ComposeStacks, Stacks, StacksConfig};
+use std::sync::Arc;
+
+/// The real collaborators, built from the config.
+pub(crate) struct Wired {
+    pub controller: Controller,
+    pub agent: Option<Arc<dyn AgentApi>>,
+    pub stacks: Arc<ComposeStacks>,
+}
+
+/// The agent client, or `None` when `[agent]` is absent.
+pub(crate) fn agent_client(config: &Config) -> Result<Option<AgentClient>> {
+    let Some(a) = &config.agent else {
+        return Ok(None);
+    };
+    let token = match (&a.token, &a.token_file) {
+        (Some(t), _) => Token::new(t.clone()),
+        (None, Some(file)) => Token::from_file(file).context("agent.token_file")?,
+        (None, None) => anyhow::bail!("agent: no token configured"),
+    };
+    let client = AgentClient::new(ClientConfig {
+        url: a.url.clone(),
+        token,
+        pin: a.pin_sha256,
+        connect_timeout: a.connect_timeout,
+        request_timeout: a.request_timeout,
+    })
+    .context("agent")?;
+    Ok(Some(client))
+}
+
+/// The agent client as the controller sees it.
+pub(crate) fn agent(config: &Config) -> Result<Option<Arc<dyn AgentApi>>> {
+    Ok(agent_client(config)?.map(|c| Arc::new(c) as Arc<dyn AgentApi>))
+}
+
+/// The cycle's knobs, from `[quiesce]` and `[stacks]`.
+fn cycle_config(config: &Config) -> CycleConfig {
+    let q = &config.quiesce;
+    CycleConfig {
+        enabled: q.enabled,
+        due_poll_interval: q.due_poll_interval,
+        status_poll_interval: q.status_poll_interval,
+        max_quiesce: q.max_quiesce,
+        resume_on_snapshot: q.resume_on_snapshot,
+        min_cycle_interval: q.min_cycle_interval,
+        failure_cooldown: q.failure_cooldown,
+        parallelism: config.stacks.parallelism,
+        start_call_timeout: CycleConfig::start_call_timeout_for(
+            config.stacks.start_timeout,
+            config.stacks.stop_timeout,
+        ),
+        ..CycleConfig::default()
+    }
+}
+
+/// The state directory named by `quiesce.state_dir`.
+pub(crate) fn state_dir(config: &Config) -> Result<StateDir> {
+    let dir = &config.quiesce.state_dir;
+    StateDir::open(dir).with_context(|| format!("quiesce.state_dir {}", dir.display()))
+}
+
+/// Builds the controller. The agent is built apart (see [`agent`]) so that `run` can recover
+/// a crashed cycle even when the agent's settings are broken.
+pub(crate) fn wire(
+    config: &Config,
+    agent: Option<Arc<dyn AgentApi>>,
+    observer: Arc<dyn Observer>,
+) -> Result<Wired> {
+    let stacks = Arc::new(
+        ComposeStacks::new(StacksConfig {
+            root: config.stacks.root.clone(),
+            protected: config.protected(),
+            compose: config.stacks.compose,
+            stop_timeout: config.stacks.stop_timeout,
+            start_timeout: config.stacks.start_timeout,
+            ..StacksConfig::default()
+        })
+        .context("stacks")?,
+    );
+    let state = Arc::new(state_dir(config)?);
+    let parts = Parts {
+        agent: agent.clone(),
+        stacks: stacks.clone() as Arc<dyn Stacks>,
+        marker: state.clone(),
+        history: state.clone(),
+        lock: state,
+        observer,
+    };
+    Ok(Wired {
+        controller: Controller::new(parts, cycle_config(config)),
+        agent,
+        stacks,
+    })
+}

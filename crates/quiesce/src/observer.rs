@@ -1,0 +1,124 @@
+//! How an embedding program watches the controller: the binary turns these calls into systemd
+//! `STATUS=`/`WATCHDOG=1` and into notifications; another tool may ignore them (`()` does).
+
+use crate::Live;
+use felhom_marker::CycleRecord;
+use serde::Serialize;
+
+/// Told what the controller does. Every method has a no-op default, and `()` implements it, so
+/// an embedder implements only what it cares about. Calls are made from the controller's own
+/// task: they must return quickly (queue the work, do not send it from here).
+pub trait Observer: Send + Sync {
+    /// The live status changed (a phase began, a cycle finished, the next check was planned).
+    fn changed(&self, live: &Live) {
+        let _ = live;
+    }
+    /// The daemon's loop is alive. Called at least every [`TICK`] whatever the loop waits for
+    /// (the due poll's sleep, a cycle's waits, a resume's retries) and only from the loop
+    /// itself, so a wedged loop stops the ticks: feed a watchdog from it.
+    fn tick(&self) {}
+    /// Something an operator should hear of. Called only once the stacks are back (the
+    /// receiver may be one of the stopped apps).
+    fn notice(&self, notice: &Notice) {
+        let _ = notice;
+    }
+}
+
+impl Observer for () {}
+
+/// The longest gap between two [`Observer::tick`]s of a live loop.
+pub const TICK: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What a [`Notice`] is about: SPEC §5's webhook `event`, serialised snake_case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum NoticeKind {
+    /// A cycle ended well: outcome `done`, nothing stranded.
+    Done,
+    /// A cycle ended otherwise: another outcome, or a stack stranded.
+    Failed,
+    /// Stacks could not be started again after every attempt.
+    Stranded,
+    /// A marker left by a dead controller was recovered.
+    Recovered,
+    /// The Docker engine cannot be reached.
+    EngineUnreachable,
+    /// The marker on disk could not be used and was moved aside.
+    MarkerCorrupt,
+}
+
+/// One thing to tell an operator: SPEC §5's webhook event without `host` and `at`, which the
+/// sender adds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Notice {
+    /// What happened.
+    pub event: NoticeKind,
+    /// The cycle concerned, if any.
+    pub cycle_id: Option<String>,
+    /// The cycle's outcome (`done`, `failed`, ...), if it has one.
+    pub outcome: Option<String>,
+    /// The stacks the cycle stopped.
+    pub stacks: Vec<String>,
+    /// The stacks that could not be started again.
+    pub stranded: Vec<String>,
+    /// One line for a person.
+    pub message: String,
+}
+
+impl Notice {
+    /// A notice about `record`, of kind `event`.
+    pub(crate) fn about(event: NoticeKind, record: &CycleRecord, message: String) -> Notice {
+        Notice {
+            event,
+            cycle_id: Some(record.cycle_id.clone()),
+            outcome: Some(outcome_name(record.outcome)),
+            stacks: record.stacks.iter().map(|s| s.name.clone()).collect(),
+            stranded: record.stranded.clone(),
+            message,
+        }
+    }
+
+    /// The notice that ends a cycle: `done`, or `failed` when the outcome is another or a
+    /// stack is stranded.
+    pub(crate) fn end_of_cycle(record: &CycleRecord) -> Notice {
+        let failed = crate::daemon::failed(record);
+        let outcome = outcome_name(record.outcome);
+        let message = if failed {
+            let mut why = format!("backup cycle ended {outcome}");
+            if !record.stranded.is_empty() {
+                why.push_str(&format!("; stranded: {}", record.stranded.join(", ")));
+            }
+            if let Some(first) = record.errors.first() {
+                why.push_str(&format!("; first error: {first}"));
+            }
+            why
+        } else {
+            format!(
+                "backup done; {} stack(s) back, longest downtime {} ms",
+                record.stacks.len(),
+                crate::max_downtime_ms(record)
+            )
+        };
+        let kind = if failed {
+            NoticeKind::Failed
+        } else {
+            NoticeKind::Done
+        };
+        Notice::about(kind, record, message)
+    }
+}
+
+/// An outcome as the record's JSON spells it (snake_case).
+pub(crate) fn outcome_name(outcome: felhom_marker::Outcome) -> String {
+    use felhom_marker::Outcome as O;
+    match outcome {
+        O::Done => "done",
+        O::Failed => "failed",
+        O::Lost => "lost",
+        O::Bounded => "bounded",
+        O::Cancelled => "cancelled",
+        O::Recovered => "recovered",
+    }
+    .to_owned()
+}

@@ -1,0 +1,213 @@
+//! What an embedding program hears through [`Observer`]: every phase change, a tick at least
+//! every [`TICK`] while the loop waits on anything, and notices once the stacks are back.
+//! Paused tokio time; the recording fakes of the other crates stand in for the collaborators.
+
+use chrono::Utc;
+use felhom_agentapi::fake::{Answer, FakeAgent};
+use felhom_agentapi::BackupPhase;
+use felhom_marker::fake::FakeState;
+use felhom_marker::{MarkedStack, Marker};
+use felhom_quiesce::machine::Phase;
+use felhom_quiesce::{
+    CancellationToken, Controller, CycleConfig, CycleLock, Live, Notice, NoticeKind, Observer,
+    Parts, TICK,
+};
+use felhom_stacks::fake::{FakeStacks, Trouble};
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Everything the controller told it, with the (paused) time of each tick.
+#[derive(Default)]
+struct Recorder {
+    phases: Mutex<Vec<Option<Phase>>>,
+    ticks: Mutex<Vec<Instant>>,
+    notices: Mutex<Vec<(Notice, usize)>>,
+    /// The stacks' call log, to see what had happened when a notice came.
+    calls: Arc<Mutex<Vec<String>>>,
+}
+
+impl Observer for Recorder {
+    fn changed(&self, live: &Live) {
+        let mut phases = self.phases.lock().expect("phases");
+        if phases.last() != Some(&live.phase) {
+            phases.push(live.phase);
+        }
+    }
+    fn tick(&self) {
+        self.ticks.lock().expect("ticks").push(Instant::now());
+    }
+    fn notice(&self, notice: &Notice) {
+        let seen = self.calls.lock().expect("calls").len();
+        self.notices
+            .lock()
+            .expect("notices")
+            .push((notice.clone(), seen));
+    }
+}
+
+struct NoLock;
+impl CycleLock for NoLock {
+    fn acquire(&self) -> Result<Box<dyn Debug + Send + Sync>, String> {
+        Ok(Box::new(()))
+    }
+}
+
+fn config() -> CycleConfig {
+    CycleConfig {
+        max_quiesce: Duration::from_secs(600),
+        restart_attempts: 2,
+        ..CycleConfig::default()
+    }
+}
+
+fn controller(
+    agent: FakeAgent,
+    stacks: FakeStacks,
+    state: FakeState,
+) -> (Controller, Arc<Recorder>) {
+    let recorder = Arc::new(Recorder::default());
+    let stacks = stacks.log_into(recorder.calls.clone());
+    let state = Arc::new(state);
+    let parts = Parts {
+        agent: Some(Arc::new(agent)),
+        stacks: Arc::new(stacks),
+        marker: state.clone(),
+        history: state,
+        lock: Arc::new(NoLock),
+        observer: recorder.clone(),
+    };
+    (Controller::new(parts, config()), recorder)
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_phase_change_is_told_and_a_done_cycle_ends_with_done() {
+    let agent = FakeAgent::answering([BackupPhase::Running, BackupPhase::Done]);
+    let stacks = FakeStacks::running([("alpha", &["app"][..])]);
+    let (c, rec) = controller(agent, stacks, FakeState::default());
+    let record = c.run_cycle(&CancellationToken::new()).await.expect("cycle");
+    let phases = rec.phases.lock().expect("phases").clone();
+    assert_eq!(
+        phases,
+        [
+            Some(Phase::Quiescing),
+            Some(Phase::BackingUp),
+            Some(Phase::Resuming {
+                outcome: Some(record.outcome)
+            }),
+            Some(Phase::Finished(record.outcome)),
+            None,
+        ]
+    );
+    let notices = rec.notices.lock().expect("notices").clone();
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    let (notice, _) = &notices[0];
+    assert_eq!(notice.event, NoticeKind::Done);
+    assert_eq!(notice.cycle_id.as_deref(), Some(record.cycle_id.as_str()));
+    assert_eq!(notice.outcome.as_deref(), Some("done"));
+    assert_eq!(notice.stacks, ["alpha"]);
+    let json = serde_json::to_value(notice).expect("serialises");
+    assert_eq!(json["event"], "done");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stranded_stack_is_told_after_the_resume_then_the_cycle_fails() {
+    let agent = FakeAgent::answering([BackupPhase::Done]);
+    let stacks = FakeStacks::running([("alpha", &["app"][..]), ("beta", &["db"][..])])
+        .start_trouble("beta", Trouble::Fail("exited".into()));
+    let (c, rec) = controller(agent, stacks, FakeState::default());
+    let record = c.run_cycle(&CancellationToken::new()).await.expect("cycle");
+    assert_eq!(record.stranded, ["beta"]);
+    let notices = rec.notices.lock().expect("notices").clone();
+    let kinds: Vec<NoticeKind> = notices.iter().map(|(n, _)| n.event).collect();
+    assert_eq!(kinds, [NoticeKind::Stranded, NoticeKind::Failed]);
+    // Told only once every start had been tried (both attempts of beta, alpha's one).
+    let calls = rec.calls.lock().expect("calls").clone();
+    let starts = calls.iter().filter(|c| c.starts_with("start ")).count();
+    assert_eq!(starts, 3, "{calls:?}");
+    assert!(
+        notices.iter().all(|(_, seen)| *seen == calls.len()),
+        "{notices:?}"
+    );
+    assert_eq!(notices[0].0.stranded, ["beta"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_bounded_cycle_is_failed_and_a_recovery_is_recovered() {
+    let (c, rec) = controller(
+        FakeAgent::answering([BackupPhase::Running]),
+        FakeStacks::running([("alpha", &["app"][..])]),
+        FakeState::default(),
+    );
+    c.run_cycle(&CancellationToken::new()).await.expect("cycle");
+    let left = Marker::new(
+        "c-crashed",
+        Utc::now(),
+        vec![MarkedStack {
+            name: "alpha".into(),
+            services: vec!["app".into()],
+            restart_attempts: 0,
+        }],
+    );
+    let (r, rec2) = controller(
+        FakeAgent::answering([BackupPhase::Done]),
+        FakeStacks::running([("alpha", &["app"][..])]),
+        FakeState::with_marker(left),
+    );
+    r.recover().await.expect("recovers").expect("a marker");
+    let first = rec.notices.lock().expect("n").clone();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].0.event, NoticeKind::Failed);
+    assert_eq!(first[0].0.outcome.as_deref(), Some("bounded"));
+    let second = rec2.notices.lock().expect("n").clone();
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].0.event, NoticeKind::Recovered);
+    assert_eq!(second[0].0.cycle_id.as_deref(), Some("c-crashed"));
+}
+
+/// The loop ticks through its due sleeps, a cycle's waits (a backup that runs for minutes)
+/// and a resume's retries: never more than [`TICK`] apart.
+#[tokio::test(start_paused = true)]
+async fn the_loop_ticks_whatever_it_waits_for() {
+    let mut answers = vec![Answer::Phase(BackupPhase::Running); 150];
+    answers.push(Answer::Error);
+    answers.push(Answer::Phase(BackupPhase::Done));
+    let agent = FakeAgent::scripted(answers);
+    let stacks = FakeStacks::running([("alpha", &["app"][..])])
+        .start_trouble("alpha", Trouble::FailTimes(1));
+    let (c, rec) = controller(agent, stacks, FakeState::default());
+    let cancel = CancellationToken::new();
+    let stopper = cancel.clone();
+    let begin = Instant::now();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(3 * 3600)).await;
+        stopper.cancel();
+    });
+    c.run(&cancel).await;
+    let ticks = rec.ticks.lock().expect("ticks").clone();
+    let calls = rec.calls.lock().expect("calls").clone();
+    assert!(
+        calls
+            .iter()
+            .filter(|c| c.starts_with("start alpha"))
+            .count()
+            >= 2,
+        "a retried start happened: {calls:?}"
+    );
+    assert!(
+        ticks.first().is_some_and(|t| *t == begin),
+        "ticks from the start"
+    );
+    let longest = ticks
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .expect("many ticks");
+    assert!(longest <= TICK, "a gap of {longest:?} between ticks");
+    let last = ticks.last().copied().expect("ticks");
+    assert!(
+        begin + Duration::from_secs(3 * 3600) - last <= TICK,
+        "ticked until the end"
+    );
+}

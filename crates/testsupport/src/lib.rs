@@ -1,0 +1,14 @@
+//! What the end-to-end tests (`tests/`) and the benchmark (`bench/`) share: child processes
+//! with a bound ([`process`]), the Docker engine and the test image ([`engine`]), the
+//! development agent as a process ([`agent`]), and a proxy to the engine that a test switches
+//! off and on to play "the engine is away" ([`EngineProxy`]).
+//!
+//! Dev-only (`publish = false`): never a normal dependency of a shipped crate.
+#![deny(missing_docs)]
+
+pub mod agent;
+pub mod engine;
+pub mod process;
+mod proxy;
+
+pub use proxy::{EngineProxy, ProxyError, ENGINE_SOCKET};
