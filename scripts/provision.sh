@@ -3,7 +3,8 @@
 #   - a Docker engine from Debian's packages (docker.io), started if not running;
 #   - compose v1 (Debian 12's `docker-compose`, Python);
 #   - compose v2 as the CLI plugin, taken from Debian 13's `docker-compose` package;
-#   - cargo-deny.
+#   - cargo-deny;
+#   - for the package (scripts/package.sh): cargo-deb, promtool, systemd-analyze.
 # Idempotent: each step is skipped when its result is already there. Used by `.ci/run`
 # and by the README's test command (`scripts/test.sh`), so a newcomer's machine and CI
 # are provisioned the same way.
@@ -76,4 +77,28 @@ log "docker: $(docker version --format '{{.Server.Version}}'), compose v2: $(doc
 if ! command -v cargo-deny >/dev/null 2>&1; then
     log "installing cargo-deny"
     cargo install --locked --quiet cargo-deny
+fi
+
+# --- packaging (scripts/package.sh): cargo-deb, promtool, systemd-analyze, dpkg's helpers ---
+if ! command -v systemd-analyze >/dev/null 2>&1 || ! command -v deb-systemd-helper >/dev/null 2>&1; then
+    log "installing systemd (systemd-analyze) and init-system-helpers from Debian"
+    apt_install systemd init-system-helpers
+fi
+if ! command -v promtool >/dev/null 2>&1; then
+    # Only promtool from Debian's prometheus package: installing the package would also start
+    # a Prometheus server on machines without systemd.
+    log "installing promtool from Debian's prometheus package"
+    tmp=$(mktemp -d)
+    if [ "$apt_updated" -eq 0 ]; then
+        as_root apt-get update -qq
+        apt_updated=1
+    fi
+    (cd "$tmp" && apt-get download -qq prometheus >/dev/null)
+    dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/x"
+    as_root install -m 0755 "$tmp/x/usr/bin/promtool" /usr/local/bin/promtool
+    rm -rf "$tmp"
+fi
+if ! command -v cargo-deb >/dev/null 2>&1; then
+    log "installing cargo-deb"
+    cargo install --locked --quiet cargo-deb
 fi

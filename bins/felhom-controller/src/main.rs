@@ -6,6 +6,8 @@ mod commands;
 mod config;
 mod endpoint;
 mod errors;
+mod metrics;
+mod systemd;
 mod wire;
 
 use anyhow::Result;

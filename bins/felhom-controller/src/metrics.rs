@@ -1,0 +1,528 @@
+//! The Prometheus metrics (SPEC §7), through `prometheus-client`: the names here are the
+//! contract of `deploy/prometheus/alerts.yml` and of operators' dashboards.
+//!
+//! The status listener serves [`Metrics::encode`] at `/metrics` (OpenMetrics text; its
+//! content type is [`CONTENT_TYPE`]). The loop calls the small setters as things happen.
+
+// Built ahead of the binary's restructure (issue #13): the loop and the status listener call
+// these once it lands; until then only the tests below do.
+#![allow(dead_code)]
+
+use chrono::{DateTime, Utc};
+use felhom_marker::{CycleRecord, Outcome};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+/// The content type of [`Metrics::encode`]'s text.
+pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Every outcome, so that each `felhom_cycles_total{outcome}` series exists from the start
+/// (a series that appears only on its first increment defeats `increase()` in alerts).
+const OUTCOMES: [Outcome; 6] = [
+    Outcome::Done,
+    Outcome::Failed,
+    Outcome::Lost,
+    Outcome::Bounded,
+    Outcome::Cancelled,
+    Outcome::Recovered,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: String,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// The controller's metrics. Shared by reference (`Arc`); every setter takes `&self`.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    registry: Registry,
+    cycles: Family<OutcomeLabel, Counter>,
+    stranded: Gauge,
+    cycle_running: Gauge,
+    stacks_quiesced: Gauge,
+    last_max_downtime: FloatGauge,
+    last_finished: FloatGauge,
+    last_success: FloatGauge,
+    marker_age: FloatGauge,
+    engine_reachable: Gauge,
+    engine_unreachable_since: FloatGauge,
+    agent_errors: Family<KindLabel, Counter>,
+    cycle_duration: Histogram,
+    stack_downtime: Histogram,
+}
+
+impl Metrics {
+    /// Every metric registered, at zero; `max_quiesce` is published for the stale-marker alert.
+    pub(crate) fn new(max_quiesce: Duration) -> Metrics {
+        let mut m = Metrics {
+            cycles: Family::default(),
+            stranded: Gauge::default(),
+            cycle_running: Gauge::default(),
+            stacks_quiesced: Gauge::default(),
+            last_max_downtime: FloatGauge::default(),
+            last_finished: FloatGauge::default(),
+            last_success: FloatGauge::default(),
+            marker_age: FloatGauge::default(),
+            // Assumed reachable until a call says otherwise: no alert at startup.
+            engine_reachable: Gauge::default(),
+            engine_unreachable_since: FloatGauge::default(),
+            agent_errors: Family::default(),
+            // 10 s .. ~2.8 h: a cycle lasts from seconds (nothing to stop) to max_quiesce.
+            cycle_duration: Histogram::new(exponential_buckets(10.0, 2.0, 11)),
+            // 1 s .. ~34 min: a stack's downtime, snapshot-bound with early resume.
+            stack_downtime: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+            registry: Registry::default(),
+        };
+        m.engine_reachable.set(1);
+        for outcome in OUTCOMES {
+            // Creating the series is the point; the guard it returns is not needed.
+            let _ = m.cycles.get_or_create(&OutcomeLabel {
+                outcome: outcome_name(outcome),
+            });
+        }
+        let max_quiesce_gauge = FloatGauge::default();
+        max_quiesce_gauge.set(max_quiesce.as_secs_f64());
+
+        m.registry.register(
+            "felhom_cycles",
+            "Quiesce cycles finished by this process, by outcome",
+            m.cycles.clone(),
+        );
+        m.registry.register(
+            "felhom_stranded_stacks",
+            "Stacks that could not be started again and are still down (the persistent list)",
+            m.stranded.clone(),
+        );
+        m.registry.register(
+            "felhom_cycle_running",
+            "Whether a cycle runs now",
+            m.cycle_running.clone(),
+        );
+        m.registry.register(
+            "felhom_stacks_quiesced",
+            "Stacks stopped by the controller now",
+            m.stacks_quiesced.clone(),
+        );
+        m.registry.register(
+            "felhom_last_cycle_max_downtime_seconds",
+            "The longest downtime of a stack in the last cycle",
+            m.last_max_downtime.clone(),
+        );
+        m.registry.register(
+            "felhom_last_cycle_finished_timestamp_seconds",
+            "When the last cycle finished (Unix time; 0: none yet)",
+            m.last_finished.clone(),
+        );
+        m.registry.register(
+            "felhom_last_success_timestamp_seconds",
+            "When the last successful cycle (done, nothing stranded) finished (Unix time; 0: none)",
+            m.last_success.clone(),
+        );
+        m.registry.register(
+            "felhom_marker_age_seconds",
+            "Age of the marker in the state directory (0: no marker)",
+            m.marker_age.clone(),
+        );
+        m.registry.register(
+            "felhom_max_quiesce_seconds",
+            "The configured max_quiesce bound",
+            max_quiesce_gauge,
+        );
+        m.registry.register(
+            "felhom_engine_reachable",
+            "Whether the Docker engine answered the last call (1) or not (0)",
+            m.engine_reachable.clone(),
+        );
+        m.registry.register(
+            "felhom_engine_unreachable_since_timestamp_seconds",
+            "Since when the Docker engine has not answered (Unix time; 0: it answers)",
+            m.engine_unreachable_since.clone(),
+        );
+        m.registry.register(
+            "felhom_agent_errors",
+            "Failed calls to the host agent, by kind",
+            m.agent_errors.clone(),
+        );
+        m.registry.register(
+            "felhom_cycle_duration_seconds",
+            "Duration of finished cycles, from the first stop to the end",
+            m.cycle_duration.clone(),
+        );
+        m.registry.register(
+            "felhom_stack_downtime_seconds",
+            "Downtime of each stack stopped by a cycle, from its stop to running again",
+            m.stack_downtime.clone(),
+        );
+        m.registry.register(
+            "felhom_build",
+            "The controller's version",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        m
+    }
+
+    /// The text for `/metrics`.
+    pub(crate) fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail; an encoder error would be a bug in a metric,
+        // and a partial page is still more use than none.
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::warn!(error = %e, "metrics could not be encoded in full");
+        }
+        out
+    }
+
+    /// A cycle began stopping `stacks` stacks.
+    pub(crate) fn cycle_started(&self, stacks: usize) {
+        self.cycle_running.set(1);
+        self.set_stacks_quiesced(stacks);
+    }
+
+    /// How many stacks the controller holds stopped now (falls as they come back).
+    pub(crate) fn set_stacks_quiesced(&self, n: usize) {
+        self.stacks_quiesced.set(saturating_i64(n));
+    }
+
+    /// A cycle ended: counted by outcome, its duration and each stack's downtime observed,
+    /// the last-cycle gauges set.
+    pub(crate) fn cycle_finished(&self, record: &CycleRecord) {
+        self.cycles
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome_name(record.outcome),
+            })
+            .inc();
+        let duration = (record.finished_at - record.started_at)
+            .to_std()
+            .unwrap_or_default();
+        self.cycle_duration.observe(duration.as_secs_f64());
+        for ms in record.stacks.iter().filter_map(|s| s.downtime_ms) {
+            self.stack_downtime.observe(ms as f64 / 1000.0);
+        }
+        self.cycle_running.set(0);
+        self.stacks_quiesced.set(0);
+        self.restore(Some(record), None);
+    }
+
+    /// The last-cycle gauges from the history at startup (the counters and histograms count
+    /// this process's cycles only): `last` is the newest record, `last_success` the newest
+    /// successful one, if any.
+    pub(crate) fn restore(&self, last: Option<&CycleRecord>, last_success: Option<&CycleRecord>) {
+        if let Some(r) = last {
+            let max_ms = r.stacks.iter().filter_map(|s| s.downtime_ms).max();
+            self.last_max_downtime
+                .set(max_ms.unwrap_or(0) as f64 / 1000.0);
+            self.last_finished.set(unix(r.finished_at));
+            if is_success(r) {
+                self.last_success.set(unix(r.finished_at));
+            }
+        }
+        if let Some(r) = last_success.filter(|r| is_success(r)) {
+            self.last_success.set(unix(r.finished_at));
+        }
+    }
+
+    /// The stranded stacks kept in the state directory.
+    pub(crate) fn set_stranded(&self, n: usize) {
+        self.stranded.set(saturating_i64(n));
+    }
+
+    /// The marker's age, `None` when there is none.
+    pub(crate) fn set_marker_age(&self, age: Option<Duration>) {
+        self.marker_age.set(age.map_or(0.0, |a| a.as_secs_f64()));
+    }
+
+    /// Whether the engine answers; `since` is when it stopped answering.
+    pub(crate) fn set_engine_reachable(&self, reachable: bool, since: Option<DateTime<Utc>>) {
+        self.engine_reachable.set(i64::from(reachable));
+        let since = if reachable {
+            0.0
+        } else {
+            since.map_or(0.0, unix)
+        };
+        self.engine_unreachable_since.set(since);
+    }
+
+    /// A call to the agent failed; `kind` is a short fixed word (`timeout`, `connect`,
+    /// `status`, `body`, ...), never text from the agent, to keep the series few.
+    pub(crate) fn agent_error(&self, kind: &str) {
+        self.agent_errors
+            .get_or_create(&KindLabel {
+                kind: kind.to_owned(),
+            })
+            .inc();
+    }
+}
+
+/// Only `done` with nothing stranded is a success (docs/decisions.md, "Outcomes").
+fn is_success(r: &CycleRecord) -> bool {
+    r.outcome == Outcome::Done && r.stranded.is_empty()
+}
+
+fn outcome_name(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Done => "done",
+        Outcome::Failed => "failed",
+        Outcome::Lost => "lost",
+        Outcome::Bounded => "bounded",
+        Outcome::Cancelled => "cancelled",
+        Outcome::Recovered => "recovered",
+    }
+}
+
+fn unix(t: DateTime<Utc>) -> f64 {
+    t.timestamp_millis() as f64 / 1000.0
+}
+
+fn saturating_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use felhom_marker::StackRecord;
+    use prometheus_parse::{Scrape, Value};
+
+    fn scrape(m: &Metrics) -> Scrape {
+        let text = m.encode();
+        Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("parses as Prometheus text")
+    }
+
+    /// The value of the one sample `name` whose labels include `labels`.
+    fn value(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let found: Vec<_> = s
+            .samples
+            .iter()
+            .filter(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+            .collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "one sample {name}{labels:?}, found {found:?}"
+        );
+        match &found[0].value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
+            other => panic!("{name} is not a number: {other:?}"),
+        }
+    }
+
+    /// A histogram's `_count` and `_sum`, whichever way the parser groups them.
+    fn histogram(s: &Scrape, name: &str) -> (f64, f64, Vec<(f64, f64)>) {
+        let sample = s
+            .samples
+            .iter()
+            .find(|x| x.metric == name)
+            .unwrap_or_else(|| panic!("{name} missing"));
+        let Value::Histogram(buckets) = &sample.value else {
+            panic!("{name} is not a histogram: {:?}", sample.value);
+        };
+        let count = value(s, &format!("{name}_count"), &[]);
+        let sum = value(s, &format!("{name}_sum"), &[]);
+        (
+            count,
+            sum,
+            buckets.iter().map(|b| (b.less_than, b.count)).collect(),
+        )
+    }
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_800_000_000 + secs, 0)
+            .single()
+            .expect("valid")
+    }
+
+    /// The last success and the last cycle's end, as seconds after [`at`]'s origin.
+    fn assert_last_times(s: &Scrape, success: i64, finished: i64) {
+        assert_eq!(
+            value(s, "felhom_last_success_timestamp_seconds", &[]),
+            at(success).timestamp() as f64
+        );
+        assert_eq!(
+            value(s, "felhom_last_cycle_finished_timestamp_seconds", &[]),
+            at(finished).timestamp() as f64
+        );
+    }
+
+    fn stack(name: &str, downtime_ms: u64) -> StackRecord {
+        StackRecord {
+            name: name.into(),
+            services: vec![],
+            stop_started_at: None,
+            stopped_at: None,
+            started_at: None,
+            downtime_ms: Some(downtime_ms),
+        }
+    }
+
+    fn record(outcome: Outcome, stranded: &[&str], from: i64, to: i64) -> CycleRecord {
+        CycleRecord {
+            cycle_id: "c-1".into(),
+            started_at: at(from),
+            finished_at: at(to),
+            outcome,
+            backup_id: None,
+            snapshot_at: None,
+            agent_phase: None,
+            stacks: vec![stack("a", 1_500), stack("b", 40_000)],
+            stranded: stranded.iter().map(|s| (*s).to_owned()).collect(),
+            errors: vec![],
+        }
+    }
+
+    #[test]
+    fn a_fresh_registry_has_every_series_at_its_start_value() {
+        let s = scrape(&Metrics::new(Duration::from_secs(1800)));
+        for outcome in "done failed lost bounded cancelled recovered".split(' ') {
+            assert_eq!(
+                value(&s, "felhom_cycles_total", &[("outcome", outcome)]),
+                0.0
+            );
+        }
+        assert_eq!(value(&s, "felhom_max_quiesce_seconds", &[]), 1800.0);
+        assert_eq!(value(&s, "felhom_engine_reachable", &[]), 1.0);
+        assert_eq!(value(&s, "felhom_last_success_timestamp_seconds", &[]), 0.0);
+        assert_eq!(value(&s, "felhom_stranded_stacks", &[]), 0.0);
+        assert_eq!(value(&s, "felhom_cycle_running", &[]), 0.0);
+        assert_eq!(value(&s, "felhom_stacks_quiesced", &[]), 0.0);
+        assert_eq!(value(&s, "felhom_marker_age_seconds", &[]), 0.0);
+        assert_eq!(
+            value(
+                &s,
+                "felhom_build_info",
+                &[("version", env!("CARGO_PKG_VERSION"))]
+            ),
+            1.0
+        );
+    }
+
+    #[test]
+    fn a_cycle_is_counted_timed_and_its_downtimes_observed() {
+        let m = Metrics::new(Duration::from_secs(1800));
+        m.cycle_started(2);
+        let s = scrape(&m);
+        assert_eq!(value(&s, "felhom_cycle_running", &[]), 1.0);
+        assert_eq!(value(&s, "felhom_stacks_quiesced", &[]), 2.0);
+
+        m.cycle_finished(&record(Outcome::Done, &[], 0, 90));
+        let s = scrape(&m);
+        assert_eq!(
+            value(&s, "felhom_cycles_total", &[("outcome", "done")]),
+            1.0
+        );
+        assert_eq!(
+            value(&s, "felhom_cycles_total", &[("outcome", "failed")]),
+            0.0
+        );
+        assert_eq!(value(&s, "felhom_cycle_running", &[]), 0.0);
+        assert_eq!(value(&s, "felhom_stacks_quiesced", &[]), 0.0);
+        assert_eq!(
+            value(&s, "felhom_last_cycle_max_downtime_seconds", &[]),
+            40.0
+        );
+        let end = at(90).timestamp() as f64;
+        assert_eq!(
+            value(&s, "felhom_last_cycle_finished_timestamp_seconds", &[]),
+            end
+        );
+        assert_eq!(value(&s, "felhom_last_success_timestamp_seconds", &[]), end);
+
+        let (count, sum, buckets) = histogram(&s, "felhom_cycle_duration_seconds");
+        assert_eq!((count, sum), (1.0, 90.0));
+        // 90 s falls in the 160 s bucket, not the 80 s one.
+        assert!(
+            buckets.contains(&(80.0, 0.0)) && buckets.contains(&(160.0, 1.0)),
+            "{buckets:?}"
+        );
+        let (count, sum, buckets) = histogram(&s, "felhom_stack_downtime_seconds");
+        assert_eq!((count, sum), (2.0, 41.5));
+        assert!(
+            buckets.contains(&(2.0, 1.0)) && buckets.contains(&(64.0, 2.0)),
+            "{buckets:?}"
+        );
+    }
+
+    #[test]
+    fn only_done_without_stranded_stacks_is_a_success() {
+        let m = Metrics::new(Duration::from_secs(1800));
+        m.cycle_finished(&record(Outcome::Done, &[], 0, 10));
+        m.cycle_finished(&record(Outcome::Done, &["b"], 100, 110));
+        m.cycle_finished(&record(Outcome::Failed, &[], 200, 210));
+        let s = scrape(&m);
+        assert_last_times(&s, 10, 210);
+        assert_eq!(
+            value(&s, "felhom_cycles_total", &[("outcome", "done")]),
+            2.0
+        );
+        assert_eq!(
+            value(&s, "felhom_cycles_total", &[("outcome", "failed")]),
+            1.0
+        );
+    }
+
+    #[test]
+    fn restore_sets_the_gauges_from_history_without_counting() {
+        let m = Metrics::new(Duration::from_secs(1800));
+        m.restore(
+            Some(&record(Outcome::Bounded, &[], 500, 600)),
+            Some(&record(Outcome::Done, &[], 0, 60)),
+        );
+        let s = scrape(&m);
+        assert_last_times(&s, 60, 600);
+        assert_eq!(
+            value(&s, "felhom_cycles_total", &[("outcome", "bounded")]),
+            0.0
+        );
+    }
+
+    #[test]
+    fn the_setters_show_in_the_text() {
+        let m = Metrics::new(Duration::from_secs(60));
+        m.set_stranded(2);
+        m.set_marker_age(Some(Duration::from_millis(90_500)));
+        m.set_engine_reachable(false, Some(at(5)));
+        m.agent_error("timeout");
+        m.agent_error("timeout");
+        m.agent_error("connect");
+        let s = scrape(&m);
+        assert_eq!(value(&s, "felhom_stranded_stacks", &[]), 2.0);
+        assert_eq!(value(&s, "felhom_marker_age_seconds", &[]), 90.5);
+        assert_eq!(value(&s, "felhom_engine_reachable", &[]), 0.0);
+        assert_eq!(
+            value(&s, "felhom_engine_unreachable_since_timestamp_seconds", &[]),
+            at(5).timestamp() as f64
+        );
+        assert_eq!(
+            value(&s, "felhom_agent_errors_total", &[("kind", "timeout")]),
+            2.0
+        );
+        assert_eq!(
+            value(&s, "felhom_agent_errors_total", &[("kind", "connect")]),
+            1.0
+        );
+
+        m.set_engine_reachable(true, None);
+        m.set_marker_age(None);
+        let s = scrape(&m);
+        assert_eq!(value(&s, "felhom_engine_reachable", &[]), 1.0);
+        assert_eq!(
+            value(&s, "felhom_engine_unreachable_since_timestamp_seconds", &[]),
+            0.0
+        );
+        assert_eq!(value(&s, "felhom_marker_age_seconds", &[]), 0.0);
+    }
+}

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Builds the Debian package and checks it (run by .ci/run; needs scripts/provision.sh):
+#   - `cargo deb -p felhom-controller` (one release build), its contents listed;
+#   - the conffile, the units, the timer and the alert rules are in it, the binary stripped;
+#   - `promtool check rules` and `promtool test rules` on the alert rules;
+#   - as root: `dpkg -i`, `systemd-analyze verify` of the installed units (it needs their
+#     ExecStart binary to exist), `dpkg -r` (units gone, conffile kept), `dpkg -P`.
+# Prints the package's path and size and how long the build took.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf 'package: %s\n' "$*" >&2; }
+fail() { printf 'package: FAILED: %s\n' "$*" >&2; exit 1; }
+
+for tool in cargo-deb dpkg-deb promtool systemd-analyze; do
+    command -v "$tool" >/dev/null 2>&1 || fail "$tool is missing (run scripts/provision.sh)"
+done
+
+# --- alert rules: syntax, then behaviour ---------------------------------------------------
+promtool check rules deploy/prometheus/alerts.yml
+(cd deploy/prometheus && promtool test rules alerts_test.yml)
+
+# --- build -----------------------------------------------------------------------------------
+started=$(date +%s)
+deb=$(cargo deb -p felhom-controller | tail -n 1)
+log "built $deb in $(($(date +%s) - started)) s ($(du -h "$deb" | cut -f1))"
+[ -f "$deb" ] || fail "cargo deb did not name a package file"
+
+# --- contents ----------------------------------------------------------------------------------
+contents=$(dpkg-deb -c "$deb")
+printf '%s\n' "$contents"
+for path in \
+    ./usr/bin/felhom-controller \
+    ./etc/felhom/controller.toml \
+    ./usr/lib/systemd/system/felhom-controller.service \
+    ./usr/lib/systemd/system/felhom-controller-recover.service \
+    ./usr/lib/systemd/system/felhom-controller-recover.timer \
+    ./usr/share/felhom-controller/alerts.yml \
+    ./usr/share/doc/felhom-controller/operations.md; do
+    grep -qE " ${path//./\\.}\$" <<<"$contents" || fail "$path is not in the package"
+done
+grep -qE '^-rw------- .* \./etc/felhom/controller\.toml$' <<<"$contents" ||
+    fail "the sample config is not mode 0600 (it may hold the token)"
+conffiles=$(dpkg-deb -f "$deb" >/dev/null && dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles)
+grep -qx /etc/felhom/controller.toml <<<"$conffiles" || fail "controller.toml is not a conffile"
+dpkg-deb -f "$deb" Package Version Depends
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+dpkg-deb -x "$deb" "$tmp/root"
+# A stripped ELF has no .symtab section: look for its name in the section-name table.
+if grep -qa '\.symtab' "$tmp/root/usr/bin/felhom-controller"; then
+    fail "the binary is not stripped"
+fi
+log "binary: $(du -h "$tmp/root/usr/bin/felhom-controller" | cut -f1), stripped"
+
+# --- install, verify, remove (root only: dpkg changes the machine) ----------------------------
+if [ "$(id -u)" -ne 0 ]; then
+    log "not root: install, systemd-analyze verify and removal skipped"
+    exit 0
+fi
+dpkg -i "$deb"
+units=(/usr/lib/systemd/system/felhom-controller.service
+    /usr/lib/systemd/system/felhom-controller-recover.service
+    /usr/lib/systemd/system/felhom-controller-recover.timer)
+# --man=no: the units point at docs, not at man pages.
+if ! systemd-analyze verify --man=no "${units[@]}" 2>"$tmp/verify"; then
+    cat "$tmp/verify" >&2
+    dpkg -P felhom-controller || true
+    fail "systemd-analyze verify"
+fi
+# Warnings about other units on this machine are not ours; warnings about ours fail.
+if grep -i 'felhom' "$tmp/verify"; then
+    dpkg -P felhom-controller || true
+    fail "systemd-analyze verify warned about our units"
+fi
+/usr/bin/felhom-controller --version
+[ -L /etc/systemd/system/multi-user.target.wants/felhom-controller.service ] ||
+    fail "the service was not enabled"
+[ -L /etc/systemd/system/timers.target.wants/felhom-controller-recover.timer ] ||
+    fail "the timer was not enabled"
+
+dpkg -r felhom-controller
+[ ! -e /usr/bin/felhom-controller ] || fail "dpkg -r left the binary"
+[ ! -e /etc/systemd/system/multi-user.target.wants/felhom-controller.service ] ||
+    fail "dpkg -r left the service enabled"
+[ ! -e /etc/systemd/system/timers.target.wants/felhom-controller-recover.timer ] ||
+    fail "dpkg -r left the timer enabled"
+[ -f /etc/felhom/controller.toml ] || fail "dpkg -r removed the conffile (only purge may)"
+dpkg -P felhom-controller
+[ ! -e /etc/felhom/controller.toml ] || fail "dpkg -P left the conffile"
+log "installed, verified and removed: OK"
