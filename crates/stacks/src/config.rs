@@ -57,7 +57,8 @@ pub struct StacksConfig {
     pub protected: Vec<String>,
     /// Which compose tool to use.
     pub compose: ComposeChoice,
-    /// How long compose gives a container to stop before it kills it (30s).
+    /// The grace period of containers that declare none (30s); a container's own
+    /// `stop_grace_period` always wins.
     pub stop_timeout: Duration,
     /// How long a start may take until its services run and are healthy (120s).
     pub start_timeout: Duration,

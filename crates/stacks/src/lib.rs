@@ -1,15 +1,17 @@
 //! The app stacks of a guest (SPEC §4): compose projects under `stacks.root`.
 //!
-//! The controller uses them only through the [`Stacks`] trait; [`ComposeStacks`] is the real
-//! implementation over the docker and compose command-line tools (`docker compose` v2 or
-//! `docker-compose` v1). Commands are run with argument vectors, never through a shell, and
-//! every stack name is checked against compose's project-name rules first.
+//! The controller uses them only through the [`Stacks`] trait; [`EngineStacks`] is the real
+//! implementation: it stops and starts a stack's containers through the Docker Engine API, in
+//! dependency order, each with its own grace period. The compose command line (`docker
+//! compose` v2 or `docker-compose` v1) only brings back containers that vanished while a
+//! stack was down; it is run with argument vectors, never through a shell, and every stack
+//! name is checked against compose's project-name rules first.
 //!
 //! ```no_run
-//! use felhom_stacks::{ComposeStacks, Stacks, StacksConfig};
+//! use felhom_stacks::{EngineStacks, Stacks, StacksConfig};
 //!
 //! # async fn demo() -> Result<(), felhom_stacks::StacksError> {
-//! let stacks = ComposeStacks::new(StacksConfig::default())?;
+//! let stacks = EngineStacks::new(StacksConfig::default())?;
 //! for stack in stacks.running_app_stacks().await? {
 //!     let services = stacks.stop(&stack.name).await?;
 //!     // ... the backup ...
@@ -22,11 +24,13 @@
 
 mod command;
 mod compose;
-mod compose_stacks;
 mod config;
 mod engine;
+mod engine_stacks;
 mod files;
+mod model;
 mod name;
+mod order;
 mod orphans;
 
 use std::path::PathBuf;
@@ -34,12 +38,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-pub use compose_stacks::ComposeStacks;
 pub use config::{ComposeChoice, StacksConfig, DEFAULT_PROTECTED};
+pub use engine_stacks::{ComposeStacks, EngineStacks, StartReport};
 
 /// Checks a stack name against compose's project-name rules (only lowercase letters,
 /// digits, dashes and underscores; the first a letter or digit), e.g. to validate
-/// `stacks.protected`. Every method of [`ComposeStacks`] does this before anything else.
+/// `stacks.protected`. Every method of [`EngineStacks`] does this before anything else.
 pub fn validate_name(name: &str) -> Result<(), StacksError> {
     name::check_stack_name(name)
 }
@@ -67,12 +71,14 @@ pub struct RunningStack {
 pub trait Stacks: Send + Sync {
     /// The app stacks a cycle may stop: deployed ∩ running ∖ protected, sorted by name.
     async fn running_app_stacks(&self) -> Result<Vec<RunningStack>, StacksError>;
-    /// Stops the stack (compose `stop`, dependency order, the stop timeout) and returns the
-    /// services that were running just before. Refuses a protected stack.
+    /// Stops every running container of the stack (reverse dependency order, each with its
+    /// own grace period) and returns the services that were running just before. Refuses a
+    /// protected stack.
     async fn stop(&self, stack: &str) -> Result<Vec<String>, StacksError>;
-    /// Starts exactly `services` of the stack again (compose `start`; `up -d --no-recreate`
-    /// for containers that disappeared) and waits, bounded, until they run (and are healthy,
-    /// where they have a health check).
+    /// Starts the containers of exactly `services` of the stack again (dependency order;
+    /// compose `up -d --no-recreate` for containers that disappeared) and waits, bounded,
+    /// until they run (and are healthy, where they have a health check that passed before
+    /// the stop).
     async fn start(&self, stack: &str, services: &[String]) -> Result<(), StacksError>;
     /// Whether at least one of the stack's containers runs.
     async fn is_running(&self, stack: &str) -> Result<bool, StacksError>;
@@ -107,6 +113,20 @@ pub enum StacksError {
     /// Anything else (engine unreachable, timeout waiting to run...).
     #[error("{0}")]
     Other(String),
+    /// The engine refused or failed an action on one container of a stack.
+    #[error("stack {stack:?}: {action} of service {service:?} (container {container}): {detail}")]
+    Container {
+        /// The stack.
+        stack: String,
+        /// The container's service.
+        service: String,
+        /// The container's name.
+        container: String,
+        /// What was asked of it: `stop`, `start`.
+        action: String,
+        /// The engine's answer.
+        detail: String,
+    },
     /// A service name handed to [`Stacks::start`] is not one compose could have made.
     #[error("stack {stack:?}: invalid service name {service:?}: {why}")]
     InvalidService {

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use felhom_stacks::{ComposeChoice, ComposeStacks, StacksConfig};
+use felhom_stacks::{ComposeChoice, EngineStacks, StacksConfig};
 
 pub const IMAGE: &str = "felhom-testapp:dev";
 
@@ -126,11 +126,11 @@ impl Root {
     }
 
     /// The stacks manager under test, with short timeouts.
-    pub fn stacks(&self) -> ComposeStacks {
+    pub fn stacks(&self) -> EngineStacks {
         self.stacks_with(|_| {})
     }
 
-    pub fn stacks_with(&self, tweak: impl FnOnce(&mut StacksConfig)) -> ComposeStacks {
+    pub fn stacks_with(&self, tweak: impl FnOnce(&mut StacksConfig)) -> EngineStacks {
         let mut config = StacksConfig {
             root: self.dir.path().to_path_buf(),
             compose: self.tool.choice(),
@@ -139,7 +139,7 @@ impl Root {
             ..StacksConfig::default()
         };
         tweak(&mut config);
-        ComposeStacks::new(config).expect("a valid configuration")
+        EngineStacks::new(config).expect("a valid configuration")
     }
 
     /// `compose up -d` of a deployed stack, as the operator deployed it.
@@ -237,6 +237,22 @@ pub fn container(project: &str, service: &str) -> ContainerState {
         health: fields[2].to_owned(),
         started_at: time(fields[3]),
         finished_at: time(fields[4]),
+    }
+}
+
+/// Waits (bounded) until the container of `project`/`service` reports `health`.
+pub fn wait_for_health(project: &str, service: &str, health: &str) {
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = container(project, service).health;
+        if now == health {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "{project}/{service} never became {health} (is {now})"
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
