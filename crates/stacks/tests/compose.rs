@@ -4,6 +4,7 @@
 //! `scripts/build-test-image.sh`), which logs a clean start, a recovery after an unclean
 //! shutdown and a clean shutdown to `data/<service>/log` in the stack's directory.
 
+#[macro_use]
 mod support;
 
 use std::time::Duration;
@@ -13,22 +14,6 @@ use support::{app_log, block_on, container, docker, has_container, serve, Root, 
 
 /// Generous: only catches hangs.
 const LIMIT: Duration = Duration::from_secs(150);
-
-/// A test for compose v2 and one for v1.
-macro_rules! both_tools {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn v2() {
-                super::$name(super::Tool::V2)
-            }
-            #[test]
-            fn v1() {
-                super::$name(super::Tool::V1)
-            }
-        }
-    )*};
-}
 
 both_tools!(
     running_stopped_and_partially_running,
