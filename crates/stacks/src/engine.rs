@@ -151,6 +151,9 @@ pub(crate) struct Inspected {
     /// `HostConfig.Links`, e.g. `/app-db-1:/app-web-1/db`.
     pub(crate) links: Vec<String>,
     pub(crate) exit_code: i64,
+    /// When its current (or last) run began, in ns since the epoch (the engine's clock); 0
+    /// when it never ran.
+    pub(crate) started_at: i64,
 }
 
 /// A container's state, in the engine's words.
@@ -251,6 +254,12 @@ impl Inspected {
             network_mode: host.network_mode.unwrap_or_default(),
             links: host.links.unwrap_or_default(),
             exit_code: state.exit_code.unwrap_or_default(),
+            started_at: state
+                .started_at
+                .as_deref()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .and_then(|t| t.timestamp_nanos_opt())
+                .unwrap_or(0),
         }
     }
 
@@ -271,6 +280,8 @@ pub(crate) struct Event {
     pub(crate) action: String,
     /// A `die`'s exit code.
     pub(crate) exit_code: Option<i64>,
+    /// When, in ns since the epoch (the engine's clock).
+    pub(crate) time: i64,
 }
 
 /// The engine client, built on first use: the socket may not exist yet (an engine not up
@@ -473,6 +484,10 @@ fn event(message: EventMessage) -> Event {
         id: actor.id.unwrap_or_default(),
         action: message.action.unwrap_or_default(),
         exit_code,
+        time: message
+            .time_nano
+            .or(message.time.map(|secs| secs.saturating_mul(1_000_000_000)))
+            .unwrap_or(i64::MAX),
     }
 }
 

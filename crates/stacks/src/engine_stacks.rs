@@ -416,15 +416,15 @@ impl EngineStacks {
                             let l = &mut live[i];
                             l.phase = Phase::Up;
                             l.since = Some(Instant::now());
-                            if l.health.is_none() {
-                                l.health = now_seen.health;
-                            }
-                            match now_seen.state {
-                                State::Running if l.died.is_none() => l.running = true,
-                                State::Exited if one_shot[i] && now_seen.exit_code == 0 => {
-                                    l.phase = Phase::Completed;
-                                }
-                                _ => return Err(self.start_failed(stack, c).await.into()),
+                            l.run_started = Some(now_seen.started_at);
+                            l.health = now_seen.health;
+                            let exited = now_seen.state == State::Exited;
+                            if one_shot[i] && exited && now_seen.exit_code == 0 {
+                                l.phase = Phase::Completed;
+                            } else if now_seen.state == State::Running && l.death().is_none() {
+                                l.running = true;
+                            } else {
+                                return Err(self.start_failed(stack, c).await.into());
                             }
                         }
                         Err(e) if e.is_not_found() => {
@@ -446,18 +446,22 @@ impl EngineStacks {
                     };
                     let Some(&i) = index.get(event.id.as_str()) else { continue };
                     let l = &mut live[i];
-                    if l.phase == Phase::Waiting {
+                    // Events of the run before this start (the engine may deliver the stop's
+                    // `die`, or a late health probe, after the subscription) are not this run's.
+                    if l.phase == Phase::Waiting || l.run_started.is_some_and(|run| event.time < run) {
                         continue;
                     }
                     if let Some(health) = Health::from_action(&event.action) {
-                        l.health = Some(health);
+                        if l.phase == Phase::Up {
+                            l.health = Some(health);
+                        }
                     } else if event.action == "die" {
-                        if one_shot[i] && event.exit_code == Some(0) {
-                            l.phase = Phase::Completed;
-                            l.running = false;
-                        } else {
-                            l.died = event.exit_code.or(Some(-1));
-                            if l.phase == Phase::Up {
+                        l.died = Some((event.time, event.exit_code.unwrap_or(-1)));
+                        if l.phase == Phase::Up {
+                            if one_shot[i] && event.exit_code == Some(0) {
+                                l.phase = Phase::Completed;
+                                l.running = false;
+                            } else {
                                 return Err(self.start_failed(stack, &containers[i]).await.into());
                             }
                         }
@@ -765,13 +769,23 @@ struct Live {
     phase: Phase,
     running: bool,
     health: Option<Health>,
-    /// Its exit code, if it died since its start.
-    died: Option<i64>,
+    /// When its current run began (the engine's `StartedAt`, in ns since the epoch), once
+    /// the start is done.
+    run_started: Option<i64>,
+    /// The last `die` seen since its start was asked for: when (ns) and its exit code.
+    died: Option<(i64, i64)>,
     /// When it was seen up.
     since: Option<Instant>,
 }
 
 impl Live {
+    /// The exit code of a death of the current run; `None` while it lives (or its run is
+    /// not known yet).
+    fn death(&self) -> Option<i64> {
+        let run = self.run_started?;
+        self.died.filter(|(at, _)| *at >= run).map(|(_, code)| code)
+    }
+
     fn ready(&self, prepared: &Prepared) -> bool {
         match self.phase {
             Phase::Completed => true,
