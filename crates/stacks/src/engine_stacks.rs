@@ -44,8 +44,9 @@ pub struct EngineStacks {
     engine: Engine,
     runner: Runner,
     flavor: OnceCell<Flavor>,
-    /// What each stop of this instance stopped, until the stack's next start: the start
-    /// then needs no listing nor inspect on the way up, where every call is downtime.
+    /// What each stop of this instance stopped, until the stack's next successful start:
+    /// the start then needs no listing nor inspect on the way up, where every call is
+    /// downtime, and knows each container's health before the stop.
     stopped: Mutex<HashMap<String, Vec<Prepared>>>,
     /// What the last start of each stack noticed (see [`EngineStacks::last_start`]).
     reports: Mutex<HashMap<String, StartReport>>,
@@ -156,6 +157,12 @@ impl EngineStacks {
     /// that were unhealthy before the stop and so were waited for only until they ran.
     pub fn last_start(&self, stack: &str) -> Option<StartReport> {
         lock(&self.reports).get(stack).cloned()
+    }
+
+    /// A start of `stack` succeeded: what its stop recorded is spent.
+    fn started(&self, stack: &str, report: StartReport) {
+        lock(&self.stopped).remove(stack);
+        lock(&self.reports).insert(stack.to_owned(), report);
     }
 
     fn is_protected(&self, stack: &str) -> bool {
@@ -677,9 +684,11 @@ impl Stacks for EngineStacks {
 
         // Right after this instance stopped exactly these services, what its stop saw is
         // still true unless a container was removed meanwhile, which its start then tells.
+        // Kept until a start succeeds: a retry then still knows the health before the stop.
         let recorded = lock(&self.stopped)
-            .remove(stack)
-            .filter(|r| services_of(r) == wanted);
+            .get(stack)
+            .filter(|r| services_of(r) == wanted)
+            .cloned();
         let health_before: HashMap<String, Option<Health>> = recorded
             .iter()
             .flatten()
@@ -711,7 +720,7 @@ impl Stacks for EngineStacks {
         let vanished = if missing.is_empty() {
             match self.start_in_order(stack, &containers, deadline).await {
                 Ok(()) => {
-                    lock(&self.reports).insert(stack.to_owned(), report);
+                    self.started(stack, report);
                     return Ok(());
                 }
                 Err(Interrupted::Vanished(services)) => services,
@@ -726,7 +735,7 @@ impl Stacks for EngineStacks {
         let containers = self.current(stack, &wanted, &health_before).await?;
         match self.start_in_order(stack, &containers, deadline).await {
             Ok(()) => {
-                lock(&self.reports).insert(stack.to_owned(), report);
+                self.started(stack, report);
                 Ok(())
             }
             Err(Interrupted::Failed(e)) => Err(e),

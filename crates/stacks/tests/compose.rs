@@ -458,13 +458,24 @@ fn an_unreachable_engine_is_a_clear_error() {
         "compose.yaml",
         &format!("services:\n{}", serve("web", &[], "")),
     );
-    // A path with no socket at all, and a socket that nobody listens on any more (refused).
+    // A path with no socket at all, a socket that nobody listens on any more (refused), and
+    // one whose listener drops every connection at once (reset, as by a dying engine).
     let sockets = tempfile::tempdir().expect("tempdir");
-    let refused = sockets.path().join("felhom-test-docker.sock");
+    let refused = sockets.path().join("refused/felhom-test-docker.sock");
+    std::fs::create_dir(sockets.path().join("refused")).expect("mkdir");
     drop(std::os::unix::net::UnixListener::bind(&refused).expect("bind a socket"));
+    let reset = sockets.path().join("reset/felhom-test-docker.sock");
+    std::fs::create_dir(sockets.path().join("reset")).expect("mkdir");
+    let listener = std::os::unix::net::UnixListener::bind(&reset).expect("bind a socket");
+    std::thread::spawn(move || {
+        for connection in listener.incoming() {
+            drop(connection);
+        }
+    });
     for socket in [
         "unix:///nonexistent/felhom-test-docker.sock".to_owned(),
         format!("unix://{}", refused.display()),
+        format!("unix://{}", reset.display()),
     ] {
         let stacks = root.stacks().with_docker_host(&socket);
         block_on(LIMIT, async {
