@@ -982,6 +982,114 @@ mod tests {
         );
     }
 
+    fn prepared(service: &str, has_healthcheck: bool, before: Option<Health>) -> Prepared {
+        Prepared {
+            container: Inspected {
+                id: format!("id-{service}"),
+                name: format!("app-{service}-1"),
+                service: service.to_owned(),
+                state: State::Exited,
+                health: None,
+                has_healthcheck,
+                stop_timeout: None,
+                depends_on: Some(String::new()),
+                network_mode: "app_default".to_owned(),
+                links: Vec::new(),
+                exit_code: 0,
+                started_at: 0,
+            },
+            deps: ServiceDeps::new(),
+            health_before: before,
+        }
+    }
+
+    fn up(health: Option<Health>, since: Instant) -> Live {
+        Live {
+            phase: Phase::Up,
+            running: true,
+            health,
+            run_started: Some(1_000),
+            died: None,
+            since: Some(since),
+        }
+    }
+
+    #[test]
+    fn health_is_waited_for_only_where_it_passed_before_the_stop() {
+        let now = Instant::now();
+        let was_healthy = prepared("db", true, Some(Health::Healthy));
+        let was_unhealthy = prepared("cache", true, Some(Health::Unhealthy));
+        let was_starting = prepared("queue", true, Some(Health::Starting));
+        let unknown = prepared("search", true, None);
+        let unchecked = prepared("web", false, None);
+        assert!(was_healthy.waits_for_health());
+        assert!(
+            unknown.waits_for_health(),
+            "after a crash, as compose would"
+        );
+        for p in [&was_unhealthy, &was_starting, &unchecked] {
+            assert!(!p.waits_for_health(), "{}", p.container.service);
+        }
+        let starting = up(Some(Health::Starting), now);
+        assert!(!starting.ready(&was_healthy));
+        assert!(!starting.satisfies(Condition::Healthy, &was_healthy));
+        assert!(starting.satisfies(Condition::Started, &was_healthy));
+        assert!(starting.ready(&was_unhealthy));
+        assert!(up(Some(Health::Healthy), now).ready(&was_healthy));
+        assert!(!Live::default().satisfies(Condition::Started, &unchecked));
+    }
+
+    #[test]
+    fn only_a_death_of_the_current_run_counts() {
+        let mut live = up(None, Instant::now());
+        live.died = Some((999, 0));
+        assert_eq!(live.death(), None, "the stop's die, delivered late");
+        live.died = Some((1_000, 137));
+        assert_eq!(live.death(), Some(137));
+        live.run_started = None;
+        assert_eq!(live.death(), None, "not known before the start is done");
+    }
+
+    #[test]
+    fn a_start_is_over_once_all_are_ready_and_the_unproven_have_settled() {
+        let now = Instant::now();
+        let settle = Duration::from_millis(200);
+        let db = prepared("db", true, Some(Health::Healthy));
+        let web = prepared("web", false, None);
+        let containers = [db, web];
+        let healthy_db = up(Some(Health::Healthy), now);
+        let web_up = up(None, now);
+        assert_eq!(
+            settled(
+                &[healthy_db.clone(), web_up.clone()],
+                &containers,
+                settle,
+                now
+            ),
+            Some(now + settle)
+        );
+        assert_eq!(
+            settled(
+                std::slice::from_ref(&healthy_db),
+                &containers[..1],
+                settle,
+                now
+            ),
+            Some(now),
+            "a passing health check proves it"
+        );
+        let unhealthy_db = up(Some(Health::Unhealthy), now);
+        assert_eq!(
+            settled(&[unhealthy_db.clone(), web_up], &containers, settle, now),
+            None
+        );
+        let deps = vec![Vec::new(), vec![(0, Condition::Healthy)]];
+        assert_eq!(
+            pending(&[unhealthy_db, Live::default()], &containers, &deps),
+            ["db (unhealthy)", "web (waiting for db)"]
+        );
+    }
+
     #[test]
     fn grace_periods_round_up_to_whole_seconds() {
         assert_eq!(whole_seconds(Duration::ZERO), 0);
