@@ -149,12 +149,7 @@ fn a_dependency_chain_starts_in_order_with_its_conditions(tool: Tool) {
         assert_eq!(healthy.len(), 2, "{}", app_log(&dir, "db"));
         assert!(healthy[1] <= web.started_at, "{healthy:?} {web:?}");
         assert!(web.started_at <= front.started_at, "{web:?} {front:?}");
-        let init_after = container(&name, "init");
-        assert_eq!(init_after.status, "exited");
-        assert_eq!(
-            init_after.started_at, init.started_at,
-            "the one-shot did not run again"
-        );
+        support::assert_not_run_again(&name, "init", &init);
     });
 }
 

@@ -309,6 +309,16 @@ pub fn wait_for_health(project: &str, service: &str, health: &str) {
     }
 }
 
+/// A one-shot that had exited before the cycle is still exited, and did not run again.
+pub fn assert_not_run_again(project: &str, service: &str, before: &ContainerState) {
+    let after = container(project, service);
+    assert_eq!(after.status, "exited");
+    assert_eq!(
+        after.started_at, before.started_at,
+        "the one-shot did not run again"
+    );
+}
+
 /// Whether the project has a container for `service` at all.
 pub fn has_container(project: &str, service: &str) -> bool {
     !docker(&[
