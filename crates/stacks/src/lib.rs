@@ -123,7 +123,7 @@ pub enum StacksError {
         /// The container's name.
         container: String,
         /// What was asked of it: `stop`, `start`.
-        action: String,
+        action: &'static str,
         /// The engine's answer.
         detail: String,
     },
