@@ -126,12 +126,13 @@ if ! DOCKER_HOST=$new_host docker version >/dev/null 2>&1; then
         '[debug]' \
         '  address = ""' |
         as_root tee "$new_run/containerd.toml" >/dev/null
-    if [ ! -S "$new_run/containerd.sock" ]; then
+    # A socket file may be left by a containerd that was killed: ask it.
+    if ! as_root "$new_root/usr/bin/ctr" --address "$new_run/containerd.sock" version >/dev/null 2>&1; then
         # PATH: containerd finds its shims next to itself, and Debian 12's runc.
         as_root env PATH="$new_path" sh -c \
             "nohup '$new_root/usr/bin/containerd' --config '$new_run/containerd.toml' >/var/log/felhom-containerd26.log 2>&1 &"
         for _ in $(seq 1 40); do
-            [ -S "$new_run/containerd.sock" ] && break
+            as_root "$new_root/usr/bin/ctr" --address "$new_run/containerd.sock" version >/dev/null 2>&1 && break
             sleep 0.25
         done
     fi
