@@ -424,7 +424,14 @@ impl EngineStacks {
                             l.phase = Phase::Up;
                             l.since = Some(Instant::now());
                             l.run_started = Some(now_seen.started_at);
-                            l.health = now_seen.health;
+                            // A change seen on the stream while the start was under way is
+                            // at least as new as the inspect; later ones are still to come.
+                            l.health = l
+                                .early_health
+                                .take()
+                                .filter(|(at, _)| *at >= now_seen.started_at)
+                                .map(|(_, h)| h)
+                                .or(now_seen.health);
                             let exited = now_seen.state == State::Exited;
                             if one_shot[i] && exited && now_seen.exit_code == 0 {
                                 l.phase = Phase::Completed;
@@ -459,7 +466,9 @@ impl EngineStacks {
                         continue;
                     }
                     if let Some(health) = Health::from_action(&event.action) {
-                        if l.phase == Phase::Up {
+                        if l.phase == Phase::Starting {
+                            l.early_health = Some((event.time, health));
+                        } else {
                             l.health = Some(health);
                         }
                     } else if event.action == "die" {
@@ -783,6 +792,8 @@ struct Live {
     run_started: Option<i64>,
     /// The last `die` seen since its start was asked for: when (ns) and its exit code.
     died: Option<(i64, i64)>,
+    /// The last health change seen while its start was under way: when (ns) and what.
+    early_health: Option<(i64, Health)>,
     /// When it was seen up.
     since: Option<Instant>,
 }
@@ -1015,6 +1026,7 @@ mod tests {
             health,
             run_started: Some(1_000),
             died: None,
+            early_health: None,
             since: Some(since),
         }
     }

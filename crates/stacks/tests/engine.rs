@@ -150,6 +150,25 @@ fn a_dependency_chain_starts_in_order_with_its_conditions(tool: Tool) {
         assert!(healthy[1] <= web.started_at, "{healthy:?} {web:?}");
         assert!(web.started_at <= front.started_at, "{web:?} {front:?}");
         support::assert_not_run_again(&name, "init", &init);
+
+        // After a crash: another instance, nothing in memory, only the service names.
+        let services = stacks.stop(&name).await.expect("stop");
+        let recovering = root.stacks();
+        recovering
+            .start(&name, &services)
+            .await
+            .expect("start after a crash");
+        let (db, web, front) = (
+            container(&name, "db"),
+            container(&name, "web"),
+            container(&name, "front"),
+        );
+        assert_eq!(db.health, "healthy");
+        let healthy = log_times(&dir, "db", "healthy");
+        assert_eq!(healthy.len(), 3, "{}", app_log(&dir, "db"));
+        assert!(healthy[2] <= web.started_at, "{healthy:?} {web:?}");
+        assert!(web.started_at <= front.started_at, "{web:?} {front:?}");
+        support::assert_not_run_again(&name, "init", &init);
     });
 }
 
