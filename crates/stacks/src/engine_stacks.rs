@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::stream::FuturesUnordered;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
@@ -85,6 +85,14 @@ impl Prepared {
                 Some(Health::Starting | Health::Unhealthy)
             )
     }
+}
+
+/// One engine call of a start that has come back.
+enum Step {
+    /// The start call of container `.0`.
+    Started(usize, Result<(), EngineError>),
+    /// The inspect right after it.
+    Seen(usize, Result<Inspected, EngineError>),
 }
 
 /// How a start through the engine ended without success.
@@ -386,15 +394,9 @@ impl EngineStacks {
                         .all(|(j, c)| live[*j].satisfies(*c, &containers[*j]))
                 {
                     live[i].phase = Phase::Starting;
-                    let id = containers[i].container.id.clone();
-                    flights.push(async move {
-                        let started = self.engine.start(&id).await;
-                        let seen = match started {
-                            Ok(()) => self.engine.inspect(&id).await,
-                            Err(e) => Err(e),
-                        };
-                        (i, seen)
-                    });
+                    let id = containers[i].container.id.as_str();
+                    flights
+                        .push(async move { Step::Started(i, self.engine.start(id).await) }.boxed());
                 }
             }
             let now = Instant::now();
@@ -416,7 +418,21 @@ impl EngineStacks {
                 .map_or(deadline, |at| at.min(deadline))
                 .max(now);
             tokio::select! {
-                Some((i, seen)) = flights.next(), if !flights.is_empty() => {
+                Some(step) = flights.next(), if !flights.is_empty() => {
+                    let (i, seen) = match step {
+                        Step::Started(i, Ok(())) => {
+                            // What waits only for it to be started may start now; the inspect
+                            // tells its run and health.
+                            live[i].phase = Phase::Started;
+                            let id = containers[i].container.id.as_str();
+                            flights.push(
+                                async move { Step::Seen(i, self.engine.inspect(id).await) }.boxed(),
+                            );
+                            continue;
+                        }
+                        Step::Started(i, Err(e)) => (i, Err(e)),
+                        Step::Seen(i, seen) => (i, seen),
+                    };
                     let c = &containers[i];
                     match seen {
                         Ok(now_seen) => {
@@ -466,7 +482,7 @@ impl EngineStacks {
                         continue;
                     }
                     if let Some(health) = Health::from_action(&event.action) {
-                        if l.phase == Phase::Starting {
+                        if matches!(l.phase, Phase::Starting | Phase::Started) {
                             l.early_health = Some((event.time, health));
                         } else {
                             l.health = Some(health);
@@ -776,7 +792,9 @@ enum Phase {
     Waiting,
     /// Its start call is under way.
     Starting,
-    /// The engine started it.
+    /// The engine started it; what it is now is being asked.
+    Started,
+    /// The engine started it, and what it was right after is known.
     Up,
     /// A one-shot that a dependent waits for, exited 0.
     Completed,
@@ -813,7 +831,7 @@ impl Live {
                 self.running
                     && (!prepared.waits_for_health() || self.health == Some(Health::Healthy))
             }
-            Phase::Waiting | Phase::Starting => false,
+            Phase::Waiting | Phase::Starting | Phase::Started => false,
         }
     }
 
@@ -823,7 +841,10 @@ impl Live {
             Condition::Completed => self.phase == Phase::Completed,
             Condition::Healthy => self.ready(prepared),
             Condition::Started => {
-                self.phase == Phase::Completed || (self.phase == Phase::Up && self.running)
+                // As compose: started is enough, whatever it does next (a death is a failed
+                // start all the same).
+                matches!(self.phase, Phase::Completed | Phase::Started)
+                    || (self.phase == Phase::Up && self.running)
             }
         }
     }
@@ -872,7 +893,7 @@ fn pending(
                     on.into_iter().collect::<Vec<_>>().join(", ")
                 )
             }
-            Phase::Starting => "starting".to_owned(),
+            Phase::Starting | Phase::Started => "starting".to_owned(),
             _ if !l.running => "not running".to_owned(),
             _ => l.health.unwrap_or(Health::Starting).as_str().to_owned(),
         };
@@ -1054,6 +1075,13 @@ mod tests {
         assert!(starting.ready(&was_unhealthy));
         assert!(up(Some(Health::Healthy), now).ready(&was_healthy));
         assert!(!Live::default().satisfies(Condition::Started, &unchecked));
+        let just_started = Live {
+            phase: Phase::Started,
+            ..Live::default()
+        };
+        assert!(just_started.satisfies(Condition::Started, &unchecked));
+        assert!(!just_started.satisfies(Condition::Healthy, &was_unhealthy));
+        assert!(!just_started.ready(&unchecked));
     }
 
     #[test]
