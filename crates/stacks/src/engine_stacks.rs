@@ -689,7 +689,20 @@ impl Stacks for EngineStacks {
             .collect();
         tracing::info!(stack, ?services, "stopping");
         let result = self.stop_in_order(stack, &prepared).await;
-        lock(&self.stopped).insert(stack.to_owned(), prepared);
+        // A stop again before the start (one that did not end well is repeated) adds to what
+        // the first one recorded: their health before the cycle is still known.
+        let mut stopped = lock(&self.stopped);
+        let mut record = prepared;
+        for earlier in stopped.remove(stack).into_iter().flatten() {
+            if !record
+                .iter()
+                .any(|p| p.container.id == earlier.container.id)
+            {
+                record.push(earlier);
+            }
+        }
+        stopped.insert(stack.to_owned(), record);
+        drop(stopped);
         result.map(|()| services)
     }
 
@@ -707,13 +720,17 @@ impl Stacks for EngineStacks {
         self.wait_for_other_stops(stack).await;
         let deadline = Instant::now() + self.config.start_timeout;
 
-        // Right after this instance stopped exactly these services, what its stop saw is
-        // still true unless a container was removed meanwhile, which its start then tells.
+        // Right after this instance stopped these services, what its stop saw is still true
+        // unless a container was removed meanwhile, which its start then tells.
         // Kept until a start succeeds: a retry then still knows the health before the stop.
-        let recorded = lock(&self.stopped)
-            .get(stack)
-            .filter(|r| services_of(r) == wanted)
-            .cloned();
+        let recorded: Option<Vec<Prepared>> = lock(&self.stopped).get(stack).and_then(|r| {
+            let mine: Vec<Prepared> = r
+                .iter()
+                .filter(|p| wanted.contains(&p.container.service))
+                .cloned()
+                .collect();
+            (services_of(&mine) == wanted).then_some(mine)
+        });
         let health_before: HashMap<String, Option<Health>> = recorded
             .iter()
             .flatten()

@@ -432,3 +432,46 @@ impl Drop for Down {
         }
     }
 }
+
+#[test]
+fn a_second_stop_before_the_start_keeps_what_the_first_knew() {
+    let mut root = Root::new(Tool::V2);
+    let name = root.name("again");
+    root.deploy(
+        &name,
+        "compose.yaml",
+        &format!(
+            "services:\n{}{}",
+            serve(
+                "db",
+                &["--never-healthy"],
+                "    healthcheck:\n      test: [\"CMD\", \"/app\", \"health\"]\n      interval: 200ms\n      retries: 2\n"
+            ),
+            serve("web", &[], ""),
+        ),
+    );
+    root.up(&name);
+    wait_for_health(&name, "db", "unhealthy");
+    // Short: a start that waited for db's health would fail instead of returning.
+    let stacks = root.stacks_with(|c| c.start_timeout = Duration::from_secs(5));
+    block_on(LIMIT, async {
+        let services = stacks.stop(&name).await.expect("stop");
+        assert_eq!(services, ["db", "web"]);
+        // Something starts web again before the resume; the controller stops it once more.
+        docker(&["start", &container(&name, "web").id]);
+        assert_eq!(stacks.stop(&name).await.expect("stop again"), ["web"]);
+        stacks
+            .start(&name, &services)
+            .await
+            .expect("db's health before the cycle is still known");
+        assert_eq!(
+            stacks
+                .last_start(&name)
+                .expect("a report")
+                .not_waited_for_health,
+            ["db"]
+        );
+        assert_eq!(container(&name, "db").status, "running");
+        assert_eq!(container(&name, "web").status, "running");
+    });
+}
