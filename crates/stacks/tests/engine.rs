@@ -138,18 +138,8 @@ fn a_dependency_chain_starts_in_order_with_its_conditions(tool: Tool) {
         assert!(web.finished_at <= db.finished_at, "{web:?} {db:?}");
 
         stacks.start(&name, &services).await.expect("start");
-        let (db, web, front) = (
-            container(&name, "db"),
-            container(&name, "web"),
-            container(&name, "front"),
-        );
-        assert_eq!(db.health, "healthy");
         // db became healthy again (its second "healthy" line) before web was started.
-        let healthy = log_times(&dir, "db", "healthy");
-        assert_eq!(healthy.len(), 2, "{}", app_log(&dir, "db"));
-        assert!(healthy[1] <= web.started_at, "{healthy:?} {web:?}");
-        assert!(web.started_at <= front.started_at, "{web:?} {front:?}");
-        support::assert_not_run_again(&name, "init", &init);
+        assert_started_in_chain_order(&name, &dir, 2, &init);
 
         // After a crash: another instance, nothing in memory, only the service names.
         let services = stacks.stop(&name).await.expect("stop");
@@ -158,18 +148,29 @@ fn a_dependency_chain_starts_in_order_with_its_conditions(tool: Tool) {
             .start(&name, &services)
             .await
             .expect("start after a crash");
-        let (db, web, front) = (
-            container(&name, "db"),
-            container(&name, "web"),
-            container(&name, "front"),
-        );
-        assert_eq!(db.health, "healthy");
-        let healthy = log_times(&dir, "db", "healthy");
-        assert_eq!(healthy.len(), 3, "{}", app_log(&dir, "db"));
-        assert!(healthy[2] <= web.started_at, "{healthy:?} {web:?}");
-        assert!(web.started_at <= front.started_at, "{web:?} {front:?}");
-        support::assert_not_run_again(&name, "init", &init);
+        assert_started_in_chain_order(&name, &dir, 3, &init);
     });
+}
+
+/// db healthy (for the `runs`-th time) before web started, web before front, and the one-shot
+/// `init` not run again.
+fn assert_started_in_chain_order(
+    name: &str,
+    dir: &Path,
+    runs: usize,
+    init: &support::ContainerState,
+) {
+    let (db, web, front) = (
+        container(name, "db"),
+        container(name, "web"),
+        container(name, "front"),
+    );
+    assert_eq!(db.health, "healthy");
+    let healthy = log_times(dir, "db", "healthy");
+    assert_eq!(healthy.len(), runs, "{}", app_log(dir, "db"));
+    assert!(healthy[runs - 1] <= web.started_at, "{healthy:?} {web:?}");
+    assert!(web.started_at <= front.started_at, "{web:?} {front:?}");
+    support::assert_not_run_again(name, "init", init);
 }
 
 fn a_vanished_sidecar_is_joined_in_its_new_namespace(tool: Tool) {
@@ -247,19 +248,7 @@ fn an_unhealthy_service_does_not_hold_up_the_next_stack() {
     let mut root = Root::new(Tool::V2);
     let sick = root.name("sick");
     let fine = root.name("fine");
-    root.deploy(
-        &sick,
-        "compose.yaml",
-        &format!(
-            "services:\n{}{}",
-            serve(
-                "db",
-                &["--never-healthy"],
-                "    healthcheck:\n      test: [\"CMD\", \"/app\", \"health\"]\n      interval: 200ms\n      retries: 2\n"
-            ),
-            serve("web", &[], ""),
-        ),
-    );
+    root.deploy(&sick, "compose.yaml", &unhealthy_db_and_web());
     root.deploy(
         &fine,
         "compose.yaml",
@@ -328,6 +317,19 @@ fn an_app_that_dies_soon_after_its_start_is_a_failed_start() {
             other => panic!("expected a failed start, got {other}"),
         }
     });
+}
+
+/// A stack whose `db` has a health check that never passes, beside a plain `web`.
+fn unhealthy_db_and_web() -> String {
+    format!(
+        "services:\n{}{}",
+        serve(
+            "db",
+            &["--never-healthy"],
+            "    healthcheck:\n      test: [\"CMD\", \"/app\", \"health\"]\n      interval: 200ms\n      retries: 2\n"
+        ),
+        serve("web", &[], ""),
+    )
 }
 
 /// The newer engine of `scripts/provision.sh` (Docker 26, API 1.45; Docker 29 refuses clients
@@ -437,19 +439,7 @@ impl Drop for Down {
 fn a_second_stop_before_the_start_keeps_what_the_first_knew() {
     let mut root = Root::new(Tool::V2);
     let name = root.name("again");
-    root.deploy(
-        &name,
-        "compose.yaml",
-        &format!(
-            "services:\n{}{}",
-            serve(
-                "db",
-                &["--never-healthy"],
-                "    healthcheck:\n      test: [\"CMD\", \"/app\", \"health\"]\n      interval: 200ms\n      retries: 2\n"
-            ),
-            serve("web", &[], ""),
-        ),
-    );
+    root.deploy(&name, "compose.yaml", &unhealthy_db_and_web());
     root.up(&name);
     wait_for_health(&name, "db", "unhealthy");
     // Short: a start that waited for db's health would fail instead of returning.
