@@ -84,8 +84,8 @@ pub trait Stacks: Send + Sync {
     async fn is_running(&self, stack: &str) -> Result<bool, StacksError>;
 }
 
-/// What can go wrong with a stack. Messages name the stack and the command, and carry the
-/// tail of compose's stderr.
+/// What can go wrong with a stack. Messages name the stack, the container or service, and
+/// the engine's answer (or the compose command and the tail of its stderr).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StacksError {
@@ -100,17 +100,18 @@ pub enum StacksError {
     /// The stack is protected; it is never stopped.
     #[error("stack {0:?} is protected and is never stopped")]
     Protected(String),
-    /// A command failed.
+    /// A command or an engine call about the stack as a whole failed.
     #[error("stack {stack:?}: {command}: {detail}")]
     Command {
         /// The stack.
         stack: String,
-        /// The command line, e.g. `docker compose -p app stop -t 30`.
+        /// The command line (e.g. `docker compose -p app up -d --no-recreate --no-deps web`)
+        /// or the engine call (e.g. `list of its containers`).
         command: String,
         /// What went wrong, with the tail of stderr.
         detail: String,
     },
-    /// Anything else (engine unreachable, timeout waiting to run...).
+    /// Anything else (not made by this crate any more; kept for the callers' mocks).
     #[error("{0}")]
     Other(String),
     /// The engine refused or failed an action on one container of a stack.
@@ -153,10 +154,11 @@ pub enum StacksError {
         /// Why.
         source: std::io::Error,
     },
-    /// A docker command that concerns no single stack failed, e.g. the engine is unreachable.
+    /// An engine call that concerns no single stack failed (not for an unreachable engine:
+    /// that is [`StacksError::EngineUnreachable`]).
     #[error("docker engine: {command}: {detail}")]
     Engine {
-        /// The command line, e.g. `docker ps --filter ...`.
+        /// The call, e.g. `list of the running containers`.
         command: String,
         /// What went wrong, with the tail of stderr.
         detail: String,
@@ -178,17 +180,17 @@ pub enum StacksError {
         /// What each attempt answered.
         detail: String,
     },
-    /// A service's container stopped (exited, died, or went into a restart loop) right
-    /// after it was started.
+    /// A service's container died (exited, or was restarted by its restart policy) during its
+    /// start or within `start_settle` after it.
     #[error("stack {stack:?}: {command}: service {service:?} failed to start ({status}); its last log lines:\n{logs}")]
     StartFailed {
         /// The stack.
         stack: String,
-        /// The command that started it.
+        /// What started it, e.g. `start of container app-web-1`.
         command: String,
         /// The service.
         service: String,
-        /// The container's status as docker shows it, e.g. `Exited (1) 1 second ago`.
+        /// The container's status, e.g. `Exited (1)`.
         status: String,
         /// The tail of the container's log.
         logs: String,
@@ -198,7 +200,7 @@ pub enum StacksError {
     StartTimeout {
         /// The stack.
         stack: String,
-        /// The command that started it.
+        /// What was waited for: `start`.
         command: String,
         /// How long was waited.
         waited: Duration,
