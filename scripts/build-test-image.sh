@@ -4,7 +4,8 @@
 #
 # Used by the stacks tests, the end-to-end tests and the demo. Idempotent and quick when
 # nothing changed: cargo rebuilds nothing, and `docker build` is skipped when the image
-# already carries the binary's sha256 in its label.
+# already carries the binary's sha256 in its label. Where the newer engine of
+# scripts/provision.sh runs, the image is loaded into it too (`docker save | docker load`).
 #
 # The binary goes to its own target dir (target/testapp): this script is run from inside
 # `cargo test`, whose process holds the lock of the main target dir.
@@ -29,8 +30,26 @@ RUSTFLAGS="-C target-feature=+crt-static" "${CARGO:-cargo}" build --quiet --rele
 binary="$target_dir/$target/release/felhom-testapp"
 sha=$(sha256sum "$binary" | cut -d' ' -f1)
 
-current=$(docker image inspect --format "{{ index .Config.Labels \"$label\" }}" "$image" 2>/dev/null || true)
-if [ "$current" = "$sha" ]; then
+# The image's label on an engine (empty where it has no such image).
+label_on() {
+    docker image inspect --format "{{ index .Config.Labels \"$label\" }}" "$image" 2>/dev/null || true
+}
+
+# The newer engine (scripts/provision.sh), when it runs: the same image, loaded.
+newer_host=unix:///run/felhom-docker26/docker.sock
+load_into_newer() {
+    if [ ! -S "${newer_host#unix://}" ] || ! DOCKER_HOST=$newer_host docker version >/dev/null 2>&1; then
+        return 0
+    fi
+    if [ "$(DOCKER_HOST=$newer_host label_on)" = "$sha" ]; then
+        return 0
+    fi
+    log "loading $image into the newer engine ($newer_host)"
+    docker save "$image" | DOCKER_HOST=$newer_host docker load >/dev/null
+}
+
+if [ "$(label_on)" = "$sha" ]; then
+    load_into_newer
     exit 0
 fi
 
@@ -53,3 +72,4 @@ if ! output=$(docker build --label "$label=$sha" -t "$image" "$context" 2>&1); t
     exit 1
 fi
 log "built $image"
+load_into_newer

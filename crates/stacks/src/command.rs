@@ -3,12 +3,9 @@
 
 use std::fmt;
 use std::io;
-use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
-
-use tokio::io::AsyncReadExt;
 
 /// How many lines of a command's stderr an error carries.
 const TAIL_LINES: usize = 20;
@@ -125,45 +122,6 @@ impl Runner {
             })
         }
     }
-
-    /// Runs `line` with stdout and stderr into one pipe, so that their lines keep their order
-    /// (`docker logs` replays a container's two streams on its own two), and returns that.
-    pub(crate) async fn merged_output(
-        &self,
-        line: &CommandLine,
-        limit: Duration,
-    ) -> Result<String, Failure> {
-        let (reader, writer) = io::pipe().map_err(Failure::Spawn)?;
-        let mut command = self.command(line);
-        command
-            .stdout(writer.try_clone().map_err(Failure::Spawn)?)
-            .stderr(writer);
-        let mut child = command.spawn().map_err(Failure::Spawn)?;
-        // The command holds the parent's copies of the write end: without dropping it the
-        // pipe never reaches end-of-file.
-        drop(command);
-        let mut reader = tokio::net::unix::pipe::Receiver::from_owned_fd(OwnedFd::from(reader))
-            .map_err(Failure::Io)?;
-        let run = async {
-            let mut buf = Vec::new();
-            reader.read_to_end(&mut buf).await?;
-            let status = child.wait().await?;
-            Ok::<_, io::Error>((status, buf))
-        };
-        let (status, buf) = tokio::time::timeout(limit, run)
-            .await
-            .map_err(|_| Failure::TimedOut(limit))?
-            .map_err(Failure::Io)?;
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        if status.success() {
-            Ok(text)
-        } else {
-            Err(Failure::Exit {
-                status,
-                stderr: tail(&text),
-            })
-        }
-    }
 }
 
 /// The last lines of a command's output, trimmed, for an error message.
@@ -246,27 +204,5 @@ mod tests {
             .expect_err("sleep outlives the limit");
         assert!(matches!(err, Failure::TimedOut(_)), "{err}");
         assert!(started.elapsed() < Duration::from_secs(20), "not bounded");
-    }
-
-    #[tokio::test]
-    async fn merged_output_keeps_both_streams() {
-        // `ls` of one present and one missing path writes to both stdout and stderr.
-        let dir = tempfile::tempdir().expect("tempdir");
-        let present = dir.path().join("present");
-        std::fs::write(&present, "").expect("write");
-        let line = CommandLine::new(
-            "ls",
-            [
-                present.to_string_lossy().into_owned(),
-                "/nonexistent-felhom-path".to_owned(),
-            ],
-        );
-        let err = Runner::default()
-            .merged_output(&line, Duration::from_secs(10))
-            .await
-            .expect_err("one path is missing");
-        let text = err.to_string();
-        assert!(text.contains("/nonexistent-felhom-path"), "{text}");
-        assert!(text.contains(&*present.to_string_lossy()), "{text}");
     }
 }

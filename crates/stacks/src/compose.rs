@@ -1,7 +1,5 @@
 //! The compose command lines, for `docker compose` (v2) and `docker-compose` (v1).
 
-use std::time::Duration;
-
 use crate::command::CommandLine;
 use crate::files::ComposeFiles;
 use crate::ComposeChoice;
@@ -59,25 +57,9 @@ impl Flavor {
         line
     }
 
-    /// `stop -t <secs>`: all of the project's containers, dependents before their dependencies.
-    pub(crate) fn stop(
-        self,
-        project: &str,
-        files: &ComposeFiles,
-        timeout: Duration,
-    ) -> CommandLine {
-        let secs = whole_seconds(timeout).to_string();
-        self.project(project, files, &["stop", "-t", &secs], &[])
-    }
-
-    /// `start <services>`: the existing containers, dependencies first.
-    pub(crate) fn start(
-        self,
-        project: &str,
-        files: &ComposeFiles,
-        services: &[String],
-    ) -> CommandLine {
-        self.project(project, files, &["start"], services)
+    /// `config`: the project's model as compose reads it (YAML).
+    pub(crate) fn config(self, project: &str, files: &ComposeFiles) -> CommandLine {
+        self.project(project, files, &["config"], &[])
     }
 
     /// `up -d --no-recreate --no-deps <services>`: existing containers are started as they
@@ -96,12 +78,22 @@ impl Flavor {
             services,
         )
     }
-}
 
-/// Compose takes whole seconds; a fraction is rounded up so that an app never gets less
-/// time to stop than configured.
-fn whole_seconds(duration: Duration) -> u64 {
-    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
+    /// `up -d --force-recreate --no-deps <services>`: for containers that joined the network
+    /// namespace of a container that is gone, so that they join the new one.
+    pub(crate) fn up_recreate(
+        self,
+        project: &str,
+        files: &ComposeFiles,
+        services: &[String],
+    ) -> CommandLine {
+        self.project(
+            project,
+            files,
+            &["up", "-d", "--force-recreate", "--no-deps"],
+            services,
+        )
+    }
 }
 
 #[cfg(test)]
@@ -124,7 +116,7 @@ mod tests {
 
     #[test]
     fn v2_runs_the_docker_plugin() {
-        let line = Flavor::V2.stop("app", &files(false), Duration::from_secs(30));
+        let line = Flavor::V2.config("app", &files(false));
         assert_eq!(line.program, "docker");
         assert_eq!(
             args(&line),
@@ -134,9 +126,7 @@ mod tests {
                 "app",
                 "-f",
                 "/opt/felhom/stacks/app/compose.yaml",
-                "stop",
-                "-t",
-                "30"
+                "config",
             ]
         );
         assert_eq!(line.cwd, Some(PathBuf::from("/opt/felhom/stacks/app")));
@@ -145,7 +135,7 @@ mod tests {
 
     #[test]
     fn v1_runs_docker_compose() {
-        let line = Flavor::V1.stop("app", &files(false), Duration::from_millis(1500));
+        let line = Flavor::V1.config("app", &files(false));
         assert_eq!(line.program, "docker-compose");
         assert_eq!(
             args(&line),
@@ -154,9 +144,7 @@ mod tests {
                 "app",
                 "-f",
                 "/opt/felhom/stacks/app/compose.yaml",
-                "stop",
-                "-t",
-                "2"
+                "config",
             ]
         );
         assert_eq!(line.cwd, Some(PathBuf::from("/opt/felhom/stacks/app")));
@@ -168,7 +156,7 @@ mod tests {
     fn start_names_exactly_the_services() {
         let services = vec!["db".to_owned(), "web".to_owned()];
         for (flavor, prefix) in [(Flavor::V2, vec!["compose"]), (Flavor::V1, vec![])] {
-            let line = flavor.start("app", &files(true), &services);
+            let line = flavor.up_recreate("app", &files(true), &services);
             let mut expected = prefix.clone();
             expected.extend([
                 "-p",
@@ -177,7 +165,10 @@ mod tests {
                 "/opt/felhom/stacks/app/compose.yaml",
                 "-f",
                 "/opt/felhom/stacks/app/compose.override.yml",
-                "start",
+                "up",
+                "-d",
+                "--force-recreate",
+                "--no-deps",
                 "db",
                 "web",
             ]);
@@ -199,13 +190,5 @@ mod tests {
             ]);
             assert_eq!(args(&line), expected, "{flavor:?}");
         }
-    }
-
-    #[test]
-    fn stop_timeout_rounds_up_to_whole_seconds() {
-        assert_eq!(whole_seconds(Duration::ZERO), 0);
-        assert_eq!(whole_seconds(Duration::from_millis(1)), 1);
-        assert_eq!(whole_seconds(Duration::from_secs(30)), 30);
-        assert_eq!(whole_seconds(Duration::from_millis(30_001)), 31);
     }
 }

@@ -11,7 +11,8 @@ use crate::StacksError;
 /// the controller itself.
 pub const DEFAULT_PROTECTED: [&str; 3] = ["traefik", "cloudflared", "felhom-controller"];
 
-/// Which compose tool runs the stacks (`stacks.compose`).
+/// Which compose tool brings back vanished containers and reads the dependencies of stacks
+/// deployed by compose v1 (`stacks.compose`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ComposeChoice {
     /// `docker compose` where it works, else `docker-compose`; detected once.
@@ -55,9 +56,10 @@ pub struct StacksConfig {
     pub root: PathBuf,
     /// Stacks that are never listed nor stopped ([`DEFAULT_PROTECTED`]).
     pub protected: Vec<String>,
-    /// Which compose tool to use.
+    /// Which compose tool to use where the engine alone cannot do it.
     pub compose: ComposeChoice,
-    /// How long compose gives a container to stop before it kills it (30s).
+    /// The grace period of containers that declare none (30s); a container's own
+    /// `stop_grace_period` always wins.
     pub stop_timeout: Duration,
     /// How long a start may take until its services run and are healthy (120s).
     pub start_timeout: Duration,

@@ -1,25 +1,185 @@
-//! What the docker engine says about compose containers: one `docker ps` per question,
-//! filtered on compose's labels (cheaper than an inspect per container).
+//! The Docker engine, through its API (bollard) on the unix socket or `DOCKER_HOST`.
+//!
+//! Requests go out *unversioned* (`/containers/json`, not `/v1.53/containers/json`): the engine
+//! then answers in its own current API version, so one client works with Docker 20.10 (API
+//! 1.41, which refuses newer versions) and with Docker 29 (which refuses anything older than
+//! 1.44) without a negotiation round trip or state that an engine upgrade would make stale.
+//! Every field read here exists, with the same meaning, from API 1.25 on.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
-use crate::command::CommandLine;
+use bollard::models::{ContainerInspectResponse, EventMessage, HealthStatusEnum};
+use bollard::query_parameters::{
+    EventsOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
+    StopContainerOptionsBuilder,
+};
+use bollard::{BollardRequest, Docker};
+use futures::{Stream, StreamExt, TryStreamExt};
 
-const PROJECT_LABEL: &str = "com.docker.compose.project";
+pub(crate) const PROJECT_LABEL: &str = "com.docker.compose.project";
+pub(crate) const SERVICE_LABEL: &str = "com.docker.compose.service";
+pub(crate) const DEPENDS_ON_LABEL: &str = "com.docker.compose.depends_on";
 /// `compose run` containers are one-offs: not part of the stack's services, and compose's
 /// own `stop`/`start` leave them alone, so this crate ignores them too.
-const NOT_ONE_OFF: &str = "label=com.docker.compose.oneoff=False";
+const ONE_OFF_LABEL: &str = "com.docker.compose.oneoff";
 
-/// One container of a project, as `docker ps` shows it.
+/// The bound on the quick engine calls (list, inspect, start, logs), which only take long
+/// when the engine hangs.
+pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// bollard's own per-request bound; every call here has its own, tighter one, and a stop's
+/// answer comes only after the container's whole grace period.
+const CLIENT_TIMEOUT_SECS: u64 = 24 * 3600;
+
+/// Why an engine call did not succeed.
+#[derive(Debug)]
+pub(crate) enum EngineError {
+    /// The engine cannot be reached: no socket, refused, reset.
+    Unreachable(String),
+    /// The engine answered with an error (its message).
+    Api { status: u16, message: String },
+    /// No answer within the bound.
+    TimedOut(Duration),
+    /// Anything else bollard reports (a body that does not parse, ...).
+    Other(String),
+}
+
+impl EngineError {
+    pub(crate) fn is_not_found(&self) -> bool {
+        matches!(self, Self::Api { status: 404, .. })
+    }
+}
+
+impl fmt::Display for EngineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unreachable(detail) => f.write_str(detail),
+            Self::Api { status, message } => write!(f, "the engine answered {status}: {message}"),
+            Self::TimedOut(limit) => write!(f, "no answer within {}s", limit.as_secs()),
+            Self::Other(detail) => f.write_str(detail),
+        }
+    }
+}
+
+fn classify(host: &str, err: bollard::errors::Error) -> EngineError {
+    use bollard::errors::Error as B;
+    match err {
+        B::DockerResponseServerError {
+            status_code,
+            message,
+        } => EngineError::Api {
+            status: status_code,
+            message,
+        },
+        B::SocketNotFoundError(path) => {
+            EngineError::Unreachable(format!("{host}: no socket at {path}"))
+        }
+        B::HyperLegacyError { .. } | B::HyperResponseError { .. } | B::IOError { .. } => {
+            EngineError::Unreachable(format!("{host}: {}", error_chain(&err)))
+        }
+        B::RequestTimeoutError => EngineError::TimedOut(Duration::from_secs(CLIENT_TIMEOUT_SECS)),
+        other => EngineError::Other(error_chain(&other)),
+    }
+}
+
+/// An error and its sources on one line: hyper's own messages ("client error (Connect)")
+/// say nothing without the OS error beneath them.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Drops bollard's `/v1.NN` path prefix: see the module's comment.
+fn unversioned(mut request: BollardRequest) -> BollardRequest {
+    let uri = request.uri();
+    if let Some(pq) = uri.path_and_query() {
+        let path = pq.as_str();
+        let rest = path
+            .strip_prefix("/v")
+            .and_then(|r| r.find('/').map(|slash| &r[slash..]))
+            .filter(|_| path[2..].starts_with(|c: char| c.is_ascii_digit()));
+        if let Some(rest) = rest {
+            let mut parts = uri.clone().into_parts();
+            if let Ok(new_pq) = rest.parse() {
+                parts.path_and_query = Some(new_pq);
+                if let Ok(new_uri) = http::Uri::from_parts(parts) {
+                    *request.uri_mut() = new_uri;
+                }
+            }
+        }
+    }
+    request
+}
+
+/// One container of a project, as the engine lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Container {
+pub(crate) struct Listed {
     pub(crate) id: String,
     pub(crate) service: String,
-    /// `created`, `running`, `paused`, `restarting`, `removing`, `exited` or `dead`.
-    pub(crate) state: String,
-    /// The human-readable status, e.g. `Up 3 seconds (healthy)`; the only place `docker ps`
-    /// shows the health.
-    pub(crate) status: String,
+    pub(crate) running: bool,
+}
+
+/// What an inspect tells about a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Inspected {
+    pub(crate) id: String,
+    /// Without the leading `/`.
+    pub(crate) name: String,
+    pub(crate) service: String,
+    pub(crate) state: State,
+    /// Its health now; `None` when it has no health status (none yet, or no check).
+    pub(crate) health: Option<Health>,
+    /// Whether it has a health check (its own or its image's).
+    pub(crate) has_healthcheck: bool,
+    /// Its own grace period (compose's `stop_grace_period`), if it declares one.
+    pub(crate) stop_timeout: Option<u64>,
+    /// `com.docker.compose.depends_on`, `None` when the label is absent (compose v1).
+    pub(crate) depends_on: Option<String>,
+    /// `HostConfig.NetworkMode`, e.g. `container:<id>`.
+    pub(crate) network_mode: String,
+    /// `HostConfig.Links`, e.g. `/app-db-1:/app-web-1/db`.
+    pub(crate) links: Vec<String>,
+    pub(crate) exit_code: i64,
+    /// When its current (or last) run began, in ns since the epoch (the engine's clock); 0
+    /// when it never ran.
+    pub(crate) started_at: i64,
+}
+
+/// A container's state, in the engine's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    Created,
+    Running,
+    Paused,
+    Restarting,
+    Removing,
+    Exited,
+    Dead,
+}
+
+impl State {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Running => "running",
+            Self::Paused => "paused",
+            Self::Restarting => "restarting",
+            Self::Removing => "removing",
+            Self::Exited => "exited",
+            Self::Dead => "dead",
+        }
+    }
 }
 
 /// A container's health, for containers that have a health check.
@@ -30,192 +190,349 @@ pub(crate) enum Health {
     Unhealthy,
 }
 
-impl Container {
-    pub(crate) fn is_running(&self) -> bool {
-        self.state == "running"
+impl Health {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Starting => "health: starting",
+            Self::Healthy => "healthy",
+            Self::Unhealthy => "unhealthy",
+        }
     }
 
-    /// Gone for good since its start: it will not come up by waiting.
-    pub(crate) fn has_failed(&self) -> bool {
-        matches!(self.state.as_str(), "exited" | "dead" | "restarting")
-    }
-
-    /// `None` for a container without a health check.
-    pub(crate) fn health(&self) -> Option<Health> {
-        // The engine formats these in `State.String()`: `Up 2 seconds (health: starting)`.
-        if self.status.contains("(health: starting)") {
-            Some(Health::Starting)
-        } else if self.status.contains("(unhealthy)") {
-            Some(Health::Unhealthy)
-        } else if self.status.contains("(healthy)") {
-            Some(Health::Healthy)
-        } else {
-            None
+    /// From an event's action, e.g. `health_status: healthy`.
+    pub(crate) fn from_action(action: &str) -> Option<Self> {
+        match action.strip_prefix("health_status:")?.trim() {
+            "starting" => Some(Self::Starting),
+            "healthy" => Some(Self::Healthy),
+            "unhealthy" => Some(Self::Unhealthy),
+            _ => None,
         }
     }
 }
 
-/// The running, non-one-off containers of all compose projects: `project\tservice` lines.
-pub(crate) fn ps_running_services() -> CommandLine {
-    CommandLine::new(
-        "docker",
-        [
-            "ps",
-            "--filter",
-            &format!("label={PROJECT_LABEL}"),
-            "--filter",
-            NOT_ONE_OFF,
-            "--filter",
-            "status=running",
-            "--format",
-            "{{.Label \"com.docker.compose.project\"}}\t{{.Label \"com.docker.compose.service\"}}",
-        ],
-    )
+impl Inspected {
+    fn from_response(r: ContainerInspectResponse) -> Self {
+        use bollard::models::ContainerStateStatusEnum as S;
+        let config = r.config.unwrap_or_default();
+        let host = r.host_config.unwrap_or_default();
+        let state = r.state.unwrap_or_default();
+        let mut labels = config.labels.unwrap_or_default();
+        let health = match state.health.and_then(|h| h.status) {
+            Some(HealthStatusEnum::STARTING) => Some(Health::Starting),
+            Some(HealthStatusEnum::HEALTHY) => Some(Health::Healthy),
+            Some(HealthStatusEnum::UNHEALTHY) => Some(Health::Unhealthy),
+            _ => None,
+        };
+        Self {
+            id: r.id.unwrap_or_default(),
+            name: r
+                .name
+                .unwrap_or_default()
+                .trim_start_matches('/')
+                .to_owned(),
+            service: labels.remove(SERVICE_LABEL).unwrap_or_default(),
+            state: match state.status {
+                Some(S::RUNNING) => State::Running,
+                Some(S::PAUSED) => State::Paused,
+                Some(S::RESTARTING) => State::Restarting,
+                Some(S::REMOVING) => State::Removing,
+                Some(S::EXITED) => State::Exited,
+                Some(S::DEAD) => State::Dead,
+                _ => State::Created,
+            },
+            health,
+            has_healthcheck: config
+                .healthcheck
+                .and_then(|h| h.test)
+                .and_then(|test| test.first().cloned())
+                .is_some_and(|kind| kind != "NONE"),
+            stop_timeout: config
+                .stop_timeout
+                .and_then(|t| u64::try_from(t).ok())
+                .filter(|t| *t > 0),
+            depends_on: labels.remove(DEPENDS_ON_LABEL),
+            network_mode: host.network_mode.unwrap_or_default(),
+            links: host.links.unwrap_or_default(),
+            exit_code: state.exit_code.unwrap_or_default(),
+            started_at: state
+                .started_at
+                .as_deref()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .and_then(|t| t.timestamp_nanos_opt())
+                .unwrap_or(0),
+        }
+    }
+
+    /// The status as `docker ps` would word it, for messages.
+    pub(crate) fn status(&self) -> String {
+        match (self.state, self.health) {
+            (State::Exited, _) => format!("Exited ({})", self.exit_code),
+            (State::Running, Some(h)) => format!("running ({})", h.as_str()),
+            (s, _) => s.as_str().to_owned(),
+        }
+    }
 }
 
-/// The services that run, by project.
-pub(crate) fn parse_running_services(stdout: &str) -> BTreeMap<String, BTreeSet<String>> {
-    let mut projects: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for line in stdout.lines() {
-        if let Some((project, service)) = line.split_once('\t') {
-            if !project.is_empty() && !service.is_empty() {
-                projects
-                    .entry(project.to_owned())
-                    .or_default()
-                    .insert(service.to_owned());
+/// A container event of a project: start, die, health changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Event {
+    pub(crate) id: String,
+    pub(crate) action: String,
+    /// A `die`'s exit code.
+    pub(crate) exit_code: Option<i64>,
+    /// When, in ns since the epoch (the engine's clock).
+    pub(crate) time: i64,
+}
+
+/// The engine client, built on first use: the socket may not exist yet (an engine not up
+/// after a boot), and that is an `Unreachable` of the call, not of the construction.
+#[derive(Debug)]
+pub(crate) struct Engine {
+    host: String,
+    client: Mutex<Option<Docker>>,
+}
+
+impl Engine {
+    /// `host`: the engine's address; `None` for `DOCKER_HOST` or the default socket.
+    pub(crate) fn new(host: Option<String>) -> Self {
+        let host = host
+            .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
+            .unwrap_or_else(|| "unix:///var/run/docker.sock".to_owned());
+        Self {
+            host,
+            client: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn host(&self) -> &str {
+        &self.host
+    }
+
+    fn client(&self) -> Result<Docker, EngineError> {
+        let mut slot = self.client.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(docker) = slot.as_ref() {
+            return Ok(docker.clone());
+        }
+        let docker = Docker::connect_with_host(&self.host)
+            .map_err(|e| classify(&self.host, e))?
+            .with_timeout(Duration::from_secs(CLIENT_TIMEOUT_SECS))
+            .with_request_modifier(unversioned);
+        *slot = Some(docker.clone());
+        Ok(docker)
+    }
+
+    async fn bounded<T>(
+        &self,
+        limit: Duration,
+        call: impl std::future::Future<Output = Result<T, bollard::errors::Error>>,
+    ) -> Result<T, EngineError> {
+        match tokio::time::timeout(limit, call).await {
+            Ok(result) => result.map_err(|e| classify(&self.host, e)),
+            Err(_) => Err(EngineError::TimedOut(limit)),
+        }
+    }
+
+    async fn list(
+        &self,
+        filters: HashMap<&str, Vec<String>>,
+    ) -> Result<Vec<bollard::models::ContainerSummary>, EngineError> {
+        let docker = self.client()?;
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        self.bounded(CALL_TIMEOUT, docker.list_containers(Some(options)))
+            .await
+    }
+
+    /// The services that run, by project (one-offs left out).
+    pub(crate) async fn running_services(
+        &self,
+    ) -> Result<BTreeMap<String, BTreeSet<String>>, EngineError> {
+        let filters = HashMap::from([
+            ("label", vec![PROJECT_LABEL.to_owned()]),
+            ("status", vec!["running".to_owned()]),
+        ]);
+        let mut projects: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for summary in self.list(filters).await? {
+            let mut labels = summary.labels.unwrap_or_default();
+            if is_one_off(&labels) {
+                continue;
+            }
+            if let (Some(project), Some(service)) =
+                (labels.remove(PROJECT_LABEL), labels.remove(SERVICE_LABEL))
+            {
+                projects.entry(project).or_default().insert(service);
             }
         }
+        Ok(projects)
     }
-    projects
-}
 
-/// The project's containers: all of them, or only the running ones.
-pub(crate) fn ps_project(project: &str, running_only: bool) -> CommandLine {
-    let mut args = vec!["ps".to_owned()];
-    if !running_only {
-        args.push("--all".to_owned());
-    }
-    for filter in [
-        format!("label={PROJECT_LABEL}={project}"),
-        NOT_ONE_OFF.to_owned(),
-    ] {
-        args.push("--filter".to_owned());
-        args.push(filter);
-    }
-    if running_only {
-        args.extend(["--filter".to_owned(), "status=running".to_owned()]);
-    }
-    args.extend([
-        "--format".to_owned(),
-        "{{.ID}}\t{{.Label \"com.docker.compose.service\"}}\t{{.State}}\t{{.Status}}".to_owned(),
-    ]);
-    CommandLine::new("docker", args)
-}
-
-pub(crate) fn parse_containers(stdout: &str) -> Vec<Container> {
-    stdout
-        .lines()
-        .filter_map(|line| {
-            let mut fields = line.splitn(4, '\t');
-            let container = Container {
-                id: fields.next()?.to_owned(),
-                service: fields.next()?.to_owned(),
-                state: fields.next()?.to_owned(),
-                status: fields.next()?.to_owned(),
+    /// Every container of the project (orphans included, one-offs left out).
+    pub(crate) async fn project(&self, project: &str) -> Result<Vec<Listed>, EngineError> {
+        use bollard::models::ContainerSummaryStateEnum as S;
+        let filters = HashMap::from([("label", vec![format!("{PROJECT_LABEL}={project}")])]);
+        let mut containers = Vec::new();
+        for summary in self.list(filters).await? {
+            let mut labels = summary.labels.unwrap_or_default();
+            if is_one_off(&labels) {
+                continue;
+            }
+            let (Some(id), Some(service)) = (summary.id, labels.remove(SERVICE_LABEL)) else {
+                continue;
             };
-            (!container.id.is_empty() && !container.service.is_empty()).then_some(container)
-        })
-        .collect()
+            containers.push(Listed {
+                id,
+                service,
+                running: summary.state == Some(S::RUNNING),
+            });
+        }
+        containers.sort_by(|a, b| (&a.service, &a.id).cmp(&(&b.service, &b.id)));
+        Ok(containers)
+    }
+
+    pub(crate) async fn inspect(&self, id: &str) -> Result<Inspected, EngineError> {
+        let docker = self.client()?;
+        let response = self
+            .bounded(CALL_TIMEOUT, docker.inspect_container(id, None))
+            .await?;
+        Ok(Inspected::from_response(response))
+    }
+
+    /// Stops a container: with its own grace period where it declares one (`grace: None`,
+    /// the engine then uses the container's `StopTimeout` and `StopSignal`), else with
+    /// `grace`. The call is bounded by the grace plus `margin`, so the engine's own kill at
+    /// the end of the grace always comes first.
+    pub(crate) async fn stop(
+        &self,
+        id: &str,
+        grace: Option<u64>,
+        wait: Duration,
+    ) -> Result<(), EngineError> {
+        let docker = self.client()?;
+        let mut options = StopContainerOptionsBuilder::default();
+        if let Some(secs) = grace {
+            options = options.t(i32::try_from(secs).unwrap_or(i32::MAX));
+        }
+        self.bounded(wait, docker.stop_container(id, Some(options.build())))
+            .await
+    }
+
+    pub(crate) async fn start(&self, id: &str) -> Result<(), EngineError> {
+        let docker = self.client()?;
+        self.bounded(CALL_TIMEOUT, docker.start_container(id, None))
+            .await
+    }
+
+    /// The project's container events from now on: `start`, `die` and health changes.
+    pub(crate) fn events(
+        &self,
+        project: &str,
+    ) -> Result<impl Stream<Item = Result<Event, EngineError>> + Send + Unpin, EngineError> {
+        let docker = self.client()?;
+        let filters = HashMap::from([
+            ("type", vec!["container".to_owned()]),
+            ("label", vec![format!("{PROJECT_LABEL}={project}")]),
+            (
+                "event",
+                vec![
+                    "start".to_owned(),
+                    "die".to_owned(),
+                    "health_status".to_owned(),
+                ],
+            ),
+        ]);
+        let options = EventsOptionsBuilder::default().filters(&filters).build();
+        let host = self.host.clone();
+        Ok(Box::pin(
+            docker
+                .events(Some(options))
+                .map_err(move |e| classify(&host, e))
+                .map(|item| item.map(event)),
+        ))
+    }
+
+    /// The last `lines` lines a container logged, both streams in their order.
+    pub(crate) async fn logs_tail(&self, id: &str, lines: usize) -> Result<String, EngineError> {
+        let docker = self.client()?;
+        let options = LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .tail(&lines.to_string())
+            .build();
+        let collect = docker
+            .logs(id, Some(options))
+            .map_ok(|chunk| chunk.to_string())
+            .try_collect::<Vec<String>>();
+        let chunks = self.bounded(CALL_TIMEOUT, collect).await?;
+        Ok(chunks.concat().trim_end().to_owned())
+    }
 }
 
-/// The services among `containers` that have a running container, sorted.
-pub(crate) fn running_services(containers: &[Container]) -> Vec<String> {
-    containers
-        .iter()
-        .filter(|c| c.is_running())
-        .map(|c| c.service.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect()
+fn is_one_off(labels: &HashMap<String, String>) -> bool {
+    labels.get(ONE_OFF_LABEL).is_some_and(|v| v == "True")
 }
 
-/// The last lines a container logged, both streams.
-pub(crate) fn logs_tail(container_id: &str, lines: usize) -> CommandLine {
-    CommandLine::new(
-        "docker",
-        ["logs", "--tail", &lines.to_string(), container_id],
-    )
+fn event(message: EventMessage) -> Event {
+    let actor = message.actor.unwrap_or_default();
+    let exit_code = actor
+        .attributes
+        .as_ref()
+        .and_then(|a| a.get("exitCode"))
+        .and_then(|code| code.parse().ok());
+    Event {
+        id: actor.id.unwrap_or_default(),
+        action: message.action.unwrap_or_default(),
+        exit_code,
+        time: message
+            .time_nano
+            .or(message.time.map(|secs| secs.saturating_mul(1_000_000_000)))
+            .unwrap_or(i64::MAX),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn ps_filters_on_the_project_and_skips_one_offs() {
-        let line = ps_project("app", false);
-        assert_eq!(line.program, "docker");
-        assert_eq!(
-            line.args,
-            [
-                "ps",
-                "--all",
-                "--filter",
-                "label=com.docker.compose.project=app",
-                "--filter",
-                "label=com.docker.compose.oneoff=False",
-                "--format",
-                "{{.ID}}\t{{.Label \"com.docker.compose.service\"}}\t{{.State}}\t{{.Status}}",
-            ]
-        );
-        let running = ps_project("app", true);
-        assert!(!running.args.contains(&"--all".to_owned()));
-        assert!(running.args.contains(&"status=running".to_owned()));
+    fn path_after(uri: &str) -> String {
+        let request = http::Request::builder()
+            .uri(uri)
+            .body(bollard::body_full(Default::default()))
+            .expect("request");
+        unversioned(request).uri().to_string()
     }
 
     #[test]
-    fn running_services_are_grouped_by_project() {
-        let out = "b\tweb\na\tdb\nb\tdb\nb\tweb\n\tnoproject\nnoservice\t\ngarbage\n";
-        let parsed = parse_running_services(out);
-        assert_eq!(parsed.len(), 2);
-        assert_eq!(parsed["a"].iter().collect::<Vec<_>>(), ["db"]);
-        assert_eq!(parsed["b"].iter().collect::<Vec<_>>(), ["db", "web"]);
+    fn requests_lose_their_version_prefix_only() {
+        assert_eq!(
+            path_after("unix://2f7661722f72756e/v1.53/containers/json?all=true"),
+            "unix://2f7661722f72756e/containers/json?all=true"
+        );
+        assert_eq!(
+            path_after("http://localhost:2375/v1.41/containers/abc/stop"),
+            "http://localhost:2375/containers/abc/stop"
+        );
+        assert_eq!(
+            path_after("http://localhost:2375/version"),
+            "http://localhost:2375/version"
+        );
+        assert_eq!(
+            path_after("http://localhost:2375/volumes/x"),
+            "http://localhost:2375/volumes/x"
+        );
     }
 
     #[test]
-    fn containers_parse_with_state_and_health() {
-        let out = "\
-abc\tdb\trunning\tUp 3 seconds (healthy)
-def\tweb\trunning\tUp 1 second (health: starting)
-ghi\tinit\texited\tExited (0) 2 minutes ago
-jkl\tcache\trunning\tUp 5 minutes (unhealthy)
-mno\tworker\trunning\tUp 5 minutes
-pqr\tloop\trestarting\tRestarting (1) 2 seconds ago
-broken line
-";
-        let containers = parse_containers(out);
-        assert_eq!(containers.len(), 6);
-        let health: Vec<_> = containers.iter().map(Container::health).collect();
+    fn health_events_parse() {
         assert_eq!(
-            health,
-            [
-                Some(Health::Healthy),
-                Some(Health::Starting),
-                None,
-                Some(Health::Unhealthy),
-                None,
-                None
-            ]
+            Health::from_action("health_status: healthy"),
+            Some(Health::Healthy)
         );
-        let failed: Vec<_> = containers
-            .iter()
-            .filter(|c| c.has_failed())
-            .map(|c| c.service.as_str())
-            .collect();
-        assert_eq!(failed, ["init", "loop"]);
         assert_eq!(
-            running_services(&containers),
-            ["cache", "db", "web", "worker"]
+            Health::from_action("health_status: unhealthy"),
+            Some(Health::Unhealthy)
         );
+        assert_eq!(Health::from_action("die"), None);
     }
 }

@@ -1,15 +1,17 @@
 //! The app stacks of a guest (SPEC §4): compose projects under `stacks.root`.
 //!
-//! The controller uses them only through the [`Stacks`] trait; [`ComposeStacks`] is the real
-//! implementation over the docker and compose command-line tools (`docker compose` v2 or
-//! `docker-compose` v1). Commands are run with argument vectors, never through a shell, and
-//! every stack name is checked against compose's project-name rules first.
+//! The controller uses them only through the [`Stacks`] trait; [`EngineStacks`] is the real
+//! implementation: it stops and starts a stack's containers through the Docker Engine API, in
+//! dependency order, each with its own grace period. The compose command line (`docker
+//! compose` v2 or `docker-compose` v1) only brings back containers that vanished while a
+//! stack was down; it is run with argument vectors, never through a shell, and every stack
+//! name is checked against compose's project-name rules first.
 //!
 //! ```no_run
-//! use felhom_stacks::{ComposeStacks, Stacks, StacksConfig};
+//! use felhom_stacks::{EngineStacks, Stacks, StacksConfig};
 //!
 //! # async fn demo() -> Result<(), felhom_stacks::StacksError> {
-//! let stacks = ComposeStacks::new(StacksConfig::default())?;
+//! let stacks = EngineStacks::new(StacksConfig::default())?;
 //! for stack in stacks.running_app_stacks().await? {
 //!     let services = stacks.stop(&stack.name).await?;
 //!     // ... the backup ...
@@ -20,15 +22,25 @@
 //! ```
 #![deny(missing_docs)]
 
+#[cfg(feature = "engine")]
 mod command;
+#[cfg(feature = "engine")]
 mod compose;
-mod compose_stacks;
 mod config;
+#[cfg(feature = "engine")]
 mod engine;
+#[cfg(feature = "engine")]
+mod engine_stacks;
 #[cfg(any(test, feature = "mock"))]
 pub mod fake;
+#[cfg(feature = "engine")]
 mod files;
+#[cfg(feature = "engine")]
+mod model;
 mod name;
+#[cfg(feature = "engine")]
+mod order;
+#[cfg(feature = "engine")]
 mod orphans;
 
 use std::path::PathBuf;
@@ -36,12 +48,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-pub use compose_stacks::ComposeStacks;
 pub use config::{ComposeChoice, StacksConfig, DEFAULT_PROTECTED};
+#[cfg(feature = "engine")]
+pub use engine_stacks::{ComposeStacks, EngineStacks, StartReport};
 
 /// Checks a stack name against compose's project-name rules (only lowercase letters,
 /// digits, dashes and underscores; the first a letter or digit), e.g. to validate
-/// `stacks.protected`. Every method of [`ComposeStacks`] does this before anything else.
+/// `stacks.protected`. Every method of [`EngineStacks`] does this before anything else.
 pub fn validate_name(name: &str) -> Result<(), StacksError> {
     name::check_stack_name(name)
 }
@@ -69,19 +82,21 @@ pub struct RunningStack {
 pub trait Stacks: Send + Sync {
     /// The app stacks a cycle may stop: deployed ∩ running ∖ protected, sorted by name.
     async fn running_app_stacks(&self) -> Result<Vec<RunningStack>, StacksError>;
-    /// Stops the stack (compose `stop`, dependency order, the stop timeout) and returns the
-    /// services that were running just before. Refuses a protected stack.
+    /// Stops every running container of the stack (reverse dependency order, each with its
+    /// own grace period) and returns the services that were running just before. Refuses a
+    /// protected stack.
     async fn stop(&self, stack: &str) -> Result<Vec<String>, StacksError>;
-    /// Starts exactly `services` of the stack again (compose `start`; `up -d --no-recreate`
-    /// for containers that disappeared) and waits, bounded, until they run (and are healthy,
-    /// where they have a health check).
+    /// Starts the containers of exactly `services` of the stack again (dependency order;
+    /// compose `up -d --no-recreate` for containers that disappeared) and waits, bounded,
+    /// until they run (and are healthy, where they have a health check that passed before
+    /// the stop).
     async fn start(&self, stack: &str, services: &[String]) -> Result<(), StacksError>;
     /// Whether at least one of the stack's containers runs.
     async fn is_running(&self, stack: &str) -> Result<bool, StacksError>;
 }
 
-/// What can go wrong with a stack. Messages name the stack and the command, and carry the
-/// tail of compose's stderr.
+/// What can go wrong with a stack. Messages name the stack, the container or service, and
+/// the engine's answer (or the compose command and the tail of its stderr).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StacksError {
@@ -96,19 +111,34 @@ pub enum StacksError {
     /// The stack is protected; it is never stopped.
     #[error("stack {0:?} is protected and is never stopped")]
     Protected(String),
-    /// A command failed.
+    /// A command or an engine call about the stack as a whole failed.
     #[error("stack {stack:?}: {command}: {detail}")]
     Command {
         /// The stack.
         stack: String,
-        /// The command line, e.g. `docker compose -p app stop -t 30`.
+        /// The command line (e.g. `docker compose -p app up -d --no-recreate --no-deps web`)
+        /// or the engine call (e.g. `list of its containers`).
         command: String,
         /// What went wrong, with the tail of stderr.
         detail: String,
     },
-    /// Anything else (engine unreachable, timeout waiting to run...).
+    /// Anything else (not made by this crate any more; kept for the callers' mocks).
     #[error("{0}")]
     Other(String),
+    /// The engine refused or failed an action on one container of a stack.
+    #[error("stack {stack:?}: {action} of service {service:?} (container {container}): {detail}")]
+    Container {
+        /// The stack.
+        stack: String,
+        /// The container's service.
+        service: String,
+        /// The container's name.
+        container: String,
+        /// What was asked of it: `stop`, `start`.
+        action: &'static str,
+        /// The engine's answer.
+        detail: String,
+    },
     /// A service name handed to [`Stacks::start`] is not one compose could have made.
     #[error("stack {stack:?}: invalid service name {service:?}: {why}")]
     InvalidService {
@@ -135,10 +165,11 @@ pub enum StacksError {
         /// Why.
         source: std::io::Error,
     },
-    /// A docker command that concerns no single stack failed, e.g. the engine is unreachable.
+    /// An engine call that concerns no single stack failed (not for an unreachable engine:
+    /// that is [`StacksError::EngineUnreachable`]).
     #[error("docker engine: {command}: {detail}")]
     Engine {
-        /// The command line, e.g. `docker ps --filter ...`.
+        /// The call, e.g. `list of the running containers`.
         command: String,
         /// What went wrong, with the tail of stderr.
         detail: String,
@@ -160,17 +191,17 @@ pub enum StacksError {
         /// What each attempt answered.
         detail: String,
     },
-    /// A service's container stopped (exited, died, or went into a restart loop) right
-    /// after it was started.
+    /// A service's container died (exited, or was restarted by its restart policy) during its
+    /// start or within `start_settle` after it.
     #[error("stack {stack:?}: {command}: service {service:?} failed to start ({status}); its last log lines:\n{logs}")]
     StartFailed {
         /// The stack.
         stack: String,
-        /// The command that started it.
+        /// What started it, e.g. `start of container app-web-1`.
         command: String,
         /// The service.
         service: String,
-        /// The container's status as docker shows it, e.g. `Exited (1) 1 second ago`.
+        /// The container's status, e.g. `Exited (1)`.
         status: String,
         /// The tail of the container's log.
         logs: String,
@@ -180,7 +211,7 @@ pub enum StacksError {
     StartTimeout {
         /// The stack.
         stack: String,
-        /// The command that started it.
+        /// What was waited for: `start`.
         command: String,
         /// How long was waited.
         waited: Duration,

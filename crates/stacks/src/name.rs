@@ -32,6 +32,7 @@ pub(crate) fn check_stack_name(name: &str) -> Result<(), StacksError> {
 
 /// The compose specification's service-name pattern (`[a-zA-Z0-9._-]+`), minus a leading
 /// dash, which a command line would take for an option.
+#[cfg_attr(not(feature = "engine"), allow(dead_code))]
 pub(crate) fn check_service_name(stack: &str, service: &str) -> Result<(), StacksError> {
     let why = if service.is_empty() {
         Some("it is empty")

@@ -1,9 +1,10 @@
-//! `ComposeStacks` against the real Docker engine, with compose v2 and v1.
+//! `EngineStacks` against the real Docker engine, with compose v2 and v1.
 //!
 //! The containers run the test app (`felhom-testapp:dev`, built by
 //! `scripts/build-test-image.sh`), which logs a clean start, a recovery after an unclean
 //! shutdown and a clean shutdown to `data/<service>/log` in the stack's directory.
 
+#[macro_use]
 mod support;
 
 use std::time::Duration;
@@ -13,22 +14,6 @@ use support::{app_log, block_on, container, docker, has_container, serve, Root, 
 
 /// Generous: only catches hangs.
 const LIMIT: Duration = Duration::from_secs(150);
-
-/// A test for compose v2 and one for v1.
-macro_rules! both_tools {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn v2() {
-                super::$name(super::Tool::V2)
-            }
-            #[test]
-            fn v1() {
-                super::$name(super::Tool::V1)
-            }
-        }
-    )*};
-}
 
 both_tools!(
     running_stopped_and_partially_running,
@@ -201,12 +186,7 @@ fn an_exited_one_shot_stays_exited(tool: Tool) {
         assert_eq!(services, ["app"]);
         stacks.start(&name, &services).await.expect("start");
         assert_eq!(container(&name, "app").status, "running");
-        let init_after = container(&name, "init");
-        assert_eq!(init_after.status, "exited");
-        assert_eq!(
-            init_after.started_at, init.started_at,
-            "the one-shot did not run again"
-        );
+        support::assert_not_run_again(&name, "init", &init);
     });
 }
 
@@ -259,6 +239,8 @@ fn a_health_checked_service_is_waited_for() {
     );
     root.deploy(&name, "compose.yaml", &yaml);
     root.up(&name);
+    // Healthy before the cycle: its start waits for health again.
+    support::wait_for_health(&name, "db", "healthy");
     let stacks = root.stacks();
     block_on(LIMIT, async {
         let services = stacks.stop(&name).await.expect("stop");
@@ -267,6 +249,10 @@ fn a_health_checked_service_is_waited_for() {
             container(&name, "db").health,
             "healthy",
             "start returned before healthy"
+        );
+        assert_eq!(
+            stacks.last_start(&name),
+            Some(felhom_stacks::StartReport::default())
         );
     });
 }
@@ -279,12 +265,16 @@ fn an_unhealthy_service_times_out() {
         "services:\n{}",
         serve(
             "db",
-            &["--never-healthy"],
-            "    healthcheck:\n      test: [\"CMD\", \"/app\", \"health\"]\n      interval: 200ms\n      retries: 2\n"
+            &["--never-healthy", "--health-file", "/data/ok"],
+            "    healthcheck:\n      test: [\"CMD\", \"/app\", \"health\", \"--health-file\", \"/data/ok\"]\n      interval: 200ms\n      retries: 2\n"
         )
     );
-    root.deploy(&name, "compose.yaml", &yaml);
+    let dir = root.deploy(&name, "compose.yaml", &yaml);
     root.up(&name);
+    // Healthy before the cycle (the test provides the health file the app never writes; the
+    // app removes it when it stops): after the start it never is again.
+    std::fs::write(dir.join("data/db/ok"), "ok\n").expect("health file");
+    support::wait_for_health(&name, "db", "healthy");
     let stacks = root.stacks_with(|c| c.start_timeout = Duration::from_secs(3));
     block_on(LIMIT, async {
         let services = stacks.stop(&name).await.expect("stop");
@@ -463,34 +453,51 @@ fn an_unreachable_engine_is_a_clear_error() {
         "compose.yaml",
         &format!("services:\n{}", serve("web", &[], "")),
     );
-    let socket = "unix:///nonexistent/felhom-test-docker.sock";
-    let stacks = root.stacks().with_docker_host(socket);
-    block_on(LIMIT, async {
-        let err = stacks.running_app_stacks().await.expect_err("no engine");
-        let text = err.to_string();
-        assert!(matches!(err, StacksError::Engine { .. }), "{text}");
-        assert!(
-            text.contains("docker ps") && text.contains("felhom-test-docker.sock"),
-            "{text}"
-        );
-
-        let err = stacks.stop(&name).await.expect_err("no engine");
-        let text = err.to_string();
-        assert!(
-            matches!(&err, StacksError::Command { stack, .. } if stack == &name),
-            "{text}"
-        );
-        assert!(text.contains("felhom-test-docker.sock"), "{text}");
-
-        let err = stacks
-            .start(&name, &["web".into()])
-            .await
-            .expect_err("no engine");
-        assert!(
-            matches!(&err, StacksError::Command { stack, .. } if stack == &name),
-            "{err}"
-        );
+    // A path with no socket at all, a socket that nobody listens on any more (refused), and
+    // one whose listener drops every connection at once (reset, as by a dying engine).
+    let sockets = tempfile::tempdir().expect("tempdir");
+    let refused = sockets.path().join("refused/felhom-test-docker.sock");
+    std::fs::create_dir(sockets.path().join("refused")).expect("mkdir");
+    drop(std::os::unix::net::UnixListener::bind(&refused).expect("bind a socket"));
+    let reset = sockets.path().join("reset/felhom-test-docker.sock");
+    std::fs::create_dir(sockets.path().join("reset")).expect("mkdir");
+    let listener = std::os::unix::net::UnixListener::bind(&reset).expect("bind a socket");
+    std::thread::spawn(move || {
+        for connection in listener.incoming() {
+            drop(connection);
+        }
     });
+    for socket in [
+        "unix:///nonexistent/felhom-test-docker.sock".to_owned(),
+        format!("unix://{}", refused.display()),
+        format!("unix://{}", reset.display()),
+    ] {
+        let stacks = root.stacks().with_docker_host(&socket);
+        block_on(LIMIT, async {
+            let err = stacks.running_app_stacks().await.expect_err("no engine");
+            let text = err.to_string();
+            assert!(err.is_engine_unreachable(), "{text}");
+            assert!(text.contains("felhom-test-docker.sock"), "{text}");
+
+            let err = stacks.stop(&name).await.expect_err("no engine");
+            let text = err.to_string();
+            assert!(err.is_engine_unreachable(), "{text}");
+            assert!(
+                text.contains(&name) && text.contains("felhom-test-docker.sock"),
+                "{text}"
+            );
+
+            let err = stacks
+                .start(&name, &["web".into()])
+                .await
+                .expect_err("no engine");
+            assert!(err.is_engine_unreachable(), "{err}");
+            assert!(err.to_string().contains(&name), "{err}");
+
+            let err = stacks.is_running(&name).await.expect_err("no engine");
+            assert!(err.is_engine_unreachable(), "{err}");
+        });
+    }
 }
 
 #[test]

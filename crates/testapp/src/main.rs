@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! felhom-testapp serve [--data DIR] [--healthy-after DUR] [--never-healthy]
-//!                      [--health-file PATH] [--stop-delay DUR]
+//!                      [--health-file PATH] [--stop-delay DUR] [--crash-after DUR]
 //! felhom-testapp health [--health-file PATH]
 //! felhom-testapp oneshot
 //! felhom-testapp crash
@@ -18,7 +18,9 @@
 //! PostgreSQL's `redo starts`. It writes the health file once `--healthy-after` (default 0s)
 //! has passed, unless `--never-healthy`; `health` exits 0 iff that file exists (for a compose
 //! `healthcheck`). `--stop-delay` makes the shutdown take that long (to make stop order
-//! visible). `oneshot` exits 0 at once, `crash` logs `fatal: boom` and exits 1.
+//! visible, or to stand in for a database's slow clean shutdown). `--crash-after` makes it
+//! exit 2 that long after its start, uncleanly (an app that dies soon after a resume).
+//! `oneshot` exits 0 at once, `crash` logs `fatal: boom` and exits 1.
 //!
 //! Every log line starts with an RFC 3339 UTC timestamp with milliseconds (benchmarks read
 //! them); with `--data` the lines are also appended to `DIR/log`.
@@ -39,7 +41,7 @@ const TICK: Duration = Duration::from_millis(20);
 
 const USAGE: &str =
     "usage: felhom-testapp serve [--data DIR] [--healthy-after DUR] [--never-healthy] \
-[--health-file PATH] [--stop-delay DUR] | health [--health-file PATH] | oneshot | crash";
+[--health-file PATH] [--stop-delay DUR] [--crash-after DUR] | health [--health-file PATH] | oneshot | crash";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -72,6 +74,7 @@ struct ServeOptions {
     never_healthy: bool,
     health_file: PathBuf,
     stop_delay: Duration,
+    crash_after: Option<Duration>,
 }
 
 impl ServeOptions {
@@ -82,6 +85,7 @@ impl ServeOptions {
             never_healthy: false,
             health_file: PathBuf::from(DEFAULT_HEALTH_FILE),
             stop_delay: Duration::ZERO,
+            crash_after: None,
         };
         let mut it = args.iter();
         while let Some(arg) = it.next() {
@@ -92,6 +96,7 @@ impl ServeOptions {
                 "--never-healthy" => opts.never_healthy = true,
                 "--health-file" => opts.health_file = PathBuf::from(value()?),
                 "--stop-delay" => opts.stop_delay = parse_duration(value()?)?,
+                "--crash-after" => opts.crash_after = Some(parse_duration(value()?)?),
                 other => return Err(format!("unknown option {other:?}; {USAGE}")),
             }
         }
@@ -131,6 +136,12 @@ fn serve(opts: &ServeOptions) -> Result<(), String> {
     let mut next_count = started;
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
+        if let Some(after) = opts.crash_after {
+            if now.duration_since(started) >= after {
+                // No cleanup: the running flag stays, as after a real crash.
+                return Err(format!("fatal: crashed {after:?} after the start"));
+            }
+        }
         if !healthy && !opts.never_healthy && now.duration_since(started) >= opts.healthy_after {
             write_health_file(&opts.health_file)?;
             healthy = true;

@@ -7,9 +7,25 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use felhom_stacks::{ComposeChoice, ComposeStacks, StacksConfig};
+use felhom_stacks::{ComposeChoice, EngineStacks, StacksConfig};
 
 pub const IMAGE: &str = "felhom-testapp:dev";
+
+/// A test for compose v2 and one for v1.
+macro_rules! both_tools {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn v2() {
+                super::$name(super::Tool::V2)
+            }
+            #[test]
+            fn v1() {
+                super::$name(super::Tool::V1)
+            }
+        }
+    )*};
+}
 
 /// Fails the test with a clear message when there is no engine or the image cannot be built;
 /// the image is built (or found up to date) once per test process.
@@ -126,11 +142,11 @@ impl Root {
     }
 
     /// The stacks manager under test, with short timeouts.
-    pub fn stacks(&self) -> ComposeStacks {
+    pub fn stacks(&self) -> EngineStacks {
         self.stacks_with(|_| {})
     }
 
-    pub fn stacks_with(&self, tweak: impl FnOnce(&mut StacksConfig)) -> ComposeStacks {
+    pub fn stacks_with(&self, tweak: impl FnOnce(&mut StacksConfig)) -> EngineStacks {
         let mut config = StacksConfig {
             root: self.dir.path().to_path_buf(),
             compose: self.tool.choice(),
@@ -139,13 +155,20 @@ impl Root {
             ..StacksConfig::default()
         };
         tweak(&mut config);
-        ComposeStacks::new(config).expect("a valid configuration")
+        EngineStacks::new(config).expect("a valid configuration")
     }
 
     /// `compose up -d` of a deployed stack, as the operator deployed it.
     pub fn up(&self, name: &str) {
+        self.up_with(name, &[]);
+    }
+
+    /// `compose <global args> up -d`, e.g. with `-f other.yml`.
+    pub fn up_with(&self, name: &str, global: &[&str]) {
         let mut c = self.tool.command();
-        c.args(["-p", name, "up", "-d"])
+        c.args(["-p", name])
+            .args(global)
+            .args(["up", "-d"])
             .current_dir(self.dir.path().join(name));
         run(c, &format!("compose up of {name}"));
     }
@@ -238,6 +261,62 @@ pub fn container(project: &str, service: &str) -> ContainerState {
         started_at: time(fields[3]),
         finished_at: time(fields[4]),
     }
+}
+
+/// A container's exit code and network mode.
+pub fn exit_and_network(id: &str) -> (i64, String) {
+    let out = docker(&[
+        "inspect",
+        "--format",
+        "{{.State.ExitCode}}|{{.HostConfig.NetworkMode}}",
+        id,
+    ]);
+    let (code, mode) = out.trim().split_once('|').expect("two fields");
+    (code.parse().expect("an exit code"), mode.to_owned())
+}
+
+/// The timestamps of the lines of a test app's log that contain `what`.
+pub fn log_times(
+    stack_dir: &Path,
+    service: &str,
+    what: &str,
+) -> Vec<chrono::DateTime<chrono::Utc>> {
+    app_log(stack_dir, service)
+        .lines()
+        .filter(|line| line.contains(what))
+        .filter_map(|line| line.split_whitespace().next())
+        .map(|ts| {
+            chrono::DateTime::parse_from_rfc3339(ts)
+                .unwrap_or_else(|e| panic!("log time {ts:?}: {e}"))
+                .with_timezone(&chrono::Utc)
+        })
+        .collect()
+}
+
+/// Waits (bounded) until the container of `project`/`service` reports `health`.
+pub fn wait_for_health(project: &str, service: &str, health: &str) {
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = container(project, service).health;
+        if now == health {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "{project}/{service} never became {health} (is {now})"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A one-shot that had exited before the cycle is still exited, and did not run again.
+pub fn assert_not_run_again(project: &str, service: &str, before: &ContainerState) {
+    let after = container(project, service);
+    assert_eq!(after.status, "exited");
+    assert_eq!(
+        after.started_at, before.started_at,
+        "the one-shot did not run again"
+    );
 }
 
 /// Whether the project has a container for `service` at all.

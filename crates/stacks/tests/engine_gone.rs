@@ -1,0 +1,141 @@
+//! An engine that goes away in the middle of a stop or a start: the error is
+//! `EngineUnreachable` (the cycle then waits for the engine instead of spending attempts).
+//!
+//! The engine here is a stand-in on a unix socket that answers the listing and the inspect of
+//! one running container like Docker does, and then drops the connection of the call under
+//! test, as a dockerd that is restarted mid-call does.
+
+use std::time::Duration;
+
+use felhom_stacks::{EngineStacks, Stacks, StacksConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixListener;
+
+const STACK: &str = "gone";
+const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+/// Which call the stand-in drops.
+#[derive(Debug, Clone, Copy)]
+enum Cut {
+    /// `POST /containers/<id>/stop`.
+    Stop,
+    /// The event stream, right after its headers (the start itself succeeds).
+    Events,
+}
+
+fn listing() -> String {
+    format!(
+        r#"[{{"Id":"{ID}","Names":["/gone-web-1"],"State":"running","Labels":{{"com.docker.compose.project":"{STACK}","com.docker.compose.service":"web","com.docker.compose.oneoff":"False"}}}}]"#
+    )
+}
+
+fn inspect() -> String {
+    format!(
+        r#"{{"Id":"{ID}","Name":"/gone-web-1","State":{{"Status":"running","Running":true,"StartedAt":"2026-01-01T00:00:00.000000000Z","ExitCode":0}},"Config":{{"Labels":{{"com.docker.compose.project":"{STACK}","com.docker.compose.service":"web","com.docker.compose.depends_on":""}}}},"HostConfig":{{"NetworkMode":"gone_default"}}}}"#
+    )
+}
+
+/// Serves one request per connection, as bollard makes them (no idle pooling).
+async fn serve(listener: UnixListener, cut: Cut) {
+    loop {
+        let Ok((mut conn, _)) = listener.accept().await else {
+            return;
+        };
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                match conn.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let head = String::from_utf8_lossy(&buf).into_owned();
+            let line = head.lines().next().unwrap_or_default().to_owned();
+            let path = line.split(' ').nth(1).unwrap_or_default();
+            let path = path.split('?').next().unwrap_or_default();
+            let body = match (line.split(' ').next().unwrap_or_default(), path) {
+                ("GET", "/containers/json") => Some(listing()),
+                ("GET", p) if p == format!("/containers/{ID}/json") => Some(inspect()),
+                ("POST", p) if p.ends_with("/stop") && matches!(cut, Cut::Stop) => None,
+                ("POST", p) if p.ends_with("/start") => {
+                    let _ = conn
+                        .write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+                        .await;
+                    return;
+                }
+                ("GET", "/events") => {
+                    // The headers of a stream, then the engine is gone.
+                    let _ = conn
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+                        .await;
+                    return;
+                }
+                _ => Some(String::from(r#"{"message":"not in this stand-in"}"#)),
+            };
+            if let Some(body) = body {
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(response.as_bytes()).await;
+            }
+            // Otherwise: dropped without an answer, as by an engine that goes away.
+        });
+    }
+}
+
+fn stacks_on(socket: &std::path::Path, root: &std::path::Path) -> EngineStacks {
+    let dir = root.join(STACK);
+    std::fs::create_dir_all(&dir).expect("stack directory");
+    std::fs::write(dir.join("compose.yaml"), "services: {web: {image: x}}\n")
+        .expect("compose file");
+    EngineStacks::new(StacksConfig {
+        root: root.to_path_buf(),
+        start_timeout: Duration::from_secs(20),
+        // Longer than the stand-in's event stream lives: the start cannot be over before it
+        // ends.
+        start_settle: Duration::from_secs(10),
+        ..StacksConfig::default()
+    })
+    .expect("valid")
+    .with_docker_host(format!("unix://{}", socket.display()))
+}
+
+#[tokio::test]
+async fn an_engine_gone_mid_stop_is_unreachable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("engine.sock");
+    let listener = UnixListener::bind(&socket).expect("bind");
+    tokio::spawn(serve(listener, Cut::Stop));
+    let stacks = stacks_on(&socket, dir.path());
+    let err = tokio::time::timeout(Duration::from_secs(60), stacks.stop(STACK))
+        .await
+        .expect("bounded")
+        .expect_err("the stop's connection is dropped");
+    let text = err.to_string();
+    assert!(err.is_engine_unreachable(), "{text}");
+    assert!(
+        text.contains(STACK) && text.contains("web") && text.contains("stop"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn an_engine_gone_mid_start_is_unreachable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("engine.sock");
+    let listener = UnixListener::bind(&socket).expect("bind");
+    tokio::spawn(serve(listener, Cut::Events));
+    let stacks = stacks_on(&socket, dir.path());
+    let err = tokio::time::timeout(
+        Duration::from_secs(60),
+        stacks.start(STACK, &["web".to_owned()]),
+    )
+    .await
+    .expect("bounded")
+    .expect_err("the event stream ends");
+    let text = err.to_string();
+    assert!(err.is_engine_unreachable(), "{text}");
+    assert!(text.contains(STACK), "{text}");
+}
