@@ -183,7 +183,15 @@ mod tests {
             phase: None,
             last: Some(record(&["b"])),
             cycles: vec![(Outcome::Done, 3), (Outcome::Bounded, 1)],
-            next_check_at: None,
+            stranded_stacks: vec![felhom_marker::StrandedStack {
+                name: "b".into(),
+                services: vec!["app".into()],
+                cycle_id: "c-1".into(),
+                since: Utc::now(),
+                attempts: 5,
+                last_error: "exited (1)".into(),
+            }],
+            ..Live::default()
         };
         let text = metrics(&live);
         assert!(

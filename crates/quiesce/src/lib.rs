@@ -48,6 +48,7 @@
 //!         stacks: stacks.clone(),
 //!         marker: state.clone(),
 //!         history: state.clone(),
+//!         stranded: state.clone(),
 //!         lock: state.clone(),
 //!         observer: inbox.clone(),
 //!     },
@@ -74,16 +75,18 @@ mod controller;
 mod cycle;
 mod daemon;
 mod down;
+mod engine;
 mod error;
 mod lock;
 pub mod machine;
 mod observer;
 mod parts;
+mod tend;
 mod up;
 
 pub use config::CycleConfig;
 pub use controller::Controller;
-pub use daemon::Once;
+pub use daemon::{Once, MIN_CYCLE_GAP, TEND_EVERY};
 pub use error::CycleError;
 pub use lock::CycleLock;
 pub use observer::{Notice, NoticeKind, Observer, TICK};
