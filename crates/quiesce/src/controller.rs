@@ -207,7 +207,7 @@ impl Controller {
     ) -> CycleRecord {
         let (phase, mut next) = start;
         self.enter(&cycle, phase);
-        let deadline = Instant::now() + self.config.max_quiesce;
+        let deadline = crate::after(self.config.max_quiesce);
         let mut status_wait = Backoff::new(
             self.config.first_poll,
             WAIT_GROWTH,
@@ -264,7 +264,7 @@ impl Controller {
                             .status_poll_interval
                             .min(Duration::from_millis(500));
                         let wait = Backoff::new(first, 2.0, self.config.status_poll_interval);
-                        (wait, Instant::now() + self.config.max_quiesce)
+                        (wait, crate::after(self.config.max_quiesce))
                     });
                     let event = tokio::select! {
                         event = down::poll_after(agent.clone(), cycle.clone(), wait.delay()) => event,

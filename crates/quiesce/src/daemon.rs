@@ -119,7 +119,7 @@ impl Controller {
             let Some(due) = due else {
                 return;
             };
-            not_before = Instant::now() + self.config.due_poll_interval;
+            not_before = crate::after(self.config.due_poll_interval);
             match due {
                 Ok(due) if due.due => {}
                 Ok(_) => continue,
@@ -188,7 +188,7 @@ impl Controller {
         let since = (Utc::now() - record.finished_at)
             .to_std()
             .unwrap_or_default();
-        Instant::now() + gap.saturating_sub(since)
+        crate::after(gap.saturating_sub(since))
     }
 }
 

@@ -93,6 +93,15 @@ pub use observer::{Notice, NoticeKind, Observer, TICK};
 pub use parts::{max_downtime_ms, Live, Parts};
 pub use tokio_util::sync::CancellationToken;
 
+/// The instant `d` from now, or a century from now when `d` is longer: an absurd duration
+/// from an embedder must not panic (`Instant + Duration` overflows) with stacks down.
+pub(crate) fn after(d: std::time::Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(d)
+        .or_else(|| now.checked_add(std::time::Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(now)
+}
+
 /// A bound as the configuration writes it (`30s`, `500ms`).
 pub(crate) fn humanize(d: std::time::Duration) -> String {
     if d.as_millis().is_multiple_of(1000) {

@@ -164,3 +164,64 @@ fn the_environment_overrides_the_file() {
         Ok(())
     });
 }
+
+#[test]
+#[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
+fn the_command_line_variables_are_not_config_keys() {
+    // `--help` offers FELHOM_CONFIG and FELHOM_LOG_FORMAT; they once failed every command
+    // with `unknown field: config`.
+    figment::Jail::expect_with(|jail| {
+        jail.create_file("c.toml", AGENT)?;
+        jail.set_env("FELHOM_CONFIG", "c.toml");
+        jail.set_env("FELHOM_LOG_FORMAT", "json");
+        Config::load(Some(Path::new("c.toml"))).map_err(|e| e.to_string())?;
+        Ok(())
+    });
+}
+
+#[test]
+#[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
+fn a_token_that_looks_like_a_number_is_a_string() {
+    figment::Jail::expect_with(|jail| {
+        jail.create_file("c.toml", AGENT)?;
+        jail.set_env("FELHOM_AGENT__TOKEN", "00012345678");
+        let c = Config::load(Some(Path::new("c.toml"))).map_err(|e| e.to_string())?;
+        assert_eq!(
+            c.agent.as_ref().and_then(|a| a.token.as_deref()),
+            Some("00012345678")
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn a_token_of_the_wrong_type_is_never_echoed() {
+    let text = AGENT.replace("token = \"secret-token\"", "token = 987654321");
+    let e = load(&text).expect_err("a number is not a token");
+    let message = crate::errors::chain(&e);
+    assert!(message.contains("agent.token"), "{message}");
+    assert!(!message.contains("987654321"), "{message}");
+}
+
+#[test]
+fn absurd_durations_are_refused_naming_the_key() {
+    for key in [
+        "max_quiesce",
+        "due_poll_interval",
+        "min_cycle_interval",
+        "failure_cooldown",
+    ] {
+        let text = format!("{AGENT}\n[quiesce]\n{key} = \"300000000000y\"\n");
+        let e = load(&text).expect_err("refused");
+        let message = crate::errors::chain(&e);
+        assert!(message.contains(&format!("quiesce.{key}")), "{message}");
+    }
+    let text = format!("{AGENT}\n[stacks]\nstart_timeout = \"400d\"\n");
+    let message = crate::errors::chain(&load(&text).expect_err("refused"));
+    assert!(message.contains("stacks.start_timeout"), "{message}");
+    // A year is still a duration.
+    load(&format!(
+        "{AGENT}\n[quiesce]\nmin_cycle_interval = \"365d\"\n"
+    ))
+    .expect("accepted");
+}
