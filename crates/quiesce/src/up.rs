@@ -21,6 +21,9 @@ use tokio_util::sync::CancellationToken;
 /// The longest pause between two start attempts of one stack.
 const RESTART_BACKOFF_CAP: Duration = Duration::from_secs(60);
 
+/// How long an aborted call may take to be dropped before the next one begins anyway.
+const ABORT_LANDS: Duration = Duration::from_secs(5);
+
 /// How one bounded stacks call failed.
 #[derive(Debug)]
 pub(crate) enum CallError {
@@ -280,6 +283,9 @@ pub(crate) async fn bounded(
         Ok(Err(join)) => Err(CallError::Failed(format!("the {what} task failed: {join}"))),
         Err(_) => {
             task.abort();
+            // Wait for the abort to land (the call's future dropped, its child killed) before
+            // the next attempt begins; never long.
+            let _ = timeout(ABORT_LANDS, &mut task).await;
             Err(CallError::Failed(format!(
                 "{what} did not return within {}",
                 humanize(config.start_call_timeout)

@@ -552,3 +552,119 @@ async fn a_zero_cycle_interval_does_not_loop_on_every_due_poll() {
     cancel.cancel();
     daemon.await.expect("the loop ends");
 }
+
+/// Counts the drops of the calls it guards.
+struct DropCount(Arc<std::sync::atomic::AtomicUsize>);
+impl Drop for DropCount {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Stacks whose stops and starts never return. Each call logs how many earlier calls had been
+/// dropped (aborted) when it began, and holds a guard that counts its own drop — as a real
+/// call holds its child process (`kill_on_drop`).
+#[derive(Default)]
+struct Hung {
+    dropped: Arc<std::sync::atomic::AtomicUsize>,
+    began: Mutex<Vec<(String, usize)>>,
+}
+
+impl Hung {
+    async fn hang<T>(&self, what: &str) -> Result<T, StacksError> {
+        let seen = self.dropped.load(Ordering::SeqCst);
+        self.began
+            .lock()
+            .expect("began")
+            .push((what.to_owned(), seen));
+        let _guard = DropCount(self.dropped.clone());
+        std::future::pending().await
+    }
+}
+
+#[async_trait]
+impl Stacks for Hung {
+    async fn running_app_stacks(&self) -> Result<Vec<RunningStack>, StacksError> {
+        Ok(vec![RunningStack {
+            name: "alpha".into(),
+            services: vec!["app".into()],
+        }])
+    }
+    async fn stop(&self, _stack: &str) -> Result<Vec<String>, StacksError> {
+        self.hang("stop").await
+    }
+    async fn start(&self, _stack: &str, _services: &[String]) -> Result<(), StacksError> {
+        self.hang("start").await
+    }
+    async fn is_running(&self, _stack: &str) -> Result<bool, StacksError> {
+        Ok(false)
+    }
+}
+
+fn hung_parts(stacks: Arc<Hung>, state: Arc<FakeState>) -> Parts {
+    Parts {
+        agent: Some(Arc::new(FakeAgent::answering([BackupPhase::Done]))),
+        stacks,
+        marker: state.clone(),
+        history: state.clone(),
+        stranded: state,
+        lock: Arc::new(FlagLock::default()),
+        observer: Arc::new(()),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_recovery_call_that_hits_its_bound_is_ended_before_the_next_one() {
+    let stacks = Arc::new(Hung::default());
+    let state = Arc::new(crashed(&["alpha"]));
+    let c = Controller::new(
+        hung_parts(stacks.clone(), state.clone()),
+        CycleConfig {
+            start_call_timeout: Duration::from_secs(10),
+            ..config(None)
+        },
+    );
+    let record = c
+        .recover(&CancellationToken::new())
+        .await
+        .expect("recovers")
+        .expect("a marker");
+    assert_eq!(record.stranded, ["alpha"]);
+    // The settling stop, then three starts: each began after the one before was ended.
+    let began = stacks.began.lock().expect("began").clone();
+    let expected: Vec<(String, usize)> = ["stop", "start", "start", "start"]
+        .iter()
+        .enumerate()
+        .map(|(i, w)| ((*w).to_owned(), i))
+        .collect();
+    assert_eq!(began, expected);
+    sleep(Duration::from_millis(1)).await;
+    assert_eq!(
+        stacks.dropped.load(Ordering::SeqCst),
+        4,
+        "none is left running"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_that_hits_max_quiesce_is_ended_before_the_resume() {
+    let stacks = Arc::new(Hung::default());
+    let state = Arc::new(FakeState::default());
+    let c = Controller::new(
+        hung_parts(stacks.clone(), state),
+        CycleConfig {
+            start_call_timeout: Duration::from_secs(10),
+            restart_attempts: 1,
+            ..config(None)
+        },
+    );
+    let record = c
+        .run_cycle(&CancellationToken::new())
+        .await
+        .expect("a cycle");
+    assert_eq!(record.outcome, Outcome::Bounded, "{record:?}");
+    let began = stacks.began.lock().expect("began").clone();
+    // The cycle's stop was ended at the bound: the resume's settling stop began after it.
+    assert_eq!(began[0], ("stop".to_owned(), 0));
+    assert_eq!(began[1], ("stop".to_owned(), 1));
+}
