@@ -288,3 +288,45 @@ fn felhom_config_and_felhom_log_format_work_as_help_says() {
     run.terminate();
     assert_eq!(run.wait().code, Some(0));
 }
+
+#[test]
+fn a_stranded_stack_is_kept_across_a_restart_and_brought_back() {
+    let mut env = Env::new("strd");
+    let (apps, before) = running_apps(&mut env);
+    let agent = Agent::start(&env, |c| c.faults = vec![Fault::Hang]);
+    let port = felhom_e2e::free_port();
+    let config = env
+        .config(&agent.access())
+        .set("status.listen", format!("127.0.0.1:{port}"))
+        .write();
+    let mut run = Controller::spawn(&config, &["run"]);
+    run.wait_log("backup started");
+    // The second app's directory goes away while it is down: its starts fail, it is stranded.
+    let dir = env.stacks_root().join(&apps[1]);
+    let aside = env.path().join("moved-away");
+    std::fs::rename(&dir, &aside).expect("move the stack away");
+    agent.clear_faults();
+    run.wait_log("cycle finished");
+    let status = felhom_e2e::http_get(port, "/status").expect("/status answers");
+    let live: serde_json::Value = serde_json::from_str(&status).expect("JSON");
+    assert_eq!(live["stranded"], serde_json::json!([apps[1]]), "{live}");
+    run.terminate();
+    assert_eq!(run.wait().code, Some(0));
+
+    // Across the restart the stack is still known stranded.
+    let shown = run_controller(&config, &["status", "--json"]);
+    let doc: serde_json::Value = serde_json::from_str(&shown.stdout).expect("status JSON");
+    assert_eq!(doc["stranded"], serde_json::json!([apps[1]]), "{shown}");
+    // Put back, and the daemon's start brings it back and forgets it.
+    std::fs::rename(&aside, &dir).expect("put the stack back");
+    agent.set_due(DueMode::Never);
+    let mut run = Controller::spawn(&config, &["run"]);
+    run.wait_log("a stranded stack runs again");
+    wait_running(&before, WAIT, "after the daemon's retry");
+    run.terminate();
+    assert_eq!(run.wait().code, Some(0));
+    let shown = run_controller(&config, &["status", "--json"]);
+    let doc: serde_json::Value = serde_json::from_str(&shown.stdout).expect("status JSON");
+    assert_eq!(doc["stranded"], serde_json::json!([]), "{shown}");
+    assert!(!env.state_dir().join("stranded.json").exists());
+}
