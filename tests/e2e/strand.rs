@@ -1,13 +1,18 @@
-//! Never strand an app outside the lab (issue #12, SPEC §2 rules 6 and 9): a hang-up, a
-//! `kill -9` while a daemon idles, an engine that is away for longer than the whole retry
-//! budget, a corrupt marker, and the variables `--help` offers.
+//! Never strand an app outside the lab (issue #12, SPEC §2 rules 6 and 9): a `kill -9` while a
+//! daemon idles, an engine that is away for longer than the whole retry budget, a stranded
+//! stack across a restart, a corrupt marker, and the variables `--help` offers. (Hang-ups and
+//! SIGQUIT: `signals.rs`.)
 
 use std::os::unix::fs::DirBuilderExt;
+use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use felhom_devagent::{DueMode, Fault};
-use felhom_e2e::{container, run_controller, Agent, Controller, EngineProxy, Env, WAIT};
+use felhom_e2e::{
+    container, free_port, http_get, run_controller, Agent, ConfigFile, Controller, EngineProxy,
+    Env, WAIT,
+};
 use felhom_marker::Outcome;
 
 use crate::{assert_run_again, running_apps, States};
@@ -16,172 +21,157 @@ use crate::{assert_run_again, running_apps, States};
 /// engine that was away got before.
 const ENGINE_AWAY: Duration = Duration::from_secs(40);
 
-/// Waits (bounded by `limit`) until every stack of `before` runs again.
-fn wait_running(before: &States, limit: Duration, context: &str) {
-    let deadline = Instant::now() + limit;
-    while before.keys().any(|name| !container(name).running) {
+/// Two running apps, an agent whose backups hang until told otherwise, a config, and the
+/// controller's Docker engine behind a proxy the test switches off and on. (Fields drop in
+/// order: the env, which tears the stacks down, last.)
+struct Rig {
+    engine: EngineProxy,
+    agent: Agent,
+    config: PathBuf,
+    apps: Vec<String>,
+    before: States,
+    env: Env,
+}
+
+impl Rig {
+    fn new(tag: &str, tweak: impl FnOnce(ConfigFile) -> ConfigFile) -> Rig {
+        let mut env = Env::new(tag);
+        let (apps, before) = running_apps(&mut env);
+        let agent = Agent::start(&env, |c| c.faults = vec![Fault::Hang]);
+        let config = tweak(env.config(&agent.access())).write();
+        let engine =
+            EngineProxy::start(env.path().join("engine.sock")).expect("the engine proxy starts");
+        Rig {
+            engine,
+            agent,
+            config,
+            apps,
+            before,
+            env,
+        }
+    }
+
+    /// The controller with `args`, its engine through the proxy.
+    fn spawn(&self, args: &[&str]) -> Controller {
+        let host = [("DOCKER_HOST", self.engine.docker_host())];
+        Controller::spawn_with(Some(&self.config), args, &host)
+    }
+
+    /// A cycle of `run` (or `once --force`) is under way, its backup hanging; then the
+    /// process dies with `kill -9`, leaving its marker and the stacks down.
+    fn crash(&self, args: &[&str]) {
+        let mut run = self.spawn(args);
+        run.wait_log("backup started");
+        run.kill_group();
+    }
+
+    /// `run` waits for the engine: it stays away for [`ENGINE_AWAY`], the stacks stay down
+    /// and marked meanwhile, then it comes back and so do they.
+    fn away_then_back(&self, run: &mut Controller) {
+        run.wait_log_where("waiting for the engine", |l| {
+            l.message.starts_with("waiting for the engine since")
+        });
+        thread::sleep(ENGINE_AWAY);
+        self.assert_down("while the engine is away");
         assert!(
-            Instant::now() < deadline,
-            "{context}: the stacks do not run again within {limit:?}"
+            !run.logs().iter().any(|l| l.message.contains("STRANDED")),
+            "nothing is stranded while the engine is away"
         );
-        thread::sleep(Duration::from_millis(200));
+        self.engine.on().expect("engine on");
+        self.wait_running(WAIT, "once the engine answers");
     }
-    assert_run_again(before, context);
-}
 
-fn assert_down(env: &Env, apps: &[String], context: &str) {
-    for name in apps {
-        assert!(!container(name).running, "{context}: {name} should be down");
+    /// Waits (bounded by `limit`) until every app runs again, in the same container.
+    fn wait_running(&self, limit: Duration, context: &str) {
+        let deadline = Instant::now() + limit;
+        while self.apps.iter().any(|name| !container(name).running) {
+            assert!(
+                Instant::now() < deadline,
+                "{context}: the stacks do not run again within {limit:?}"
+            );
+            thread::sleep(Duration::from_millis(200));
+        }
+        assert_run_again(&self.before, context);
     }
-    let marker = env
-        .marker()
-        .unwrap_or_else(|| panic!("{context}: the marker is kept"));
-    let marked: Vec<&str> = marker.stacks.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(
-        marked, apps,
-        "{context}: the marker names every stack still down"
-    );
-}
 
-#[test]
-fn a_hang_up_of_once_mid_quiesce_resumes_the_stacks() {
-    let mut env = Env::new("hup");
-    let (apps, before) = running_apps(&mut env);
-    let agent = Agent::start(&env, |c| c.faults = vec![Fault::Hang]);
-    let config = env.config(&agent.access()).write();
-    let mut once = Controller::spawn(&config, &["once", "--force"]);
-    once.wait_log("backup started");
-    for name in &apps {
-        assert!(!container(name).running, "{name} is down during the backup");
+    /// Every app is down, and the marker names them all.
+    fn assert_down(&self, context: &str) {
+        for name in &self.apps {
+            assert!(!container(name).running, "{context}: {name} should be down");
+        }
+        let marker = self
+            .env
+            .marker()
+            .unwrap_or_else(|| panic!("{context}: the marker is kept"));
+        let marked: Vec<&str> = marker.stacks.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            marked, self.apps,
+            "{context}: the marker names every stack still down"
+        );
     }
-    // The SSH session drops; the shell's hang-up reaches the command, then a second one.
-    once.signal("HUP");
-    once.signal("HUP");
-    let end = once.wait();
-    assert_eq!(
-        end.code,
-        Some(1),
-        "the cycle did not complete normally: {end}"
-    );
-    assert_run_again(&before, "after the hang-up");
-    assert!(env.marker().is_none(), "the marker is cleared: {end}");
-    let last = env.history().pop().expect("the cycle is recorded");
-    assert_eq!(last.outcome, Outcome::Cancelled, "{last:#?}");
-}
 
-#[test]
-fn a_quit_of_the_daemon_mid_quiesce_resumes_the_stacks() {
-    let mut env = Env::new("quit");
-    let (_, before) = running_apps(&mut env);
-    let agent = Agent::start(&env, |c| c.faults = vec![Fault::Hang]);
-    let config = env.config(&agent.access()).write();
-    let mut run = Controller::spawn(&config, &["run"]);
-    run.wait_log("backup started");
-    run.signal("QUIT");
-    let end = run.wait();
-    assert_eq!(end.code, Some(0), "{end}");
-    assert_run_again(&before, "after SIGQUIT");
-    assert!(env.marker().is_none(), "the marker is cleared");
+    /// SIGTERM to `run`, which exits 0.
+    fn stop(run: Controller) {
+        run.terminate();
+        let end = run.wait();
+        assert_eq!(end.code, Some(0), "{end}");
+    }
 }
 
 #[test]
 fn once_killed_while_the_daemon_idles_is_recovered_within_two_due_polls() {
-    let mut env = Env::new("orph");
-    let (apps, before) = running_apps(&mut env);
-    // Never due: only the daemon's tick can find the orphan. The backup hangs.
-    let agent = Agent::start(&env, |c| {
-        c.due = DueMode::Never;
-        c.faults = vec![Fault::Hang];
-    });
     let due_poll = Duration::from_secs(3);
-    let config = env
-        .config(&agent.access())
-        .set("quiesce.due_poll_interval", "3s")
-        .write();
-    let mut daemon = Controller::spawn(&config, &["run"]);
+    let rig = Rig::new("orph", |c| c.set("quiesce.due_poll_interval", "3s"));
+    // Never due: only the daemon's tick can find the orphan.
+    rig.agent.set_due(DueMode::Never);
+    let mut daemon = rig.spawn(&["run"]);
     daemon.wait_log("felhom-controller running");
-    let mut once = Controller::spawn(&config, &["once", "--force"]);
+    let mut once = rig.spawn(&["once", "--force"]);
     once.wait_log("backup started");
     // The daemon leaves a live process's marker alone.
     thread::sleep(due_poll * 2);
-    assert_down(&env, &apps, "while `once` lives");
+    rig.assert_down("while `once` lives");
     once.kill_group();
     let killed = Instant::now();
     daemon.wait_log("recovered the marker of a process that died");
     let took = killed.elapsed();
-    wait_running(&before, WAIT, "after the daemon's tick");
+    rig.wait_running(WAIT, "after the daemon's tick");
     // Two due polls, plus the starts themselves (generous: it catches a wait for "due").
     assert!(
         took < due_poll * 2 + Duration::from_secs(20),
         "recovered {took:?} after the kill"
     );
-    assert!(env.marker().is_none());
-    let last = env.history().pop().expect("the recovery is recorded");
+    assert!(rig.env.marker().is_none());
+    let last = rig.env.history().pop().expect("the recovery is recorded");
     assert_eq!(last.outcome, Outcome::Recovered, "{last:#?}");
-    daemon.terminate();
-    assert_eq!(daemon.wait().code, Some(0));
-}
-
-/// The controller's engine, through a proxy the test switches off and on.
-fn proxy(env: &Env) -> EngineProxy {
-    EngineProxy::start(env.path().join("engine.sock")).expect("the engine proxy starts")
+    Rig::stop(daemon);
 }
 
 #[test]
 fn an_engine_away_at_a_daemon_start_after_a_crash_is_waited_for() {
-    let mut env = Env::new("eng0");
-    let (apps, before) = running_apps(&mut env);
-    let agent = Agent::start(&env, |c| c.faults = vec![Fault::Hang]);
-    let config = env.config(&agent.access()).write();
-    let engine = proxy(&env);
-    let host = [("DOCKER_HOST", engine.docker_host())];
-    // A crash mid-backup leaves the marker and the stacks down.
-    let mut run = Controller::spawn_with(Some(&config), &["run"], &host);
-    run.wait_log("backup started");
-    run.kill_group();
+    let rig = Rig::new("eng0", |c| c);
+    rig.crash(&["run"]);
     // The guest reboots; dockerd is slow to come up.
-    engine.off().expect("engine off");
-    agent.set_due(DueMode::Never);
-    let mut run = Controller::spawn_with(Some(&config), &["run"], &host);
-    run.wait_log_where("waiting for the engine", |l| {
-        l.message.starts_with("waiting for the engine since")
-    });
-    thread::sleep(ENGINE_AWAY);
-    assert_down(&env, &apps, "while the engine is away");
-    assert!(
-        !run.logs().iter().any(|l| l.message.contains("STRANDED")),
-        "nothing is stranded while the engine is away"
-    );
-    engine.on().expect("engine on");
-    wait_running(&before, WAIT, "once the engine answers");
+    rig.engine.off().expect("engine off");
+    rig.agent.set_due(DueMode::Never);
+    let mut run = rig.spawn(&["run"]);
+    rig.away_then_back(&mut run);
     run.wait_log("cycle finished");
-    assert!(env.marker().is_none(), "cleared once the stacks run");
-    let last = env.history().pop().expect("the recovery is recorded");
+    assert!(rig.env.marker().is_none(), "cleared once the stacks run");
+    let last = rig.env.history().pop().expect("the recovery is recorded");
     assert!(last.stranded.is_empty(), "{last:#?}");
-    run.terminate();
-    assert_eq!(run.wait().code, Some(0));
+    Rig::stop(run);
 }
 
 #[test]
 fn an_engine_away_during_a_cycles_wait_is_waited_for() {
-    let mut env = Env::new("eng1");
-    let (apps, before) = running_apps(&mut env);
-    let agent = Agent::start(&env, |c| c.faults = vec![Fault::Hang]);
-    let config = env.config(&agent.access()).write();
-    let engine = proxy(&env);
-    let host = [("DOCKER_HOST", engine.docker_host())];
-    let mut run = Controller::spawn_with(Some(&config), &["run"], &host);
+    let rig = Rig::new("eng1", |c| c);
+    let mut run = rig.spawn(&["run"]);
     run.wait_log("backup started");
     // dockerd is restarted (an upgrade) while the backup runs; the backup then ends.
-    engine.off().expect("engine off");
-    agent.clear_faults();
-    run.wait_log_where("waiting for the engine", |l| {
-        l.message.starts_with("waiting for the engine since")
-    });
-    thread::sleep(ENGINE_AWAY);
-    assert_down(&env, &apps, "while the engine is away");
-    engine.on().expect("engine on");
-    wait_running(&before, WAIT, "once the engine answers");
+    rig.engine.off().expect("engine off");
+    rig.agent.clear_faults();
+    rig.away_then_back(&mut run);
     let finished = run.wait_log("cycle finished");
     assert_eq!(
         finished.field("outcome").as_deref(),
@@ -189,27 +179,16 @@ fn an_engine_away_during_a_cycles_wait_is_waited_for() {
         "{}",
         finished.raw
     );
-    assert!(env.marker().is_none());
-    run.terminate();
-    assert_eq!(run.wait().code, Some(0));
+    assert!(rig.env.marker().is_none());
+    Rig::stop(run);
 }
 
 #[test]
 fn recover_waits_for_the_engine_up_to_max_quiesce_then_keeps_the_marker() {
-    let mut env = Env::new("eng2");
-    let (apps, before) = running_apps(&mut env);
-    let agent = Agent::start(&env, |c| c.faults = vec![Fault::Hang]);
-    let config = env
-        .config(&agent.access())
-        .set("quiesce.max_quiesce", "15s")
-        .write();
-    let engine = proxy(&env);
-    let host = [("DOCKER_HOST", engine.docker_host())];
-    let mut once = Controller::spawn_with(Some(&config), &["once", "--force"], &host);
-    once.wait_log("backup started");
-    once.kill_group();
-    engine.off().expect("engine off");
-    let recover = Controller::spawn_with(Some(&config), &["recover"], &host).wait();
+    let rig = Rig::new("eng2", |c| c.set("quiesce.max_quiesce", "15s"));
+    rig.crash(&["once", "--force"]);
+    rig.engine.off().expect("engine off");
+    let recover = rig.spawn(&["recover"]).wait();
     assert_eq!(recover.code, Some(1), "{recover}");
     assert!(
         recover
@@ -217,13 +196,50 @@ fn recover_waits_for_the_engine_up_to_max_quiesce_then_keeps_the_marker() {
             .contains("the docker engine cannot be reached"),
         "said on the terminal: {recover}"
     );
-    assert_down(&env, &apps, "after recover gave up");
+    rig.assert_down("after recover gave up");
     // The timer's next run, with the engine back, finishes the job.
-    engine.on().expect("engine on");
-    let recover = Controller::spawn_with(Some(&config), &["recover"], &host).wait();
+    rig.engine.on().expect("engine on");
+    let recover = rig.spawn(&["recover"]).wait();
     assert_eq!(recover.code, Some(0), "{recover}");
-    assert_run_again(&before, "after the second recover");
-    assert!(env.marker().is_none());
+    rig.wait_running(Duration::ZERO, "after the second recover");
+    assert!(rig.env.marker().is_none());
+}
+
+#[test]
+fn a_stranded_stack_is_kept_across_a_restart_and_brought_back() {
+    let port = free_port();
+    let rig = Rig::new("strd", |c| {
+        c.set("status.listen", format!("127.0.0.1:{port}"))
+    });
+    let mut run = rig.spawn(&["run"]);
+    run.wait_log("backup started");
+    // The second app's directory goes away while it is down: its starts fail, it is stranded.
+    let dir = rig.env.stacks_root().join(&rig.apps[1]);
+    let aside = rig.env.path().join("moved-away");
+    std::fs::rename(&dir, &aside).expect("move the stack away");
+    rig.agent.clear_faults();
+    run.wait_log("cycle finished");
+    let status = http_get(port, "/status").expect("/status answers");
+    let live: serde_json::Value = serde_json::from_str(&status).expect("JSON");
+    assert_eq!(live["stranded"], serde_json::json!([rig.apps[1]]), "{live}");
+    Rig::stop(run);
+
+    // Across the restart the stack is still known stranded.
+    let stranded = || {
+        let shown = run_controller(&rig.config, &["status", "--json"]);
+        let doc: serde_json::Value = serde_json::from_str(&shown.stdout).expect("status JSON");
+        doc["stranded"].clone()
+    };
+    assert_eq!(stranded(), serde_json::json!([rig.apps[1]]));
+    // Put back, and the daemon's start brings it back and forgets it.
+    std::fs::rename(&aside, &dir).expect("put the stack back");
+    rig.agent.set_due(DueMode::Never);
+    let mut run = rig.spawn(&["run"]);
+    run.wait_log("a stranded stack runs again");
+    rig.wait_running(WAIT, "after the daemon's retry");
+    Rig::stop(run);
+    assert_eq!(stranded(), serde_json::json!([]));
+    assert!(!rig.env.state_dir().join("stranded.json").exists());
 }
 
 #[test]
@@ -285,48 +301,5 @@ fn felhom_config_and_felhom_log_format_work_as_help_says() {
     // The daemon too; its log is JSON (the harness reads a message only from a JSON line).
     let mut run = Controller::spawn_with(None, &["run"], &vars);
     run.wait_log("felhom-controller running");
-    run.terminate();
-    assert_eq!(run.wait().code, Some(0));
-}
-
-#[test]
-fn a_stranded_stack_is_kept_across_a_restart_and_brought_back() {
-    let mut env = Env::new("strd");
-    let (apps, before) = running_apps(&mut env);
-    let agent = Agent::start(&env, |c| c.faults = vec![Fault::Hang]);
-    let port = felhom_e2e::free_port();
-    let config = env
-        .config(&agent.access())
-        .set("status.listen", format!("127.0.0.1:{port}"))
-        .write();
-    let mut run = Controller::spawn(&config, &["run"]);
-    run.wait_log("backup started");
-    // The second app's directory goes away while it is down: its starts fail, it is stranded.
-    let dir = env.stacks_root().join(&apps[1]);
-    let aside = env.path().join("moved-away");
-    std::fs::rename(&dir, &aside).expect("move the stack away");
-    agent.clear_faults();
-    run.wait_log("cycle finished");
-    let status = felhom_e2e::http_get(port, "/status").expect("/status answers");
-    let live: serde_json::Value = serde_json::from_str(&status).expect("JSON");
-    assert_eq!(live["stranded"], serde_json::json!([apps[1]]), "{live}");
-    run.terminate();
-    assert_eq!(run.wait().code, Some(0));
-
-    // Across the restart the stack is still known stranded.
-    let shown = run_controller(&config, &["status", "--json"]);
-    let doc: serde_json::Value = serde_json::from_str(&shown.stdout).expect("status JSON");
-    assert_eq!(doc["stranded"], serde_json::json!([apps[1]]), "{shown}");
-    // Put back, and the daemon's start brings it back and forgets it.
-    std::fs::rename(&aside, &dir).expect("put the stack back");
-    agent.set_due(DueMode::Never);
-    let mut run = Controller::spawn(&config, &["run"]);
-    run.wait_log("a stranded stack runs again");
-    wait_running(&before, WAIT, "after the daemon's retry");
-    run.terminate();
-    assert_eq!(run.wait().code, Some(0));
-    let shown = run_controller(&config, &["status", "--json"]);
-    let doc: serde_json::Value = serde_json::from_str(&shown.stdout).expect("status JSON");
-    assert_eq!(doc["stranded"], serde_json::json!([]), "{shown}");
-    assert!(!env.state_dir().join("stranded.json").exists());
+    Rig::stop(run);
 }

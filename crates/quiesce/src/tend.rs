@@ -6,7 +6,7 @@ use crate::engine::Absence;
 use crate::observer::{Notice, NoticeKind};
 use crate::up::CallError;
 use crate::{Controller, CycleError};
-use felhom_marker::{MovedAside, StrandedStack};
+use felhom_marker::{MovedAside, Stranded, StrandedStack};
 use std::collections::HashMap;
 use std::sync::MutexGuard;
 use std::time::Duration;
@@ -93,12 +93,10 @@ impl Controller {
     ) -> Result<Vec<String>, CycleError> {
         let _guard = self.parts.lock.acquire().map_err(CycleError::Busy)?;
         let list = self.parts.stranded.stranded()?;
-        if let Some(moved) = &list.moved_aside {
-            self.stranded_list_corrupt(moved);
-        }
-        self.set_live(|l| l.stranded_stacks = list.stacks.clone());
+        let stacks = list.stacks.clone();
+        self.show_stranded(list);
         let now = Instant::now();
-        for stack in list.stacks {
+        for stack in stacks {
             if cancel.is_cancelled() {
                 break;
             }
@@ -164,7 +162,7 @@ impl Controller {
                 stack.attempts += 1;
                 stack.last_error = e.lines().next().unwrap_or_default().to_owned();
                 match self.parts.stranded.strand(&[stack]) {
-                    Ok(list) => self.set_live(|l| l.stranded_stacks = list.stacks),
+                    Ok(list) => self.show_stranded(list),
                     Err(e) => tracing::error!("keeping the stranded stacks: {e}"),
                 }
                 true
@@ -179,12 +177,7 @@ impl Controller {
         }
         self.tending().retries.remove(name);
         match self.parts.stranded.unstrand(name) {
-            Ok(list) => {
-                if let Some(moved) = &list.moved_aside {
-                    self.stranded_list_corrupt(moved);
-                }
-                self.set_live(|l| l.stranded_stacks = list.stacks);
-            }
+            Ok(list) => self.show_stranded(list),
             Err(e) => {
                 tracing::error!(stack = %name, "removing it from the stranded list: {e}");
                 self.set_live(|l| l.stranded_stacks.retain(|s| s.name != name));
@@ -192,8 +185,17 @@ impl Controller {
         }
     }
 
+    /// The stranded list as the store returned it: into the live status, and its damage, if
+    /// any, reported.
+    pub(crate) fn show_stranded(&self, list: Stranded) {
+        if let Some(moved) = &list.moved_aside {
+            self.stranded_list_corrupt(moved);
+        }
+        self.set_live(|l| l.stranded_stacks = list.stacks);
+    }
+
     /// The stranded list was found unusable and moved aside: the stacks it lost need a person.
-    pub(crate) fn stranded_list_corrupt(&self, moved: &MovedAside) {
+    fn stranded_list_corrupt(&self, moved: &MovedAside) {
         let message =
             format!("the stranded list {moved}: stacks it named may be down and need a person");
         tracing::error!("{message}");

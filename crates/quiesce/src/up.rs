@@ -141,12 +141,7 @@ impl Controller {
     /// Adds `newly` to the stranded list (under the cycle's lock) and to the live status.
     fn keep_stranded(&self, cycle: &SharedCycle, newly: &[StrandedStack]) {
         match self.parts.stranded.strand(newly) {
-            Ok(list) => {
-                if let Some(moved) = &list.moved_aside {
-                    self.stranded_list_corrupt(moved);
-                }
-                self.set_live(|l| l.stranded_stacks = list.stacks);
-            }
+            Ok(list) => self.show_stranded(list),
             Err(e) => {
                 cycle
                     .lock()

@@ -127,6 +127,26 @@ impl Stacks for Engine {
     }
 }
 
+/// The daemon's loop of a controller, in its own task.
+struct Daemon {
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Daemon {
+    fn start(c: &Controller) -> Daemon {
+        let cancel = CancellationToken::new();
+        let (c, until) = (c.clone(), cancel.clone());
+        let task = tokio::spawn(async move { c.run(&until).await });
+        Daemon { cancel, task }
+    }
+
+    async fn stop(self) {
+        self.cancel.cancel();
+        self.task.await.expect("the loop ends");
+    }
+}
+
 fn marked(names: &[&str]) -> Vec<MarkedStack> {
     names
         .iter()
@@ -314,12 +334,7 @@ async fn stranded_stacks_are_kept_across_a_restart_and_tried_again_until_they_ru
         .start_trouble("beta", Trouble::FailTimes(2));
     let state = FakeState::default().with_stranded(kept);
     let r = rig(None, Engine::new(stacks), state, config(None));
-    let cancel = CancellationToken::new();
-    let daemon = {
-        let c = r.controller.clone();
-        let cancel = cancel.clone();
-        tokio::spawn(async move { c.run(&cancel).await })
-    };
+    let daemon = Daemon::start(&r.controller);
     sleep(Duration::from_secs(1)).await;
     assert_eq!(
         r.controller.live().stranded(),
@@ -337,8 +352,7 @@ async fn stranded_stacks_are_kept_across_a_restart_and_tried_again_until_they_ru
     assert!(r.state.stranded_now().is_empty(), "cleared once it runs");
     assert!(r.controller.live().stranded().is_empty());
     assert_eq!(r.recorder.kinds(), [NoticeKind::Recovered]);
-    cancel.cancel();
-    daemon.await.expect("the loop ends");
+    daemon.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -381,12 +395,7 @@ async fn the_daemon_recovers_an_orphaned_marker_on_a_tick_whatever_the_agent_say
             ..config(None)
         },
     );
-    let cancel = CancellationToken::new();
-    let daemon = {
-        let c = r.controller.clone();
-        let cancel = cancel.clone();
-        tokio::spawn(async move { c.run(&cancel).await })
-    };
+    let daemon = Daemon::start(&r.controller);
     sleep(Duration::from_secs(1)).await;
     // "Another process" takes the lock and writes its marker: alive, so left alone.
     r.lock.store(true, Ordering::SeqCst);
@@ -402,8 +411,7 @@ async fn the_daemon_recovers_an_orphaned_marker_on_a_tick_whatever_the_agent_say
     assert_eq!(r.state.marker(), None);
     let history = r.state.recent(10).expect("history");
     assert_eq!(history.last().map(|h| h.outcome), Some(Outcome::Recovered));
-    cancel.cancel();
-    daemon.await.expect("the loop ends");
+    daemon.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -414,12 +422,7 @@ async fn with_the_loop_off_an_orphaned_marker_is_still_recovered() {
         FakeState::default(),
         config(None),
     );
-    let cancel = CancellationToken::new();
-    let daemon = {
-        let c = r.controller.clone();
-        let cancel = cancel.clone();
-        tokio::spawn(async move { c.run(&cancel).await })
-    };
+    let daemon = Daemon::start(&r.controller);
     sleep(Duration::from_secs(1)).await;
     r.state
         .save(&Marker::new("c-other", Utc::now(), marked(&["alpha"])))
@@ -427,8 +430,7 @@ async fn with_the_loop_off_an_orphaned_marker_is_still_recovered() {
     sleep(TEND_EVERY + Duration::from_secs(1)).await;
     assert_eq!(r.state.marker(), None);
     assert_eq!(r.stacks.starts().len(), 1);
-    cancel.cancel();
-    daemon.await.expect("the loop ends");
+    daemon.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -508,22 +510,16 @@ async fn a_marker_that_cannot_be_removed_is_one_error_not_a_recovery_at_every_ti
         observer: Arc::new(()),
     };
     let c = Controller::new(parts, config(None));
-    let cancel = CancellationToken::new();
-    let daemon = {
-        let c = c.clone();
-        let cancel = cancel.clone();
-        tokio::spawn(async move { c.run(&cancel).await })
-    };
+    let daemon = Daemon::start(&c);
     sleep(TEND_EVERY * 10).await;
     assert_eq!(stacks.starts().len(), 1, "started once, not at every tick");
     assert_eq!(state.recent(10).expect("history").len(), 1);
     assert!(c.live().marker_stuck.is_some());
     assert!(matches!(
-        c.recover(&cancel).await,
+        c.recover(&daemon.cancel).await,
         Err(CycleError::MarkerStuck { .. })
     ));
-    cancel.cancel();
-    daemon.await.expect("the loop ends");
+    daemon.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -540,17 +536,11 @@ async fn a_zero_cycle_interval_does_not_loop_on_every_due_poll() {
             ..config(None)
         },
     );
-    let cancel = CancellationToken::new();
-    let daemon = {
-        let c = r.controller.clone();
-        let cancel = cancel.clone();
-        tokio::spawn(async move { c.run(&cancel).await })
-    };
+    let daemon = Daemon::start(&r.controller);
     sleep(MIN_CYCLE_GAP * 3 - Duration::from_secs(10)).await;
     let cycles = r.state.recent(100).expect("history");
     assert_eq!(cycles.len(), 3, "one cycle per {MIN_CYCLE_GAP:?} at most");
-    cancel.cancel();
-    daemon.await.expect("the loop ends");
+    daemon.stop().await;
 }
 
 /// Counts the drops of the calls it guards.
