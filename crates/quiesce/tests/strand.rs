@@ -177,6 +177,17 @@ struct Rig {
     lock: Arc<AtomicBool>,
 }
 
+impl Rig {
+    /// Crash recovery of the rig's marker, to its end.
+    async fn recovered(&self) -> felhom_marker::CycleRecord {
+        self.controller
+            .recover(&CancellationToken::new())
+            .await
+            .expect("recovers")
+            .expect("a marker")
+    }
+}
+
 fn rig(agent: Option<FakeAgent>, stacks: Engine, state: FakeState, config: CycleConfig) -> Rig {
     let recorder = Arc::new(Recorder::default());
     let stacks = Arc::new(stacks);
@@ -211,12 +222,7 @@ async fn a_recovery_waits_for_the_engine_without_spending_attempts() {
     let stacks = Engine::new(FakeStacks::running([("alpha", &["app"][..])])).away_for(away);
     let r = rig(None, stacks, crashed(&["alpha", "beta"]), config(None));
     let t0 = Instant::now();
-    let record = r
-        .controller
-        .recover(&CancellationToken::new())
-        .await
-        .expect("recovers")
-        .expect("a marker");
+    let record = r.recovered().await;
     assert!(record.stranded.is_empty(), "{record:?}");
     assert_eq!(r.state.marker(), None, "cleared once both run");
     assert!(r.state.stranded_now().is_empty());
@@ -269,12 +275,7 @@ async fn a_command_waits_up_to_its_bound_then_keeps_the_marker() {
         config(Some(Duration::from_secs(600))),
     );
     let t0 = Instant::now();
-    let record = r
-        .controller
-        .recover(&CancellationToken::new())
-        .await
-        .expect("recovers")
-        .expect("a marker");
+    let record = r.recovered().await;
     let waited = t0.elapsed();
     assert!(
         waited >= Duration::from_secs(600) && waited <= Duration::from_secs(601),
