@@ -93,8 +93,9 @@ impl Controller {
         true
     }
 
-    /// The absence under way, begun now if none is: the first to see it reports it.
-    pub(crate) fn engine_absence(&self, cycle: Option<&SharedCycle>, why: &str) -> Absence {
+    /// The absence under way, begun now if none is: the first to see it reports it, and the
+    /// notice goes out while stacks are still down (see [`crate::Observer::notice`]).
+    fn engine_absence(&self, cycle: Option<&SharedCycle>, why: &str) -> Absence {
         let (absence, new) = {
             let mut tending = self.tending();
             match tending.engine {

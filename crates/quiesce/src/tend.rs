@@ -139,7 +139,9 @@ impl Controller {
                 true
             }
             Err(CallError::EngineAway(why)) => {
-                self.engine_absence(None, &why);
+                // Not "waiting for the engine": no stack waits in a marker. The next tick
+                // tries again, and counts nothing.
+                tracing::info!(stack = %stack.name, "the stranded stacks are tried again later: {why}");
                 false
             }
             Err(CallError::Failed(e)) => {
