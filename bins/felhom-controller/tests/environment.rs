@@ -1,5 +1,6 @@
-//! The real binary and its environment: the `FELHOM_` variables of `--help` are not config
-//! keys, and no child process (compose, docker) inherits the agent's token.
+//! The real binary and its environment and config: the `FELHOM_` variables of `--help` are
+//! not config keys, no child process (compose, docker) inherits the agent's token, and an
+//! absurd duration is refused before anything is touched.
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
@@ -63,4 +64,30 @@ fn the_token_is_read_as_a_string_and_no_child_inherits_it() {
         "a child inherited a FELHOM_ variable: {seen}"
     );
     assert!(!stdout.contains("12345678") && !stderr.contains("12345678"));
+}
+
+#[test]
+fn an_absurd_duration_is_refused_at_load_naming_the_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("controller.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[quiesce]\nstate_dir = \"{}/state\"\nmax_quiesce = \"300000000000y\"\n",
+            dir.path().display()
+        ),
+    )
+    .expect("config");
+    let out = Command::new(BIN)
+        .args(["--config", &config.display().to_string(), "recover"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the binary");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("quiesce.max_quiesce"), "{stderr}");
+    assert!(
+        !dir.path().join("state").exists(),
+        "refused before anything was touched"
+    );
 }
