@@ -78,12 +78,22 @@ pub struct Controller {
 impl Controller {
     /// Starts the controller with `args` (e.g. `["once", "--force"]`).
     pub fn spawn(config: &Path, args: &[&str]) -> Controller {
+        Controller::spawn_with(Some(config), args, &[])
+    }
+
+    /// Starts the controller with `args` and the environment variables `vars` (e.g.
+    /// `DOCKER_HOST` for it alone); without `config`, it gets no `--config` (see
+    /// `FELHOM_CONFIG`) and no `--log-format` (see `FELHOM_LOG_FORMAT`).
+    pub fn spawn_with(config: Option<&Path>, args: &[&str], vars: &[(&str, String)]) -> Controller {
         use std::os::unix::process::CommandExt;
         let mut command = Command::new(controller_bin());
+        if let Some(config) = config {
+            command
+                .arg("--config")
+                .arg(config)
+                .args(["--log-format", "json"]);
+        }
         command
-            .arg("--config")
-            .arg(config)
-            .args(["--log-format", "json"])
             .args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -96,6 +106,7 @@ impl Controller {
                 command.env_remove(key);
             }
         }
+        command.envs(vars.iter().map(|(k, v)| (k, v)));
         let mut child = command.spawn().expect("felhom-controller starts");
         let stderr = Shared::default();
         let stdout = Shared::default();
@@ -177,7 +188,12 @@ impl Controller {
 
     /// Sends SIGTERM to the controller (not to its children: the controller handles it).
     pub fn terminate(&self) {
-        signal(self.child.id(), "TERM", false);
+        self.signal("TERM");
+    }
+
+    /// Sends the signal `name` (`HUP`, `QUIT`, ...) to the controller alone.
+    pub fn signal(&self, name: &str) {
+        signal(self.child.id(), name, false);
     }
 
     /// `kill -9` of the controller process alone: the compose commands it runs live on as

@@ -12,6 +12,7 @@ mod happy_path;
 mod inflight;
 mod signals;
 mod single_flight;
+mod strand;
 
 use std::collections::BTreeMap;
 

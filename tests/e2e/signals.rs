@@ -1,4 +1,5 @@
-//! The daemon (`run`): one cycle when due, then idle; SIGTERM when idle and while stacks are down.
+//! The daemon (`run`): one cycle when due, then idle; SIGTERM when idle. Every ending signal
+//! (SIGTERM, SIGHUP, SIGQUIT) while stacks are down, to `run` and `once`: resumed first.
 
 use std::thread;
 use std::time::{Duration, Instant};
@@ -79,19 +80,39 @@ fn run_does_one_cycle_when_due_then_exits_on_sigterm() {
 
 #[test]
 fn sigterm_while_the_stacks_are_down_resumes_them_before_the_exit() {
-    let mut env = Env::new("term");
+    signal_while_down("term", &["run"], &["TERM"], 0);
+}
+
+#[test]
+fn a_hang_up_of_once_mid_quiesce_resumes_the_stacks_before_the_exit() {
+    // The SSH session drops: the shell's hang-up reaches the command, then another one. The
+    // cycle did not complete normally: exit 1.
+    signal_while_down("hup", &["once", "--force"], &["HUP", "HUP"], 1);
+}
+
+#[test]
+fn sigquit_of_the_daemon_mid_quiesce_resumes_the_stacks_before_the_exit() {
+    signal_while_down("quit", &["run"], &["QUIT"], 0);
+}
+
+/// The controller `args` gets `signals` while the backup holds the stacks down: it starts
+/// them again before it exits with `code`, the marker is cleared, the cycle is `cancelled`.
+fn signal_while_down(tag: &str, args: &[&str], signals: &[&str], code: i32) {
+    let mut env = Env::new(tag);
     let (apps, before) = running_apps(&mut env);
     let agent = Agent::start(&env, |c| c.faults = vec![Fault::Hang]);
     let config = env.config(&agent.access()).write();
-    let mut run = Controller::spawn(&config, &["run"]);
+    let mut run = Controller::spawn(&config, args);
     run.wait_log("backup started");
     for name in &apps {
         assert!(!container(name).running, "{name} is down during the backup");
     }
 
-    run.terminate();
+    for signal in signals {
+        run.signal(signal);
+    }
     let end = run.wait();
-    assert_eq!(end.code, Some(0), "{end}");
+    assert_eq!(end.code, Some(code), "{end}");
     // The process logged each stack back up before it ended, and they run now.
     let logs = end.logs();
     for name in &apps {

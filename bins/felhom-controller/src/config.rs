@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use felhom_agentapi::{ClientConfig, Pin};
 use felhom_quiesce::CycleConfig;
 use felhom_stacks::{ComposeChoice, StacksConfig};
-use figment::providers::{Env, Format, Toml};
+use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Deserializer};
 use std::fmt;
@@ -14,6 +14,18 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
+
+/// The variable that holds the agent's token. It is read apart, as the string it is: figment
+/// reads a value that looks like a number (`12345678`) as one, and would echo it in its error.
+const TOKEN_VAR: &str = "FELHOM_AGENT__TOKEN";
+
+/// `FELHOM_` variables of the command line itself (`--config`, `--log-format`, see `--help`):
+/// not config keys.
+const NOT_KEYS: [&str; 2] = ["config", "log_format"];
+
+/// The longest duration any key accepts. Anything longer is a typo (`"300000000000y"`), and
+/// would overflow the clock arithmetic of the cycle.
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
 
 /// The default location of the configuration file.
 pub(crate) const DEFAULT_PATH: &str = "/etc/felhom/controller.toml";
@@ -247,9 +259,18 @@ impl Config {
         if explicit && !file.exists() {
             bail!("configuration file {} does not exist", file.display());
         }
-        let figment = Figment::new()
-            .merge(Toml::file_exact(&file))
-            .merge(Env::prefixed("FELHOM_").split("__"));
+        let mut figment = Figment::new().merge(Toml::file_exact(&file)).merge(
+            Env::prefixed("FELHOM_")
+                .ignore(&NOT_KEYS)
+                .ignore(&["agent__token"])
+                .split("__"),
+        );
+        if let Some(token) = std::env::var_os(TOKEN_VAR) {
+            let token = token
+                .into_string()
+                .map_err(|_| anyhow::anyhow!("{TOKEN_VAR} is not valid UTF-8"))?;
+            figment = figment.merge(Serialized::default("agent.token", token));
+        }
         let config: Config = figment
             .extract()
             .map_err(|e| anyhow::anyhow!("{}", describe(e, &file)))?;
@@ -275,7 +296,35 @@ impl Config {
             self.quiesce.status_poll_interval,
         )?;
         nonzero("quiesce.max_quiesce", self.quiesce.max_quiesce)?;
+        for (key, d) in self.durations() {
+            if d > MAX_DURATION {
+                bail!(
+                    "{key} = {}: longer than the most any duration may be ({})",
+                    humantime::format_duration(d),
+                    humantime::format_duration(MAX_DURATION)
+                );
+            }
+        }
         Ok(())
+    }
+
+    /// Every duration of the file, with its key.
+    fn durations(&self) -> Vec<(&'static str, Duration)> {
+        let (s, q) = (&self.stacks, &self.quiesce);
+        let mut all = vec![
+            ("stacks.stop_timeout", s.stop_timeout),
+            ("stacks.start_timeout", s.start_timeout),
+            ("quiesce.due_poll_interval", q.due_poll_interval),
+            ("quiesce.status_poll_interval", q.status_poll_interval),
+            ("quiesce.max_quiesce", q.max_quiesce),
+            ("quiesce.min_cycle_interval", q.min_cycle_interval),
+            ("quiesce.failure_cooldown", q.failure_cooldown),
+        ];
+        if let Some(a) = &self.agent {
+            all.push(("agent.connect_timeout", a.connect_timeout));
+            all.push(("agent.request_timeout", a.request_timeout));
+        }
+        all
     }
 
     /// The protected stacks: the built-in three are always protected, whatever the file says
@@ -320,7 +369,13 @@ fn describe(e: figment::Error, file: &Path) -> String {
             },
             None => format!(" in {}", file.display()),
         };
-        out.push(format!("{}{key}{source}", err.kind));
+        // The token is a secret: whatever is wrong with it, its value is not shown.
+        let kind = if err.path.join(".") == "agent.token" {
+            "agent.token must be a string (its value is not shown)".to_owned()
+        } else {
+            err.kind.to_string()
+        };
+        out.push(format!("{kind}{key}{source}"));
     }
     out.join("; ")
 }

@@ -88,6 +88,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    forget_environment();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -104,6 +105,17 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("felhom-controller: {}", errors::chain(&e));
             ExitCode::from(1)
+        }
+    }
+}
+
+/// Removes the `FELHOM_` variables (the agent's token among them) from the environment once
+/// the config is read, so that no child process (compose, docker) inherits them. Done before
+/// the runtime starts its threads: the process is still single-threaded here.
+fn forget_environment() {
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("FELHOM_") {
+            std::env::remove_var(key);
         }
     }
 }

@@ -41,8 +41,16 @@ pub(crate) fn agent(config: &Config) -> Result<Option<Arc<dyn AgentApi>>> {
     Ok(agent_client(config)?.map(|c| Arc::new(c) as Arc<dyn AgentApi>))
 }
 
+/// Who runs the controller: the daemon waits for an engine that is away as long as it takes,
+/// a command run by hand or by a timer up to `max_quiesce` (SPEC §2 rule 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    Daemon,
+    Command,
+}
+
 /// The cycle's knobs, from `[quiesce]` and `[stacks]`.
-fn cycle_config(config: &Config) -> CycleConfig {
+fn cycle_config(config: &Config, role: Role) -> CycleConfig {
     let q = &config.quiesce;
     CycleConfig {
         enabled: q.enabled,
@@ -57,6 +65,10 @@ fn cycle_config(config: &Config) -> CycleConfig {
             config.stacks.start_timeout,
             config.stacks.stop_timeout,
         ),
+        engine_wait: match role {
+            Role::Daemon => None,
+            Role::Command => Some(q.max_quiesce),
+        },
         ..CycleConfig::default()
     }
 }
@@ -71,6 +83,7 @@ pub(crate) fn state_dir(config: &Config) -> Result<StateDir> {
 /// a crashed cycle even when the agent's settings are broken.
 pub(crate) fn wire(
     config: &Config,
+    role: Role,
     agent: Option<Arc<dyn AgentApi>>,
     observer: Arc<dyn Observer>,
 ) -> Result<Wired> {
@@ -91,11 +104,12 @@ pub(crate) fn wire(
         stacks: stacks.clone() as Arc<dyn Stacks>,
         marker: state.clone(),
         history: state.clone(),
+        stranded: state.clone(),
         lock: state,
         observer,
     };
     Ok(Wired {
-        controller: Controller::new(parts, cycle_config(config)),
+        controller: Controller::new(parts, cycle_config(config, role)),
         agent,
         stacks,
     })

@@ -1,8 +1,12 @@
-//! A recording fake of [`MarkerStore`] and [`HistoryStore`] for other crates' tests and
-//! examples (feature `mock`): the marker and the history in memory, every write logged
-//! (`save Quiescing a,b`, `clear`, `record Done`), and every saved marker kept.
+//! A recording fake of [`MarkerStore`], [`HistoryStore`] and [`StrandedStore`] for other
+//! crates' tests and examples (feature `mock`): the marker, the history and the stranded list
+//! in memory, every write logged (`save Quiescing a,b`, `clear`, `record Done`, `strand a`,
+//! `unstrand a`), and every saved marker kept.
 
-use crate::{CycleRecord, HistoryStore, Marker, MarkerError, MarkerStore};
+use crate::{
+    CycleRecord, HistoryStore, Marker, MarkerError, MarkerStore, Stranded, StrandedStack,
+    StrandedStore,
+};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// A log shared between fakes, so a test sees the order of everything that happened.
@@ -14,6 +18,7 @@ pub struct FakeState {
     marker: Mutex<Option<Marker>>,
     saved: Mutex<Vec<Marker>>,
     history: Mutex<Vec<CycleRecord>>,
+    stranded: Mutex<Vec<StrandedStack>>,
     log: CallLog,
 }
 
@@ -29,6 +34,17 @@ impl FakeState {
             marker: Mutex::new(Some(marker)),
             ..FakeState::default()
         }
+    }
+
+    /// Holds `stacks` as stranded, as an earlier cycle left them.
+    pub fn with_stranded(self, stacks: Vec<StrandedStack>) -> Self {
+        *locked(&self.stranded) = stacks;
+        self
+    }
+
+    /// The stranded stacks now.
+    pub fn stranded_now(&self) -> Vec<StrandedStack> {
+        locked(&self.stranded).clone()
     }
 
     /// Logs into `log` (shared with other fakes) instead of a log of its own.
@@ -88,6 +104,36 @@ impl HistoryStore for FakeState {
     fn recent(&self, n: usize) -> Result<Vec<CycleRecord>, MarkerError> {
         let all = locked(&self.history);
         Ok(all[all.len().saturating_sub(n)..].to_vec())
+    }
+}
+
+impl StrandedStore for FakeState {
+    fn stranded(&self) -> Result<Stranded, MarkerError> {
+        Ok(Stranded {
+            stacks: self.stranded_now(),
+            moved_aside: None,
+        })
+    }
+
+    fn strand(&self, stacks: &[StrandedStack]) -> Result<Stranded, MarkerError> {
+        let names: Vec<&str> = stacks.iter().map(|s| s.name.as_str()).collect();
+        locked(&self.log).push(format!("strand {}", names.join(",")));
+        {
+            let mut list = locked(&self.stranded);
+            for stack in stacks {
+                match list.iter_mut().find(|s| s.name == stack.name) {
+                    Some(kept) => *kept = stack.clone(),
+                    None => list.push(stack.clone()),
+                }
+            }
+        }
+        self.stranded()
+    }
+
+    fn unstrand(&self, name: &str) -> Result<Stranded, MarkerError> {
+        locked(&self.log).push(format!("unstrand {name}"));
+        locked(&self.stranded).retain(|s| s.name != name);
+        self.stranded()
     }
 }
 

@@ -32,6 +32,10 @@ pub struct CycleConfig {
     /// The longest one start call may take (the stacks manager's own wait included) before
     /// it counts as a failed attempt.
     pub start_call_timeout: Duration,
+    /// How long a resume waits for a Docker engine that cannot be reached before it gives up
+    /// with the marker kept; `None`: as long as it takes (the daemon). `once` and `recover`
+    /// wait up to `max_quiesce`.
+    pub engine_wait: Option<Duration>,
 }
 
 impl Default for CycleConfig {
@@ -54,6 +58,7 @@ impl Default for CycleConfig {
                 Duration::from_secs(120),
                 Duration::from_secs(30),
             ),
+            engine_wait: None,
         }
     }
 }

@@ -14,7 +14,8 @@ use crate::backoff::Backoff;
 use crate::cycle::{Cycle, Level, SharedCycle};
 use crate::machine::{self, step, Event, Phase, Step};
 use crate::observer::{Notice, NoticeKind};
-use crate::{down, humanize, max_downtime_ms, up, CycleConfig, CycleError};
+use crate::tend::Tending;
+use crate::{down, humanize, max_downtime_ms, CycleConfig, CycleError};
 use crate::{Live, Parts};
 use chrono::Utc;
 use felhom_agentapi::AgentApi;
@@ -31,6 +32,7 @@ pub struct Controller {
     pub(crate) parts: Parts,
     pub(crate) config: CycleConfig,
     live: Arc<Mutex<Live>>,
+    pub(crate) tending: Arc<Mutex<Tending>>,
 }
 
 /// How long an aborted step's task may take to unwind (its child processes are killed on
@@ -47,6 +49,7 @@ impl Controller {
             parts,
             config,
             live: Arc::new(Mutex::new(Live::default())),
+            tending: Arc::new(Mutex::new(Tending::default())),
         }
     }
 
@@ -107,12 +110,26 @@ impl Controller {
 
     /// Crash recovery (SPEC §2 rule 3): if a marker exists, starts the stacks named in it,
     /// clears it and records the cycle; asks the agent how the marker's backup ended.
-    /// `Ok(None)`: there was no marker.
-    pub async fn recover(&self) -> Result<Option<CycleRecord>, CycleError> {
+    /// `Ok(None)`: there was no marker. Nothing interrupts the starts; `cancel` ends only a
+    /// wait for an engine that cannot be reached (the marker is then kept).
+    ///
+    /// A marker found unusable (corrupt, another format version) was moved aside by the
+    /// store: the stacks that can still be read from it are recovered all the same, and the
+    /// operator is told (the record's errors, [`Live::marker_corrupt`], a `marker_corrupt`
+    /// notice).
+    pub async fn recover(
+        &self,
+        cancel: &CancellationToken,
+    ) -> Result<Option<CycleRecord>, CycleError> {
         let _guard = self.parts.lock.acquire().map_err(CycleError::Busy)?;
         let Some(marker) = self.parts.marker.load()? else {
             return Ok(None);
         };
+        if self.is_stuck(&marker.cycle_id) {
+            return Err(CycleError::MarkerStuck {
+                cycle_id: marker.cycle_id,
+            });
+        }
         tracing::warn!(
             cycle = %marker.cycle_id,
             pid = marker.pid,
@@ -128,14 +145,28 @@ impl Controller {
             std::process::id()
         );
         let backup_id = marker.backup_id.clone();
+        let salvage = marker.salvage.clone();
         let cycle = SharedCycle::new(Cycle::new(begin.0, marker, Outcome::Recovered, true));
         cycle.lock().note(Level::Warn, why);
+        if let Some(salvage) = &salvage {
+            let message = format!("{salvage}: recovering the stacks that can still be read");
+            cycle.lock().note(Level::Error, message.clone());
+            self.set_live(|l| l.marker_corrupt = Some(message));
+        }
         if let Some(id) = backup_id {
             self.ask_about(&cycle, &id).await;
         }
-        // Never cancelled: a recovery only starts stacks, which nothing interrupts.
-        let never = CancellationToken::new();
-        Ok(Some(self.drive(None, cycle, begin, &never).await))
+        let record = self.drive(None, cycle, begin, cancel).await;
+        if let Some(salvage) = salvage {
+            let mut message = format!("{salvage}; recovered {} stack(s)", record.stacks.len());
+            if salvage.unreadable_stacks > 0 {
+                message.push_str(": the unreadable ones may still be down and need a person");
+            }
+            self.parts
+                .observer
+                .notice(&Notice::about(NoticeKind::MarkerCorrupt, &record, message));
+        }
+        Ok(Some(record))
     }
 
     /// Asks the agent how the marker's backup `id` ended, for the record.
@@ -176,7 +207,7 @@ impl Controller {
     ) -> CycleRecord {
         let (phase, mut next) = start;
         self.enter(&cycle, phase);
-        let deadline = Instant::now() + self.config.max_quiesce;
+        let deadline = crate::after(self.config.max_quiesce);
         let mut status_wait = Backoff::new(
             self.config.first_poll,
             WAIT_GROWTH,
@@ -189,7 +220,7 @@ impl Controller {
             let event = match (next, &agent) {
                 (Step::Finish, _) => return self.finish(&cycle),
                 (Step::Resume, _) => {
-                    let stranded = up::resume(&self.parts, &self.config, &cycle).await;
+                    let stranded = self.resume(&cycle, cancel).await;
                     if !stranded.is_empty() {
                         let record = cycle.lock().record.clone();
                         let message =
@@ -233,7 +264,7 @@ impl Controller {
                             .status_poll_interval
                             .min(Duration::from_millis(500));
                         let wait = Backoff::new(first, 2.0, self.config.status_poll_interval);
-                        (wait, Instant::now() + self.config.max_quiesce)
+                        (wait, crate::after(self.config.max_quiesce))
                     });
                     let event = tokio::select! {
                         event = down::poll_after(agent.clone(), cycle.clone(), wait.delay()) => event,

@@ -10,6 +10,15 @@ use std::time::Duration;
 use tokio::time::{sleep_until, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
+/// The longest time between two looks for a marker that no live process holds (and at the
+/// stranded stacks), whatever `due_poll_interval` is.
+pub const TEND_EVERY: Duration = Duration::from_secs(30);
+
+/// The least time between the end of a cycle and the start of the next, whatever
+/// `min_cycle_interval` and `failure_cooldown` say: an agent that answers "due" on every poll
+/// must not make the apps go down once a minute (docs/decisions.md).
+pub const MIN_CYCLE_GAP: Duration = Duration::from_secs(5 * 60);
+
 /// What [`Controller::run_once`] did.
 #[derive(Debug, Clone)]
 pub enum Once {
@@ -27,22 +36,30 @@ pub(crate) fn failed(record: &CycleRecord) -> bool {
 impl Controller {
     /// The daemon's loop: recovery first, then cycles whenever the agent says a backup is due,
     /// never more often than `min_cycle_interval` (or `failure_cooldown` after a failure).
-    /// With no agent or `enabled = false` only the recovery runs, then it waits. Returns when
-    /// `cancel` fires, after any running cycle has resumed its stacks. Ticks the observer at
-    /// least every [`TICK`] throughout.
+    /// On every tick of the loop — at most `due_poll_interval` and at most [`TEND_EVERY`]
+    /// apart, whatever the agent says, also with no agent or `enabled = false` — it recovers
+    /// a marker that no live process holds and tries the stranded stacks whose time has come.
+    /// Returns when `cancel` fires, after any running cycle has resumed its stacks. Ticks the
+    /// observer at least every [`TICK`] throughout.
     pub async fn run(&self, cancel: &CancellationToken) {
-        self.ticking(self.recover_logged()).await;
+        self.ticking(self.tend(cancel)).await;
+        match self.ticking(self.retry_stranded(cancel)).await {
+            Ok(still) if !still.is_empty() => {
+                tracing::warn!(stranded = ?still, "stacks are still stranded: tried again with a slow backoff")
+            }
+            Ok(_) | Err(CycleError::Busy(_)) => {}
+            Err(e) => tracing::error!("the stranded stacks: {e}"),
+        }
         let agent = match (&self.parts.agent, self.config.enabled) {
-            (Some(agent), true) => agent.clone(),
+            (Some(agent), true) => Some(agent.clone()),
             (agent, _) => {
                 let why = if agent.is_none() {
                     "[agent] is not configured (the guest is not provisioned)"
                 } else {
                     "quiesce.enabled = false"
                 };
-                tracing::info!("the backup loop is off: {why}");
-                self.ticking(cancel.cancelled()).await;
-                return;
+                tracing::info!("the backup loop is off: {why}; markers and stranded stacks are still looked after");
+                None
             }
         };
         let mut not_before = match self.parts.history.recent(1) {
@@ -55,15 +72,44 @@ impl Controller {
                 Instant::now()
             }
         };
+        let tend_every = self.config.due_poll_interval.min(TEND_EVERY);
+        let mut next_tend = Instant::now() + tend_every;
         loop {
-            let wait = not_before.saturating_duration_since(Instant::now());
-            self.set_live(|l| l.next_check_at = Some(wall_clock_in(wait)));
-            let due = self
+            let wake = match &agent {
+                Some(_) => {
+                    let wait = not_before.saturating_duration_since(Instant::now());
+                    self.set_live(|l| l.next_check_at = Some(wall_clock_in(wait)));
+                    not_before.min(next_tend)
+                }
+                None => next_tend,
+            };
+            let woke = self
                 .ticking(async {
                     tokio::select! {
-                        () = sleep_until(not_before) => {}
-                        () = cancel.cancelled() => return None,
+                        () = sleep_until(wake) => true,
+                        () = cancel.cancelled() => false,
                     }
+                })
+                .await;
+            if !woke {
+                return;
+            }
+            if Instant::now() >= next_tend {
+                // SPEC §2 rules 6 and 9: whatever the agent says.
+                self.ticking(self.tend(cancel)).await;
+                next_tend = Instant::now() + tend_every;
+                if cancel.is_cancelled() {
+                    return;
+                }
+            }
+            let Some(agent) = &agent else {
+                continue;
+            };
+            if Instant::now() < not_before {
+                continue;
+            }
+            let due = self
+                .ticking(async {
                     tokio::select! {
                         due = agent.backup_due() => Some(due),
                         () = cancel.cancelled() => None,
@@ -73,7 +119,7 @@ impl Controller {
             let Some(due) = due else {
                 return;
             };
-            not_before = Instant::now() + self.config.due_poll_interval;
+            not_before = crate::after(self.config.due_poll_interval);
             match due {
                 Ok(due) if due.due => {}
                 Ok(_) => continue,
@@ -88,7 +134,7 @@ impl Controller {
                 Err(CycleError::MarkerPresent { .. }) => {
                     // SPEC §2 rule 9: left by another process that died; it holds no lock
                     // any more.
-                    self.ticking(self.recover_logged()).await;
+                    self.ticking(self.tend(cancel)).await;
                 }
                 Err(e) => tracing::warn!("cycle not started: {e}"),
             }
@@ -114,19 +160,6 @@ impl Controller {
         Ok(Once::Ran(self.run_cycle(cancel).await?))
     }
 
-    /// Crash recovery whose failure is logged, not returned: the daemon goes on.
-    async fn recover_logged(&self) {
-        match self.recover().await {
-            Ok(Some(record)) => tracing::warn!(
-                cycle = %record.cycle_id,
-                stranded = ?record.stranded,
-                "recovered an interrupted cycle"
-            ),
-            Ok(None) => {}
-            Err(e) => tracing::error!("crash recovery: {e}"),
-        }
-    }
-
     /// Runs `work`, ticking the observer every [`TICK`] while it waits. The ticks come from
     /// this task: a loop stuck in a call that never yields stops them.
     async fn ticking<F: Future>(&self, work: F) -> F::Output {
@@ -150,11 +183,12 @@ impl Controller {
                 .max(self.config.min_cycle_interval)
         } else {
             self.config.min_cycle_interval
-        };
+        }
+        .max(MIN_CYCLE_GAP);
         let since = (Utc::now() - record.finished_at)
             .to_std()
             .unwrap_or_default();
-        Instant::now() + gap.saturating_sub(since)
+        crate::after(gap.saturating_sub(since))
     }
 }
 

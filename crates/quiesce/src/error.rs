@@ -14,6 +14,13 @@ pub enum CycleError {
         /// The cycle that left it.
         cycle_id: String,
     },
+    /// The marker could not be removed after its stacks ran again; it is not recovered again
+    /// by this process (that would restart its stacks at every tick).
+    #[error("the marker of cycle {cycle_id} could not be removed although its stacks run: the state directory needs a person (remove the marker once it is writable)")]
+    MarkerStuck {
+        /// The cycle that left it.
+        cycle_id: String,
+    },
     /// The marker could not be read or written.
     #[error("marker: {0}")]
     Marker(#[from] felhom_marker::MarkerError),

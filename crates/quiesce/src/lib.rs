@@ -48,6 +48,7 @@
 //!         stacks: stacks.clone(),
 //!         marker: state.clone(),
 //!         history: state.clone(),
+//!         stranded: state.clone(),
 //!         lock: state.clone(),
 //!         observer: inbox.clone(),
 //!     },
@@ -74,21 +75,32 @@ mod controller;
 mod cycle;
 mod daemon;
 mod down;
+mod engine;
 mod error;
 mod lock;
 pub mod machine;
 mod observer;
 mod parts;
+mod tend;
 mod up;
 
 pub use config::CycleConfig;
 pub use controller::Controller;
-pub use daemon::Once;
+pub use daemon::{Once, MIN_CYCLE_GAP, TEND_EVERY};
 pub use error::CycleError;
 pub use lock::CycleLock;
 pub use observer::{Notice, NoticeKind, Observer, TICK};
 pub use parts::{max_downtime_ms, Live, Parts};
 pub use tokio_util::sync::CancellationToken;
+
+/// The instant `d` from now, or a century from now when `d` is longer: an absurd duration
+/// from an embedder must not panic (`Instant + Duration` overflows) with stacks down.
+pub(crate) fn after(d: std::time::Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(d)
+        .or_else(|| now.checked_add(std::time::Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(now)
+}
 
 /// A bound as the configuration writes it (`30s`, `500ms`).
 pub(crate) fn humanize(d: std::time::Duration) -> String {

@@ -17,8 +17,10 @@ pub trait Observer: Send + Sync {
     /// (the due poll's sleep, a cycle's waits, a resume's retries) and only from the loop
     /// itself, so a wedged loop stops the ticks: feed a watchdog from it.
     fn tick(&self) {}
-    /// Something an operator should hear of. Called only once the stacks are back (the
-    /// receiver may be one of the stopped apps).
+    /// Something an operator should hear of. Called once the stacks are back (the receiver
+    /// may be one of the stopped apps) — except [`NoticeKind::EngineUnreachable`], called once
+    /// per absence of the engine while stacks wait for it: queue it, it may not be delivered
+    /// until the stacks run.
     fn notice(&self, notice: &Notice) {
         let _ = notice;
     }
@@ -42,9 +44,10 @@ pub enum NoticeKind {
     Stranded,
     /// A marker left by a dead controller was recovered.
     Recovered,
-    /// The Docker engine cannot be reached.
+    /// The Docker engine cannot be reached while stacks wait to be started.
     EngineUnreachable,
-    /// The marker on disk could not be used and was moved aside.
+    /// The marker (or the stranded list) on disk could not be used and was moved aside; the
+    /// stacks it still named were recovered.
     MarkerCorrupt,
 }
 

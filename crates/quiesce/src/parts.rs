@@ -4,7 +4,9 @@ use crate::machine::Phase;
 use crate::{CycleLock, Observer};
 use chrono::{DateTime, Utc};
 use felhom_agentapi::AgentApi;
-use felhom_marker::{CycleRecord, HistoryStore, MarkerStore, Outcome};
+use felhom_marker::{
+    CycleRecord, HistoryStore, MarkerStore, Outcome, StrandedStack, StrandedStore,
+};
 use felhom_stacks::Stacks;
 use serde::{Serialize, Serializer};
 use std::sync::Arc;
@@ -20,6 +22,8 @@ pub struct Parts {
     pub marker: Arc<dyn MarkerStore>,
     /// The cycle history.
     pub history: Arc<dyn HistoryStore>,
+    /// The stranded stacks, kept until they run (SPEC §2 rule 6).
+    pub stranded: Arc<dyn StrandedStore>,
     /// The single-flight lock.
     pub lock: Arc<dyn CycleLock>,
     /// Who is told what the controller does; `Arc::new(())` when nobody listens.
@@ -47,12 +51,25 @@ pub struct Live {
     pub cycles: Vec<(Outcome, u64)>,
     /// When the loop will next ask whether a backup is due (wall clock), when it waits.
     pub next_check_at: Option<DateTime<Utc>>,
+    /// The stacks that could not be started again, as the state directory keeps them across
+    /// cycles and restarts until each runs (SPEC §2 rule 6).
+    pub stranded_stacks: Vec<StrandedStack>,
+    /// Since when the Docker engine cannot be reached while stacks wait to be started: "waiting
+    /// for the engine since …". `None` while it answers.
+    pub engine_unreachable_since: Option<DateTime<Utc>>,
+    /// The last unusable marker (or stranded list) found by this process: what became of it.
+    pub marker_corrupt: Option<String>,
+    /// A marker that cannot be removed although its stacks run: it needs a person.
+    pub marker_stuck: Option<String>,
 }
 
 impl Live {
-    /// The stacks the last cycle could not start again.
-    pub fn stranded(&self) -> &[String] {
-        self.last.as_ref().map_or(&[], |r| r.stranded.as_slice())
+    /// The names of the stranded stacks (see [`Live::stranded_stacks`]).
+    pub fn stranded(&self) -> Vec<String> {
+        self.stranded_stacks
+            .iter()
+            .map(|s| s.name.clone())
+            .collect()
     }
 }
 

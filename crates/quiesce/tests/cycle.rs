@@ -75,6 +75,7 @@ fn config() -> CycleConfig {
         restart_attempts: 3,
         restart_backoff: Duration::from_secs(1),
         start_call_timeout: Duration::from_secs(150),
+        engine_wait: None,
     }
 }
 
@@ -224,6 +225,7 @@ fn controller(
         stacks,
         marker: Arc::new(s.marker),
         history: Arc::new(s.history),
+        stranded: Arc::new(felhom_marker::fake::FakeState::default()),
         lock: Arc::new(SharedLock(lock.clone())),
         observer: Arc::new(()),
     };
@@ -905,7 +907,7 @@ async fn recovery_restarts_the_marker_stacks_asks_the_agent_and_clears_it() {
     a.expect_start_backup().never();
     let (c, _) = controller(Arc::new(a), Arc::new(s), &mut Some(st), config());
     let record = c
-        .recover()
+        .recover(&CancellationToken::new())
         .await
         .expect("recovered")
         .expect("there was a marker");
@@ -918,7 +920,11 @@ async fn recovery_restarts_the_marker_stacks_asks_the_agent_and_clears_it() {
     assert!(t.index("clear") > t.index("start beta db"));
     assert_eq!(records.lock().expect("r").len(), 1);
     // Nothing left: a second recovery finds no marker.
-    assert!(c.recover().await.expect("ok").is_none());
+    assert!(c
+        .recover(&CancellationToken::new())
+        .await
+        .expect("ok")
+        .is_none());
 }
 
 #[tokio::test(start_paused = true)]
@@ -1049,6 +1055,7 @@ async fn the_real_state_dir_lock_is_single_flight() {
         stacks: Arc::new(s),
         marker: state.clone(),
         history: state.clone(),
+        stranded: state.clone(),
         lock: state.clone(),
         observer: Arc::new(()),
     };

@@ -75,6 +75,7 @@ fn controller(
         stacks: Arc::new(stacks),
         marker: state.clone(),
         history: state,
+        stranded: Arc::new(felhom_marker::fake::FakeState::default()),
         lock: Arc::new(NoLock),
         observer: recorder.clone(),
     };
@@ -155,7 +156,10 @@ async fn a_bounded_cycle_is_failed_and_a_recovery_is_recovered() {
         FakeStacks::running([("alpha", &["app"][..])]),
         FakeState::with_marker(left),
     );
-    r.recover().await.expect("recovers").expect("a marker");
+    r.recover(&CancellationToken::new())
+        .await
+        .expect("recovers")
+        .expect("a marker");
     let first = rec.notices.lock().expect("n").clone();
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].0.event, NoticeKind::Failed);

@@ -1,14 +1,14 @@
 //! `check`: validates the config, reaches the agent, lists what a cycle would stop.
 
 use crate::config::Config;
-use crate::wire::{agent, wire};
+use crate::wire::{agent, wire, Role};
 use anyhow::Result;
 use felhom_stacks::Stacks;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 pub(crate) async fn check(config: Config) -> Result<ExitCode> {
-    let wired = wire(&config, agent(&config)?, Arc::new(()))?;
+    let wired = wire(&config, Role::Command, agent(&config)?, Arc::new(()))?;
     println!("config: ok");
     let mut ok = true;
     match &wired.agent {

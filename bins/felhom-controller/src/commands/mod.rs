@@ -10,6 +10,7 @@ pub(crate) mod status;
 use anyhow::Result;
 use felhom_marker::{CycleRecord, Outcome};
 use std::process::ExitCode;
+use tokio::signal::unix::SignalKind;
 
 /// Exit 0 for a cycle that ended `done` with nothing stranded, else 1 (SPEC §5).
 fn exit_for(record: &CycleRecord) -> ExitCode {
@@ -20,24 +21,64 @@ fn exit_for(record: &CycleRecord) -> ExitCode {
     }
 }
 
+/// Prints the cycle record on stdout. A terminal that hung up (SIGHUP) has no stdout any
+/// more: the record is in the history all the same, and a failed write must not turn a
+/// cycle whose stacks are back into a crash (`println!` would panic).
 fn print_record(record: &CycleRecord) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(record)?);
+    use std::io::Write;
+    let text = serde_json::to_string_pretty(record)?;
+    if let Err(e) = writeln!(std::io::stdout().lock(), "{text}") {
+        tracing::warn!("printing the cycle record: {e} (it is in the history)");
+    }
     Ok(())
 }
 
-/// Cancels `token` on the first SIGTERM or SIGINT; later signals are logged, the resume goes on.
+/// Whether the command leaves something for a person or for the daemon: the engine was still
+/// away when the wait for it ended (the marker is kept), or a marker could not be removed.
+fn left_undone(controller: &felhom_quiesce::Controller) -> bool {
+    let live = controller.live();
+    if let Some(since) = live.engine_unreachable_since {
+        eprintln!(
+            "felhom-controller: the docker engine cannot be reached (waiting since {}): the marker is kept; the daemon, or `felhom-controller recover` once the engine answers, brings the stacks back",
+            since.to_rfc3339()
+        );
+    }
+    if let Some(stuck) = &live.marker_stuck {
+        eprintln!("felhom-controller: {stuck}");
+    }
+    live.engine_unreachable_since.is_some() || live.marker_stuck.is_some()
+}
+
+/// Every way a process is asked to end (SPEC §2 rule 9): a unit's stop (SIGTERM), Ctrl-C
+/// (SIGINT), a terminal or SSH session that hangs up (SIGHUP), Ctrl-\ (SIGQUIT).
+const ENDING: [(&str, SignalKind); 4] = [
+    ("SIGTERM", SignalKind::terminate()),
+    ("SIGINT", SignalKind::interrupt()),
+    ("SIGHUP", SignalKind::hangup()),
+    ("SIGQUIT", SignalKind::quit()),
+];
+
+/// Cancels `token` on the first of the [`ENDING`] signals: stacks that are down are resumed,
+/// then the process exits. Later signals are logged; the resume goes on (the handlers stay
+/// installed, so none of them kills the process mid-resume).
 fn cancel_on_signals(token: felhom_quiesce::CancellationToken) -> Result<()> {
     use anyhow::Context;
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    for (name, kind) in ENDING {
+        let mut stream = tokio::signal::unix::signal(kind)
+            .with_context(|| format!("installing the {name} handler"))?;
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while stream.recv().await.is_some() {
+                if tx.send(name).is_err() {
+                    return;
+                }
+            }
+        });
+    }
     tokio::spawn(async move {
         let mut first = true;
-        loop {
-            let name = tokio::select! {
-                _ = term.recv() => "SIGTERM",
-                _ = int.recv() => "SIGINT",
-            };
+        while let Some(name) = rx.recv().await {
             if first {
                 tracing::info!("{name}: stopping; stacks that are down are resumed first");
                 token.cancel();

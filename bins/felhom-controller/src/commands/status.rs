@@ -21,10 +21,14 @@ pub(crate) async fn print(config: &Config, as_json: bool) -> Result<ExitCode> {
     let marker = read_marker(&state);
     let holder = StateLock::holder(&state).unwrap_or_else(|e| Some(format!("unknown ({e})")));
     let history = state.recent(10).context("reading the history")?;
-    let stranded: Vec<String> = history
-        .last()
-        .map(|r| r.stranded.clone())
-        .unwrap_or_default();
+    // SPEC §2 rule 6: the state directory's list, kept across cycles and restarts (not the
+    // last record's, which the next cycle forgets).
+    let stranded_list = state.peek_stranded().context("reading the stranded list")?;
+    let stranded: Vec<String> = stranded_list
+        .stacks
+        .iter()
+        .map(|s| s.name.clone())
+        .collect();
     let due = match wire::agent_client(config) {
         Ok(Some(client)) => Some(client.backup_due().await.map_err(|e| e.to_string())),
         Ok(None) => None,
@@ -35,6 +39,8 @@ pub(crate) async fn print(config: &Config, as_json: bool) -> Result<ExitCode> {
             "marker": match &marker { Ok(m) => json!(m), Err(e) => json!({ "error": e }) },
             "lock_holder_pid": holder,
             "stranded": stranded,
+            "stranded_stacks": stranded_list.stacks,
+            "stranded_list_damaged": stranded_list.damaged.map(|d| d.to_string()),
             "history": history,
             "due": match &due {
                 None => json!(null),

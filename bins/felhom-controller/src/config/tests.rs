@@ -147,20 +147,79 @@ fn the_built_in_protected_stacks_cannot_be_removed() {
     );
 }
 
-#[test]
+/// Loads [`AGENT`] with the environment variables `vars` set, in figment's `Jail`.
 #[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
-fn the_environment_overrides_the_file() {
-    // figment::Jail isolates the environment for the closure.
+fn load_with_env(vars: &[(&str, &str)]) -> Result<Config, String> {
+    let mut out = None;
     figment::Jail::expect_with(|jail| {
         jail.create_file("c.toml", AGENT)?;
-        jail.set_env("FELHOM_QUIESCE__MAX_QUIESCE", "10m");
-        jail.set_env("FELHOM_AGENT__TOKEN", "from-env");
-        let c = Config::load(Some(Path::new("c.toml"))).map_err(|e| e.to_string())?;
-        assert_eq!(c.quiesce.max_quiesce, Duration::from_secs(600));
-        assert_eq!(
-            c.agent.as_ref().and_then(|a| a.token.as_deref()),
-            Some("from-env")
-        );
+        for (key, value) in vars {
+            jail.set_env(key, value);
+        }
+        out = Some(Config::load(Some(Path::new("c.toml"))).map_err(|e| e.to_string()));
         Ok(())
     });
+    out.expect("the jail ran the closure")
+}
+
+#[test]
+fn the_environment_overrides_the_file() {
+    let c = load_with_env(&[
+        ("FELHOM_QUIESCE__MAX_QUIESCE", "10m"),
+        ("FELHOM_AGENT__TOKEN", "from-env"),
+    ])
+    .expect("loads");
+    assert_eq!(c.quiesce.max_quiesce, Duration::from_secs(600));
+    assert_eq!(
+        c.agent.as_ref().and_then(|a| a.token.as_deref()),
+        Some("from-env")
+    );
+}
+
+#[test]
+fn the_command_line_variables_are_not_config_keys() {
+    // `--help` offers FELHOM_CONFIG and FELHOM_LOG_FORMAT; they once failed every command
+    // with `unknown field: config`.
+    load_with_env(&[("FELHOM_CONFIG", "c.toml"), ("FELHOM_LOG_FORMAT", "json")]).expect("loads");
+}
+
+#[test]
+fn a_token_that_looks_like_a_number_is_a_string() {
+    let c = load_with_env(&[("FELHOM_AGENT__TOKEN", "00012345678")]).expect("loads");
+    assert_eq!(
+        c.agent.as_ref().and_then(|a| a.token.as_deref()),
+        Some("00012345678")
+    );
+}
+
+#[test]
+fn a_token_of_the_wrong_type_is_never_echoed() {
+    let text = AGENT.replace("token = \"secret-token\"", "token = 987654321");
+    let e = load(&text).expect_err("a number is not a token");
+    let message = crate::errors::chain(&e);
+    assert!(message.contains("agent.token"), "{message}");
+    assert!(!message.contains("987654321"), "{message}");
+}
+
+#[test]
+fn absurd_durations_are_refused_naming_the_key() {
+    for key in [
+        "max_quiesce",
+        "due_poll_interval",
+        "min_cycle_interval",
+        "failure_cooldown",
+    ] {
+        let text = format!("{AGENT}\n[quiesce]\n{key} = \"300000000000y\"\n");
+        let e = load(&text).expect_err("refused");
+        let message = crate::errors::chain(&e);
+        assert!(message.contains(&format!("quiesce.{key}")), "{message}");
+    }
+    let text = format!("{AGENT}\n[stacks]\nstart_timeout = \"400d\"\n");
+    let message = crate::errors::chain(&load(&text).expect_err("refused"));
+    assert!(message.contains("stacks.start_timeout"), "{message}");
+    // A year is still a duration.
+    load(&format!(
+        "{AGENT}\n[quiesce]\nmin_cycle_interval = \"365d\"\n"
+    ))
+    .expect("accepted");
 }

@@ -139,6 +139,7 @@ fn parts(agent: Arc<ScriptedAgent>, stacks: Arc<TimedStacks>) -> Parts {
         stacks,
         marker: Arc::new(marker),
         history: Arc::new(history),
+        stranded: Arc::new(felhom_marker::fake::FakeState::default()),
         lock: Arc::new(NoLock),
         observer: Arc::new(()),
     }
