@@ -213,10 +213,10 @@ fn a_stranded_stack_is_kept_across_a_restart_and_brought_back() {
     });
     let mut run = rig.spawn(&["run"]);
     run.wait_log("backup started");
-    // The second app's directory goes away while it is down: its starts fail, it is stranded.
-    let dir = rig.env.stacks_root().join(&rig.apps[1]);
-    let aside = rig.env.path().join("moved-away");
-    std::fs::rename(&dir, &aside).expect("move the stack away");
+    // While it is down, a directory takes the place of the second app's running flag: the app
+    // cannot write it and dies at every start (the same container each time), so it is stranded.
+    let flag = rig.env.data_dir().join(&rig.apps[1]).join("running");
+    std::fs::create_dir(&flag).expect("a directory where the app's flag goes");
     rig.agent.clear_faults();
     run.wait_log("cycle finished");
     let status = http_get(port, "/status").expect("/status answers");
@@ -231,8 +231,8 @@ fn a_stranded_stack_is_kept_across_a_restart_and_brought_back() {
         doc["stranded"].clone()
     };
     assert_eq!(stranded(), serde_json::json!([rig.apps[1]]));
-    // Put back, and the daemon's start brings it back and forgets it.
-    std::fs::rename(&aside, &dir).expect("put the stack back");
+    // Mended, and the daemon's start brings it back and forgets it.
+    std::fs::remove_dir(&flag).expect("mend the app");
     rig.agent.set_due(DueMode::Never);
     let mut run = rig.spawn(&["run"]);
     run.wait_log("a stranded stack runs again");
