@@ -1,13 +1,16 @@
 //! The status endpoint: `/status` (the live status as JSON) and `/metrics` (Prometheus text).
 
+use crate::metrics::{Metrics, CONTENT_TYPE};
+use crate::status::Look;
 use anyhow::{Context, Result};
-use felhom_marker::Outcome;
-use felhom_quiesce::{max_downtime_ms, CancellationToken, Controller, Live};
+use felhom_marker::{Outcome, StateDir};
+use felhom_quiesce::{CancellationToken, Controller, Live};
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::{Request, Response, StatusCode};
 use serde_json::json;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// An outcome as the history and the status JSON spell it (its serde name).
 pub(crate) fn outcome_name(outcome: Outcome) -> String {
@@ -24,62 +27,38 @@ fn status_json(live: &Live) -> serde_json::Value {
     doc
 }
 
-fn metrics(live: &Live) -> String {
-    let mut out = String::new();
-    out.push_str(
-        "# HELP felhom_cycles_total Quiesce cycles finished by this process, by outcome.\n",
-    );
-    out.push_str("# TYPE felhom_cycles_total counter\n");
-    for outcome in [
-        "done",
-        "failed",
-        "lost",
-        "bounded",
-        "cancelled",
-        "recovered",
-    ] {
-        let n = live
-            .cycles
-            .iter()
-            .find(|(o, _)| outcome_name(*o) == outcome)
-            .map(|(_, n)| *n)
-            .unwrap_or(0);
-        out.push_str(&format!(
-            "felhom_cycles_total{{outcome=\"{outcome}\"}} {n}\n"
-        ));
+/// What the endpoint serves from: the live status, the metrics, the state directory.
+#[derive(Debug, Clone)]
+pub(crate) struct Served {
+    pub controller: Controller,
+    pub metrics: Arc<Metrics>,
+    pub state: Arc<StateDir>,
+}
+
+impl Served {
+    /// `/metrics`: the gauges that describe the present are read now (the marker's age, the
+    /// stranded list, the stacks held down), the rest were counted as things happened.
+    fn metrics(&self) -> String {
+        let look = Look::at(&self.state);
+        let live = self.controller.live();
+        self.metrics.set_marker_age(look.marker_age);
+        self.metrics
+            .set_stranded(look.stranded_names(live.last.as_ref()).len());
+        let held = match &look.marker {
+            Ok(Some(m)) => m.stacks.len(),
+            _ => 0,
+        };
+        self.metrics.set_stacks_quiesced(held);
+        self.metrics.set_cycle_running(live.phase.is_some());
+        // The engine's reachability is set from the stacks calls' answers (counted.rs).
+        self.metrics.encode()
     }
-    let stranded = live.stranded().len();
-    out.push_str("# HELP felhom_stranded_stacks Stacks the last cycle could not start again.\n");
-    out.push_str("# TYPE felhom_stranded_stacks gauge\n");
-    out.push_str(&format!("felhom_stranded_stacks {stranded}\n"));
-    out.push_str("# HELP felhom_cycle_running Whether a cycle runs now.\n# TYPE felhom_cycle_running gauge\n");
-    out.push_str(&format!(
-        "felhom_cycle_running {}\n",
-        u8::from(live.phase.is_some())
-    ));
-    if let Some(last) = &live.last {
-        out.push_str("# HELP felhom_last_cycle_max_downtime_seconds The longest downtime of a stack in the last cycle.\n");
-        out.push_str("# TYPE felhom_last_cycle_max_downtime_seconds gauge\n");
-        out.push_str(&format!(
-            "felhom_last_cycle_max_downtime_seconds {:.3}\n",
-            max_downtime_ms(last) as f64 / 1000.0
-        ));
-        out.push_str(
-            "# HELP felhom_last_cycle_finished_timestamp_seconds When the last cycle finished.\n",
-        );
-        out.push_str("# TYPE felhom_last_cycle_finished_timestamp_seconds gauge\n");
-        out.push_str(&format!(
-            "felhom_last_cycle_finished_timestamp_seconds {}\n",
-            last.finished_at.timestamp()
-        ));
-    }
-    out
 }
 
 /// Serves `/status` and `/metrics` on `addr` (`status.listen`) until `cancel` fires.
 pub(crate) async fn serve(
     addr: SocketAddr,
-    controller: Controller,
+    served: Served,
     cancel: CancellationToken,
 ) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
@@ -98,21 +77,19 @@ pub(crate) async fn serve(
                 },
                 () = cancel.cancelled() => return,
             };
-            let controller = controller.clone();
+            let served = served.clone();
             tokio::spawn(async move {
                 let service =
                     hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                        let live = controller.live();
+                        let served = served.clone();
                         async move {
                             let (status, kind, body) = match req.uri().path() {
                                 "/status" => (
                                     StatusCode::OK,
                                     "application/json",
-                                    status_json(&live).to_string(),
+                                    status_json(&served.controller.live()).to_string(),
                                 ),
-                                "/metrics" => {
-                                    (StatusCode::OK, "text/plain; version=0.0.4", metrics(&live))
-                                }
+                                "/metrics" => (StatusCode::OK, CONTENT_TYPE, served.metrics()),
                                 _ => (
                                     StatusCode::NOT_FOUND,
                                     "text/plain",
@@ -142,68 +119,29 @@ pub(crate) async fn serve(
 mod tests {
     use super::*;
     use chrono::Utc;
-    use felhom_marker::{CycleRecord, StackRecord};
+    use felhom_marker::CycleRecord;
 
-    fn record(stranded: &[&str]) -> CycleRecord {
+    #[test]
+    fn the_status_json_names_the_stranded_stacks_and_counts_by_outcome() {
         let now = Utc::now();
-        CycleRecord {
+        let record = CycleRecord {
             cycle_id: "c-1".into(),
             started_at: now,
             finished_at: now,
             outcome: Outcome::Done,
-            backup_id: Some("b-1".into()),
+            backup_id: None,
             snapshot_at: None,
             agent_phase: None,
-            stacks: vec![
-                StackRecord {
-                    name: "a".into(),
-                    services: vec![],
-                    stop_started_at: None,
-                    stopped_at: None,
-                    started_at: None,
-                    downtime_ms: Some(1500),
-                },
-                StackRecord {
-                    name: "b".into(),
-                    services: vec![],
-                    stop_started_at: None,
-                    stopped_at: None,
-                    started_at: None,
-                    downtime_ms: Some(2250),
-                },
-            ],
-            stranded: stranded.iter().map(|s| (*s).to_owned()).collect(),
+            stacks: vec![],
+            stranded: vec!["b".into()],
             errors: vec![],
-        }
-    }
-
-    #[test]
-    fn metrics_count_outcomes_and_report_stranded_and_downtime() {
+        };
         let live = Live {
             phase: None,
-            last: Some(record(&["b"])),
+            last: Some(record),
             cycles: vec![(Outcome::Done, 3), (Outcome::Bounded, 1)],
             next_check_at: None,
         };
-        let text = metrics(&live);
-        assert!(
-            text.contains("felhom_cycles_total{outcome=\"done\"} 3\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("felhom_cycles_total{outcome=\"bounded\"} 1\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("felhom_cycles_total{outcome=\"failed\"} 0\n"),
-            "{text}"
-        );
-        assert!(text.contains("felhom_stranded_stacks 1\n"), "{text}");
-        assert!(text.contains("felhom_cycle_running 0\n"), "{text}");
-        assert!(
-            text.contains("felhom_last_cycle_max_downtime_seconds 2.250\n"),
-            "{text}"
-        );
         let json = status_json(&live);
         assert_eq!(json["stranded"], serde_json::json!(["b"]));
         assert_eq!(json["cycles"]["done"], 3);

@@ -11,6 +11,7 @@ use futures::StreamExt;
 use std::future::Future;
 use std::time::Duration;
 use tokio::time::{sleep, timeout};
+use tracing::Instrument;
 
 /// The longest pause between two start attempts of one stack.
 const RESTART_BACKOFF_CAP: Duration = Duration::from_secs(60);
@@ -147,7 +148,7 @@ async fn bounded(
     what: &str,
     call: impl Future<Output = Result<(), felhom_stacks::StacksError>> + Send + 'static,
 ) -> Result<(), String> {
-    let mut task = tokio::spawn(call);
+    let mut task = tokio::spawn(call.in_current_span());
     match timeout(config.start_call_timeout, &mut task).await {
         Ok(Ok(Ok(()))) => Ok(()),
         Ok(Ok(Err(e))) => Err(e.to_string()),

@@ -1,17 +1,19 @@
 //! `once [--force]`: one cycle now if due.
 
 use crate::config::Config;
-use crate::wire::{agent, wire};
+use crate::metrics::Metrics;
+use crate::wire::{self, agent, wire};
 use anyhow::Result;
 use felhom_quiesce::{CancellationToken, Once};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 pub(crate) async fn once(config: Config, force: bool) -> Result<ExitCode> {
-    let wired = wire(&config, agent(&config)?, Arc::new(()))?;
+    let watch = wire::watch(&config, Arc::new(Metrics::new(config.quiesce.max_quiesce)))?;
+    let wired = wire(&config, agent(&config)?, watch.clone())?;
     let cancel = CancellationToken::new();
     super::cancel_on_signals(cancel.clone())?;
-    match wired.controller.run_once(force, &cancel).await? {
+    let code = match wired.controller.run_once(force, &cancel).await? {
         Once::NotDue(due) => {
             println!(
                 "not due{}{}",
@@ -20,11 +22,14 @@ pub(crate) async fn once(config: Config, force: bool) -> Result<ExitCode> {
                     .map(|t| format!(" (next due at {t})"))
                     .unwrap_or_default()
             );
-            Ok(ExitCode::SUCCESS)
+            ExitCode::SUCCESS
         }
         Once::Ran(record) => {
             super::print_record(&record)?;
-            Ok(super::exit_for(&record))
+            super::exit_for(&record)
         }
-    }
+    };
+    // The record is out; the notifications of the cycle get a bounded time to leave.
+    watch.drain(super::DRAIN).await;
+    Ok(code)
 }

@@ -1,37 +1,94 @@
 //! `run`: the daemon.
 
 use crate::config::Config;
-use crate::wire::{agent, wire};
-use crate::{endpoint, errors};
+use crate::metrics::Metrics;
+use crate::wire::{self, agent, wire_watched};
+use crate::{endpoint, errors, systemd};
 use anyhow::Result;
-use felhom_quiesce::CancellationToken;
+use felhom_marker::HistoryStore;
+use felhom_quiesce::{CancellationToken, Controller};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 pub(crate) async fn run(config: Config) -> Result<ExitCode> {
+    let metrics = Arc::new(Metrics::new(config.quiesce.max_quiesce));
+    let watch = wire::watch(&config, metrics.clone())?;
     // SPEC §2 rule 3: a crashed cycle's stacks come back before anything else that could fail
     // — a broken agent setting or a busy status port must not keep them down.
     let agent = agent(&config);
-    let wired = wire(
-        &config,
-        agent.as_ref().ok().cloned().flatten(),
-        Arc::new(()),
-    )?;
+    let counted = agent
+        .as_ref()
+        .ok()
+        .cloned()
+        .flatten()
+        .map(|a| wire::counted(a, &metrics));
+    let wired = wire_watched(&config, counted, watch.clone(), Some(&metrics))?;
     if let Err(e) = agent {
-        if let Err(problem) = wired.controller.recover().await {
-            tracing::error!("crash recovery: {problem}");
-        }
+        recover_logged(&wired.controller).await;
+        watch.drain(super::DRAIN).await;
         return Err(e);
     }
     let cancel = CancellationToken::new();
     super::cancel_on_signals(cancel.clone())?;
+    // SPEC §7: READY=1 only once the recovery is done and the status listener is up. The
+    // loop's own recovery then finds no marker.
+    recover_logged(&wired.controller).await;
+    restore_metrics(&config, &metrics);
     if let Some(addr) = config.status.listen.0 {
-        if let Err(e) = endpoint::serve(addr, wired.controller.clone(), cancel.clone()).await {
+        let state = Arc::new(wire::state_dir(&config)?);
+        let served = endpoint::Served {
+            controller: wired.controller.clone(),
+            metrics: metrics.clone(),
+            state,
+        };
+        if let Err(e) = endpoint::serve(addr, served, cancel.clone()).await {
             tracing::error!("the status endpoint is off: {}", errors::chain(&e));
         }
     }
+    systemd::ready();
     tracing::info!(pid = std::process::id(), "felhom-controller running");
+    let stop = {
+        let (cancel, watch) = (cancel.clone(), watch.clone());
+        tokio::spawn(async move {
+            cancel.cancelled().await;
+            watch.stopping();
+        })
+    };
     wired.controller.run(&cancel).await;
+    stop.abort();
+    watch.drain(super::DRAIN).await;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
+
+/// Crash recovery whose failure is logged: the daemon goes on (the loop tries again).
+async fn recover_logged(controller: &Controller) {
+    match controller.recover().await {
+        Ok(Some(record)) => tracing::warn!(
+            cycle = %record.cycle_id,
+            stranded = ?record.stranded,
+            "recovered an interrupted cycle"
+        ),
+        Ok(None) => {}
+        Err(e) => tracing::error!("crash recovery: {e}"),
+    }
+}
+
+/// The last-cycle gauges from the history, so that a restart does not look like a guest that
+/// never backed up.
+fn restore_metrics(config: &Config, metrics: &Metrics) {
+    let history = wire::state_dir(config).and_then(|s| Ok(s.recent(HISTORY_SCAN)?));
+    match history {
+        Ok(records) => {
+            let success = records
+                .iter()
+                .rev()
+                .find(|r| r.outcome == felhom_marker::Outcome::Done && r.stranded.is_empty());
+            metrics.restore(records.last(), success);
+        }
+        Err(e) => tracing::warn!("reading the history for the metrics: {}", errors::chain(&e)),
+    }
+}
+
+/// How many records are searched for the last success at startup.
+const HISTORY_SCAN: usize = 200;
