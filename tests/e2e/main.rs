@@ -10,6 +10,10 @@ mod crash;
 mod faults;
 mod happy_path;
 mod inflight;
+mod logs;
+mod metrics;
+mod notify;
+mod receiver;
 mod signals;
 mod single_flight;
 
