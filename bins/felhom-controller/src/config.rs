@@ -329,4 +329,6 @@ fn describe(e: figment::Error, file: &Path) -> String {
 }
 
 #[cfg(test)]
+mod keys;
+#[cfg(test)]
 mod tests;
