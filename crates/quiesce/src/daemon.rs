@@ -114,8 +114,12 @@ impl Controller {
         Ok(Once::Ran(self.run_cycle(cancel).await?))
     }
 
-    /// Crash recovery whose failure is logged, not returned: the daemon goes on.
-    async fn recover_logged(&self) {
+    /// Crash recovery whose failure is logged, not returned: the daemon goes on. [`run`]
+    /// begins with it; an embedder that must know when it is done (systemd's `READY=1`) calls
+    /// it first.
+    ///
+    /// [`run`]: Controller::run
+    pub async fn recover_logged(&self) {
         match self.recover().await {
             Ok(Some(record)) => tracing::warn!(
                 cycle = %record.cycle_id,

@@ -6,7 +6,7 @@ use crate::wire::{self, agent, wire_watched};
 use crate::{endpoint, errors, systemd};
 use anyhow::Result;
 use felhom_marker::HistoryStore;
-use felhom_quiesce::{CancellationToken, Controller};
+use felhom_quiesce::CancellationToken;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -24,7 +24,7 @@ pub(crate) async fn run(config: Config) -> Result<ExitCode> {
         .map(|a| wire::counted(a, &metrics));
     let wired = wire_watched(&config, counted, watch.clone(), Some(&metrics))?;
     if let Err(e) = agent {
-        recover_logged(&wired.controller).await;
+        wired.controller.recover_logged().await;
         watch.drain(super::DRAIN).await;
         return Err(e);
     }
@@ -32,7 +32,7 @@ pub(crate) async fn run(config: Config) -> Result<ExitCode> {
     super::cancel_on_signals(cancel.clone())?;
     // SPEC §7: READY=1 only once the recovery is done and the status listener is up. The
     // loop's own recovery then finds no marker.
-    recover_logged(&wired.controller).await;
+    wired.controller.recover_logged().await;
     restore_metrics(&config, &metrics);
     if let Some(addr) = config.status.listen.0 {
         let state = Arc::new(wire::state_dir(&config)?);
@@ -55,23 +55,13 @@ pub(crate) async fn run(config: Config) -> Result<ExitCode> {
         })
     };
     wired.controller.run(&cancel).await;
-    stop.abort();
+    // `run` returns only once cancelled; STOPPING=1 is then sent (or on its way).
+    if let Err(e) = stop.await {
+        tracing::debug!("the stop notifier: {e}");
+    }
     watch.drain(super::DRAIN).await;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
-}
-
-/// Crash recovery whose failure is logged: the daemon goes on (the loop tries again).
-async fn recover_logged(controller: &Controller) {
-    match controller.recover().await {
-        Ok(Some(record)) => tracing::warn!(
-            cycle = %record.cycle_id,
-            stranded = ?record.stranded,
-            "recovered an interrupted cycle"
-        ),
-        Ok(None) => {}
-        Err(e) => tracing::error!("crash recovery: {e}"),
-    }
 }
 
 /// The last-cycle gauges from the history, so that a restart does not look like a guest that
