@@ -2,10 +2,10 @@
 //! text: today's names and the new ones, with the values the cycle must have left.
 
 use felhom_devagent::{DueMode, Fault};
-use felhom_e2e::{free_port, http_get, Agent, Controller, Env};
+use felhom_e2e::{http_get, Agent, Env};
 use prometheus_parse::{Scrape, Value};
 
-use crate::{assert_run_again, running_apps};
+use crate::{assert_run_again, daemon_after_a_cycle, running_apps};
 
 /// The value of the sample `name` with `labels` (a counter, gauge or untyped sample).
 fn value(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
@@ -26,19 +26,7 @@ fn metrics_after_a_cycle_count_it_and_describe_the_present() {
     let (apps, before) = running_apps(&mut env);
     // Two status polls answer 500: counted as agent errors; the cycle still ends `done`.
     let agent = Agent::start(&env, |c| c.faults = vec![Fault::Status500(2)]);
-    let port = free_port();
-    let config = env
-        .config(&agent.access())
-        .set("status.listen", format!("127.0.0.1:{port}"))
-        .write();
-    let mut run = Controller::spawn(&config, &["run"]);
-    let finished = run.wait_log("cycle finished");
-    assert_eq!(
-        finished.field("outcome").as_deref(),
-        Some("Done"),
-        "{}",
-        finished.raw
-    );
+    let (run, port) = daemon_after_a_cycle(&env, &agent.access());
     agent.set_due(DueMode::Never);
     assert_run_again(&before, "after the cycle");
 

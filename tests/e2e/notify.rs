@@ -98,6 +98,7 @@ fn a_crash_recovery_and_its_stranded_stack_are_posted() {
     let config = env
         .config(&agent.access())
         .set("notify.webhook", receiver.url("/hook"))
+        .set("notify.ping", receiver.url("/ping/check-3"))
         .write();
     let recover = run_controller(&config, &["recover"]);
     assert_eq!(
@@ -138,6 +139,14 @@ fn a_crash_recovery_and_its_stranded_stack_are_posted() {
     assert_eq!(recovered["cycle_id"], "c-crashed", "{recovered}");
     assert_eq!(recovered["outcome"], "recovered", "{recovered}");
     assert_eq!(events.len(), 2, "{events:#?}");
+    // A recovered cycle took no backup: the dead-man's switch hears a failure.
+    let pings: Vec<String> = receiver
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/ping/"))
+        .map(|r| r.path)
+        .collect();
+    assert_eq!(pings, ["/ping/check-3/fail"]);
 }
 
 #[test]

@@ -138,10 +138,11 @@ impl Observer for Watch {
         event.stacks = notice.stacks.clone();
         event.stranded = notice.stranded.clone();
         notifier.send(event);
-        // The dead-man's switch hears of every cycle's end, whatever `events` says.
+        // The dead-man's switch hears of every cycle's end, whatever `events` says; a
+        // recovered cycle took no backup (docs/decisions.md, "Notifications").
         match kind {
             EventKind::Done => notifier.ping(true),
-            EventKind::Failed => notifier.ping(false),
+            EventKind::Failed | EventKind::Recovered => notifier.ping(false),
             _ => {}
         }
     }

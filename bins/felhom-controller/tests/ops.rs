@@ -307,6 +307,12 @@ fn ready_comes_after_the_recovery_and_the_listener_and_no_watchdog_unasked() {
         "no STOPPING=1 on SIGTERM: {:?}\n{stderr}",
         sd.seen
     );
+    // The stop then asks for more time while stacks come back.
+    assert!(
+        sd.wait_for("EXTEND_TIMEOUT_USEC=30000000", HANG).is_some(),
+        "no EXTEND_TIMEOUT_USEC after STOPPING=1: {:?}",
+        sd.seen
+    );
     assert!(sd.count("STATUS=") >= 1, "no STATUS= line: {:?}", sd.seen);
     assert_eq!(code, Some(0), "{stderr}");
 }
