@@ -339,3 +339,23 @@ fn the_watchdog_is_fed_by_the_loop_at_the_asked_interval() {
     assert!(!stderr.contains("raise WatchdogSec"), "{stderr}");
     assert_eq!(code, Some(0), "{stderr}");
 }
+
+#[test]
+fn check_shows_the_notify_targets_without_their_secrets() {
+    let world = World::new("");
+    let mut config = std::fs::read_to_string(&world.config).expect("config");
+    config.push_str(
+        "[notify]\nwebhook = \"https://hooks.example.net/s3cr3t-hook?token=t0k3n\"\n\
+         events = [\"failed\", \"done\"]\n",
+    );
+    std::fs::write(&world.config, config).expect("config");
+    let out = world.run(&["check"]);
+    let all = text(&out);
+    assert!(
+        all.contains(
+            "notify: webhook https://hooks.example.net/…, ntfy off, ping off; events: failed, done"
+        ),
+        "{all}"
+    );
+    assert!(!all.contains("s3cr3t") && !all.contains("t0k3n"), "{all}");
+}
