@@ -39,7 +39,7 @@ impl Served {
     /// `/metrics`: the gauges that describe the present are read now (the marker's age, the
     /// stranded list, the stacks held down), the rest were counted as things happened.
     fn metrics(&self) -> String {
-        let look = Look::at(&self.state);
+        let look = Look::files(&self.state);
         let live = self.controller.live();
         self.metrics.set_marker_age(look.marker_age);
         self.metrics

@@ -27,8 +27,16 @@ pub(crate) struct Look {
 }
 
 impl Look {
-    /// Looks at `state`; never writes, never moves a file aside.
+    /// Looks at `state`, the lock holder included; never writes, never moves a file aside.
     pub(crate) fn at(state: &StateDir) -> Look {
+        let mut look = Look::files(state);
+        look.holder = StateLock::holder(state).unwrap_or_else(|e| Some(format!("unknown ({e})")));
+        look
+    }
+
+    /// [`Look::at`] without probing the lock (`holder` is `None`: not asked), for `/metrics`:
+    /// a scrape must not even briefly share the lock a starting cycle takes.
+    pub(crate) fn files(state: &StateDir) -> Look {
         let mut problems = Vec::new();
         let marker = state.peek().map_err(|e| e.to_string());
         let marker_age = match &marker {
@@ -36,7 +44,6 @@ impl Look {
             Ok(None) => None,
             Err(_) => file_age(&state.path().join(MARKER_FILE)),
         };
-        let holder = StateLock::holder(state).unwrap_or_else(|e| Some(format!("unknown ({e})")));
         let stranded = match state.peek_stranded() {
             Ok(view) => {
                 if let Some(why) = view.damaged {
@@ -52,7 +59,7 @@ impl Look {
         Look {
             marker,
             marker_age,
-            holder,
+            holder: None,
             stranded,
             problems,
         }
