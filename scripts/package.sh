@@ -36,7 +36,8 @@ for path in \
     ./usr/lib/systemd/system/felhom-controller-recover.service \
     ./usr/lib/systemd/system/felhom-controller-recover.timer \
     ./usr/share/felhom-controller/alerts.yml \
-    ./usr/share/doc/felhom-controller/operations.md; do
+    ./usr/share/doc/felhom-controller/operations.md \
+    ./usr/share/doc/felhom-controller/configuration.md; do
     grep -qE " ${path//./\\.}\$" <<<"$contents" || fail "$path is not in the package"
 done
 grep -qE '^-rw------- .* \./etc/felhom/controller\.toml$' <<<"$contents" ||

@@ -42,6 +42,26 @@ impl LogLine {
         }
     }
 
+    /// When the line was logged (the JSON log's `timestamp`).
+    pub fn timestamp(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        let v: Value = serde_json::from_str(&self.raw).ok()?;
+        let text = v.get("timestamp")?.as_str()?;
+        chrono::DateTime::parse_from_rfc3339(text)
+            .ok()
+            .map(|t| t.with_timezone(&chrono::Utc))
+    }
+
+    /// The line's spans as the JSON log lists them (`spans`: name and fields of each).
+    pub fn spans(&self) -> Vec<serde_json::Map<String, Value>> {
+        serde_json::from_str::<Value>(&self.raw)
+            .ok()
+            .and_then(|v| v.get("spans").and_then(Value::as_array).cloned())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|s| s.as_object().cloned())
+            .collect()
+    }
+
     /// A field as text (strings without their quotes).
     pub fn field(&self, key: &str) -> Option<String> {
         self.fields.get(key).map(|v| match v {

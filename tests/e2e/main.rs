@@ -10,6 +10,10 @@ mod crash;
 mod faults;
 mod happy_path;
 mod inflight;
+mod logs;
+mod metrics;
+mod notify;
+mod receiver;
 mod signals;
 mod single_flight;
 mod strand;
@@ -33,6 +37,28 @@ fn running_apps(env: &mut felhom_e2e::Env) -> (Vec<String>, States) {
     }
     let before = states(&apps);
     (apps, before)
+}
+
+/// Starts the daemon (`run`) against `agent` with the status endpoint on a free port, and
+/// waits until its first cycle finished `done`: the daemon, and the endpoint's port.
+fn daemon_after_a_cycle(
+    env: &felhom_e2e::Env,
+    agent: &felhom_e2e::Access,
+) -> (felhom_e2e::Controller, u16) {
+    let port = felhom_e2e::free_port();
+    let config = env
+        .config(agent)
+        .set("status.listen", format!("127.0.0.1:{port}"))
+        .write();
+    let mut run = felhom_e2e::Controller::spawn(&config, &["run"]);
+    let finished = run.wait_log("cycle finished");
+    assert_eq!(
+        finished.field("outcome").as_deref(),
+        Some("Done"),
+        "{}",
+        finished.raw
+    );
+    (run, port)
 }
 
 /// The containers of `names`, e.g. before a cycle.

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use felhom_devagent::{EventKind, Fault};
-use felhom_e2e::{container, free_port, http_get, Agent, AgentProcess, Controller, Env, WAIT};
+use felhom_e2e::{container, http_get, Agent, AgentProcess, Controller, Env, WAIT};
 use felhom_marker::Outcome;
 
-use crate::{assert_run_again, running_apps};
+use crate::{assert_run_again, daemon_after_a_cycle, running_apps};
 
 #[test]
 fn run_does_one_cycle_when_due_then_exits_on_sigterm() {
@@ -17,19 +17,7 @@ fn run_does_one_cycle_when_due_then_exits_on_sigterm() {
     let (_, before) = running_apps(&mut env);
     // Always due: only min_cycle_interval (1h) keeps the daemon from a second cycle.
     let agent = AgentProcess::spawn(&env, &["--due", "always"]);
-    let port = free_port();
-    let config = env
-        .config(&agent.access())
-        .set("status.listen", format!("127.0.0.1:{port}"))
-        .write();
-    let mut run = Controller::spawn(&config, &["run"]);
-    let finished = run.wait_log("cycle finished");
-    assert_eq!(
-        finished.field("outcome").as_deref(),
-        Some("Done"),
-        "{}",
-        finished.raw
-    );
+    let (run, port) = daemon_after_a_cycle(&env, &agent.access());
     assert_run_again(&before, "after the daemon's cycle");
 
     // The status endpoint: the cycle, and the next look at the agent an hour away (polled:

@@ -43,6 +43,9 @@ pub(crate) struct Config {
     pub quiesce: QuiesceSection,
     #[serde(default)]
     pub status: StatusSection,
+    /// Absent: no notifications. Checked by `felhom-notify` (its errors name the key).
+    #[serde(default)]
+    pub notify: Option<felhom_notify::NotifyConfig>,
 }
 
 /// `[agent]`, checked as a whole: its keys depend on each other (`token` or `token_file`),
@@ -380,5 +383,7 @@ fn describe(e: figment::Error, file: &Path) -> String {
     out.join("; ")
 }
 
+#[cfg(test)]
+mod keys;
 #[cfg(test)]
 mod tests;

@@ -1,8 +1,10 @@
 //! The status endpoint: `/status` (the live status as JSON) and `/metrics` (Prometheus text).
 
+use crate::metrics::{Metrics, CONTENT_TYPE};
+use crate::status::Look;
 use anyhow::{Context, Result};
-use felhom_marker::Outcome;
-use felhom_quiesce::{max_downtime_ms, CancellationToken, Controller, Live};
+use felhom_marker::{Outcome, StateDir};
+use felhom_quiesce::{CancellationToken, Controller, Live};
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::{Request, Response, StatusCode};
@@ -28,56 +30,31 @@ fn status_json(live: &Live) -> serde_json::Value {
     doc
 }
 
-fn metrics(live: &Live) -> String {
-    let mut out = String::new();
-    out.push_str(
-        "# HELP felhom_cycles_total Quiesce cycles finished by this process, by outcome.\n",
-    );
-    out.push_str("# TYPE felhom_cycles_total counter\n");
-    for outcome in [
-        "done",
-        "failed",
-        "lost",
-        "bounded",
-        "cancelled",
-        "recovered",
-    ] {
-        let n = live
-            .cycles
-            .iter()
-            .find(|(o, _)| outcome_name(*o) == outcome)
-            .map(|(_, n)| *n)
-            .unwrap_or(0);
-        out.push_str(&format!(
-            "felhom_cycles_total{{outcome=\"{outcome}\"}} {n}\n"
-        ));
+/// What the endpoint serves from: the live status, the metrics, the state directory.
+#[derive(Debug, Clone)]
+pub(crate) struct Served {
+    pub controller: Controller,
+    pub metrics: Arc<Metrics>,
+    pub state: Arc<StateDir>,
+}
+
+impl Served {
+    /// `/metrics`: the gauges that describe the present are read now (the marker's age, the
+    /// stranded list, the stacks held down), the rest were counted as things happened.
+    fn metrics(&self) -> String {
+        let look = Look::files(&self.state);
+        let live = self.controller.live();
+        self.metrics.set_marker_age(look.marker_age);
+        self.metrics.set_stranded(look.stranded.len());
+        let held = match &look.marker {
+            Ok(Some(m)) => m.stacks.len(),
+            _ => 0,
+        };
+        self.metrics.set_stacks_quiesced(held);
+        self.metrics.set_cycle_running(live.phase.is_some());
+        // The engine's reachability is set from the stacks calls' answers (counted.rs).
+        self.metrics.encode()
     }
-    let stranded = live.stranded().len();
-    out.push_str("# HELP felhom_stranded_stacks Stacks the last cycle could not start again.\n");
-    out.push_str("# TYPE felhom_stranded_stacks gauge\n");
-    out.push_str(&format!("felhom_stranded_stacks {stranded}\n"));
-    out.push_str("# HELP felhom_cycle_running Whether a cycle runs now.\n# TYPE felhom_cycle_running gauge\n");
-    out.push_str(&format!(
-        "felhom_cycle_running {}\n",
-        u8::from(live.phase.is_some())
-    ));
-    if let Some(last) = &live.last {
-        out.push_str("# HELP felhom_last_cycle_max_downtime_seconds The longest downtime of a stack in the last cycle.\n");
-        out.push_str("# TYPE felhom_last_cycle_max_downtime_seconds gauge\n");
-        out.push_str(&format!(
-            "felhom_last_cycle_max_downtime_seconds {:.3}\n",
-            max_downtime_ms(last) as f64 / 1000.0
-        ));
-        out.push_str(
-            "# HELP felhom_last_cycle_finished_timestamp_seconds When the last cycle finished.\n",
-        );
-        out.push_str("# TYPE felhom_last_cycle_finished_timestamp_seconds gauge\n");
-        out.push_str(&format!(
-            "felhom_last_cycle_finished_timestamp_seconds {}\n",
-            last.finished_at.timestamp()
-        ));
-    }
-    out
 }
 
 /// The most connections served at once; one more is closed at once. The endpoint is for a
@@ -93,20 +70,20 @@ const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
 /// Serves `/status` and `/metrics` on `addr` (`status.listen`) until `cancel` fires.
 pub(crate) async fn serve(
     addr: SocketAddr,
-    controller: Controller,
+    served: Served,
     cancel: CancellationToken,
 ) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("status.listen: binding {addr}"))?;
     tracing::info!("status endpoint on http://{addr}/status and /metrics");
-    tokio::spawn(accept(listener, controller, cancel));
+    tokio::spawn(accept(listener, served, cancel));
     Ok(())
 }
 
 /// Accepts connections until `cancel` fires, at most [`MAX_CONNECTIONS`] at once, each
 /// bounded by [`HEADER_TIMEOUT`] and [`CONNECTION_LIFETIME`].
-async fn accept(listener: TcpListener, controller: Controller, cancel: CancellationToken) {
+async fn accept(listener: TcpListener, served: Served, cancel: CancellationToken) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (stream, _) = tokio::select! {
@@ -126,12 +103,12 @@ async fn accept(listener: TcpListener, controller: Controller, cancel: Cancellat
             drop(stream);
             continue;
         };
-        let controller = controller.clone();
+        let served = served.clone();
         tokio::spawn(async move {
             let _slot = slot;
             let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let live = controller.live();
-                async move { respond(req.uri().path(), &live) }
+                let response = respond(req.uri().path(), &served);
+                async move { response }
             });
             let io = hyper_util::rt::TokioIo::new(stream);
             let connection = hyper::server::conn::http1::Builder::new()
@@ -147,14 +124,14 @@ async fn accept(listener: TcpListener, controller: Controller, cancel: Cancellat
     }
 }
 
-fn respond(path: &str, live: &Live) -> Result<Response<Full<Bytes>>, hyper::http::Error> {
+fn respond(path: &str, served: &Served) -> Result<Response<Full<Bytes>>, hyper::http::Error> {
     let (status, kind, body) = match path {
         "/status" => (
             StatusCode::OK,
             "application/json",
-            status_json(live).to_string(),
+            status_json(&served.controller.live()).to_string(),
         ),
-        "/metrics" => (StatusCode::OK, "text/plain; version=0.0.4", metrics(live)),
+        "/metrics" => (StatusCode::OK, CONTENT_TYPE, served.metrics()),
         _ => (
             StatusCode::NOT_FOUND,
             "text/plain",
@@ -171,39 +148,42 @@ fn respond(path: &str, live: &Live) -> Result<Response<Full<Bytes>>, hyper::http
 mod tests {
     use super::*;
     use chrono::Utc;
-    use felhom_marker::{CycleRecord, StackRecord};
+    use felhom_marker::{CycleRecord, StrandedStack};
 
-    fn record(stranded: &[&str]) -> CycleRecord {
+    #[test]
+    fn the_status_json_names_the_stranded_stacks_and_counts_by_outcome() {
         let now = Utc::now();
-        CycleRecord {
+        let record = CycleRecord {
             cycle_id: "c-1".into(),
             started_at: now,
             finished_at: now,
             outcome: Outcome::Done,
-            backup_id: Some("b-1".into()),
+            backup_id: None,
             snapshot_at: None,
             agent_phase: None,
-            stacks: vec![
-                StackRecord {
-                    name: "a".into(),
-                    services: vec![],
-                    stop_started_at: None,
-                    stopped_at: None,
-                    started_at: None,
-                    downtime_ms: Some(1500),
-                },
-                StackRecord {
-                    name: "b".into(),
-                    services: vec![],
-                    stop_started_at: None,
-                    stopped_at: None,
-                    started_at: None,
-                    downtime_ms: Some(2250),
-                },
-            ],
-            stranded: stranded.iter().map(|s| (*s).to_owned()).collect(),
+            stacks: vec![],
+            stranded: vec!["b".into()],
             errors: vec![],
-        }
+        };
+        let live = Live {
+            phase: None,
+            last: Some(record),
+            cycles: vec![(Outcome::Done, 3), (Outcome::Bounded, 1)],
+            next_check_at: None,
+            // The persisted list (SPEC §2 rule 6), which the daemon keeps in its live status.
+            stranded_stacks: vec![StrandedStack {
+                name: "b".into(),
+                services: vec!["app".into()],
+                cycle_id: "c-1".into(),
+                since: now,
+                attempts: 5,
+                last_error: "it exited".into(),
+            }],
+            ..Live::default()
+        };
+        let json = status_json(&live);
+        assert_eq!(json["stranded"], serde_json::json!(["b"]));
+        assert_eq!(json["cycles"]["done"], 3);
     }
 
     struct NoLock;
@@ -242,7 +222,14 @@ mod tests {
             },
             felhom_quiesce::CycleConfig::default(),
         );
-        tokio::spawn(accept(listener, controller, cancel.clone()));
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::open(tmp.path().join("state")).expect("state dir");
+        let served = Served {
+            controller,
+            metrics: Arc::new(Metrics::new(Duration::from_secs(1800))),
+            state: Arc::new(state),
+        };
+        tokio::spawn(accept(listener, served, cancel.clone()));
         // Idle connections that never send a byte take every slot...
         let mut idle = Vec::new();
         for _ in 0..MAX_CONNECTIONS {
@@ -266,45 +253,5 @@ mod tests {
         client.read_to_string(&mut answer).await.expect("read");
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         cancel.cancel();
-    }
-
-    #[test]
-    fn metrics_count_outcomes_and_report_stranded_and_downtime() {
-        let live = Live {
-            phase: None,
-            last: Some(record(&["b"])),
-            cycles: vec![(Outcome::Done, 3), (Outcome::Bounded, 1)],
-            stranded_stacks: vec![felhom_marker::StrandedStack {
-                name: "b".into(),
-                services: vec!["app".into()],
-                cycle_id: "c-1".into(),
-                since: Utc::now(),
-                attempts: 5,
-                last_error: "exited (1)".into(),
-            }],
-            ..Live::default()
-        };
-        let text = metrics(&live);
-        assert!(
-            text.contains("felhom_cycles_total{outcome=\"done\"} 3\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("felhom_cycles_total{outcome=\"bounded\"} 1\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("felhom_cycles_total{outcome=\"failed\"} 0\n"),
-            "{text}"
-        );
-        assert!(text.contains("felhom_stranded_stacks 1\n"), "{text}");
-        assert!(text.contains("felhom_cycle_running 0\n"), "{text}");
-        assert!(
-            text.contains("felhom_last_cycle_max_downtime_seconds 2.250\n"),
-            "{text}"
-        );
-        let json = status_json(&live);
-        assert_eq!(json["stranded"], serde_json::json!(["b"]));
-        assert_eq!(json["cycles"]["done"], 3);
     }
 }

@@ -4,10 +4,13 @@
 
 mod commands;
 mod config;
+mod counted;
 mod endpoint;
 mod errors;
 mod metrics;
+mod status;
 mod systemd;
+mod watch;
 mod wire;
 
 use anyhow::Result;
@@ -54,7 +57,12 @@ enum Command {
         force: bool,
     },
     /// Restart the stacks named in a marker, and clear it.
-    Recover,
+    Recover {
+        /// Only when the marker is older than `max_quiesce` plus one minute and no live
+        /// process holds the lock; else do nothing and exit 0 (for a timer).
+        #[arg(long)]
+        if_stale: bool,
+    },
     /// Marker, stranded stacks, the last cycles, next due.
     Status {
         /// Print JSON instead of text.
@@ -138,7 +146,7 @@ async fn dispatch(command: Command, config: Config) -> Result<ExitCode> {
     match command {
         Command::Run => commands::run::run(config).await,
         Command::Once { force } => commands::once::once(config, force).await,
-        Command::Recover => commands::recover::recover(config).await,
+        Command::Recover { if_stale } => commands::recover::recover(config, if_stale).await,
         Command::Status { json } => commands::status::print(&config, json).await,
         Command::Check => commands::check::check(config).await,
     }

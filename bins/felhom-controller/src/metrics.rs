@@ -4,10 +4,6 @@
 //! The status listener serves [`Metrics::encode`] at `/metrics` (OpenMetrics text; its
 //! content type is [`CONTENT_TYPE`]). The loop calls the small setters as things happen.
 
-// Built ahead of the binary's restructure (issue #13): the loop and the status listener call
-// these once it lands; until then only the tests below do.
-#![allow(dead_code)]
-
 use chrono::{DateTime, Utc};
 use felhom_marker::{CycleRecord, Outcome};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -186,10 +182,9 @@ impl Metrics {
         out
     }
 
-    /// A cycle began stopping `stacks` stacks.
-    pub(crate) fn cycle_started(&self, stacks: usize) {
-        self.cycle_running.set(1);
-        self.set_stacks_quiesced(stacks);
+    /// Whether a cycle (or a recovery) runs now.
+    pub(crate) fn set_cycle_running(&self, running: bool) {
+        self.cycle_running.set(i64::from(running));
     }
 
     /// How many stacks the controller holds stopped now (falls as they come back).
@@ -413,7 +408,8 @@ mod tests {
     #[test]
     fn a_cycle_is_counted_timed_and_its_downtimes_observed() {
         let m = Metrics::new(Duration::from_secs(1800));
-        m.cycle_started(2);
+        m.set_cycle_running(true);
+        m.set_stacks_quiesced(2);
         let s = scrape(&m);
         assert_eq!(value(&s, "felhom_cycle_running", &[]), 1.0);
         assert_eq!(value(&s, "felhom_stacks_quiesced", &[]), 2.0);

@@ -4,10 +4,6 @@
 //! from a terminal, a container or a test. A failure to send is logged and never an error:
 //! systemd missing a status line must not disturb a cycle.
 
-// Built ahead of the binary's restructure (issue #13): `run` calls these once it lands;
-// until then only the tests below do.
-#![allow(dead_code)]
-
 use sd_notify::NotifyState;
 use std::time::Duration;
 

@@ -1,9 +1,13 @@
 //! Builds the real collaborators from the config and hands them to the quiesce controller.
 
 use crate::config::Config;
+use crate::counted::{Counted, EngineWatch};
+use crate::metrics::Metrics;
+use crate::watch::Watch;
 use anyhow::{Context, Result};
 use felhom_agentapi::{AgentApi, AgentClient, ClientConfig, Token};
 use felhom_marker::StateDir;
+use felhom_notify::Notifier;
 use felhom_quiesce::{Controller, CycleConfig, Observer, Parts};
 use felhom_stacks::{ComposeStacks, Stacks, StacksConfig};
 use std::sync::Arc;
@@ -49,6 +53,21 @@ pub(crate) enum Role {
     Command,
 }
 
+/// The agent, its failures counted into `metrics`.
+pub(crate) fn counted(agent: Arc<dyn AgentApi>, metrics: &Arc<Metrics>) -> Arc<dyn AgentApi> {
+    Arc::new(Counted::new(agent, metrics.clone()))
+}
+
+/// The observer of every command that may stop or start stacks: systemd, `metrics` and the
+/// `[notify]` targets. Built inside the runtime (the notifier spawns its deliveries there).
+pub(crate) fn watch(config: &Config, metrics: Arc<Metrics>) -> Result<Arc<Watch>> {
+    let notifier = match &config.notify {
+        Some(notify) => Some(Notifier::new(notify.clone()).context("notify")?),
+        None => None,
+    };
+    Ok(Arc::new(Watch::new(notifier, metrics)))
+}
+
 /// The cycle's knobs, from `[quiesce]` and `[stacks]`.
 fn cycle_config(config: &Config, role: Role) -> CycleConfig {
     let q = &config.quiesce;
@@ -87,6 +106,17 @@ pub(crate) fn wire(
     agent: Option<Arc<dyn AgentApi>>,
     observer: Arc<dyn Observer>,
 ) -> Result<Wired> {
+    wire_watched(config, role, agent, observer, None)
+}
+
+/// [`wire`], the engine's answers watched into `metrics` when given (the daemon).
+pub(crate) fn wire_watched(
+    config: &Config,
+    role: Role,
+    agent: Option<Arc<dyn AgentApi>>,
+    observer: Arc<dyn Observer>,
+    metrics: Option<&Arc<Metrics>>,
+) -> Result<Wired> {
     let stacks = Arc::new(
         ComposeStacks::new(StacksConfig {
             root: config.stacks.root.clone(),
@@ -101,7 +131,10 @@ pub(crate) fn wire(
     let state = Arc::new(state_dir(config)?);
     let parts = Parts {
         agent: agent.clone(),
-        stacks: stacks.clone() as Arc<dyn Stacks>,
+        stacks: match metrics {
+            Some(m) => Arc::new(EngineWatch::new(stacks.clone(), m.clone())),
+            None => stacks.clone() as Arc<dyn Stacks>,
+        },
         marker: state.clone(),
         history: state.clone(),
         stranded: state.clone(),

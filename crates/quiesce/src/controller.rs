@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// Runs quiesce cycles. Cheap to clone; clones share their live status.
 #[derive(Debug, Clone)]
@@ -98,14 +99,19 @@ impl Controller {
         // SPEC §2 rule 1: the marker is on disk before the first stop. A failure here is an
         // error with nothing stopped.
         self.parts.marker.save(&marker)?;
-        tracing::info!(
-            cycle = %cycle_id,
-            stacks = ?marker.stacks.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
-            "cycle started: marker written"
-        );
-        let begin = machine::begin();
-        let cycle = SharedCycle::new(Cycle::new(begin.0, marker, Outcome::Failed, false));
-        Ok(self.drive(Some(agent), cycle, begin, cancel).await)
+        // Every line of the cycle, the collaborators' included, carries its id (`cycle`).
+        let span = tracing::info_span!("cycle", cycle = %cycle_id);
+        async {
+            tracing::info!(
+                stacks = ?marker.stacks.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+                "cycle started: marker written"
+            );
+            let begin = machine::begin();
+            let cycle = SharedCycle::new(Cycle::new(begin.0, marker, Outcome::Failed, false));
+            Ok(self.drive(Some(agent), cycle, begin, cancel).await)
+        }
+        .instrument(span)
+        .await
     }
 
     /// Crash recovery (SPEC §2 rule 3): if a marker exists, starts the stacks named in it,
@@ -130,6 +136,16 @@ impl Controller {
                 cycle_id: marker.cycle_id,
             });
         }
+        let span = tracing::info_span!("cycle", cycle = %marker.cycle_id);
+        self.recover_marker(marker, cancel).instrument(span).await
+    }
+
+    /// [`Controller::recover`] once a marker is found, inside the cycle's span.
+    async fn recover_marker(
+        &self,
+        marker: Marker,
+        cancel: &CancellationToken,
+    ) -> Result<Option<CycleRecord>, CycleError> {
         tracing::warn!(
             cycle = %marker.cycle_id,
             pid = marker.pid,
@@ -292,7 +308,7 @@ impl Controller {
         cancel: &CancellationToken,
         step: impl Future<Output = Event> + Send + 'static,
     ) -> Event {
-        let mut task = tokio::spawn(step);
+        let mut task = tokio::spawn(step.in_current_span());
         let (event, why) = tokio::select! {
             joined = &mut task => match joined {
                 Ok(event) => return event,

@@ -160,6 +160,15 @@ impl Controller {
         Ok(Once::Ran(self.run_cycle(cancel).await?))
     }
 
+    /// Crash recovery whose failure is logged, not returned: the daemon goes on. [`run`]
+    /// begins with the same look (a marker no live process holds, the stranded stacks); an
+    /// embedder that must know when it is done (systemd's `READY=1`) calls this first.
+    ///
+    /// [`run`]: Controller::run
+    pub async fn recover_logged(&self, cancel: &CancellationToken) {
+        self.ticking(self.tend(cancel)).await;
+    }
+
     /// Runs `work`, ticking the observer every [`TICK`] while it waits. The ticks come from
     /// this task: a loop stuck in a call that never yields stops them.
     async fn ticking<F: Future>(&self, work: F) -> F::Output {

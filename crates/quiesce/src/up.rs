@@ -17,6 +17,7 @@ use std::future::Future;
 use std::time::Duration;
 use tokio::time::{sleep, timeout};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// The longest pause between two start attempts of one stack.
 const RESTART_BACKOFF_CAP: Duration = Duration::from_secs(60);
@@ -270,7 +271,7 @@ pub(crate) async fn bounded(
     what: &str,
     call: impl Future<Output = Result<(), felhom_stacks::StacksError>> + Send + 'static,
 ) -> Result<(), CallError> {
-    let mut task = tokio::spawn(call);
+    let mut task = tokio::spawn(call.in_current_span());
     match timeout(config.start_call_timeout, &mut task).await {
         Ok(Ok(Ok(()))) => Ok(()),
         Ok(Ok(Err(e))) if engine_away(&e) => Err(CallError::EngineAway(e.to_string())),

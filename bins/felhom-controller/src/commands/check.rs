@@ -33,6 +33,24 @@ pub(crate) async fn check(config: Config) -> Result<ExitCode> {
         }
     }
     println!("protected: {}", config.protected().join(", "));
+    // URLs shown redacted (scheme://host/…): they may hold secrets.
+    match &config.notify {
+        None => println!("notify: off ([notify] absent)"),
+        Some(n) => {
+            let shown = |e: &Option<felhom_notify::Endpoint>| {
+                e.as_ref()
+                    .map_or_else(|| "off".to_owned(), |e| e.to_string())
+            };
+            let events: Vec<&str> = n.events.iter().map(|e| e.as_str()).collect();
+            println!(
+                "notify: webhook {}, ntfy {}, ping {}; events: {}",
+                shown(&n.webhook),
+                shown(&n.ntfy),
+                shown(&n.ping),
+                events.join(", ")
+            );
+        }
+    }
     match wired.stacks.running_app_stacks().await {
         Ok(stacks) if stacks.is_empty() => {
             println!("a cycle would stop: nothing (no running app stack)")

@@ -10,7 +10,12 @@ pub(crate) mod status;
 use anyhow::Result;
 use felhom_marker::{CycleRecord, Outcome};
 use std::process::ExitCode;
+use std::time::Duration;
 use tokio::signal::unix::SignalKind;
+
+/// How long a command waits, before it exits, for notifications still being delivered (the
+/// stacks are back by then; this only delays the process's exit).
+const DRAIN: Duration = Duration::from_secs(5);
 
 /// Exit 0 for a cycle that ended `done` with nothing stranded, else 1 (SPEC §5).
 fn exit_for(record: &CycleRecord) -> ExitCode {

@@ -1,17 +1,20 @@
 //! `once [--force]`: one cycle now if due.
 
 use crate::config::Config;
-use crate::wire::{agent, wire, Role};
+use crate::metrics::Metrics;
+use crate::wire::{self, agent, wire, Role};
 use anyhow::Result;
 use felhom_quiesce::{CancellationToken, Once};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 pub(crate) async fn once(config: Config, force: bool) -> Result<ExitCode> {
+    // First: a signal from here on resumes whatever is down, then the process exits.
     let cancel = CancellationToken::new();
     super::cancel_on_signals(cancel.clone())?;
-    let wired = wire(&config, Role::Command, agent(&config)?, Arc::new(()))?;
-    match wired.controller.run_once(force, &cancel).await? {
+    let watch = wire::watch(&config, Arc::new(Metrics::new(config.quiesce.max_quiesce)))?;
+    let wired = wire(&config, Role::Command, agent(&config)?, watch.clone())?;
+    let code = match wired.controller.run_once(force, &cancel).await? {
         Once::NotDue(due) => {
             println!(
                 "not due{}{}",
@@ -20,14 +23,18 @@ pub(crate) async fn once(config: Config, force: bool) -> Result<ExitCode> {
                     .map(|t| format!(" (next due at {t})"))
                     .unwrap_or_default()
             );
-            Ok(ExitCode::SUCCESS)
+            ExitCode::SUCCESS
         }
         Once::Ran(record) => {
             super::print_record(&record)?;
             if super::left_undone(&wired.controller) {
-                return Ok(ExitCode::from(1));
+                ExitCode::from(1)
+            } else {
+                super::exit_for(&record)
             }
-            Ok(super::exit_for(&record))
         }
-    }
+    };
+    // The record is out; the notifications of the cycle get a bounded time to leave.
+    watch.drain(super::DRAIN).await;
+    Ok(code)
 }

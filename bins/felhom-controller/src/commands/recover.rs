@@ -1,17 +1,29 @@
-//! `recover`: restarts the stacks named in a marker and clears it; tries the stranded stacks
-//! again at once.
+//! `recover [--if-stale]`: restarts the stacks named in a marker and clears it; tries the
+//! stranded stacks again at once.
 
 use crate::config::Config;
-use crate::errors;
-use crate::wire::{agent, wire, Role};
+use crate::metrics::Metrics;
+use crate::wire::{self, agent, wire, Role};
+use crate::{errors, status};
 use anyhow::Result;
 use felhom_quiesce::{CancellationToken, CycleError};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-pub(crate) async fn recover(config: Config) -> Result<ExitCode> {
+pub(crate) async fn recover(config: Config, if_stale: bool) -> Result<ExitCode> {
     let cancel = CancellationToken::new();
     super::cancel_on_signals(cancel.clone())?;
+    if if_stale {
+        let state = wire::state_dir(&config)?;
+        let look = status::Look::at(&state);
+        if let Some(why) = look.leave_alone(config.quiesce.max_quiesce) {
+            println!("nothing to recover: {why}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        tracing::warn!(
+            "a stale marker that no process holds: recovering it (the daemon is dead or wedged)"
+        );
+    }
     // The agent is only asked how the marker's backup ended: a broken agent setting must not
     // keep the stacks down.
     let agent = agent(&config).unwrap_or_else(|e| {
@@ -21,9 +33,18 @@ pub(crate) async fn recover(config: Config) -> Result<ExitCode> {
         );
         None
     });
-    let wired = wire(&config, Role::Command, agent, Arc::new(()))?;
+    let watch = wire::watch(&config, Arc::new(Metrics::new(config.quiesce.max_quiesce)))?;
+    let wired = wire(&config, Role::Command, agent, watch.clone())?;
     let controller = &wired.controller;
-    let recovered = controller.recover(&cancel).await?;
+    let recovered = match controller.recover(&cancel).await {
+        Ok(recovered) => recovered,
+        // Between the look and the lock a daemon began a cycle: that one is alive.
+        Err(CycleError::Busy(holder)) if if_stale => {
+            println!("nothing to recover: the lock was taken meanwhile ({holder})");
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(e) => return Err(e.into()),
+    };
     let still = match controller.retry_stranded(&cancel).await {
         Ok(still) => still,
         Err(e @ CycleError::Busy(_)) => return Err(e.into()),
@@ -48,6 +69,7 @@ pub(crate) async fn recover(config: Config) -> Result<ExitCode> {
         ok = false;
     }
     ok &= !super::left_undone(controller);
+    watch.drain(super::DRAIN).await;
     Ok(if ok {
         ExitCode::SUCCESS
     } else {

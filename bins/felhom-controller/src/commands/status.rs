@@ -1,34 +1,30 @@
 //! `status`: what the state directory and the agent say, for people (or `--json`). It never
-//! changes state: the marker is only peeked at.
+//! changes state: the marker is only peeked at. Exits 1 when something needs a person.
 
 use crate::config::Config;
 use crate::endpoint::outcome_name;
+use crate::status::Look;
 use crate::{errors, wire};
 use anyhow::{Context, Result};
 use felhom_agentapi::AgentApi;
-use felhom_marker::{HistoryStore, Marker, StateDir, StateLock};
+use felhom_marker::HistoryStore;
 use felhom_quiesce::max_downtime_ms;
 use serde_json::json;
 use std::process::ExitCode;
 
-/// The marker as it is on disk, version-checked, never moved aside.
-fn read_marker(state: &StateDir) -> Result<Option<Marker>, String> {
-    state.peek().map_err(|e| e.to_string())
-}
-
 pub(crate) async fn print(config: &Config, as_json: bool) -> Result<ExitCode> {
     let state = wire::state_dir(config)?;
-    let marker = read_marker(&state);
-    let holder = StateLock::holder(&state).unwrap_or_else(|e| Some(format!("unknown ({e})")));
+    let look = Look::at(&state);
     let history = state.recent(10).context("reading the history")?;
     // SPEC §2 rule 6: the state directory's list, kept across cycles and restarts (not the
     // last record's, which the next cycle forgets).
-    let stranded_list = state.peek_stranded().context("reading the stranded list")?;
-    let stranded: Vec<String> = stranded_list
-        .stacks
-        .iter()
-        .map(|s| s.name.clone())
-        .collect();
+    let stranded = look.stranded_names();
+    let attention = look.needs_attention();
+    let code = if attention.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    };
     let due = match wire::agent_client(config) {
         Ok(Some(client)) => Some(client.backup_due().await.map_err(|e| e.to_string())),
         Ok(None) => None,
@@ -36,11 +32,12 @@ pub(crate) async fn print(config: &Config, as_json: bool) -> Result<ExitCode> {
     };
     if as_json {
         let doc = json!({
-            "marker": match &marker { Ok(m) => json!(m), Err(e) => json!({ "error": e }) },
-            "lock_holder_pid": holder,
+            "marker": match &look.marker { Ok(m) => json!(m), Err(e) => json!({ "error": e }) },
+            "marker_age_seconds": look.marker_age.map(|a| a.as_secs()),
+            "lock_holder_pid": look.holder,
             "stranded": stranded,
-            "stranded_stacks": stranded_list.stacks,
-            "stranded_list_damaged": stranded_list.damaged.map(|d| d.to_string()),
+            "stranded_stacks": look.stranded,
+            "needs_attention": attention,
             "history": history,
             "due": match &due {
                 None => json!(null),
@@ -49,9 +46,9 @@ pub(crate) async fn print(config: &Config, as_json: bool) -> Result<ExitCode> {
             },
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(code);
     }
-    match &marker {
+    match &look.marker {
         Ok(None) => println!("marker:   none"),
         Ok(Some(m)) => println!(
             "marker:   cycle {} in phase {:?} (pid {}, since {}), stacks: {}",
@@ -67,7 +64,7 @@ pub(crate) async fn print(config: &Config, as_json: bool) -> Result<ExitCode> {
         ),
         Err(e) => println!("marker:   {e}"),
     }
-    match holder {
+    match &look.holder {
         Some(pid) => println!("cycle:    running (lock held by pid {pid})"),
         None => println!("cycle:    none running"),
     }
@@ -78,6 +75,15 @@ pub(crate) async fn print(config: &Config, as_json: bool) -> Result<ExitCode> {
             "stranded: {} — start them by hand and check their logs",
             stranded.join(", ")
         );
+        for s in &look.stranded {
+            println!(
+                "  {} since {}, {} failed start(s), last: {}",
+                s.name,
+                s.since.format("%Y-%m-%d %H:%M:%S"),
+                s.attempts,
+                s.last_error
+            );
+        }
     }
     match &due {
         None => println!("due:      no agent configured"),
@@ -117,12 +123,21 @@ pub(crate) async fn print(config: &Config, as_json: bool) -> Result<ExitCode> {
             );
         }
     }
-    Ok(ExitCode::SUCCESS)
+    if attention.is_empty() {
+        println!("attention: nothing needs a person");
+    } else {
+        for why in &attention {
+            println!("ATTENTION: {why}");
+        }
+    }
+    Ok(code)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use felhom_marker::StateDir;
 
     #[test]
     fn status_reads_the_marker_without_touching_it() {
@@ -130,10 +145,16 @@ mod tests {
         // A state directory the store makes itself (0700): an existing one must already be.
         let dir = tmp.path().join("state");
         let state = StateDir::open(&dir).expect("state dir");
-        assert!(matches!(read_marker(&state), Ok(None)));
+        let look = Look::at(&state);
+        assert!(matches!(look.marker, Ok(None)));
+        assert!(look.needs_attention().is_empty());
         std::fs::write(dir.join("marker.json"), b"{not json").expect("write");
-        let err = read_marker(&state).expect_err("corrupt");
+        let look = Look::at(&state);
+        let err = look.marker.as_ref().expect_err("corrupt");
         assert!(err.contains("marker.json"), "{err}");
+        // An unreadable marker nobody holds needs a person; its age comes from the file.
+        assert!(look.marker_age.is_some());
+        assert_eq!(look.needs_attention().len(), 1, "{look:?}");
         // Still there: `status` never moves a marker aside.
         assert!(dir.join("marker.json").exists());
     }

@@ -1,7 +1,7 @@
 use super::*;
 use std::io::Write;
 
-fn file(text: &str) -> tempfile::NamedTempFile {
+pub(super) fn file(text: &str) -> tempfile::NamedTempFile {
     let mut f = tempfile::Builder::new()
         .suffix(".toml")
         .tempfile()
@@ -13,7 +13,7 @@ fn file(text: &str) -> tempfile::NamedTempFile {
 /// Loads inside figment's `Jail`, which serializes the tests that read the process
 /// environment: one of them sets `FELHOM_*` variables, which must not leak into the others.
 #[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
-fn jailed<T>(f: impl FnOnce() -> T) -> T {
+pub(super) fn jailed<T>(f: impl FnOnce() -> T) -> T {
     let mut out = None;
     figment::Jail::expect_with(|_| {
         out = Some(f());
@@ -22,7 +22,7 @@ fn jailed<T>(f: impl FnOnce() -> T) -> T {
     out.expect("the jail ran the closure")
 }
 
-fn load(text: &str) -> Result<Config> {
+pub(super) fn load(text: &str) -> Result<Config> {
     let f = file(text);
     jailed(|| Config::load(Some(f.path())))
 }

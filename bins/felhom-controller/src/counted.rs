@@ -1,0 +1,175 @@
+//! The collaborators as the controller uses them, watched for the metrics: the agent's
+//! failures counted by kind (`felhom_agent_errors_total{kind}`), so that an operator sees a
+//! flaky agent before a failed backup; the engine's reachability (`felhom_engine_reachable`)
+//! from the answers of the stacks calls. Every call goes through unchanged.
+
+use crate::metrics::Metrics;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use felhom_agentapi::{AgentApi, AgentError, BackupStart, BackupStatus, Due};
+use felhom_stacks::{RunningStack, Stacks, StacksError};
+use std::sync::{Arc, Mutex};
+
+/// Wraps an agent; every call goes through unchanged.
+pub(crate) struct Counted {
+    agent: Arc<dyn AgentApi>,
+    metrics: Arc<Metrics>,
+}
+
+impl Counted {
+    pub(crate) fn new(agent: Arc<dyn AgentApi>, metrics: Arc<Metrics>) -> Counted {
+        Counted { agent, metrics }
+    }
+
+    fn count<T>(&self, answer: Result<T, AgentError>) -> Result<T, AgentError> {
+        if let Err(e) = &answer {
+            self.metrics.agent_error(kind(e));
+        }
+        answer
+    }
+}
+
+/// A short fixed word per kind of failure: few series, nothing the agent wrote.
+fn kind(e: &AgentError) -> &'static str {
+    match e {
+        AgentError::Unavailable { .. } => "unavailable",
+        AgentError::Unauthorized { .. } => "unauthorized",
+        AgentError::PinMismatch { .. } => "pin",
+        AgentError::Tls { .. } => "tls",
+        AgentError::Connect { .. } => "connect",
+        AgentError::Timeout { .. } => "timeout",
+        AgentError::BodyTooLarge { .. } | AgentError::Malformed { .. } => "body",
+        AgentError::Status { .. } => "status",
+        _ => "other",
+    }
+}
+
+#[async_trait]
+impl AgentApi for Counted {
+    async fn backup_due(&self) -> Result<Due, AgentError> {
+        self.count(self.agent.backup_due().await)
+    }
+
+    async fn start_backup(&self, cycle_id: &str) -> Result<BackupStart, AgentError> {
+        self.count(self.agent.start_backup(cycle_id).await)
+    }
+
+    async fn backup_status(&self) -> Result<BackupStatus, AgentError> {
+        self.count(self.agent.backup_status().await)
+    }
+}
+
+/// Wraps the stacks manager: each answer says whether the engine is reachable.
+pub(crate) struct EngineWatch {
+    stacks: Arc<dyn Stacks>,
+    metrics: Arc<Metrics>,
+    /// Since when the engine has not answered; `None` while it does.
+    away_since: Mutex<Option<DateTime<Utc>>>,
+}
+
+impl EngineWatch {
+    pub(crate) fn new(stacks: Arc<dyn Stacks>, metrics: Arc<Metrics>) -> EngineWatch {
+        EngineWatch {
+            stacks,
+            metrics,
+            away_since: Mutex::new(None),
+        }
+    }
+
+    fn seen<T>(&self, answer: Result<T, StacksError>) -> Result<T, StacksError> {
+        let away = matches!(&answer, Err(e) if e.is_engine_unreachable());
+        let mut since = self.away_since.lock().unwrap_or_else(|p| p.into_inner());
+        // Any other answer, an error of a stack included, came from the engine.
+        *since = if away {
+            Some(since.unwrap_or_else(Utc::now))
+        } else {
+            None
+        };
+        self.metrics.set_engine_reachable(!away, *since);
+        answer
+    }
+}
+
+#[async_trait]
+impl Stacks for EngineWatch {
+    async fn running_app_stacks(&self) -> Result<Vec<RunningStack>, StacksError> {
+        self.seen(self.stacks.running_app_stacks().await)
+    }
+
+    async fn stop(&self, stack: &str) -> Result<Vec<String>, StacksError> {
+        self.seen(self.stacks.stop(stack).await)
+    }
+
+    async fn start(&self, stack: &str, services: &[String]) -> Result<(), StacksError> {
+        self.seen(self.stacks.start(stack, services).await)
+    }
+
+    async fn is_running(&self, stack: &str) -> Result<bool, StacksError> {
+        self.seen(self.stacks.is_running(stack).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use felhom_agentapi::fake::FakeAgent;
+
+    #[tokio::test]
+    async fn failures_are_counted_by_kind_and_answers_pass_through() {
+        let metrics = Arc::new(Metrics::new(std::time::Duration::from_secs(60)));
+        let counted = Counted::new(Arc::new(FakeAgent::answering([])), metrics.clone());
+        assert!(counted.backup_due().await.is_ok());
+        let unavailable = AgentError::Unavailable {
+            request: "POST /backup",
+            message: "busy".into(),
+        };
+        assert_eq!(kind(&unavailable), "unavailable");
+        assert!(counted.count::<()>(Err(unavailable)).is_err());
+        let text = metrics.encode();
+        assert!(
+            text.contains("felhom_agent_errors_total{kind=\"unavailable\"} 1"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_engine_is_unreachable_from_its_first_such_answer_until_any_other() {
+        let metrics = Arc::new(Metrics::new(std::time::Duration::from_secs(60)));
+        let mut mock = felhom_stacks::MockStacks::new();
+        let mut answers = vec![true, false, false].into_iter();
+        mock.expect_is_running()
+            .returning(move |_| match answers.next() {
+                Some(false) => Err(StacksError::EngineUnreachable {
+                    detail: "connection refused".into(),
+                }),
+                _ => Ok(true),
+            });
+        let watch = EngineWatch::new(Arc::new(mock), metrics.clone());
+        let gauge = |name: &str| -> f64 {
+            let text = metrics.encode();
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(&format!("{name} ")))
+                .unwrap_or_else(|| panic!("{name} in {text}"));
+            line[name.len() + 1..].parse().expect("a number")
+        };
+        assert!(watch.is_running("a").await.is_ok());
+        assert_eq!(gauge("felhom_engine_reachable"), 1.0);
+        assert!(watch.is_running("a").await.is_err());
+        let since = gauge("felhom_engine_unreachable_since_timestamp_seconds");
+        assert_eq!(gauge("felhom_engine_reachable"), 0.0);
+        assert!(since > 0.0);
+        assert!(watch.is_running("a").await.is_err());
+        assert_eq!(
+            gauge("felhom_engine_unreachable_since_timestamp_seconds"),
+            since,
+            "the first failure's time is kept"
+        );
+        assert!(watch.is_running("a").await.is_ok());
+        assert_eq!(gauge("felhom_engine_reachable"), 1.0);
+        assert_eq!(
+            gauge("felhom_engine_unreachable_since_timestamp_seconds"),
+            0.0
+        );
+    }
+}

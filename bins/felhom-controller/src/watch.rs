@@ -1,0 +1,178 @@
+//! The binary's [`Observer`]: turns what the controller does into systemd notifications
+//! (`STATUS=`, `WATCHDOG=1`, `EXTEND_TIMEOUT_USEC` while a stop resumes stacks), metrics, and
+//! `[notify]` events. Every call only queues or sets something: nothing here may delay a cycle.
+
+use crate::metrics::Metrics;
+use crate::systemd;
+use felhom_notify::{Event, EventKind, Notifier};
+use felhom_quiesce::machine::Phase;
+use felhom_quiesce::{Live, Notice, NoticeKind, Observer, TICK};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long each `EXTEND_TIMEOUT_USEC` asks for while a stop resumes stacks: a few ticks, so
+/// that the extension lapses soon after a wedged loop stops ticking.
+const EXTEND_BY: Duration = Duration::from_secs(3 * TICK.as_secs());
+
+/// What the process tells systemd, the metrics and the notification targets.
+pub(crate) struct Watch {
+    notifier: Option<Notifier>,
+    metrics: Arc<Metrics>,
+    /// Half of `WATCHDOG_USEC` when systemd watches this process.
+    watchdog: Option<Duration>,
+    seen: Mutex<Seen>,
+    stopping: AtomicBool,
+}
+
+/// What was last reported, so that only changes are.
+#[derive(Default)]
+struct Seen {
+    status: String,
+    last_cycle: Option<String>,
+    fed: Option<Instant>,
+}
+
+impl std::fmt::Debug for Watch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watch")
+            .field("notifier", &self.notifier)
+            .field("watchdog", &self.watchdog)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Watch {
+    /// A watch that sends through `notifier` (if `[notify]` is set) and counts into `metrics`.
+    pub(crate) fn new(notifier: Option<Notifier>, metrics: Arc<Metrics>) -> Watch {
+        let watchdog = systemd::watchdog_interval();
+        if let Some(every) = watchdog {
+            if every < TICK {
+                tracing::warn!(
+                    "WatchdogSec is below {}s: the loop ticks only every {}s, so systemd may \
+                     restart a healthy daemon; raise WatchdogSec",
+                    2 * TICK.as_secs(),
+                    TICK.as_secs()
+                );
+            }
+        }
+        Watch {
+            notifier,
+            metrics,
+            watchdog,
+            seen: Mutex::new(Seen::default()),
+            stopping: AtomicBool::new(false),
+        }
+    }
+
+    /// The daemon begins to stop: `STOPPING=1`, and from now on every tick extends systemd's
+    /// stop timeout while the stacks come back.
+    pub(crate) fn stopping(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        systemd::stopping();
+        systemd::extend_timeout(EXTEND_BY);
+    }
+
+    /// Waits up to `bound` for notifications still in flight (before the process exits).
+    pub(crate) async fn drain(&self, bound: Duration) {
+        if let Some(notifier) = &self.notifier {
+            notifier.drain(bound).await;
+        }
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Observer for Watch {
+    fn changed(&self, live: &Live) {
+        let text = status_line(live);
+        let finished = {
+            let mut seen = self.seen();
+            let finished = match &live.last {
+                Some(r) if seen.last_cycle.as_deref() != Some(r.cycle_id.as_str()) => {
+                    seen.last_cycle = Some(r.cycle_id.clone());
+                    Some(r)
+                }
+                _ => None,
+            };
+            if seen.status != text {
+                seen.status = text.clone();
+                systemd::status(&text);
+            }
+            finished
+        };
+        if let Some(record) = finished {
+            self.metrics.cycle_finished(record);
+        }
+        self.metrics.set_cycle_running(live.phase.is_some());
+    }
+
+    fn tick(&self) {
+        if let Some(every) = self.watchdog {
+            let mut seen = self.seen();
+            // Fed on the first tick after half the interval, so a burst of ticks (a new wait
+            // starts ticking at once) does not flood systemd.
+            if seen.fed.is_none_or(|at| at.elapsed() >= every / 2) {
+                seen.fed = Some(Instant::now());
+                systemd::watchdog();
+            }
+        }
+        if self.stopping.load(Ordering::SeqCst) {
+            systemd::extend_timeout(EXTEND_BY);
+        }
+    }
+
+    fn notice(&self, notice: &Notice) {
+        let Some(notifier) = &self.notifier else {
+            return;
+        };
+        let Some(kind) = event_kind(notice.event) else {
+            tracing::debug!(event = ?notice.event, "a notice of a kind this build does not send");
+            return;
+        };
+        let mut event = Event::new(kind, notice.message.clone());
+        event.cycle_id = notice.cycle_id.clone();
+        event.outcome = notice.outcome.clone();
+        event.stacks = notice.stacks.clone();
+        event.stranded = notice.stranded.clone();
+        notifier.send(event);
+        // The dead-man's switch hears of every cycle's end, whatever `events` says; a
+        // recovered cycle took no backup (docs/decisions.md, "Notifications").
+        match kind {
+            EventKind::Done => notifier.ping(true),
+            EventKind::Failed | EventKind::Recovered => notifier.ping(false),
+            _ => {}
+        }
+    }
+}
+
+fn event_kind(kind: NoticeKind) -> Option<EventKind> {
+    Some(match kind {
+        NoticeKind::Done => EventKind::Done,
+        NoticeKind::Failed => EventKind::Failed,
+        NoticeKind::Stranded => EventKind::Stranded,
+        NoticeKind::Recovered => EventKind::Recovered,
+        NoticeKind::EngineUnreachable => EventKind::EngineUnreachable,
+        NoticeKind::MarkerCorrupt => EventKind::MarkerCorrupt,
+        _ => return None,
+    })
+}
+
+/// The one line `systemctl status` shows: the cycle's phase, or when the next check is.
+fn status_line(live: &Live) -> String {
+    let phase = match live.phase {
+        None => None,
+        Some(Phase::Quiescing) => Some("stopping the app stacks"),
+        Some(Phase::BackingUp) => Some("stacks down, the backup runs"),
+        Some(Phase::Resuming { .. }) => Some("starting the app stacks again"),
+        Some(Phase::AwaitingOutcome) => Some("stacks back, awaiting the backup's outcome"),
+        Some(Phase::Finished(_)) => Some("finishing the cycle"),
+    };
+    match (phase, live.next_check_at) {
+        (Some(p), _) => format!("cycle: {p}"),
+        (None, Some(at)) => format!("idle; next due check at {}", at.format("%H:%M:%S UTC")),
+        (None, None) => "idle".to_owned(),
+    }
+}

@@ -1,0 +1,361 @@
+//! The real binary as systemd and an operator's timer and monitoring see it: the sd_notify
+//! protocol over a real datagram socket, `recover --if-stale`, and `status`'s exit status.
+//! The markers here name no stack, so no Docker engine is needed.
+
+use chrono::{DateTime, Utc};
+use felhom_marker::{StateDir, StateLock, StrandedStack, StrandedStore};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_felhom-controller");
+
+/// A generous bound that only catches a hang.
+const HANG: Duration = Duration::from_secs(60);
+
+/// A temporary world: a config (no agent) with its state directory.
+struct World {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl World {
+    fn new(listen: &str) -> World {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().join("state");
+        // The store makes it (0700), as the daemon would.
+        StateDir::open(&state).expect("state dir");
+        let config = dir.path().join("controller.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[stacks]\nroot = \"{}/stacks\"\n[quiesce]\nstate_dir = \"{}\"\n\
+                 max_quiesce = \"30m\"\n[status]\nlisten = \"{listen}\"\n",
+                dir.path().display(),
+                state.display()
+            ),
+        )
+        .expect("config");
+        World { dir, config }
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn marker(&self) -> PathBuf {
+        self.state().join("marker.json")
+    }
+
+    /// A marker naming no stack, as a controller that died left it, started `started_at`.
+    fn write_marker(&self, started_at: DateTime<Utc>) {
+        let marker = serde_json::json!({
+            "version": 1,
+            "cycle_id": "c-left",
+            "phase": "backing_up",
+            "started_at": started_at.to_rfc3339(),
+            "pid": 999_999,
+            "backup_id": null,
+            "stacks": []
+        });
+        std::fs::write(self.marker(), marker.to_string()).expect("marker");
+    }
+
+    fn history(&self) -> String {
+        std::fs::read_to_string(self.state().join("history.jsonl")).unwrap_or_default()
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .stdin(Stdio::null())
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID");
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("the binary runs")
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn hours_ago(h: i64) -> DateTime<Utc> {
+    Utc::now() - chrono::Duration::hours(h)
+}
+
+#[test]
+fn recover_if_stale_leaves_a_fresh_marker_alone() {
+    let world = World::new("");
+    world.write_marker(Utc::now());
+    let out = world.run(&["recover", "--if-stale"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("not older than max_quiesce"),
+        "{}",
+        text(&out)
+    );
+    assert!(world.marker().exists(), "a fresh marker is a live cycle's");
+    // No marker at all: nothing to do either.
+    std::fs::remove_file(world.marker()).expect("remove");
+    let out = world.run(&["recover", "--if-stale"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("no marker"), "{}", text(&out));
+}
+
+#[test]
+fn recover_if_stale_recovers_a_stale_marker_nobody_holds() {
+    let world = World::new("");
+    world.write_marker(hours_ago(2));
+    let out = world.run(&["recover", "--if-stale"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(!world.marker().exists(), "{}", text(&out));
+    assert!(
+        world.history().contains("\"outcome\":\"recovered\""),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn recover_if_stale_leaves_a_held_marker_alone() {
+    let world = World::new("");
+    world.write_marker(hours_ago(2));
+    let state = StateDir::open(world.state()).expect("state");
+    // This test process holds the lock, as a live (if slow) daemon would.
+    let lock = StateLock::acquire(&state).expect("lock");
+    let out = world.run(&["recover", "--if-stale"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("held by pid"), "{}", text(&out));
+    assert!(world.marker().exists(), "{}", text(&out));
+    // The marker is held: `status` sees a live cycle, nothing for a person.
+    let out = world.run(&["status"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    drop(lock);
+    // Let go, it is stale and nobody's: `status` calls for a person.
+    let out = world.run(&["status"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("no live process holds"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn status_exits_1_only_when_something_needs_a_person() {
+    let world = World::new("");
+    let out = world.run(&["status"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let state = StateDir::open(world.state()).expect("state");
+    let list = state
+        .strand(&[StrandedStack {
+            name: "nextcloud".into(),
+            services: vec!["app".into()],
+            cycle_id: "c-1".into(),
+            since: Utc::now(),
+            attempts: 5,
+            last_error: "no such image".into(),
+        }])
+        .expect("strand");
+    assert_eq!(list.stacks.len(), 1);
+    let out = world.run(&["status"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("nextcloud"), "{}", text(&out));
+    let out = world.run(&["status", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(doc["stranded"], serde_json::json!(["nextcloud"]), "{doc}");
+    assert_eq!(doc["stranded_stacks"][0]["attempts"], 5, "{doc}");
+    assert_eq!(
+        doc["needs_attention"].as_array().map(Vec::len),
+        Some(1),
+        "{doc}"
+    );
+    let list = state.unstrand("nextcloud").expect("unstrand");
+    assert!(list.stacks.is_empty());
+    let out = world.run(&["status", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+/// The datagrams the daemon sends to a socket the test binds, read on a thread.
+struct Notifications {
+    got: std::sync::mpsc::Receiver<(Instant, String)>,
+    seen: Vec<(Instant, String)>,
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl Notifications {
+    fn bind() -> Notifications {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("notify.sock");
+        let socket = UnixDatagram::bind(&path).expect("bind");
+        let (tx, got) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = socket.recv(&mut buf) {
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if tx.send((Instant::now(), text)).is_err() {
+                    return;
+                }
+            }
+        });
+        Notifications {
+            got,
+            seen: Vec::new(),
+            _dir: dir,
+            path,
+        }
+    }
+
+    /// Waits (bounded) for a datagram that starts with `prefix`; the ones before are kept.
+    fn wait_for(&mut self, prefix: &str, within: Duration) -> Option<Instant> {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.got.recv_timeout(left) {
+                Ok((at, text)) => {
+                    let hit = text.starts_with(prefix);
+                    self.seen.push((at, text));
+                    if hit {
+                        return Some(at);
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    fn count(&self, prefix: &str) -> usize {
+        self.seen
+            .iter()
+            .filter(|(_, t)| t.starts_with(prefix))
+            .count()
+    }
+}
+
+fn spawn_run(world: &World, socket: &Path, watchdog_usec: Option<u64>) -> Child {
+    let mut cmd = world.command(&["run"]);
+    cmd.env("NOTIFY_SOCKET", socket)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(usec) = watchdog_usec {
+        cmd.env("WATCHDOG_USEC", usec.to_string());
+    }
+    cmd.spawn().expect("spawn run")
+}
+
+fn stop(mut child: Child) -> (Option<i32>, String) {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    let deadline = Instant::now() + HANG;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("read");
+    (status.code(), stderr)
+}
+
+#[test]
+fn ready_comes_after_the_recovery_and_the_listener_and_no_watchdog_unasked() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let world = World::new(&format!("127.0.0.1:{port}"));
+    world.write_marker(hours_ago(1));
+    let mut sd = Notifications::bind();
+    let child = spawn_run(&world, &sd.path.clone(), None);
+    let ready = sd.wait_for("READY=1", HANG);
+    // At READY=1 the recovery is done and the listener answers.
+    let recovered = !world.marker().exists() && world.history().contains("\"recovered\"");
+    let listening = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+    // No watchdog asked for: none fed, across more than one tick of the loop (10 s).
+    let fed = sd.wait_for("WATCHDOG=1", Duration::from_secs(12));
+    let (code, stderr) = stop(child);
+    assert!(ready.is_some(), "no READY=1: {:?}\n{stderr}", sd.seen);
+    assert!(recovered, "READY=1 before the recovery: {stderr}");
+    assert!(listening, "READY=1 before the status listener: {stderr}");
+    assert!(
+        fed.is_none(),
+        "WATCHDOG=1 without WATCHDOG_USEC: {:?}",
+        sd.seen
+    );
+    assert!(
+        sd.wait_for("STOPPING=1", HANG).is_some(),
+        "no STOPPING=1 on SIGTERM: {:?}\n{stderr}",
+        sd.seen
+    );
+    // The stop then asks for more time while stacks come back.
+    assert!(
+        sd.wait_for("EXTEND_TIMEOUT_USEC=30000000", HANG).is_some(),
+        "no EXTEND_TIMEOUT_USEC after STOPPING=1: {:?}",
+        sd.seen
+    );
+    assert!(sd.count("STATUS=") >= 1, "no STATUS= line: {:?}", sd.seen);
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[test]
+fn the_watchdog_is_fed_by_the_loop_at_the_asked_interval() {
+    let world = World::new("");
+    let mut sd = Notifications::bind();
+    // 20 s: fed every 10 s, which the loop's tick (at most 10 s apart) can keep.
+    let child = spawn_run(&world, &sd.path.clone(), Some(20_000_000));
+    let first = sd.wait_for("WATCHDOG=1", HANG);
+    let second = sd.wait_for("WATCHDOG=1", HANG);
+    let (code, stderr) = stop(child);
+    let (Some(first), Some(second)) = (first, second) else {
+        panic!("the watchdog was not fed twice: {:?}\n{stderr}", sd.seen);
+    };
+    let gap = second - first;
+    // Not flooded (a burst of ticks feeds once per half interval), nor late past WATCHDOG_USEC.
+    assert!(
+        gap >= Duration::from_secs(4) && gap < Duration::from_secs(20),
+        "WATCHDOG=1 {gap:?} apart: {:?}",
+        sd.seen
+    );
+    assert!(!stderr.contains("raise WatchdogSec"), "{stderr}");
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[test]
+fn check_shows_the_notify_targets_without_their_secrets() {
+    let world = World::new("");
+    let mut config = std::fs::read_to_string(&world.config).expect("config");
+    config.push_str(
+        "[notify]\nwebhook = \"https://hooks.example.net/s3cr3t-hook?token=t0k3n\"\n\
+         events = [\"failed\", \"done\"]\n",
+    );
+    std::fs::write(&world.config, config).expect("config");
+    let out = world.run(&["check"]);
+    let all = text(&out);
+    assert!(
+        all.contains(
+            "notify: webhook https://hooks.example.net/…, ntfy off, ping off; events: failed, done"
+        ),
+        "{all}"
+    );
+    assert!(!all.contains("s3cr3t") && !all.contains("t0k3n"), "{all}");
+}
