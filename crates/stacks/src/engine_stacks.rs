@@ -18,7 +18,7 @@ use crate::model;
 use crate::name::{check_service_name, check_stack_name};
 use crate::order::{self, Condition, Member, ServiceDeps};
 use crate::orphans;
-use crate::{ComposeChoice, RunningStack, Stacks, StacksConfig, StacksError, DEFAULT_PROTECTED};
+use crate::{protected_stacks, ComposeChoice, RunningStack, Stacks, StacksConfig, StacksError};
 
 /// Bound for the compose commands that only read (`version`, `config`).
 const CLI_TIMEOUT: Duration = Duration::from_secs(30);
@@ -110,19 +110,16 @@ impl From<StacksError> for Interrupted {
 
 impl EngineStacks {
     /// Checks the configuration (every protected name must be a valid stack name: a typo
-    /// would otherwise silently protect nothing) and adds [`DEFAULT_PROTECTED`] to the
-    /// protected stacks, whatever the configuration says. The engine is reached on first use
+    /// would otherwise silently protect nothing) and protects [`protected_stacks`]: the
+    /// configured ones and [`DEFAULT_PROTECTED`](crate::DEFAULT_PROTECTED), whatever the
+    /// configuration says. The engine is reached on first use
     /// (`DOCKER_HOST`, else the default socket), so an engine that is not up yet is an error
     /// of the calls, not of the construction.
     pub fn new(mut config: StacksConfig) -> Result<Self, StacksError> {
         for name in &config.protected {
             check_stack_name(name)?;
         }
-        for name in DEFAULT_PROTECTED {
-            if !config.protected.iter().any(|p| p == name) {
-                config.protected.push(name.to_owned());
-            }
-        }
+        config.protected = protected_stacks(&config.protected);
         Ok(Self {
             config,
             engine: Engine::new(None),
@@ -142,7 +139,8 @@ impl EngineStacks {
         self
     }
 
-    /// The configuration in use (its protected stacks include [`DEFAULT_PROTECTED`]).
+    /// The configuration in use (its protected stacks include
+    /// [`DEFAULT_PROTECTED`](crate::DEFAULT_PROTECTED)).
     pub fn config(&self) -> &StacksConfig {
         &self.config
     }
