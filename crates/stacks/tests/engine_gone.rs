@@ -3,8 +3,12 @@
 //!
 //! The engine here is a stand-in on a unix socket that answers the listing and the inspect of
 //! one running container like Docker does, and then drops the connection of the call under
-//! test, as a dockerd that is restarted mid-call does.
+//! test, as a dockerd that is restarted mid-call does; or, for the compose fallback, lists no
+//! container at all and then goes away with its socket, as a dockerd that stops does.
 
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use felhom_stacks::{EngineStacks, Stacks, StacksConfig};
@@ -15,12 +19,17 @@ const STACK: &str = "gone";
 const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 /// Which call the stand-in drops.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Cut {
+    /// `GET /containers/<id>/json`, the inspect before the stop.
+    Inspect,
     /// `POST /containers/<id>/stop`.
     Stop,
     /// The event stream, right after its headers (the start itself succeeds).
     Events,
+    /// Lists no container (so a start hands the service to the compose fallback), and goes
+    /// away, socket and all, after the second listing: the fallback's own look at the project.
+    Compose(PathBuf),
 }
 
 fn listing() -> String {
@@ -37,10 +46,13 @@ fn inspect() -> String {
 
 /// Serves one request per connection, as bollard makes them (no idle pooling).
 async fn serve(listener: UnixListener, cut: Cut) {
+    let listings = Arc::new(AtomicUsize::new(0));
     loop {
         let Ok((mut conn, _)) = listener.accept().await else {
             return;
         };
+        let cut = cut.clone();
+        let listings = Arc::clone(&listings);
         tokio::spawn(async move {
             let mut buf = Vec::new();
             let mut chunk = [0u8; 4096];
@@ -55,8 +67,13 @@ async fn serve(listener: UnixListener, cut: Cut) {
             let path = line.split(' ').nth(1).unwrap_or_default();
             let path = path.split('?').next().unwrap_or_default();
             let body = match (line.split(' ').next().unwrap_or_default(), path) {
+                ("GET", "/containers/json") if matches!(cut, Cut::Compose(_)) => {
+                    Some("[]".to_owned())
+                }
                 ("GET", "/containers/json") => Some(listing()),
-                ("GET", p) if p == format!("/containers/{ID}/json") => Some(inspect()),
+                ("GET", p) if p == format!("/containers/{ID}/json") => {
+                    (!matches!(cut, Cut::Inspect)).then(inspect)
+                }
                 ("POST", p) if p.ends_with("/stop") && matches!(cut, Cut::Stop) => None,
                 ("POST", p) if p.ends_with("/start") => {
                     let _ = conn
@@ -79,6 +96,11 @@ async fn serve(listener: UnixListener, cut: Cut) {
                     body.len()
                 );
                 let _ = conn.write_all(response.as_bytes()).await;
+            }
+            if let Cut::Compose(socket) = &cut {
+                if path == "/containers/json" && listings.fetch_add(1, Ordering::SeqCst) == 1 {
+                    let _ = std::fs::remove_file(socket);
+                }
             }
             // Otherwise: dropped without an answer, as by an engine that goes away.
         });
@@ -122,6 +144,22 @@ async fn an_engine_gone_mid_stop_is_unreachable() {
 }
 
 #[tokio::test]
+async fn an_engine_gone_mid_inspect_is_unreachable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("engine.sock");
+    let listener = UnixListener::bind(&socket).expect("bind");
+    tokio::spawn(serve(listener, Cut::Inspect));
+    let stacks = stacks_on(&socket, dir.path());
+    let err = tokio::time::timeout(Duration::from_secs(60), stacks.stop(STACK))
+        .await
+        .expect("bounded")
+        .expect_err("the inspect's connection is dropped");
+    let text = err.to_string();
+    assert!(err.is_engine_unreachable(), "{text}");
+    assert!(text.contains(STACK) && text.contains("inspect"), "{text}");
+}
+
+#[tokio::test]
 async fn an_engine_gone_mid_start_is_unreachable() {
     let dir = tempfile::tempdir().expect("tempdir");
     let socket = dir.path().join("engine.sock");
@@ -138,4 +176,29 @@ async fn an_engine_gone_mid_start_is_unreachable() {
     let text = err.to_string();
     assert!(err.is_engine_unreachable(), "{text}");
     assert!(text.contains(STACK), "{text}");
+}
+
+/// The compose fallback meets an engine that has gone: compose's "Cannot connect" is the
+/// engine unreachable, as the engine calls' own errors are, not a failed command.
+#[tokio::test]
+async fn an_engine_gone_before_the_compose_fallback_is_unreachable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("engine.sock");
+    let listener = UnixListener::bind(&socket).expect("bind");
+    tokio::spawn(serve(listener, Cut::Compose(socket.clone())));
+    let stacks = stacks_on(&socket, dir.path());
+    let err = tokio::time::timeout(
+        Duration::from_secs(120),
+        stacks.start(STACK, &["web".to_owned()]),
+    )
+    .await
+    .expect("bounded")
+    .expect_err("compose finds no engine");
+    let text = err.to_string();
+    assert!(err.is_engine_unreachable(), "{text}");
+    assert!(text.contains(STACK) && text.contains(" up "), "{text}");
+    assert!(
+        !socket.exists(),
+        "the stand-in went away before compose ran"
+    );
 }

@@ -170,7 +170,14 @@ fn container_error(
     }
 }
 
+/// A compose command failed; an engine that did not answer it is
+/// [`StacksError::EngineUnreachable`], as it is for the engine calls.
 fn command_error(stack: &str, line: &CommandLine, failure: crate::command::Failure) -> StacksError {
+    if failure.engine_away() {
+        return StacksError::EngineUnreachable {
+            detail: format!("stack {stack:?}: {line}: {failure}"),
+        };
+    }
     StacksError::Command {
         stack: stack.to_owned(),
         command: line.to_string(),
