@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::listing::Prepared;
-use super::{command_error, engine_error, EngineStacks};
+use super::{command_error, EngineStacks};
 use crate::command::CommandLine;
 use crate::compose::Flavor;
 use crate::{ComposeChoice, StacksError};
@@ -61,11 +61,7 @@ impl EngineStacks {
     ) -> Result<Vec<String>, StacksError> {
         let files = self.files(stack)?;
         let flavor = self.flavor().await?;
-        let existing = self
-            .engine
-            .project(stack)
-            .await
-            .map_err(|e| engine_error(stack, "list of its containers", e))?;
+        let existing = self.containers(stack).await?;
         let exists = |target: &str| existing.iter().any(|l| l.id.starts_with(target));
         let stale: BTreeSet<String> = known
             .iter()

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::fallback::CLI_TIMEOUT;
 use super::{command_error, engine_error, EngineStacks};
-use crate::engine::{EngineError, Health, Inspected};
+use crate::engine::{EngineError, Health, Inspected, Listed};
 use crate::model;
 use crate::name::check_stack_name;
 use crate::order::{self, Condition, Member, ServiceDeps};
@@ -64,16 +64,18 @@ impl EngineStacks {
             .collect())
     }
 
+    /// The containers of `stack`, running or not.
+    pub(super) async fn containers(&self, stack: &str) -> Result<Vec<Listed>, StacksError> {
+        self.engine
+            .project(stack)
+            .await
+            .map_err(|e| engine_error(stack, "list of its containers", e))
+    }
+
     /// Whether a container of `stack` runs.
     pub(super) async fn runs(&self, stack: &str) -> Result<bool, StacksError> {
         check_stack_name(stack)?;
-        Ok(self
-            .engine
-            .project(stack)
-            .await
-            .map_err(|e| engine_error(stack, "list of its containers", e))?
-            .iter()
-            .any(|l| l.running))
+        Ok(self.containers(stack).await?.iter().any(|l| l.running))
     }
 
     /// Inspects the containers `ids` (those gone meanwhile are left out) and finds their
@@ -156,10 +158,8 @@ impl EngineStacks {
         health_before: &HashMap<String, Option<Health>>,
     ) -> Result<Vec<Prepared>, StacksError> {
         let ids: Vec<String> = self
-            .engine
-            .project(stack)
-            .await
-            .map_err(|e| engine_error(stack, "list of its containers", e))?
+            .containers(stack)
+            .await?
             .into_iter()
             .filter(|l| services.contains(&l.service))
             .map(|l| l.id)

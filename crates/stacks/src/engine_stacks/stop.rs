@@ -9,7 +9,7 @@ use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 
 use super::listing::{dependencies, Prepared};
-use super::{container_error, engine_error, EngineStacks};
+use super::{container_error, EngineStacks};
 use crate::engine::State;
 use crate::name::check_stack_name;
 use crate::order;
@@ -31,10 +31,8 @@ impl EngineStacks {
         self.files(stack)?;
         self.wait_for_other_stops(stack).await;
         let running: Vec<String> = self
-            .engine
-            .project(stack)
-            .await
-            .map_err(|e| engine_error(stack, "list of its containers", e))?
+            .containers(stack)
+            .await?
             .into_iter()
             .filter(|l| l.running)
             .map(|l| l.id)
