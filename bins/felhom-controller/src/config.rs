@@ -330,20 +330,9 @@ impl Config {
         all
     }
 
-    /// The protected stacks: the built-in three are always protected, whatever the file says
-    /// (a misconfiguration must never make the controller stop its own infrastructure);
-    /// `stacks.protected` adds to them.
+    /// The protected stacks, as the stacks crate decides them from `stacks.protected`.
     pub(crate) fn protected(&self) -> Vec<String> {
-        let mut all: Vec<String> = felhom_stacks::DEFAULT_PROTECTED
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect();
-        for name in &self.stacks.protected {
-            if !all.contains(name) {
-                all.push(name.clone());
-            }
-        }
-        all
+        felhom_stacks::protected_stacks(&self.stacks.protected)
     }
 }
 

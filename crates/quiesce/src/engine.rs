@@ -7,7 +7,6 @@ use crate::cycle::SharedCycle;
 use crate::observer::{Notice, NoticeKind};
 use crate::{humanize, Controller};
 use chrono::{DateTime, Utc};
-use felhom_stacks::StacksError;
 use std::time::Duration;
 use tokio::time::{sleep, Instant};
 use tokio_util::sync::CancellationToken;
@@ -21,14 +20,6 @@ pub(crate) const ENGINE_LOOK_CAP: Duration = Duration::from_secs(30);
 /// The pauses between two tries of a start while the engine is away.
 pub(crate) fn backoff() -> Backoff {
     Backoff::new(FIRST_LOOK, 2.0, ENGINE_LOOK_CAP)
-}
-
-/// Whether `e` says only that the engine is away. The stacks crate's typed error, and until
-/// every path of it reports that, the Docker CLI's own words for a socket nobody answers on.
-pub(crate) fn engine_away(e: &StacksError) -> bool {
-    e.is_engine_unreachable()
-        || e.to_string()
-            .contains("Cannot connect to the Docker daemon")
 }
 
 /// One absence of the engine, as this process saw it.

@@ -8,7 +8,6 @@
 
 use crate::backoff::Backoff;
 use crate::cycle::{Level, SharedCycle};
-use crate::engine::engine_away;
 use crate::{humanize, Controller, CycleConfig};
 use chrono::Utc;
 use felhom_marker::{MarkedStack, StrandedStack};
@@ -274,7 +273,7 @@ pub(crate) async fn bounded(
     let mut task = tokio::spawn(call.in_current_span());
     match timeout(config.start_call_timeout, &mut task).await {
         Ok(Ok(Ok(()))) => Ok(()),
-        Ok(Ok(Err(e))) if engine_away(&e) => Err(CallError::EngineAway(e.to_string())),
+        Ok(Ok(Err(e))) if e.is_engine_unreachable() => Err(CallError::EngineAway(e.to_string())),
         Ok(Ok(Err(e))) => Err(CallError::Failed(e.to_string())),
         Ok(Err(join)) => Err(CallError::Failed(format!("the {what} task failed: {join}"))),
         Err(_) => {

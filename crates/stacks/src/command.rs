@@ -11,6 +11,13 @@ use std::time::Duration;
 const TAIL_LINES: usize = 20;
 /// And at most this many bytes of them: compose can print very long lines.
 const TAIL_BYTES: usize = 4000;
+/// What the compose tools print when nothing answers on the engine's socket (missing,
+/// refused, reset): the docker CLI's words, which compose v2 uses, and compose v1's
+/// (docker-py), whose first call asks the engine for its API version.
+const ENGINE_AWAY: [&str; 2] = [
+    "Cannot connect to the Docker daemon",
+    "Error while fetching server API version: ('Connection aborted.'",
+];
 
 /// One command line: the program, its arguments and where it runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +68,14 @@ pub(crate) enum Failure {
     TimedOut(Duration),
     /// It finished unsuccessfully.
     Exit { status: ExitStatus, stderr: String },
+}
+
+impl Failure {
+    /// Whether the command failed only because no engine answered: the caller then reports
+    /// the engine unreachable, as its own engine calls do, and not a failed command.
+    pub(crate) fn engine_away(&self) -> bool {
+        matches!(self, Self::Exit { stderr, .. } if ENGINE_AWAY.iter().any(|words| stderr.contains(words)))
+    }
 }
 
 impl fmt::Display for Failure {
@@ -204,5 +219,52 @@ mod tests {
             .expect_err("sleep outlives the limit");
         assert!(matches!(err, Failure::TimedOut(_)), "{err}");
         assert!(started.elapsed() < Duration::from_secs(20), "not bounded");
+    }
+
+    /// Each compose tool, against a socket path where no engine is, and one where the socket
+    /// exists but nobody listens: both are "the engine is away", whatever the tool's words.
+    #[tokio::test]
+    async fn compose_without_an_engine_is_the_engine_away() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("compose.yaml"),
+            "services: {web: {image: x}}\n",
+        )
+        .expect("compose file");
+        let missing = dir.path().join("missing.sock");
+        let dead = dir.path().join("dead.sock");
+        drop(std::os::unix::net::UnixListener::bind(&dead).expect("bind"));
+        let up = ["-p", "felhom-away", "up", "-d", "--no-deps", "web"];
+        for socket in [&missing, &dead] {
+            let runner = Runner {
+                docker_host: Some(format!("unix://{}", socket.display())),
+            };
+            let v2 = ["compose"].into_iter().chain(up);
+            for mut line in [
+                CommandLine::new("docker", v2),
+                CommandLine::new("docker-compose", up),
+            ] {
+                line.cwd = Some(dir.path().to_path_buf());
+                let err = runner
+                    .stdout(&line, Duration::from_secs(60))
+                    .await
+                    .expect_err("no engine");
+                assert!(err.engine_away(), "{line} on {}: {err}", socket.display());
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn other_failures_are_not_the_engine_away() {
+        let line = CommandLine::new(
+            "docker",
+            ["compose", "-f", "/nonexistent/compose.yaml", "config"],
+        );
+        let err = Runner::default()
+            .stdout(&line, Duration::from_secs(60))
+            .await
+            .expect_err("no such file");
+        assert!(!err.engine_away(), "{err}");
+        assert!(!Failure::TimedOut(Duration::from_secs(1)).engine_away());
     }
 }

@@ -11,6 +11,21 @@ use crate::StacksError;
 /// the controller itself.
 pub const DEFAULT_PROTECTED: [&str; 3] = ["traefik", "cloudflared", "felhom-controller"];
 
+/// The stacks that are protected when the configuration names `configured`: [`DEFAULT_PROTECTED`]
+/// first, whatever the configuration says (a misconfiguration must never make the controller
+/// stop its own infrastructure), then the configured ones, each name once. The one place that
+/// decides this: [`EngineStacks::new`](crate::EngineStacks::new) protects exactly these, and
+/// the binary prints them.
+pub fn protected_stacks(configured: &[String]) -> Vec<String> {
+    let mut all: Vec<String> = DEFAULT_PROTECTED.iter().map(|s| (*s).to_owned()).collect();
+    for name in configured {
+        if !all.contains(name) {
+            all.push(name.clone());
+        }
+    }
+    all
+}
+
 /// Which compose tool brings back vanished containers and reads the dependencies of stacks
 /// deployed by compose v1 (`stacks.compose`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -54,7 +69,8 @@ impl fmt::Display for ComposeChoice {
 pub struct StacksConfig {
     /// The directory whose subdirectories are the stacks (`/opt/felhom/stacks`).
     pub root: PathBuf,
-    /// Stacks that are never listed nor stopped ([`DEFAULT_PROTECTED`]).
+    /// Stacks that are never listed nor stopped; [`DEFAULT_PROTECTED`] are added to them
+    /// (see [`protected_stacks`]).
     pub protected: Vec<String>,
     /// Which compose tool to use where the engine alone cannot do it.
     pub compose: ComposeChoice,

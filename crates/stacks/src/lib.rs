@@ -48,7 +48,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-pub use config::{ComposeChoice, StacksConfig, DEFAULT_PROTECTED};
+pub use config::{protected_stacks, ComposeChoice, StacksConfig, DEFAULT_PROTECTED};
 #[cfg(feature = "engine")]
 pub use engine_stacks::{ComposeStacks, EngineStacks, StartReport};
 

@@ -3,11 +3,16 @@
 //!
 //! The engine here is a stand-in on a unix socket that answers the listing and the inspect of
 //! one running container like Docker does, and then drops the connection of the call under
-//! test, as a dockerd that is restarted mid-call does.
+//! test, as a dockerd that is restarted mid-call does; or, for the compose fallback, lists no
+//! container at all and then goes away with its socket, as a dockerd that stops does.
 
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use felhom_stacks::{EngineStacks, Stacks, StacksConfig};
+use felhom_stacks::{EngineStacks, Stacks, StacksConfig, StacksError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 
@@ -17,10 +22,15 @@ const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd
 /// Which call the stand-in drops.
 #[derive(Debug, Clone, Copy)]
 enum Cut {
+    /// `GET /containers/<id>/json`, the inspect before the stop.
+    Inspect,
     /// `POST /containers/<id>/stop`.
     Stop,
     /// The event stream, right after its headers (the start itself succeeds).
     Events,
+    /// Lists no container (so a start hands the service to the compose fallback), and goes
+    /// away, socket and all, after the second listing: the fallback's own look at the project.
+    Compose,
 }
 
 fn listing() -> String {
@@ -36,11 +46,14 @@ fn inspect() -> String {
 }
 
 /// Serves one request per connection, as bollard makes them (no idle pooling).
-async fn serve(listener: UnixListener, cut: Cut) {
+async fn serve(listener: UnixListener, socket: PathBuf, cut: Cut) {
+    let listings = Arc::new(AtomicUsize::new(0));
     loop {
         let Ok((mut conn, _)) = listener.accept().await else {
             return;
         };
+        let listings = Arc::clone(&listings);
+        let socket = socket.clone();
         tokio::spawn(async move {
             let mut buf = Vec::new();
             let mut chunk = [0u8; 4096];
@@ -55,8 +68,11 @@ async fn serve(listener: UnixListener, cut: Cut) {
             let path = line.split(' ').nth(1).unwrap_or_default();
             let path = path.split('?').next().unwrap_or_default();
             let body = match (line.split(' ').next().unwrap_or_default(), path) {
+                ("GET", "/containers/json") if matches!(cut, Cut::Compose) => Some("[]".to_owned()),
                 ("GET", "/containers/json") => Some(listing()),
-                ("GET", p) if p == format!("/containers/{ID}/json") => Some(inspect()),
+                ("GET", p) if p == format!("/containers/{ID}/json") => {
+                    (!matches!(cut, Cut::Inspect)).then(inspect)
+                }
                 ("POST", p) if p.ends_with("/stop") && matches!(cut, Cut::Stop) => None,
                 ("POST", p) if p.ends_with("/start") => {
                     let _ = conn
@@ -80,18 +96,30 @@ async fn serve(listener: UnixListener, cut: Cut) {
                 );
                 let _ = conn.write_all(response.as_bytes()).await;
             }
+            if matches!(cut, Cut::Compose)
+                && path == "/containers/json"
+                && listings.fetch_add(1, Ordering::SeqCst) == 1
+            {
+                let _ = std::fs::remove_file(&socket);
+            }
             // Otherwise: dropped without an answer, as by an engine that goes away.
         });
     }
 }
 
-fn stacks_on(socket: &std::path::Path, root: &std::path::Path) -> EngineStacks {
-    let dir = root.join(STACK);
+/// A stand-in engine that cuts `cut`, in a temporary directory that also holds the stacks
+/// root with the one stack, and the stacks on it.
+fn on_stand_in(cut: Cut) -> (tempfile::TempDir, EngineStacks) {
+    let root = tempfile::tempdir().expect("tempdir");
+    let socket = root.path().join("engine.sock");
+    let listener = UnixListener::bind(&socket).expect("bind");
+    tokio::spawn(serve(listener, socket.clone(), cut));
+    let dir = root.path().join(STACK);
     std::fs::create_dir_all(&dir).expect("stack directory");
     std::fs::write(dir.join("compose.yaml"), "services: {web: {image: x}}\n")
         .expect("compose file");
-    EngineStacks::new(StacksConfig {
-        root: root.to_path_buf(),
+    let stacks = EngineStacks::new(StacksConfig {
+        root: root.path().to_path_buf(),
         start_timeout: Duration::from_secs(20),
         // Longer than the stand-in's event stream lives: the start cannot be over before it
         // ends.
@@ -99,22 +127,28 @@ fn stacks_on(socket: &std::path::Path, root: &std::path::Path) -> EngineStacks {
         ..StacksConfig::default()
     })
     .expect("valid")
-    .with_docker_host(format!("unix://{}", socket.display()))
+    .with_docker_host(format!("unix://{}", socket.display()));
+    (root, stacks)
+}
+
+/// Runs `call` (bounded: only a hang takes this long), which must fail with the engine
+/// unreachable; returns the error's text.
+async fn unreachable<T: std::fmt::Debug>(
+    call: impl Future<Output = Result<T, StacksError>>,
+) -> String {
+    let err = tokio::time::timeout(Duration::from_secs(120), call)
+        .await
+        .expect("bounded")
+        .expect_err("the engine is gone");
+    let text = err.to_string();
+    assert!(err.is_engine_unreachable(), "{text}");
+    text
 }
 
 #[tokio::test]
 async fn an_engine_gone_mid_stop_is_unreachable() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let socket = dir.path().join("engine.sock");
-    let listener = UnixListener::bind(&socket).expect("bind");
-    tokio::spawn(serve(listener, Cut::Stop));
-    let stacks = stacks_on(&socket, dir.path());
-    let err = tokio::time::timeout(Duration::from_secs(60), stacks.stop(STACK))
-        .await
-        .expect("bounded")
-        .expect_err("the stop's connection is dropped");
-    let text = err.to_string();
-    assert!(err.is_engine_unreachable(), "{text}");
+    let (_root, stacks) = on_stand_in(Cut::Stop);
+    let text = unreachable(stacks.stop(STACK)).await;
     assert!(
         text.contains(STACK) && text.contains("web") && text.contains("stop"),
         "{text}"
@@ -122,20 +156,28 @@ async fn an_engine_gone_mid_stop_is_unreachable() {
 }
 
 #[tokio::test]
+async fn an_engine_gone_mid_inspect_is_unreachable() {
+    let (_root, stacks) = on_stand_in(Cut::Inspect);
+    let text = unreachable(stacks.stop(STACK)).await;
+    assert!(text.contains(STACK) && text.contains("inspect"), "{text}");
+}
+
+#[tokio::test]
 async fn an_engine_gone_mid_start_is_unreachable() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let socket = dir.path().join("engine.sock");
-    let listener = UnixListener::bind(&socket).expect("bind");
-    tokio::spawn(serve(listener, Cut::Events));
-    let stacks = stacks_on(&socket, dir.path());
-    let err = tokio::time::timeout(
-        Duration::from_secs(60),
-        stacks.start(STACK, &["web".to_owned()]),
-    )
-    .await
-    .expect("bounded")
-    .expect_err("the event stream ends");
-    let text = err.to_string();
-    assert!(err.is_engine_unreachable(), "{text}");
+    let (_root, stacks) = on_stand_in(Cut::Events);
+    let text = unreachable(stacks.start(STACK, &["web".to_owned()])).await;
     assert!(text.contains(STACK), "{text}");
+}
+
+/// The compose fallback meets an engine that has gone: compose's "Cannot connect" is the
+/// engine unreachable, as the engine calls' own errors are, not a failed command.
+#[tokio::test]
+async fn an_engine_gone_before_the_compose_fallback_is_unreachable() {
+    let (root, stacks) = on_stand_in(Cut::Compose);
+    let text = unreachable(stacks.start(STACK, &["web".to_owned()])).await;
+    assert!(text.contains(STACK) && text.contains(" up "), "{text}");
+    assert!(
+        !root.path().join("engine.sock").exists(),
+        "the stand-in went away before compose ran"
+    );
 }

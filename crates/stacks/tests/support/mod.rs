@@ -4,12 +4,15 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use felhom_stacks::{ComposeChoice, EngineStacks, StacksConfig};
+use felhom_testsupport::{engine, process};
 
-pub const IMAGE: &str = "felhom-testapp:dev";
+pub use felhom_testsupport::engine::{ContainerState, IMAGE};
+
+/// The bound of a docker or compose command of a test: only a hang takes this long.
+const COMMAND_BOUND: Duration = Duration::from_secs(120);
 
 /// A test for compose v2 and one for v1.
 macro_rules! both_tools {
@@ -25,45 +28,6 @@ macro_rules! both_tools {
             }
         }
     )*};
-}
-
-/// Fails the test with a clear message when there is no engine or the image cannot be built;
-/// the image is built (or found up to date) once per test process.
-pub fn ensure_image() {
-    static READY: OnceLock<Result<(), String>> = OnceLock::new();
-    let ready = READY.get_or_init(|| {
-        let info = Command::new("docker")
-            .args(["info", "--format", "{{.ServerVersion}}"])
-            .output();
-        match info {
-            Ok(out) if out.status.success() => {}
-            Ok(out) => {
-                return Err(format!(
-                    "no Docker engine: run scripts/provision.sh ({})",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ))
-            }
-            Err(e) => return Err(format!("no Docker engine: run scripts/provision.sh ({e})")),
-        }
-        let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/build-test-image.sh");
-        let out = Command::new(&script)
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{} failed: {}{}",
-                script.display(),
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
-    });
-    if let Err(e) = ready {
-        panic!("{e}");
-    }
 }
 
 /// The compose tool of a test variant.
@@ -102,7 +66,7 @@ impl Tool {
     fn installed(self) -> bool {
         let mut c = self.command();
         c.arg("version");
-        c.output().map(|o| o.status.success()).unwrap_or(false)
+        process::checked(&mut c, COMMAND_BOUND).is_ok()
     }
 }
 
@@ -115,7 +79,9 @@ pub struct Root {
 
 impl Root {
     pub fn new(tool: Tool) -> Self {
-        ensure_image();
+        if let Err(e) = engine::ensure_image() {
+            panic!("{e}");
+        }
         assert!(
             tool.installed(),
             "compose {tool:?} is not installed: run scripts/provision.sh"
@@ -188,25 +154,14 @@ pub fn down(tool: Tool, name: &str, dir: &Path) {
     let mut c = tool.command();
     c.args(["-p", name, "down", "-v", "--remove-orphans", "-t", "0"])
         .current_dir(dir);
-    match c.output() {
-        Ok(out) if out.status.success() => {}
-        Ok(out) => eprintln!(
-            "teardown of {name} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        Err(e) => eprintln!("teardown of {name} failed: {e}"),
+    if let Err(e) = process::checked(&mut c, COMMAND_BOUND) {
+        eprintln!("teardown of {name} failed: {e}");
     }
 }
 
+/// Runs a docker or compose command of a test, bounded; fails the test if it fails.
 pub fn run(mut command: Command, what: &str) -> String {
-    let out = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    process::checked(&mut command, COMMAND_BOUND).unwrap_or_else(|e| panic!("{what}: {e}"))
 }
 
 pub fn docker(args: &[&str]) -> String {
@@ -215,52 +170,9 @@ pub fn docker(args: &[&str]) -> String {
     run(c, &format!("docker {}", args.join(" ")))
 }
 
-/// What the engine says about one service's container.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContainerState {
-    pub id: String,
-    pub status: String,
-    pub health: String,
-    pub started_at: chrono::DateTime<chrono::Utc>,
-    pub finished_at: chrono::DateTime<chrono::Utc>,
-}
-
 /// The container of `service` in project `project` (exactly one expected).
 pub fn container(project: &str, service: &str) -> ContainerState {
-    let ids = docker(&[
-        "ps",
-        "-aq",
-        "--no-trunc",
-        "--filter",
-        &format!("label=com.docker.compose.project={project}"),
-        "--filter",
-        &format!("label=com.docker.compose.service={service}"),
-    ]);
-    let ids: Vec<&str> = ids.split_whitespace().collect();
-    assert_eq!(
-        ids.len(),
-        1,
-        "one container of {project}/{service}: {ids:?}"
-    );
-    let out = docker(&[
-        "inspect",
-        "--format",
-        "{{.Id}}|{{.State.Status}}|{{with index .State \"Health\"}}{{.Status}}{{end}}|{{.State.StartedAt}}|{{.State.FinishedAt}}",
-        ids[0],
-    ]);
-    let fields: Vec<&str> = out.trim().split('|').collect();
-    let time = |s: &str| {
-        chrono::DateTime::parse_from_rfc3339(s)
-            .unwrap_or_else(|e| panic!("docker time {s:?}: {e}"))
-            .with_timezone(&chrono::Utc)
-    };
-    ContainerState {
-        id: fields[0].to_owned(),
-        status: fields[1].to_owned(),
-        health: fields[2].to_owned(),
-        started_at: time(fields[3]),
-        finished_at: time(fields[4]),
-    }
+    engine::container(project, Some(service)).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A container's exit code and network mode.
@@ -321,16 +233,9 @@ pub fn assert_not_run_again(project: &str, service: &str, before: &ContainerStat
 
 /// Whether the project has a container for `service` at all.
 pub fn has_container(project: &str, service: &str) -> bool {
-    !docker(&[
-        "ps",
-        "-aq",
-        "--filter",
-        &format!("label=com.docker.compose.project={project}"),
-        "--filter",
-        &format!("label=com.docker.compose.service={service}"),
-    ])
-    .trim()
-    .is_empty()
+    !engine::container_ids(project, Some(service))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .is_empty()
 }
 
 /// A test app service: `serve` with its data in `./data/<service>`, plus extra YAML lines.
