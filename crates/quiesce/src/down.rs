@@ -70,11 +70,13 @@ pub(crate) async fn start_backup(
     let cycle_id = cycle.lock().record.cycle_id.clone();
     match agent.start_backup(&cycle_id).await {
         Ok(start) => {
-            tracing::info!(cycle = %cycle_id, backup = %start.id, adopted = start.adopted, "backup started");
             let mut cycle = cycle.lock();
             cycle.record.backup_id = Some(start.id.clone());
-            cycle.marker.backup_id = Some(start.id);
+            cycle.marker.backup_id = Some(start.id.clone());
             cycle.save_marker(&*parts.marker);
+            // Said once the id is on disk: whoever reads this line (an operator, a test that
+            // kills the process on it) can count on a recovery being able to ask about it.
+            tracing::info!(cycle = %cycle_id, backup = %start.id, adopted = start.adopted, "backup started");
             Event::BackupStarted
         }
         Err(e) => {
