@@ -423,9 +423,10 @@ impl Results {
                         &mut out,
                         &target,
                         format!(
-                            "{} / {} = {ratio:.3}",
+                            "{} / {} = {}",
                             ms(c.downtime.p50),
-                            ms(f.downtime.p50)
+                            ms(f.downtime.p50),
+                            ratio_text(ratio, OF_COMPOSE)
                         ),
                         Some(ratio <= OF_COMPOSE),
                     );
@@ -448,9 +449,10 @@ impl Results {
                     &mut out,
                     &target,
                     format!(
-                        "{} / {} = {ratio:.3}",
+                        "{} / {} = {}",
                         ms(c.downtime.max),
-                        ms(n.downtime.max)
+                        ms(n.downtime.max),
+                        ratio_text(ratio, DOWNTIME_RATIO)
                     ),
                     Some(ratio <= DOWNTIME_RATIO),
                 );
@@ -559,6 +561,17 @@ const WHO_ORDER: [Who; 7] = [
     Who::EngineAllAtOnce,
 ];
 
+/// A ratio with three decimals, more where three would print it equal to its `bound`
+/// although it is not.
+fn ratio_text(ratio: f64, bound: f64) -> String {
+    let three = format!("{ratio:.3}");
+    if ratio != bound && three == format!("{bound:.3}") {
+        format!("{ratio:.5}")
+    } else {
+        three
+    }
+}
+
 fn ms(v: f64) -> String {
     if v.abs() >= 10_000.0 {
         format!("{:.1} s", v / 1000.0)
@@ -649,6 +662,13 @@ mod tests {
             .lines()
             .find(|l| l.starts_with(&format!("| {target}")))
             .unwrap_or_else(|| panic!("no row {target:?} in\n{table}"))
+    }
+
+    #[test]
+    fn a_ratio_a_hair_off_its_bound_does_not_print_as_the_bound() {
+        assert_eq!(ratio_text(0.20004, 0.2), "0.20004");
+        assert_eq!(ratio_text(0.2, 0.2), "0.200");
+        assert_eq!(ratio_text(0.05, 0.2), "0.050");
     }
 
     #[test]
