@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The downtime benchmark (docs/performance.md): felhom-controller against the sequential
-# script an administrator would write (bench/naive.sh), side by side in one run, on real
-# compose stacks and the development agent; and the idle daemon's memory and CPU.
+# The downtime benchmark (docs/performance.md): felhom-controller against the engine alone
+# (the floor), compose alone and the sequential script an administrator would write
+# (bench/naive.sh), side by side in one run, on real compose stacks and the development agent;
+# a realistic case of slow apps; the snapshot-detection latency; optionally the idle daemon.
 #
-#   scripts/bench.sh                       # the full run: N = 1,5,10,20, S = 0.2s, B = 5s and 30s
-#   scripts/bench.sh --quick               # a smoke run, about a minute
-#   scripts/bench.sh --stacks 10 --rounds 3 --archive 5s --archive-alt 30s \
+#   scripts/bench.sh                       # the full run: N = 10,20, S = 0.2s, B = 5s, slow apps, detection
+#   scripts/bench.sh --quick               # a smoke run, a few minutes
+#   scripts/bench.sh --stacks 10 --rounds 3 --archive 5s --archive-alt 30s --idle \
 #       --compose docker-compose --json results.json
 #
 # Every option is felhom-bench's (`--help`). Provisions what is missing first

@@ -36,11 +36,15 @@ pub(crate) struct AgentSetup<'a> {
 }
 
 /// When the agent requested, snapshotted and finished one backup.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct BackupTimes {
     pub(crate) requested: DateTime<Utc>,
     pub(crate) snapshot: DateTime<Utc>,
     pub(crate) finished: DateTime<Utc>,
+    /// The `GET /backup/status` requests answered from `requested` up to and including the
+    /// first one after `finished`: the last one the asker needed. Runs follow each other, so
+    /// these are the asker's own.
+    pub(crate) status_polls: Vec<DateTime<Utc>>,
 }
 
 impl AgentProcess {
@@ -116,10 +120,22 @@ fn backup_times(events: &[Event], cycle_id: &str) -> Result<BackupTimes> {
         .context("snapshot_taken")?;
     let finished = at(|k, id| matches!(k, EventKind::ArchiveFinished { id: i, .. } if i == id))
         .context("archive_finished")?;
+    let mut status_polls = Vec::new();
+    for event in events.iter().filter(|e| e.at >= requested) {
+        if let EventKind::Request { method, path, .. } = &event.kind {
+            if method == "GET" && path == "/backup/status" {
+                status_polls.push(event.at);
+                if event.at >= finished {
+                    break;
+                }
+            }
+        }
+    }
     Ok(BackupTimes {
         requested,
         snapshot,
         finished,
+        status_polls,
     })
 }
 
@@ -155,6 +171,34 @@ mod tests {
         let times = backup_times(&events, "c-2").expect("c-2 is there");
         assert_eq!((times.snapshot - times.requested).num_milliseconds(), 750);
         assert_eq!((times.finished - times.requested).num_milliseconds(), 6500);
+        assert!(times.status_polls.is_empty());
+    }
+
+    #[test]
+    fn the_status_polls_of_a_backup_end_with_the_first_after_its_end() {
+        let poll = |at: &str| {
+            format!(
+                r#"{{"at":"{at}","event":"request","method":"GET","path":"/backup/status","status":200}}"#
+            )
+        };
+        let lines = [
+            poll("2025-01-01T11:59:59Z"),
+            r#"{"at":"2025-01-01T12:00:00Z","event":"backup_requested","id":"b-1","cycle_id":"c-1"}"#.to_owned(),
+            poll("2025-01-01T12:00:00.05Z"),
+            r#"{"at":"2025-01-01T12:00:01Z","event":"snapshot_taken","id":"b-1"}"#.to_owned(),
+            poll("2025-01-01T12:00:01.1Z"),
+            r#"{"at":"2025-01-01T12:00:02Z","event":"archive_finished","id":"b-1","path":"/o/b-1.tar"}"#.to_owned(),
+            poll("2025-01-01T12:00:02.5Z"),
+            poll("2025-01-01T12:00:09Z"),
+        ]
+        .join("\n");
+        let times = backup_times(&parse(&lines), "c-1").expect("c-1 is there");
+        let after: Vec<i64> = times
+            .status_polls
+            .iter()
+            .map(|t| (*t - times.requested).num_milliseconds())
+            .collect();
+        assert_eq!(after, [50, 1100, 2500]);
     }
 
     #[test]

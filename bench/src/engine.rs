@@ -183,10 +183,15 @@ pub(crate) fn outages(
     Ok(found)
 }
 
-/// When the app said it serves again: the first `clean start` line of `<data>/log` at or after
-/// `after` (the log has whole milliseconds, so one millisecond of slack). An unclean start
-/// (`recovering after an unclean shutdown`) is an error: the stop was not clean.
-pub(crate) fn app_ready(data: &Path, after: DateTime<Utc>) -> Result<DateTime<Utc>> {
+/// When the app said it serves again: the first `ready_line` (`clean start`, or `healthy` for
+/// an app with a health check) of `<data>/log` at or after `after` (the log has whole
+/// milliseconds, so one millisecond of slack). An unclean start (`recovering after an unclean
+/// shutdown`) is an error: the stop was not clean.
+pub(crate) fn app_ready(
+    data: &Path,
+    after: DateTime<Utc>,
+    ready_line: &str,
+) -> Result<DateTime<Utc>> {
     let path = data.join("log");
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -203,7 +208,7 @@ pub(crate) fn app_ready(data: &Path, after: DateTime<Utc>) -> Result<DateTime<Ut
             continue;
         }
         match message {
-            "clean start" => return Ok(at),
+            m if m == ready_line => return Ok(at),
             m if m.starts_with("recovering") => {
                 bail!(
                     "{}: the app was not shut down cleanly ({line})",
@@ -213,7 +218,7 @@ pub(crate) fn app_ready(data: &Path, after: DateTime<Utc>) -> Result<DateTime<Ut
             _ => {}
         }
     }
-    bail!("{}: no `clean start` after {after}", path.display())
+    bail!("{}: no `{ready_line}` after {after}", path.display())
 }
 
 #[cfg(test)]
@@ -277,10 +282,26 @@ mod tests {
         )
         .expect("write the log");
         let kill = "2025-01-01T12:00:05Z".parse().expect("time");
-        let ready = app_ready(dir.path(), kill).expect("ready");
+        let ready = app_ready(dir.path(), kill, "clean start").expect("ready");
         assert_eq!((ready - kill).num_milliseconds(), 2250);
         let later = "2025-01-01T12:01:00Z".parse().expect("time");
-        assert!(app_ready(dir.path(), later).is_err());
+        assert!(app_ready(dir.path(), later, "clean start").is_err());
+    }
+
+    #[test]
+    fn a_slow_app_is_ready_when_it_says_healthy() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(
+            dir.path().join("log"),
+            "2025-01-01T12:00:05.000Z stopping\n\
+             2025-01-01T12:00:07.000Z shut down cleanly\n\
+             2025-01-01T12:00:08.000Z clean start\n\
+             2025-01-01T12:00:11.100Z healthy\n",
+        )
+        .expect("write the log");
+        let kill = "2025-01-01T12:00:05Z".parse().expect("time");
+        let ready = app_ready(dir.path(), kill, "healthy").expect("ready");
+        assert_eq!((ready - kill).num_milliseconds(), 6100);
     }
 
     #[test]
@@ -292,7 +313,7 @@ mod tests {
         )
         .expect("write the log");
         let kill = "2025-01-01T12:00:05Z".parse().expect("time");
-        let err = app_ready(dir.path(), kill).expect_err("unclean");
+        let err = app_ready(dir.path(), kill, "clean start").expect_err("unclean");
         assert!(err.to_string().contains("not shut down cleanly"), "{err}");
     }
 }

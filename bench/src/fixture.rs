@@ -44,6 +44,31 @@ impl Compose {
     }
 }
 
+/// What the stacks' app does: instantly, or like a real app that takes its time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct App {
+    /// How long its clean shutdown takes (`felhom-testapp serve --stop-delay`).
+    pub(crate) stop: Duration,
+    /// How long after its start it becomes ready (`--healthy-after`), told to the engine
+    /// through a health check; `None`: no health check, ready at its `clean start`.
+    pub(crate) ready: Option<Duration>,
+}
+
+impl App {
+    /// The line of the app's log that says it serves again.
+    pub(crate) fn ready_line(self) -> &'static str {
+        if self.ready.is_some() {
+            "healthy"
+        } else {
+            "clean start"
+        }
+    }
+}
+
+/// How often the engine runs a slow app's health check: short, so that the engine's view
+/// follows the app's own readiness closely (the downtime ends at the app's own `healthy`).
+const HEALTH_INTERVAL: &str = "250ms";
+
 /// N deployed and running stacks under their own root; removed (containers and files) on drop.
 #[derive(Debug)]
 pub(crate) struct StackSet {
@@ -55,18 +80,28 @@ pub(crate) struct StackSet {
     pub(crate) data: PathBuf,
     /// The stacks' names, sorted.
     pub(crate) names: Vec<String>,
+    /// What their app does.
+    pub(crate) app: App,
 }
 
 impl StackSet {
     /// Writes N compose stacks under `dir` and brings them up (`up -d`), then waits until
     /// every app runs.
-    pub(crate) fn deploy(dir: &Path, tag: &str, n: usize, compose: &Compose) -> Result<Self> {
-        let id = format!("{tag}-n{n}");
+    pub(crate) fn deploy(
+        dir: &Path,
+        tag: &str,
+        n: usize,
+        app: App,
+        compose: &Compose,
+    ) -> Result<Self> {
+        let slow = if app == App::default() { "" } else { "s" };
+        let id = format!("{tag}-n{n}{slow}");
         let set = StackSet {
             root: dir.join("stacks"),
             data: dir.join("data"),
             names: (1..=n).map(|i| format!("fhb{id}-{i:02}")).collect(),
             id,
+            app,
         };
         for name in &set.names {
             let stack_dir = set.root.join(name);
@@ -75,7 +110,7 @@ impl StackSet {
                 std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
             }
             let file = stack_dir.join("compose.yaml");
-            std::fs::write(&file, compose_yaml(&set.id, &data_dir))
+            std::fs::write(&file, compose_yaml(&set.id, &data_dir, app))
                 .with_context(|| format!("writing {}", file.display()))?;
         }
         for chunk in set.names.chunks(DEPLOY_PARALLELISM) {
@@ -93,12 +128,13 @@ impl StackSet {
                     .with_context(|| format!("bringing up stack {name}"))?;
             }
         }
-        set.wait_all_running(Duration::from_secs(60))?;
+        set.wait_all_ready(Duration::from_secs(60))?;
         Ok(set)
     }
 
-    /// How many of the set's containers run.
-    pub(crate) fn running(&self) -> Result<usize> {
+    /// How many of the set's containers run (and, for an app with a health check, are
+    /// healthy).
+    fn ready(&self) -> Result<usize> {
         let mut cmd = Command::new("docker");
         cmd.args([
             "ps",
@@ -108,20 +144,24 @@ impl StackSet {
             "--filter",
             "status=running",
         ]);
+        if self.app.ready.is_some() {
+            cmd.args(["--filter", "health=healthy"]);
+        }
         Ok(process::checked(&mut cmd, DOCKER_TIMEOUT)?.lines().count())
     }
 
-    /// Waits until each stack's app runs again (after a run, before the next one).
-    pub(crate) fn wait_all_running(&self, limit: Duration) -> Result<()> {
+    /// Waits until each stack's app serves again (after a run, before the next one: a
+    /// controller treats an app still starting differently from a healthy one).
+    pub(crate) fn wait_all_ready(&self, limit: Duration) -> Result<()> {
         let deadline = Instant::now() + limit;
         loop {
-            let running = self.running()?;
-            if running == self.names.len() {
+            let ready = self.ready()?;
+            if ready == self.names.len() {
                 return Ok(());
             }
             if Instant::now() >= deadline {
                 bail!(
-                    "set {}: only {running} of {} apps run after {}s",
+                    "set {}: only {ready} of {} apps serve after {}s",
                     self.id,
                     self.names.len(),
                     limit.as_secs()
@@ -191,10 +231,24 @@ fn remove_containers(filter: &str) {
 
 /// One service, no network (`network_mode: none` keeps 20 stacks from using up the engine's
 /// address pools; the app needs none), its data bind-mounted where the agent backs it up.
-fn compose_yaml(set: &str, data: &Path) -> String {
+fn compose_yaml(set: &str, data: &Path, app: App) -> String {
+    let mut command = String::from("\"serve\", \"--data\", \"/data\"");
+    let mut extra = String::new();
+    if !app.stop.is_zero() {
+        let stop = app.stop.as_millis();
+        command.push_str(&format!(", \"--stop-delay\", \"{stop}ms\""));
+    }
+    if let Some(ready) = app.ready {
+        let ready = ready.as_millis();
+        command.push_str(&format!(", \"--healthy-after\", \"{ready}ms\""));
+        extra.push_str(&format!(
+            "    healthcheck:\n      test: [\"CMD\", \"/app\", \"health\"]\n      \
+             interval: {HEALTH_INTERVAL}\n      timeout: 5s\n      retries: 3\n"
+        ));
+    }
     format!(
-        "services:\n  app:\n    image: {IMAGE}\n    command: [\"serve\", \"--data\", \"/data\"]\n    \
-         network_mode: none\n    volumes:\n      - \"{}:/data\"\n    labels:\n      {LABEL}: \"{set}\"\n",
+        "services:\n  app:\n    image: {IMAGE}\n    command: [{command}]\n    \
+         network_mode: none\n    volumes:\n      - \"{}:/data\"\n    labels:\n      {LABEL}: \"{set}\"\n{extra}",
         data.display()
     )
 }
@@ -216,9 +270,26 @@ mod tests {
 
     #[test]
     fn the_compose_file_labels_the_container_with_its_set() {
-        let yaml = compose_yaml("123-n5", Path::new("/b/data/x"));
+        let yaml = compose_yaml("123-n5", Path::new("/b/data/x"), App::default());
         assert!(yaml.contains("felhom.bench: \"123-n5\""), "{yaml}");
         assert!(yaml.contains("\"/b/data/x:/data\""), "{yaml}");
         assert!(yaml.contains("network_mode: none"), "{yaml}");
+        assert!(!yaml.contains("healthcheck"), "{yaml}");
+        assert_eq!(App::default().ready_line(), "clean start");
+    }
+
+    #[test]
+    fn a_slow_app_takes_its_time_and_has_a_health_check() {
+        let app = App {
+            stop: Duration::from_secs(2),
+            ready: Some(Duration::from_secs(3)),
+        };
+        let yaml = compose_yaml("1-n10s", Path::new("/d"), app);
+        assert!(
+            yaml.contains(r#""--stop-delay", "2000ms", "--healthy-after", "3000ms""#),
+            "{yaml}"
+        );
+        assert!(yaml.contains("healthcheck:"), "{yaml}");
+        assert_eq!(app.ready_line(), "healthy");
     }
 }

@@ -12,6 +12,7 @@
 
 mod agent;
 mod engine;
+mod engine_alone;
 mod fixture;
 mod idle;
 mod measure;
@@ -25,7 +26,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 
 use agent::{AgentProcess, AgentSetup};
-use fixture::{Compose, StackSet};
+use fixture::{App, Compose, StackSet};
 use measure::{Bench, Tools, Who};
 use report::{Machine, Parameters, Results};
 
@@ -37,7 +38,7 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 #[command(name = "felhom-bench", version)]
 struct Cli {
     /// Numbers of stacks, e.g. 1,5,10,20.
-    #[arg(long, value_delimiter = ',', default_value = "1,5,10,20")]
+    #[arg(long, value_delimiter = ',', default_value = "10,20")]
     stacks: Vec<usize>,
     /// The agent's snapshot step S (time before the data is captured).
     #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
@@ -46,11 +47,25 @@ struct Cli {
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     archive: Duration,
     /// A second B, run at N = 10 only, to show the downtime does not grow with B.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
-    archive_alt: Duration,
-    /// Skip the second-B case.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    archive_alt: Option<Duration>,
+    /// The realistic case: this many stacks of an app that takes --slow-stop to shut down and
+    /// --slow-ready to become ready (0: skip it).
+    #[arg(long, default_value_t = 10)]
+    slow_stacks: usize,
+    /// The slow app's clean shutdown.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    slow_stop: Duration,
+    /// The slow app's time from its start to ready (healthy).
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    slow_ready: Duration,
+    /// The detection case: one stack, the controller alone, a snapshot step this long, to
+    /// show how late a long snapshot is noticed and how many status requests that costs.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    detect_snapshot: Duration,
+    /// Skip the detection case.
     #[arg(long)]
-    no_archive_alt: bool,
+    no_detect: bool,
     /// The compose tool: "docker compose" or "docker-compose".
     #[arg(long, default_value = "docker compose")]
     compose: String,
@@ -60,13 +75,14 @@ struct Cli {
     /// `stacks.parallelism` for the controller (default: the controller's default).
     #[arg(long)]
     parallelism: Option<usize>,
+    /// Also measure the idle daemon's memory and CPU.
+    #[arg(long)]
+    idle: bool,
     /// How long the idle daemons' CPU time is counted.
     #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
     idle_window: Duration,
-    /// Skip the idle measurement.
-    #[arg(long)]
-    no_idle: bool,
-    /// A smoke run: N = 1,3, one round, B = 2s, no second B, 10 s idle window.
+    /// A smoke run: N = 1,3, one round, B = 2s, 2 slow stacks, a 2 s detection snapshot,
+    /// 10 s idle window.
     #[arg(long)]
     quick: bool,
     /// Also write every figure as JSON to this file.
@@ -96,7 +112,9 @@ fn main() -> ExitCode {
         cli.stacks = vec![1, 3];
         cli.rounds = 1;
         cli.archive = Duration::from_secs(2);
-        cli.no_archive_alt = true;
+        cli.archive_alt = None;
+        cli.slow_stacks = cli.slow_stacks.min(2);
+        cli.detect_snapshot = Duration::from_secs(2);
         cli.idle_window = Duration::from_secs(10);
     }
     let work = cli.workdir.clone().unwrap_or_else(|| {
@@ -130,76 +148,64 @@ fn run(cli: &Cli, work: &Path) -> Result<Results> {
     std::fs::create_dir_all(work).with_context(|| format!("creating {}", work.display()))?;
     let tag = std::process::id().to_string();
     let mut machine = Machine::probe(&tools.compose.name);
-    let archive_alt = (!cli.no_archive_alt && cli.stacks.contains(&10)).then_some(cli.archive_alt);
+    let archive_alt = cli.archive_alt.filter(|_| cli.stacks.contains(&10));
     let mut runs = Vec::new();
 
-    for &n in &cli.stacks {
-        let case_dir = work.join(format!("n{n}"));
-        progress(&format!("deploying {n} stack(s)"));
-        let set = StackSet::deploy(&case_dir, &tag, n, &tools.compose)?;
+    for (index, case) in cases(cli, archive_alt).iter().enumerate() {
+        let case_dir = work.join(format!("c{index}-n{}", case.n));
+        progress(&format!("deploying {} stack(s) ({})", case.n, case.what));
+        let set = StackSet::deploy(&case_dir, &tag, case.n, case.app, &tools.compose)?;
         // Let the fresh containers and the engine settle before the first run.
         std::thread::sleep(Duration::from_secs(2));
-        let mut archives = vec![cli.archive];
-        if n == 10 {
-            archives.extend(archive_alt);
-        }
-        for archive in archives {
-            let agent_dir = case_dir.join(format!("agent-b{}ms", archive.as_millis()));
-            let agent = AgentProcess::start(&AgentSetup {
-                binary: &tools.devagent,
-                dir: &agent_dir,
-                source: &set.data,
-                snapshot: cli.snapshot,
-                archive,
-                due: "always",
-            })?;
-            for round in 1..=cli.rounds {
-                // Rotate who goes first, so that none always runs on a warmer engine.
-                let mut order = vec![Who::Controller, Who::Naive, Who::ComposeAlone];
-                if tools.baseline.is_some() {
-                    order.insert(1, Who::Baseline);
-                }
-                let first = (round - 1) % order.len();
-                order.rotate_left(first);
-                for who in order {
-                    progress(&format!(
-                        "N = {n}, B = {}, round {round}/{}: {}",
-                        humantime::format_duration(archive),
-                        cli.rounds,
-                        who.label()
-                    ));
-                    let bench = Bench {
-                        tools: &tools,
-                        set: &set,
-                        agent: &agent,
-                        snapshot: cli.snapshot,
-                        archive,
-                        dir: case_dir.join(format!(
-                            "b{}ms-r{round}-{}",
-                            archive.as_millis(),
-                            who.slug()
-                        )),
-                        round,
-                    };
-                    let run = bench.run(who)?;
-                    let worst = run
-                        .figures
-                        .iter()
-                        .map(|f| f.downtime_ms)
-                        .fold(0.0, f64::max);
-                    progress(&format!("  max downtime {worst:.0} ms"));
-                    runs.push(run);
-                    // Let the engine and compose settle before the next run.
-                    std::thread::sleep(Duration::from_secs(1));
-                }
+        let agent = AgentProcess::start(&AgentSetup {
+            binary: &tools.devagent,
+            dir: &case_dir.join("agent"),
+            source: &set.data,
+            snapshot: case.snapshot,
+            archive: case.archive,
+            due: "always",
+        })?;
+        for round in 1..=cli.rounds {
+            // Rotate who goes first, so that none always runs on a warmer engine.
+            let mut order = case.who.clone();
+            let first = (round - 1) % order.len();
+            order.rotate_left(first);
+            for who in order {
+                progress(&format!(
+                    "N = {}, {}, round {round}/{}: {}",
+                    case.n,
+                    case.what,
+                    cli.rounds,
+                    who.label()
+                ));
+                let bench = Bench {
+                    tools: &tools,
+                    set: &set,
+                    agent: &agent,
+                    snapshot: case.snapshot,
+                    archive: case.archive,
+                    dir: case_dir.join(format!("r{round}-{}", who.slug())),
+                    round,
+                };
+                let run = bench.run(who)?;
+                let worst = run
+                    .figures
+                    .iter()
+                    .map(|f| f.downtime_ms)
+                    .fold(0.0, f64::max);
+                progress(&format!("  max downtime {worst:.0} ms"));
+                runs.push(run);
+                // Let the engine and compose settle before the next run.
+                std::thread::sleep(Duration::from_secs(1));
             }
         }
-        progress(&format!("removing the {n} stack(s)"));
+        progress(&format!("removing the {} stack(s)", case.n));
+        drop(agent);
         drop(set);
     }
 
     let mut idle = Vec::new();
-    if !cli.no_idle {
+    if cli.idle {
         let idle_dir = work.join("idle");
         let agent = AgentProcess::start(&AgentSetup {
             binary: &tools.devagent,
@@ -230,6 +236,12 @@ fn run(cli: &Cli, work: &Path) -> Result<Results> {
             snapshot_ms: millis(cli.snapshot),
             archive_ms: millis(cli.archive),
             archive_alt_ms: archive_alt.map(millis),
+            slow: (cli.slow_stacks > 0).then(|| report::Slow {
+                stacks: cli.slow_stacks,
+                stop_ms: millis(cli.slow_stop),
+                ready_ms: millis(cli.slow_ready),
+            }),
+            detect_snapshot_ms: (!cli.no_detect).then(|| millis(cli.detect_snapshot)),
             rounds: cli.rounds,
             parallelism: cli
                 .parallelism
@@ -244,6 +256,83 @@ fn run(cli: &Cli, work: &Path) -> Result<Results> {
         std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(results)
+}
+
+/// One deployed set of stacks, one agent, and who takes turns on them.
+#[derive(Debug)]
+struct Case {
+    n: usize,
+    app: App,
+    snapshot: Duration,
+    archive: Duration,
+    who: Vec<Who>,
+    /// For the progress lines.
+    what: String,
+}
+
+/// The cases of a run: each N with every candidate; the second B at N = 10; the realistic
+/// case; the detection case.
+fn cases(cli: &Cli, archive_alt: Option<Duration>) -> Vec<Case> {
+    let configured = cli.parallelism.unwrap_or(measure::DEFAULT_PARALLELISM);
+    let everyone = |n: usize| {
+        let mut who = vec![Who::Controller];
+        if cli.baseline_bin_dir.is_some() {
+            who.push(Who::Baseline);
+        }
+        who.extend([Who::Naive, Who::ComposeAlone, Who::EngineAlone]);
+        // "All at once" differs from the configured parallelism only beyond it.
+        if n > configured {
+            who.extend([Who::ControllerAllAtOnce, Who::EngineAllAtOnce]);
+        }
+        who
+    };
+    let b = |d: Duration| format!("B = {}", humantime::format_duration(d));
+    let mut cases: Vec<Case> = cli
+        .stacks
+        .iter()
+        .map(|&n| Case {
+            n,
+            app: App::default(),
+            snapshot: cli.snapshot,
+            archive: cli.archive,
+            who: everyone(n),
+            what: b(cli.archive),
+        })
+        .collect();
+    if let Some(alt) = archive_alt {
+        cases.push(Case {
+            n: 10,
+            app: App::default(),
+            snapshot: cli.snapshot,
+            archive: alt,
+            who: vec![Who::Controller, Who::Naive, Who::ComposeAlone],
+            what: b(alt),
+        });
+    }
+    if cli.slow_stacks > 0 {
+        cases.push(Case {
+            n: cli.slow_stacks,
+            app: App {
+                stop: cli.slow_stop,
+                ready: Some(cli.slow_ready),
+            },
+            snapshot: cli.snapshot,
+            archive: cli.archive,
+            who: everyone(cli.slow_stacks),
+            what: "slow apps".into(),
+        });
+    }
+    if !cli.no_detect {
+        cases.push(Case {
+            n: 1,
+            app: App::default(),
+            snapshot: cli.detect_snapshot,
+            archive: Duration::from_secs(1),
+            who: vec![Who::Controller],
+            what: format!("S = {}", humantime::format_duration(cli.detect_snapshot)),
+        });
+    }
+    cases
 }
 
 fn tools(cli: &Cli) -> Result<Tools> {

@@ -15,11 +15,12 @@ use serde::Serialize;
 
 use crate::agent::{AgentProcess, BackupTimes};
 use crate::engine::{self, Outage};
-use crate::fixture::{Compose, StackSet};
+use crate::engine_alone;
+use crate::fixture::{App, Compose, StackSet};
 use felhom_testsupport::process;
 
 /// The controller's default `stacks.parallelism` (SPEC §5).
-const DEFAULT_PARALLELISM: usize = 4;
+pub(crate) const DEFAULT_PARALLELISM: usize = 4;
 /// The longest one run may take: far beyond any sane S + B + stops and starts, only to catch
 /// hangs.
 const RUN_LIMIT: Duration = Duration::from_secs(600);
@@ -30,6 +31,8 @@ const RUN_LIMIT: Duration = Duration::from_secs(600);
 pub(crate) enum Who {
     /// `felhom-controller once`: parallel, early resume on `snapshotted`.
     Controller,
+    /// The same with `stacks.parallelism` = N: every stack stopped and started at once.
+    ControllerAllAtOnce,
     /// The same from another build (`--baseline-bin-dir`), e.g. before a tuning.
     Baseline,
     /// `bench/naive.sh`: one stack after the other, waits for `done`, polls every 2 s.
@@ -38,15 +41,24 @@ pub(crate) enum Who {
     /// every stack, with the controller's parallelism. What compose and the engine cost by
     /// themselves: the floor of any compose-based quiesce.
     ComposeAlone,
+    /// No backup, no controller, no compose: every stack's containers stopped, then started,
+    /// straight through the engine API with the controller's parallelism. The floor of any
+    /// design on this engine.
+    EngineAlone,
+    /// The same, every stack at once.
+    EngineAllAtOnce,
 }
 
 impl Who {
     pub(crate) fn label(self) -> &'static str {
         match self {
             Who::Controller => "controller",
+            Who::ControllerAllAtOnce => "controller, all at once",
             Who::Baseline => "controller (baseline build)",
             Who::Naive => "naive script",
-            Who::ComposeAlone => "compose alone (floor)",
+            Who::ComposeAlone => "compose alone",
+            Who::EngineAlone => "engine alone (floor)",
+            Who::EngineAllAtOnce => "engine alone, all at once",
         }
     }
 
@@ -54,10 +66,21 @@ impl Who {
     pub(crate) fn slug(self) -> &'static str {
         match self {
             Who::Controller => "controller",
+            Who::ControllerAllAtOnce => "controller-all",
             Who::Baseline => "baseline",
             Who::Naive => "naive",
             Who::ComposeAlone => "compose",
+            Who::EngineAlone => "engine",
+            Who::EngineAllAtOnce => "engine-all",
         }
+    }
+
+    /// A run of the controller's own cycle (early resume on `snapshotted`).
+    pub(crate) fn is_controller(self) -> bool {
+        matches!(
+            self,
+            Who::Controller | Who::ControllerAllAtOnce | Who::Baseline
+        )
     }
 }
 
@@ -99,10 +122,28 @@ pub(crate) struct Run {
     pub(crate) snapshot_ms: u64,
     pub(crate) archive_ms: u64,
     pub(crate) round: usize,
+    /// The stacks' app takes seconds to stop and to become ready (the realistic case).
+    pub(crate) slow: bool,
     /// The agent's part of the downtime: `backup_requested` → `snapshot_taken` for the
     /// controller (early resume), → `archive_finished` for the naive script (waits for done).
     pub(crate) agent_ms: f64,
+    /// How soon the controller acted on the snapshot (its runs only).
+    pub(crate) detection: Option<Detection>,
+    /// Engine alone: its first start call → the engine's first `start` event: what the
+    /// engine itself takes before any container counts as started.
+    pub(crate) start_call_to_event_ms: Option<f64>,
     pub(crate) figures: Vec<StackFigures>,
+}
+
+/// The snapshot-detection latency of one controller run, and what its status polling cost.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct Detection {
+    /// The agent's `snapshot_taken` → the engine's first `start` of any stack.
+    pub(crate) to_first_start_ms: f64,
+    /// The agent's `snapshot_taken` → the first status request answered after it.
+    pub(crate) to_poll_ms: f64,
+    /// `GET /backup/status` requests in the first 10 s after `POST /backup`.
+    pub(crate) status_requests_10s: usize,
 }
 
 /// What a run is measured with.
@@ -118,6 +159,9 @@ pub(crate) struct Bench<'a> {
     pub(crate) round: usize,
 }
 
+/// The window in which status requests are counted (issue 11: about 20 at most).
+const REQUEST_WINDOW: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
+
 impl Bench<'_> {
     pub(crate) fn run(&self, who: Who) -> Result<Run> {
         std::fs::create_dir_all(&self.dir)
@@ -125,10 +169,14 @@ impl Bench<'_> {
         let since = Utc::now();
         let recorder =
             engine::EventRecorder::start(&self.set.id, since, &self.dir.join("events.jsonl"))?;
+        let all = self.set.names.len();
+        let configured = self.tools.parallelism.unwrap_or(DEFAULT_PARALLELISM);
+        let mut first_start_call = None;
         let (cycle_id, recorded) = match who {
-            Who::Controller => self.controller_cycle(&self.tools.controller)?,
+            Who::Controller => self.controller_cycle(&self.tools.controller, None)?,
+            Who::ControllerAllAtOnce => self.controller_cycle(&self.tools.controller, Some(all))?,
             Who::Baseline => match &self.tools.baseline {
-                Some(binary) => self.controller_cycle(binary)?,
+                Some(binary) => self.controller_cycle(binary, None)?,
                 None => bail!("no baseline build given (--baseline-bin-dir)"),
             },
             Who::Naive => (Some(self.naive_cycle()?), Vec::new()),
@@ -136,18 +184,42 @@ impl Bench<'_> {
                 self.compose_alone()?;
                 (None, Vec::new())
             }
+            Who::EngineAlone | Who::EngineAllAtOnce => {
+                let parallelism = if who == Who::EngineAlone {
+                    configured
+                } else {
+                    all
+                };
+                first_start_call = Some(engine_alone::cycle(&self.set.id, parallelism)?);
+                (None, Vec::new())
+            }
         };
-        self.set.wait_all_running(Duration::from_secs(60))?;
+        self.set.wait_all_ready(Duration::from_secs(60))?;
         let events = recorder.finish()?;
         let outages = engine::outages(&events, &self.set.names)
             .with_context(|| format!("{} run in {}", who.label(), self.dir.display()))?;
-        let agent_ms = match cycle_id {
-            Some(id) => agent_part(who, &self.agent.backup_times(&id)?),
-            None => 0.0,
+        let first_start = outages.values().map(|o| o.start).min();
+        let (agent_ms, detection) = match cycle_id {
+            Some(id) => {
+                let times = self.agent.backup_times(&id)?;
+                let detection = who
+                    .is_controller()
+                    .then(|| first_start.map(|start| detection(&times, start)))
+                    .flatten();
+                (agent_part(who, &times), detection)
+            }
+            None => (0.0, None),
         };
+        let start_call_to_event_ms = first_start_call
+            .zip(first_start)
+            .map(|(call, event)| ms_between(call, event));
         let mut figures = Vec::new();
         for (stack, outage) in &outages {
-            let ready = engine::app_ready(&self.set.data.join(stack), outage.kill)?;
+            let ready = engine::app_ready(
+                &self.set.data.join(stack),
+                outage.kill,
+                self.set.app.ready_line(),
+            )?;
             let recorded_ms = recorded
                 .iter()
                 .find(|(name, _)| name == stack)
@@ -160,20 +232,29 @@ impl Bench<'_> {
             snapshot_ms: millis(self.snapshot),
             archive_ms: millis(self.archive),
             round: self.round,
+            slow: self.set.app != App::default(),
             agent_ms,
+            detection,
+            start_call_to_event_ms,
             figures,
         })
     }
 
-    /// `felhom-controller once`; the cycle id and each stack's recorded downtime.
+    /// `felhom-controller once` (with `parallelism`, or the configured one); the cycle id and
+    /// each stack's recorded downtime.
     #[allow(clippy::type_complexity)]
     fn controller_cycle(
         &self,
         binary: &Path,
+        parallelism: Option<usize>,
     ) -> Result<(Option<String>, Vec<(String, Option<u64>)>)> {
         let config = self.dir.join("controller.toml");
-        std::fs::write(&config, self.controller_config(&self.dir.join("state")))
-            .with_context(|| format!("writing {}", config.display()))?;
+        let parallelism = parallelism.or(self.tools.parallelism);
+        std::fs::write(
+            &config,
+            self.controller_config(&self.dir.join("state"), parallelism),
+        )
+        .with_context(|| format!("writing {}", config.display()))?;
         let mut cmd = Command::new(binary);
         // Without `--force` the cycle first asks whether a backup is due, as the daemon does;
         // that request also opens the TLS connection the cycle then reuses.
@@ -238,7 +319,7 @@ impl Bench<'_> {
         Ok(())
     }
 
-    fn controller_config(&self, state: &Path) -> String {
+    fn controller_config(&self, state: &Path, parallelism: Option<usize>) -> String {
         let mut toml = format!(
             "[agent]\nurl = {:?}\ntoken = {:?}\npin_sha256 = {:?}\n\n\
              [stacks]\nroot = {:?}\ncompose = {:?}\n",
@@ -248,7 +329,7 @@ impl Bench<'_> {
             self.set.root.display().to_string(),
             self.tools.compose.name,
         );
-        if let Some(p) = self.tools.parallelism {
+        if let Some(p) = parallelism {
             toml.push_str(&format!("parallelism = {p}\n"));
         }
         toml.push_str(&format!(
@@ -287,11 +368,31 @@ impl Bench<'_> {
 }
 
 fn agent_part(who: Who, times: &BackupTimes) -> f64 {
-    let end = match who {
-        Who::Controller | Who::Baseline => times.snapshot,
-        Who::Naive | Who::ComposeAlone => times.finished,
+    let end = if who.is_controller() {
+        times.snapshot
+    } else {
+        times.finished
     };
     ms_between(times.requested, end)
+}
+
+/// How soon a controller run acted on the snapshot: `first_start` is the engine's first
+/// `start` event of the run.
+fn detection(times: &BackupTimes, first_start: DateTime<Utc>) -> Detection {
+    let first_poll_after = times
+        .status_polls
+        .iter()
+        .find(|&&at| at >= times.snapshot)
+        .copied();
+    Detection {
+        to_first_start_ms: ms_between(times.snapshot, first_start),
+        to_poll_ms: first_poll_after.map_or(f64::NAN, |at| ms_between(times.snapshot, at)),
+        status_requests_10s: times
+            .status_polls
+            .iter()
+            .filter(|&&at| at - times.requested <= REQUEST_WINDOW)
+            .count(),
+    }
 }
 
 fn stack_figures(
@@ -357,8 +458,25 @@ mod tests {
             requested: at(0),
             snapshot: at(210),
             finished: at(5_230),
+            status_polls: Vec::new(),
         };
         assert_eq!(agent_part(Who::Controller, &times), 210.0);
+        assert_eq!(agent_part(Who::ControllerAllAtOnce, &times), 210.0);
         assert_eq!(agent_part(Who::Naive, &times), 5_230.0);
+    }
+
+    #[test]
+    fn detection_runs_from_the_snapshot_and_counts_the_polls_of_the_first_ten_seconds() {
+        let polls = [50, 125, 237, 406, 9_000, 10_000, 10_001, 12_000];
+        let times = BackupTimes {
+            requested: at(0),
+            snapshot: at(300),
+            finished: at(12_000),
+            status_polls: polls.iter().map(|&ms| at(ms)).collect(),
+        };
+        let d = detection(&times, at(650));
+        assert_eq!(d.to_first_start_ms, 350.0);
+        assert_eq!(d.to_poll_ms, 106.0);
+        assert_eq!(d.status_requests_10s, 6);
     }
 }

@@ -11,7 +11,8 @@ pub struct CycleConfig {
     pub due_poll_interval: Duration,
     /// The longest pause between two `GET /backup/status` while waiting. Polling starts at
     /// [`CycleConfig::first_poll`] right after the backup starts and grows by half each
-    /// time up to this.
+    /// time up to this (while the stacks are down, also to at most 0.7 s or a tenth of the
+    /// time waited: a snapshot is noticed soon).
     pub status_poll_interval: Duration,
     /// The first pause between `POST /backup` and the first `GET /backup/status`.
     pub first_poll: Duration,

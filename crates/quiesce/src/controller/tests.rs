@@ -212,20 +212,28 @@ async fn parallelism_one_is_the_strict_order() {
 
 #[tokio::test(start_paused = true)]
 async fn status_polls_start_fast_and_back_off_to_the_interval() {
-    let (_, agent) = run(4, 14).await;
+    let (_, agent) = run(4, 30).await;
     let polls = agent.polls.lock().expect("polls").clone();
     let pauses: Vec<u128> = polls
         .windows(2)
         .map(|w| (w[1] - w[0]).as_millis())
         .collect();
-    // 50 ms after the POST, then each pause half again as long, up to 2 s (give or take
-    // the timer's millisecond).
+    // 50 ms after the POST, then each pause half again as long, but at most 0.7 s or a tenth
+    // of the time waited, and at most 2 s (give or take the timer's millisecond).
     assert_eq!(polls[0].as_millis(), 50, "{polls:?}");
-    let expected = [75, 112, 168, 253, 379, 569, 854, 1281, 1922, 2000, 2000];
+    let expected = [
+        75, 112, 168, 253, 379, 569, 700, 700, 700, 700, 700, 700, 700, 700, 721, 793,
+    ];
     for (pause, want) in pauses.iter().zip(expected) {
         assert!(pause.abs_diff(want) <= 1, "{pauses:?} against {expected:?}");
     }
-    // The snapshot (the 15th answer) ended the wait: the stacks were resumed, and the
+    let first_10s = polls.iter().filter(|p| p.as_millis() <= 10_000).count();
+    assert!(first_10s <= 20, "{first_10s} polls in 10 s: {polls:?}");
+    // After 20 s of waiting the interval caps the pause again.
+    for pause in &pauses[27..30] {
+        assert!(pause.abs_diff(2000) <= 1, "{pauses:?}");
+    }
+    // The snapshot (the 31st answer) ended the wait: the stacks were resumed, and the
     // outcome was polled for afterwards.
-    assert!(polls.len() > 15, "{polls:?}");
+    assert!(polls.len() > 31, "{polls:?}");
 }
