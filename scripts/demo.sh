@@ -30,7 +30,9 @@ cleanup() {
 trap cleanup EXIT
 cleanup
 rm -rf "$work"
-mkdir -p "$work"/{stacks,data,out,state}
+mkdir -p "$work"/{stacks,data,out}
+# The state directory must be 0700 (the controller refuses a looser one; it would make it so).
+install -d -m 0700 "$work/state"
 
 # --- example stacks ------------------------------------------------------------------------
 # demo-notes: an app and its database (depends_on: stopped app-first, started db-first);
