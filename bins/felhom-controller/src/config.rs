@@ -255,12 +255,17 @@ impl Config {
     /// Reads `path` (which must exist when given explicitly) and the `FELHOM_` environment,
     /// then validates. Every error names the key and the file.
     pub(crate) fn load(path: Option<&Path>) -> Result<Config> {
-        let (file, explicit) = match path {
-            Some(p) => (p.to_path_buf(), true),
-            None => (PathBuf::from(DEFAULT_PATH), false),
+        let file = match path {
+            Some(p) => p.to_path_buf(),
+            None => PathBuf::from(DEFAULT_PATH),
         };
-        if explicit && !file.exists() {
-            bail!("configuration file {} does not exist", file.display());
+        // Said plainly, with what to do: figment's own words for it are an I/O error.
+        if !file.exists() {
+            bail!(
+                "configuration file {} does not exist (the package installs a commented \
+                 sample there; or name one with --config or FELHOM_CONFIG)",
+                file.display()
+            );
         }
         let mut figment = Figment::new().merge(Toml::file_exact(&file)).merge(
             Env::prefixed("FELHOM_")

@@ -48,7 +48,8 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// The daemon: crash recovery, then the loop; graceful on SIGTERM.
+    /// The daemon: crash recovery, then the loop; SIGTERM, SIGINT, SIGHUP or SIGQUIT resume
+    /// the stacks before it exits.
     Run,
     /// One cycle now if due, and print its record.
     Once {
@@ -56,7 +57,7 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Restart the stacks named in a marker, and clear it.
+    /// Restart the stacks named in a marker, clear it, and try the stranded stacks again.
     Recover {
         /// Only when the marker is older than `max_quiesce` plus one minute and no live
         /// process holds the lock; else do nothing and exit 0 (for a timer).
