@@ -81,6 +81,7 @@ mod lock;
 pub mod machine;
 mod observer;
 mod parts;
+mod recovery;
 mod tend;
 mod up;
 
