@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use bollard::query_parameters::ListContainersOptionsBuilder;
-use bollard::{BollardRequest, Docker};
+use bollard::Docker;
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 
@@ -52,28 +52,9 @@ pub(crate) fn cycle(set: &str, parallelism: usize) -> Result<DateTime<Utc>> {
 fn connect() -> Result<Docker> {
     let docker = Docker::connect_with_local_defaults()
         .context("connecting to the Docker engine")?
-        .with_request_modifier(unversioned);
+        // As the stacks crate does, so that the floor speaks to the engine the same way.
+        .with_request_modifier(felhom_stacks::unversioned);
     Ok(docker)
-}
-
-/// bollard prefixes every path with its own API version (`/v1.53/…`), which Docker 20.10
-/// (API 1.41) refuses as too new; unversioned, the engine answers in its own version.
-fn unversioned(mut request: BollardRequest) -> BollardRequest {
-    let uri = request.uri().clone();
-    let rest = uri.path_and_query().and_then(|pq| {
-        let (version, rest) = pq.as_str().strip_prefix("/v")?.split_once('/')?;
-        version
-            .starts_with(|c: char| c.is_ascii_digit())
-            .then(|| format!("/{rest}"))
-    });
-    if let Some(rest) = rest {
-        let mut parts = uri.into_parts();
-        parts.path_and_query = rest.parse().ok();
-        if let Ok(new) = http::Uri::from_parts(parts) {
-            *request.uri_mut() = new;
-        }
-    }
-    request
 }
 
 /// The running containers of the set, by compose project, in name order.
@@ -128,29 +109,4 @@ where
         .try_collect::<Vec<()>>()
         .await?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn path_after(uri: &str) -> String {
-        let request = http::Request::builder()
-            .uri(uri)
-            .body(bollard::body_full(Default::default()))
-            .expect("request");
-        unversioned(request).uri().to_string()
-    }
-
-    #[test]
-    fn the_version_prefix_is_dropped_and_nothing_else() {
-        assert_eq!(
-            path_after("unix://2f7661722f72756e/v1.53/containers/json?all=true"),
-            "unix://2f7661722f72756e/containers/json?all=true"
-        );
-        assert_eq!(
-            path_after("http://localhost/volumes/json"),
-            "http://localhost/volumes/json"
-        );
-    }
 }

@@ -100,8 +100,10 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// Drops bollard's `/v1.NN` path prefix: see the module's comment.
-fn unversioned(mut request: BollardRequest) -> BollardRequest {
+/// Drops bollard's `/v1.NN` path prefix: see the module's comment. Public (as
+/// [`crate::unversioned`]) for other clients of the same engine that must speak to old and new
+/// engines alike, such as the benchmark's engine-alone floor.
+pub fn unversioned(mut request: BollardRequest) -> BollardRequest {
     let uri = request.uri();
     if let Some(pq) = uri.path_and_query() {
         let path = pq.as_str();
@@ -520,6 +522,10 @@ mod tests {
         assert_eq!(
             path_after("http://localhost:2375/volumes/x"),
             "http://localhost:2375/volumes/x"
+        );
+        assert_eq!(
+            path_after("http://localhost/volumes/json"),
+            "http://localhost/volumes/json"
         );
     }
 

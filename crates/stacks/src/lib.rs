@@ -50,6 +50,8 @@ use async_trait::async_trait;
 
 pub use config::{protected_stacks, ComposeChoice, StacksConfig, DEFAULT_PROTECTED};
 #[cfg(feature = "engine")]
+pub use engine::unversioned;
+#[cfg(feature = "engine")]
 pub use engine_stacks::{ComposeStacks, EngineStacks, StartReport};
 
 /// Checks a stack name against compose's project-name rules (only lowercase letters,
