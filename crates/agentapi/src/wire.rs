@@ -83,13 +83,23 @@ pub(crate) fn parse_status(
         Value::String(text) => phase(text),
         other => return Err(wrong_type("phase", "a string", other)),
     };
-    // `id` decides too (ours, another, none): it must be there, a string or null.
-    let id = match required(&fields, "id")? {
-        Value::String(id) => Some(id.clone()),
-        Value::Null => None,
-        other => return Err(wrong_type("id", "a string or null", other)),
-    };
     let mut optional = Optional::new(&fields, redact);
+    // `id` decides too (ours, another, none). One that is missing or not a string reads as
+    // "no backup of ours": the caller then resumes the stacks (outcome `lost`) at once, where
+    // refusing the body would keep them down, poll after poll, until `max_quiesce`.
+    let id = match fields.get("id") {
+        Some(Value::String(id)) => Some(id.clone()),
+        Some(Value::Null) => None,
+        None => {
+            optional.ignore("id", "missing: read as no backup of ours".to_owned());
+            None
+        }
+        Some(other) => {
+            let why = format!("{}, not a string: read as no backup of ours", kind(other));
+            optional.ignore("id", why);
+            None
+        }
+    };
     let answer = BackupStatus {
         id,
         phase,
@@ -424,14 +434,26 @@ mod tests {
     }
 
     #[test]
+    fn an_id_that_is_missing_or_not_a_string_is_no_backup_of_ours() {
+        for body in [
+            r#"{"phase": "done"}"#,
+            r#"{"id": 5, "phase": "done"}"#,
+            r#"{"id": ["b"], "phase": "done"}"#,
+        ] {
+            let parsed = status(body.as_bytes()).expect(body);
+            assert_eq!(parsed.answer.id, None, "{body}");
+            assert_eq!(parsed.answer.phase, BackupPhase::Done, "{body}");
+            assert_eq!(parsed.ignored.len(), 1, "{body}");
+            assert_eq!(parsed.ignored[0].field, "id", "{body}");
+        }
+    }
+
+    #[test]
     fn the_deciding_fields_are_strict() {
         for (body, names) in [
             (r#"{"id": "b"}"#, "missing field `phase`"),
             (r#"{"id": "b", "phase": 7}"#, "`phase` is a number"),
             (r#"{"id": "b", "phase": null}"#, "`phase` is null"),
-            (r#"{"phase": "running"}"#, "missing field `id`"),
-            (r#"{"id": 5, "phase": "running"}"#, "`id` is a number"),
-            (r#"{"id": ["b"], "phase": "running"}"#, "`id` is an array"),
             (r#"[]"#, "the body is an array, not an object"),
         ] {
             let err = status(body.as_bytes()).expect_err(body);

@@ -616,19 +616,33 @@ async fn every_bad_optional_due_field_is_ignored_and_reported() {
 }
 
 #[tokio::test]
-async fn the_deciding_fields_missing_or_of_the_wrong_type_are_errors_naming_the_request() {
+async fn a_bad_phase_or_due_is_an_error_naming_the_request_and_a_bad_id_is_no_backup_of_ours() {
     bounded(async {
         let (server, slot) = answering_slot().await;
         let client = server.client();
-        let mut bad_status = vec![
-            (json!({"id": "b"}), "phase"),
-            (json!({"phase": "running"}), "id"),
-        ];
+        let mut bad_status = vec![(json!({"id": "b"}), "phase")];
+        let mut odd_ids = vec![json!({"phase": "running"})];
         for wrong in [json!(7), json!(true), json!({}), json!([]), Value::Null] {
             bad_status.push((json!({"id": "b", "phase": wrong.clone()}), "phase"));
             if !wrong.is_null() {
-                bad_status.push((json!({"id": wrong, "phase": "running"}), "id"));
+                odd_ids.push(json!({"id": wrong, "phase": "running"}));
             }
+        }
+        // An `id` that is missing or not a string is no backup of ours (the caller resumes at
+        // once, outcome `lost`), reported as ignored — never an error that keeps polling.
+        for body in odd_ids {
+            *slot.lock().expect("slot") = body.to_string();
+            let status = client
+                .backup_status_wait(&BackupPhase::Running, Duration::ZERO)
+                .await
+                .unwrap_or_else(|e| panic!("{body}: {e}"));
+            assert_eq!(status.answer.id, None, "{body}");
+            assert_eq!(status.answer.phase, BackupPhase::Running, "{body}");
+            assert!(
+                status.ignored.iter().any(|i| i.field == "id"),
+                "{body}: {:?}",
+                status.ignored
+            );
         }
         for (body, field) in bad_status {
             *slot.lock().expect("slot") = body.to_string();
