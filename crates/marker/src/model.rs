@@ -99,6 +99,21 @@ pub enum Outcome {
     Recovered,
 }
 
+impl Outcome {
+    /// The outcome as the record's JSON spells it: `done`, `failed`, `lost`, `bounded`,
+    /// `cancelled`, `recovered`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Done => "done",
+            Outcome::Failed => "failed",
+            Outcome::Lost => "lost",
+            Outcome::Bounded => "bounded",
+            Outcome::Cancelled => "cancelled",
+            Outcome::Recovered => "recovered",
+        }
+    }
+}
+
 /// The record of one cycle, appended to the history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CycleRecord {
@@ -129,6 +144,15 @@ pub struct CycleRecord {
     /// What went wrong, in order, one line each.
     #[serde(default)]
     pub errors: Vec<String>,
+}
+
+impl CycleRecord {
+    /// Whether the cycle is a success: the agent reported `done` and every stack it stopped
+    /// runs again (none stranded). Anything else is a failed cycle (SPEC §2 rule 7's
+    /// cooldown, the `failed` notice, exit status 1).
+    pub fn succeeded(&self) -> bool {
+        self.outcome == Outcome::Done && self.stranded.is_empty()
+    }
 }
 
 /// One stack's part in a cycle.
@@ -169,4 +193,55 @@ pub struct StrandedStack {
     pub attempts: u32,
     /// The last start's error, short (one line).
     pub last_error: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outcome_is_spelled_as_its_json() {
+        for outcome in [
+            Outcome::Done,
+            Outcome::Failed,
+            Outcome::Lost,
+            Outcome::Bounded,
+            Outcome::Cancelled,
+            Outcome::Recovered,
+        ] {
+            let json = serde_json::to_value(outcome).expect("serialises");
+            assert_eq!(json.as_str(), Some(outcome.as_str()), "{outcome:?}");
+        }
+    }
+
+    #[test]
+    fn only_a_done_cycle_with_nothing_stranded_succeeded() {
+        let now = Utc::now();
+        let mut record = CycleRecord {
+            cycle_id: "c-1".into(),
+            started_at: now,
+            finished_at: now,
+            outcome: Outcome::Done,
+            backup_id: None,
+            snapshot_at: None,
+            agent_phase: None,
+            stacks: vec![],
+            stranded: vec![],
+            errors: vec![],
+        };
+        assert!(record.succeeded());
+        record.stranded.push("beta".into());
+        assert!(!record.succeeded(), "a stranded stack fails the cycle");
+        record.stranded.clear();
+        for outcome in [
+            Outcome::Failed,
+            Outcome::Lost,
+            Outcome::Bounded,
+            Outcome::Cancelled,
+            Outcome::Recovered,
+        ] {
+            record.outcome = outcome;
+            assert!(!record.succeeded(), "{outcome:?}");
+        }
+    }
 }
