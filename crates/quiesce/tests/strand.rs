@@ -613,3 +613,89 @@ async fn a_stop_that_hits_max_quiesce_is_ended_before_the_resume() {
     assert_eq!(began[0], ("stop".to_owned(), 0));
     assert_eq!(began[1], ("stop".to_owned(), 1));
 }
+
+/// A marker store on a disk that stops answering: every write after the first hangs until the
+/// test lets them go.
+#[derive(Default)]
+struct StalledDisk {
+    inner: FakeState,
+    writes: std::sync::atomic::AtomicUsize,
+    open: Mutex<bool>,
+    opened: std::sync::Condvar,
+}
+
+impl StalledDisk {
+    fn wait_until_open(&self) {
+        let mut open = self.open.lock().expect("open");
+        while !*open {
+            open = self.opened.wait(open).expect("open");
+        }
+    }
+
+    fn let_go(&self) {
+        *self.open.lock().expect("open") = true;
+        self.opened.notify_all();
+    }
+}
+
+impl MarkerStore for StalledDisk {
+    fn load(&self) -> Result<Option<Marker>, MarkerError> {
+        self.inner.load()
+    }
+    fn save(&self, marker: &Marker) -> Result<(), MarkerError> {
+        if self.writes.fetch_add(1, Ordering::SeqCst) > 0 {
+            self.wait_until_open();
+        }
+        self.inner.save(marker)
+    }
+    fn clear(&self) -> Result<(), MarkerError> {
+        self.wait_until_open();
+        self.inner.clear()
+    }
+}
+
+/// SPEC §2 rule 2: the bound holds even when a marker write hangs (the writes leave the
+/// runtime and the driver never waits on one past the bound), and the resume starts the stacks
+/// while the disk still does not answer. Real time: a paused clock stands still while a write
+/// is under way.
+#[tokio::test]
+async fn a_marker_write_that_hangs_does_not_hold_the_stacks_down() {
+    let disk = Arc::new(StalledDisk::default());
+    let stacks = Arc::new(FakeStacks::running([("alpha", &["app"][..])]));
+    let agent = Arc::new(FakeAgent::answering([BackupPhase::Done]));
+    let parts = Collaborators {
+        marker: disk.clone(),
+        ..Collaborators::in_memory(Some(agent), stacks.clone(), Arc::new(FakeState::default()))
+    };
+    let c = Controller::new(
+        parts,
+        CycleConfig {
+            max_quiesce: Duration::from_secs(1),
+            ..config(None)
+        },
+    );
+    let cycle = tokio::spawn(async move { c.run_cycle(&CancellationToken::new()).await });
+    // The stacks come back at the bound plus the writes' allowance (5 s), not when the disk
+    // answers; a minute only catches a hang.
+    let started = async {
+        while !stacks.calls().iter().any(|c| c.starts_with("start alpha")) {
+            sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), started)
+        .await
+        .expect("alpha is started while the marker's writes hang");
+    assert!(!cycle.is_finished(), "the record waits for the disk");
+    disk.let_go();
+    let record = cycle.await.expect("the cycle's task").expect("a cycle");
+    assert_eq!(record.outcome, Outcome::Bounded, "{record:?}");
+    assert!(
+        record
+            .errors
+            .iter()
+            .any(|e| e.contains("did not reach the disk")),
+        "{:?}",
+        record.errors
+    );
+    assert_eq!(disk.inner.marker(), None, "cleared once the disk answers");
+}
