@@ -10,6 +10,7 @@
 use felhom_marker::{Marker, MarkerError, MarkerStore};
 use std::sync::Arc;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 /// What the marker on disk is to become: `Some` saves it, `None` removes it.
 type State = Option<Marker>;
@@ -61,7 +62,7 @@ impl MarkerWriter {
     pub(crate) fn start(store: Arc<dyn MarkerStore>) -> Self {
         let (states, queue) = mpsc::unbounded_channel();
         let (done, landed) = mpsc::unbounded_channel();
-        tokio::spawn(write_in_order(store, queue, done));
+        tokio::spawn(write_in_order(store, queue, done).in_current_span());
         MarkerWriter {
             states,
             landed,
