@@ -14,8 +14,7 @@ pub(crate) async fn recover(config: Config, if_stale: bool) -> Result<ExitCode> 
     let cancel = CancellationToken::new();
     super::cancel_on_signals(cancel.clone())?;
     if if_stale {
-        let state = wire::state_dir(&config)?;
-        let look = status::Look::at(&state);
+        let look = status::Look::at(&wire::state_view(&config)?);
         if let Some(why) = look.leave_alone(config.quiesce.max_quiesce) {
             println!("nothing to recover: {why}");
             return Ok(ExitCode::SUCCESS);
@@ -29,7 +28,7 @@ pub(crate) async fn recover(config: Config, if_stale: bool) -> Result<ExitCode> 
     let agent = agent(&config).unwrap_or_else(|e| {
         tracing::warn!(
             "the agent cannot be asked about the backup: {}",
-            errors::chain(&e)
+            errors::chain(e.as_ref())
         );
         None
     });
@@ -49,7 +48,7 @@ pub(crate) async fn recover(config: Config, if_stale: bool) -> Result<ExitCode> 
         Ok(still) => still,
         Err(e @ CycleError::Busy(_)) => return Err(e.into()),
         Err(e) => {
-            tracing::error!("the stranded stacks: {e}");
+            tracing::error!("the stranded stacks: {}", errors::chain(&e));
             vec!["(unknown: the stranded list cannot be read)".to_owned()]
         }
     };

@@ -42,14 +42,14 @@ pub(crate) async fn run(config: Config) -> Result<ExitCode> {
     wired.controller.recover_logged(&cancel).await;
     restore_metrics(&config, &metrics);
     if let Some(addr) = config.status.listen.0 {
-        let state = Arc::new(wire::state_dir(&config)?);
+        let state = Arc::new(wire::state_view(&config)?);
         let served = endpoint::Served {
             controller: wired.controller.clone(),
             metrics: metrics.clone(),
             state,
         };
         if let Err(e) = endpoint::serve(addr, served, cancel.clone()).await {
-            tracing::error!("the status endpoint is off: {}", errors::chain(&e));
+            tracing::error!("the status endpoint is off: {}", errors::chain(e.as_ref()));
         }
     }
     systemd::ready();
@@ -83,7 +83,10 @@ fn restore_metrics(config: &Config, metrics: &Metrics) {
                 .find(|r| r.outcome == felhom_marker::Outcome::Done && r.stranded.is_empty());
             metrics.restore(records.last(), success);
         }
-        Err(e) => tracing::warn!("reading the history for the metrics: {}", errors::chain(&e)),
+        Err(e) => tracing::warn!(
+            "reading the history for the metrics: {}",
+            errors::chain(e.as_ref())
+        ),
     }
 }
 
