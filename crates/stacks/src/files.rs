@@ -184,5 +184,14 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains(&*file.to_string_lossy()), "{err}");
+        // The OS error is the source, not also in the message.
+        let cause = std::error::Error::source(&err).map(ToString::to_string);
+        assert!(
+            cause
+                .as_deref()
+                .is_some_and(|c| c.contains("Not a directory")),
+            "{cause:?}"
+        );
+        assert!(!err.to_string().contains("Not a directory"), "{err}");
     }
 }

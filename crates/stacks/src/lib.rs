@@ -98,7 +98,8 @@ pub trait Stacks: Send + Sync {
 }
 
 /// What can go wrong with a stack. Messages name the stack, the container or service, and
-/// the engine's answer (or the compose command and the tail of its stderr).
+/// the engine's answer (or the compose command and the tail of its stderr). An OS error
+/// beneath ([`StacksError::Root`]) is only the error's `source()`, not in its message.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StacksError {
@@ -160,7 +161,7 @@ pub enum StacksError {
         dir: PathBuf,
     },
     /// The stacks root could not be read.
-    #[error("cannot read the stacks root {}: {source}", root.display())]
+    #[error("cannot read the stacks root {}", root.display())]
     Root {
         /// `stacks.root`.
         root: PathBuf,
