@@ -20,6 +20,11 @@
 //! - **Timeline**: every answered API request and every backup step is an [`Event`], kept in
 //!   memory ([`DevAgent::events`]) and appended as a JSON line to `events_file` when set.
 //!   Control requests are logged but are not part of the timeline.
+//!
+//! # Features
+//!
+//! None: the library ([`DevAgent`]) and the binary `felhom-devagent` are always the whole
+//! server (hyper, rustls, a real backup command).
 #![deny(missing_docs)]
 
 mod backup;
