@@ -3,7 +3,7 @@
 use crate::metrics::{Metrics, CONTENT_TYPE};
 use crate::status::Look;
 use anyhow::{Context, Result};
-use felhom_marker::StateDir;
+use felhom_marker::StateView;
 use felhom_quiesce::{CancellationToken, Controller, Overview};
 use http_body_util::Full;
 use hyper::body::Bytes;
@@ -29,7 +29,7 @@ fn status_json(overview: &Overview) -> serde_json::Value {
 pub(crate) struct Served {
     pub controller: Controller,
     pub metrics: Arc<Metrics>,
-    pub state: Arc<StateDir>,
+    pub state: Arc<StateView>,
 }
 
 impl Served {
@@ -206,7 +206,7 @@ mod tests {
             felhom_quiesce::CycleConfig::default(),
         );
         let tmp = tempfile::tempdir().expect("tempdir");
-        let state = StateDir::open(tmp.path().join("state")).expect("state dir");
+        let state = StateView::open(tmp.path().join("state")).expect("state dir");
         let served = Served {
             controller,
             metrics: Arc::new(Metrics::new(Duration::from_secs(1800))),

@@ -5,18 +5,18 @@ use crate::counted::{Counted, EngineWatch};
 use crate::metrics::Metrics;
 use crate::watch::Watch;
 use anyhow::{Context, Result};
-use felhom_agentapi::{AgentApi, AgentClient, ClientConfig, Token};
-use felhom_marker::StateDir;
+use felhom_agentapi::{AgentApi, AgentClient, ClientConfig, ConfigError, Token};
+use felhom_marker::{StateDir, StateView};
 use felhom_notify::Notifier;
 use felhom_quiesce::{Collaborators, Controller, CycleConfig, Observer};
-use felhom_stacks::{ComposeStacks, Stacks, StacksConfig};
+use felhom_stacks::{EngineStacks, Stacks, StacksConfig};
 use std::sync::Arc;
 
 /// The real collaborators, built from the config.
 pub(crate) struct Wired {
     pub controller: Controller,
     pub agent: Option<Arc<dyn AgentApi>>,
-    pub stacks: Arc<ComposeStacks>,
+    pub stacks: Arc<EngineStacks>,
 }
 
 /// The agent client, or `None` when `[agent]` is absent.
@@ -36,8 +36,26 @@ pub(crate) fn agent_client(config: &Config) -> Result<Option<AgentClient>> {
         connect_timeout: a.connect_timeout,
         request_timeout: a.request_timeout,
     })
-    .context("agent")?;
+    .map_err(|e| {
+        let key = config_key(&e, &a.url);
+        anyhow::Error::new(e).context(key)
+    })?;
     Ok(Some(client))
+}
+
+/// The config key of what the agent client refused (the library names the setting, not
+/// this binary's key for it).
+fn config_key(error: &ConfigError, url: &str) -> &'static str {
+    match error {
+        ConfigError::InvalidUrl { .. } if url.contains('@') => {
+            "agent.url (the token goes in agent.token or agent.token_file)"
+        }
+        ConfigError::InvalidUrl { .. } => "agent.url",
+        ConfigError::InvalidPin { .. } => "agent.pin_sha256",
+        ConfigError::InvalidToken { .. } => "agent.token / agent.token_file",
+        ConfigError::TokenFile { .. } => "agent.token_file",
+        _ => "agent",
+    }
 }
 
 /// The agent client as the controller sees it.
@@ -98,6 +116,13 @@ pub(crate) fn state_dir(config: &Config) -> Result<StateDir> {
     StateDir::open(dir).with_context(|| format!("quiesce.state_dir {}", dir.display()))
 }
 
+/// The state directory named by `quiesce.state_dir`, to read without changing anything (the
+/// `status` look, `/metrics`): whatever its mode or owner, and not created when missing.
+pub(crate) fn state_view(config: &Config) -> Result<StateView> {
+    let dir = &config.quiesce.state_dir;
+    StateView::open(dir).with_context(|| format!("quiesce.state_dir {}", dir.display()))
+}
+
 /// Builds the controller. The agent is built apart (see [`agent`]) so that `run` can recover
 /// a crashed cycle even when the agent's settings are broken.
 pub(crate) fn wire(
@@ -118,7 +143,7 @@ pub(crate) fn wire_watched(
     metrics: Option<&Arc<Metrics>>,
 ) -> Result<Wired> {
     let stacks = Arc::new(
-        ComposeStacks::new(StacksConfig {
+        EngineStacks::new(StacksConfig {
             root: config.stacks.root.clone(),
             protected: config.protected(),
             compose: config.stacks.compose,
