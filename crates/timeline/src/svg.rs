@@ -503,7 +503,7 @@ fn signed_seconds(s: f64) -> String {
 fn n(v: f64) -> String {
     let text = format!("{v:.1}");
     match text.strip_suffix(".0") {
-        Some(whole) if whole == "-0" => "0".to_owned(),
+        Some("-0") => "0".to_owned(),
         Some(whole) => whole.to_owned(),
         None => text,
     }
