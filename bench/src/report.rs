@@ -183,6 +183,22 @@ struct Judged {
 }
 
 impl Judged {
+    /// `part / whole` at most `bound`; the ratio with three decimals, more where three would
+    /// print a ratio a hair above the bound as equal to it.
+    fn ratio(part: f64, whole: f64, bound: f64) -> Judged {
+        let ratio = part / whole;
+        Judged {
+            figures: format!(
+                "{} / {} = {}",
+                ms(part),
+                ms(whole),
+                ratio_text(ratio, bound)
+            ),
+            short: ratio_text(ratio, bound),
+            ok: Some(ratio <= bound),
+        }
+    }
+
     fn unmeasured(why: &str) -> Judged {
         Judged {
             figures: why.to_owned(),
@@ -563,19 +579,7 @@ impl Results {
                 self.group_in(*case, Who::Controller, round),
                 self.group_in(*case, Who::ComposeAlone, round),
             ) {
-                (Some(c), Some(f)) => {
-                    let ratio = c.downtime.p50 / f.downtime.p50;
-                    Judged {
-                        figures: format!(
-                            "{} / {} = {}",
-                            ms(c.downtime.p50),
-                            ms(f.downtime.p50),
-                            ratio_text(ratio, OF_COMPOSE)
-                        ),
-                        short: ratio_text(ratio, OF_COMPOSE),
-                        ok: Some(ratio <= OF_COMPOSE),
-                    }
-                }
+                (Some(c), Some(f)) => Judged::ratio(c.downtime.p50, f.downtime.p50, OF_COMPOSE),
                 _ => Judged::unmeasured("not run"),
             });
         }
@@ -591,21 +595,7 @@ impl Results {
                 self.group_in(case, Who::Controller, round),
                 self.group_in(case, Who::Naive, round),
             ) {
-                (Some(c), Some(n)) => {
-                    let ratio = c.downtime.max / n.downtime.max;
-                    // Three decimals: a ratio a hair above the target must not print as equal
-                    // to it.
-                    Judged {
-                        figures: format!(
-                            "{} / {} = {}",
-                            ms(c.downtime.max),
-                            ms(n.downtime.max),
-                            ratio_text(ratio, DOWNTIME_RATIO)
-                        ),
-                        short: ratio_text(ratio, DOWNTIME_RATIO),
-                        ok: Some(ratio <= DOWNTIME_RATIO),
-                    }
-                }
+                (Some(c), Some(n)) => Judged::ratio(c.downtime.max, n.downtime.max, DOWNTIME_RATIO),
                 _ => Judged::unmeasured("N = 10 not run"),
             }
         });
