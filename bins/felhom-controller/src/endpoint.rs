@@ -3,8 +3,8 @@
 use crate::metrics::{Metrics, CONTENT_TYPE};
 use crate::status::Look;
 use anyhow::{Context, Result};
-use felhom_marker::{Outcome, StateDir};
-use felhom_quiesce::{CancellationToken, Controller, Live};
+use felhom_marker::StateDir;
+use felhom_quiesce::{CancellationToken, Controller, Overview};
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::{Request, Response, StatusCode};
@@ -15,18 +15,12 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-/// An outcome as the history and the status JSON spell it (its serde name).
-pub(crate) fn outcome_name(outcome: Outcome) -> String {
-    match serde_json::to_value(outcome) {
-        Ok(serde_json::Value::String(name)) => name,
-        _ => format!("{outcome:?}"),
-    }
-}
-
-/// `/status`: the live status as the quiesce crate serialises it, plus the stranded stacks.
-fn status_json(live: &Live) -> serde_json::Value {
-    let mut doc = serde_json::to_value(live).unwrap_or_else(|e| json!({ "error": e.to_string() }));
-    doc["stranded"] = json!(live.stranded());
+/// `/status`: the controller's overview as the quiesce crate serialises it, plus the
+/// stranded stacks.
+fn status_json(overview: &Overview) -> serde_json::Value {
+    let mut doc =
+        serde_json::to_value(overview).unwrap_or_else(|e| json!({ "error": e.to_string() }));
+    doc["stranded"] = json!(overview.stranded());
     doc
 }
 
@@ -43,7 +37,7 @@ impl Served {
     /// stranded list, the stacks held down), the rest were counted as things happened.
     fn metrics(&self) -> String {
         let look = Look::files(&self.state);
-        let live = self.controller.live();
+        let overview = self.controller.overview();
         self.metrics.set_marker_age(look.marker_age);
         self.metrics.set_stranded(look.stranded.len());
         let held = match &look.marker {
@@ -51,7 +45,7 @@ impl Served {
             _ => 0,
         };
         self.metrics.set_stacks_quiesced(held);
-        self.metrics.set_cycle_running(live.phase.is_some());
+        self.metrics.set_cycle_running(overview.phase.is_some());
         // The engine's reachability is set from the stacks calls' answers (counted.rs).
         self.metrics.encode()
     }
@@ -129,7 +123,7 @@ fn respond(path: &str, served: &Served) -> Result<Response<Full<Bytes>>, hyper::
         "/status" => (
             StatusCode::OK,
             "application/json",
-            status_json(&served.controller.live()).to_string(),
+            status_json(&served.controller.overview()).to_string(),
         ),
         "/metrics" => (StatusCode::OK, CONTENT_TYPE, served.metrics()),
         _ => (
@@ -148,7 +142,7 @@ fn respond(path: &str, served: &Served) -> Result<Response<Full<Bytes>>, hyper::
 mod tests {
     use super::*;
     use chrono::Utc;
-    use felhom_marker::{CycleRecord, StrandedStack};
+    use felhom_marker::{CycleRecord, Outcome, StrandedStack};
 
     #[test]
     fn the_status_json_names_the_stranded_stacks_and_counts_by_outcome() {
@@ -165,7 +159,7 @@ mod tests {
             stranded: vec!["b".into()],
             errors: vec![],
         };
-        let live = Live {
+        let overview = Overview {
             phase: None,
             last: Some(record),
             cycles: vec![(Outcome::Done, 3), (Outcome::Bounded, 1)],
@@ -179,18 +173,11 @@ mod tests {
                 attempts: 5,
                 last_error: "it exited".into(),
             }],
-            ..Live::default()
+            ..Overview::default()
         };
-        let json = status_json(&live);
+        let json = status_json(&overview);
         assert_eq!(json["stranded"], serde_json::json!(["b"]));
         assert_eq!(json["cycles"]["done"], 3);
-    }
-
-    struct NoLock;
-    impl felhom_quiesce::CycleLock for NoLock {
-        fn acquire(&self) -> Result<Box<dyn std::fmt::Debug + Send + Sync>, String> {
-            Ok(Box::new(()))
-        }
     }
 
     /// Whether the server closed `stream` (a read ends) within `limit`.
@@ -211,15 +198,11 @@ mod tests {
         let addr = listener.local_addr().expect("addr");
         let cancel = CancellationToken::new();
         let controller = felhom_quiesce::Controller::new(
-            felhom_quiesce::Parts {
-                agent: None,
-                stacks: Arc::new(felhom_stacks::fake::FakeStacks::default()),
-                marker: Arc::new(felhom_marker::fake::FakeState::default()),
-                history: Arc::new(felhom_marker::fake::FakeState::default()),
-                stranded: Arc::new(felhom_marker::fake::FakeState::default()),
-                lock: Arc::new(NoLock),
-                observer: Arc::new(()),
-            },
+            felhom_quiesce::Collaborators::in_memory(
+                None,
+                Arc::new(felhom_stacks::fake::FakeStacks::default()),
+                Arc::new(felhom_marker::fake::FakeState::default()),
+            ),
             felhom_quiesce::CycleConfig::default(),
         );
         let tmp = tempfile::tempdir().expect("tempdir");

@@ -3,7 +3,6 @@
 //! `--svg FILE` also draws the newest cycle of the history as a picture (`felhom-timeline`).
 
 use crate::config::Config;
-use crate::endpoint::outcome_name;
 use crate::status::Look;
 use crate::{errors, wire};
 use anyhow::{bail, Context, Result};
@@ -128,7 +127,7 @@ pub(crate) async fn print(config: &Config, as_json: bool, svg: Option<&Path>) ->
             println!(
                 "  {}  {:<9}  {} stack(s), max downtime {:.1}s{}{}",
                 r.started_at.format("%Y-%m-%d %H:%M:%S"),
-                outcome_name(r.outcome),
+                r.outcome.as_str(),
                 r.stacks.len(),
                 max_downtime_ms(r) as f64 / 1000.0,
                 r.backup_id
