@@ -156,7 +156,7 @@ pub(crate) async fn print(config: &Config, as_json: bool, svg: Option<&Path>) ->
 /// to running again, with the end of its stop marked; the snapshot, the bound (of a cycle it
 /// ended) and the cycle's end as lines. A stack the cycle left stranded never came back.
 fn timeline(record: &CycleRecord, max_quiesce: Duration) -> Timeline {
-    let outcome = outcome_name(record.outcome);
+    let outcome = record.outcome.as_str();
     let mut t = Timeline::new(
         format!("cycle {}: {outcome}", record.cycle_id),
         record.started_at,
