@@ -31,6 +31,7 @@ mod config;
 mod engine;
 #[cfg(feature = "engine")]
 mod engine_stacks;
+mod facts;
 #[cfg(any(test, feature = "mock"))]
 pub mod fake;
 #[cfg(feature = "engine")]
@@ -40,19 +41,21 @@ mod model;
 mod name;
 #[cfg(feature = "engine")]
 mod order;
-#[cfg(feature = "engine")]
-mod orphans;
+mod slots;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use chrono::{DateTime, Utc};
 pub use config::{protected_stacks, ComposeChoice, StacksConfig, DEFAULT_PROTECTED};
 #[cfg(feature = "engine")]
 pub use engine::unversioned;
 #[cfg(feature = "engine")]
-pub use engine_stacks::{ComposeStacks, EngineStacks, StartReport};
+pub use engine_stacks::{ComposeStacks, EngineStacks};
+pub use facts::{ContainerRef, DownCheck, StartReport, StartRequest, StopReport, StoppedContainer};
+pub use slots::{Slot, Slots};
 
 /// Checks a stack name against compose's project-name rules (only lowercase letters,
 /// digits, dashes and underscores; the first a letter or digit), e.g. to validate
@@ -69,13 +72,15 @@ impl StacksError {
     }
 }
 
-/// A running app stack and the services of it that run.
+/// A running app stack: what a cycle may stop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunningStack {
     /// The stack's (compose project's) name.
     pub name: String,
     /// Its services that have a running container, sorted.
     pub services: Vec<String>,
+    /// Its running containers now (one-offs left out), sorted by service, then id.
+    pub containers: Vec<ContainerRef>,
 }
 
 /// Finds, stops and starts app stacks.
@@ -95,6 +100,61 @@ pub trait Stacks: Send + Sync {
     async fn start(&self, stack: &str, services: &[String]) -> Result<(), StacksError>;
     /// Whether at least one of the stack's containers runs.
     async fn is_running(&self, stack: &str) -> Result<bool, StacksError>;
+
+    /// The running containers of one stack now (one-offs left out), sorted by service, then
+    /// id: the driver records them before a stop, and again after it to catch a container that
+    /// started meanwhile.
+    async fn running_containers(&self, stack: &str) -> Result<Vec<ContainerRef>, StacksError> {
+        let _ = stack;
+        Err(StacksError::Unsupported {
+            call: "running_containers",
+        })
+    }
+
+    /// Stops exactly those of `containers` that still run — reverse dependency order, the
+    /// independent ones at once, each with its own grace period and stop signal (a negative
+    /// `StopTimeout` waits without a bound of ours) — holding one of `slots` for the stack's
+    /// stop calls; reports each with the engine's evidence. Refuses a protected stack.
+    async fn stop_containers(
+        &self,
+        stack: &str,
+        containers: &[ContainerRef],
+        slots: &Slots,
+    ) -> Result<StopReport, StacksError> {
+        let _ = (stack, containers, slots);
+        Err(StacksError::Unsupported {
+            call: "stop_containers",
+        })
+    }
+
+    /// What the engine says about a stopped stack now: see [`DownCheck`].
+    async fn check_down(
+        &self,
+        stack: &str,
+        containers: &[ContainerRef],
+        down_since: DateTime<Utc>,
+    ) -> Result<DownCheck, StacksError> {
+        let _ = (stack, containers, down_since);
+        Err(StacksError::Unsupported { call: "check_down" })
+    }
+
+    /// Starts exactly the request's containers in dependency order, honouring the conditions
+    /// their dependents wait for (each level's start calls hold one of `slots`; the waits hold
+    /// none), waits, bounded by `start_timeout`, until they run (and are healthy where they
+    /// were before the stop), then watches them until `settle` has passed since their start:
+    /// one that dies before is a failed start ([`StacksError::StartFailed`]). Returns what it
+    /// noticed.
+    async fn start_containers(
+        &self,
+        stack: &str,
+        request: &StartRequest,
+        slots: &Slots,
+    ) -> Result<StartReport, StacksError> {
+        let _ = (stack, request, slots);
+        Err(StacksError::Unsupported {
+            call: "start_containers",
+        })
+    }
 }
 
 /// What can go wrong with a stack. Messages name the stack, the container or service, and
@@ -194,7 +254,7 @@ pub enum StacksError {
         detail: String,
     },
     /// A service's container died (exited, or was restarted by its restart policy) during its
-    /// start or within `start_settle` after it.
+    /// start or within `settle` after it.
     #[error("stack {stack:?}: {command}: service {service:?} failed to start ({status}); its last log lines:\n{logs}")]
     StartFailed {
         /// The stack.
@@ -219,5 +279,12 @@ pub enum StacksError {
         waited: Duration,
         /// The services still not ready, each with why, e.g. `db (health: starting)`.
         pending: Vec<String>,
+    },
+    /// The implementation of [`Stacks`] does not support this call (a v2 call on an
+    /// implementation written before it).
+    #[error("this stacks implementation does not support {call}")]
+    Unsupported {
+        /// The call, e.g. `stop_containers`.
+        call: &'static str,
     },
 }

@@ -118,6 +118,9 @@ impl Root {
             compose: self.tool.choice(),
             stop_timeout: Duration::from_secs(1),
             start_timeout: Duration::from_secs(30),
+            // Short, so that every start does not take the default 10 s; the tests of the
+            // settle window set their own.
+            settle: Duration::from_millis(500),
             ..StacksConfig::default()
         };
         tweak(&mut config);
@@ -229,6 +232,22 @@ pub fn assert_not_run_again(project: &str, service: &str, before: &ContainerStat
         after.started_at, before.started_at,
         "the one-shot did not run again"
     );
+}
+
+/// The one container of each of `services` of `project`, as the stacks manager names it.
+pub fn refs(project: &str, services: &[&str]) -> Vec<felhom_stacks::ContainerRef> {
+    services
+        .iter()
+        .map(|service| {
+            let id = container(project, service).id;
+            let name = docker(&["inspect", "--format", "{{.Name}}", &id]);
+            felhom_stacks::ContainerRef {
+                id,
+                name: name.trim().trim_start_matches('/').to_owned(),
+                service: (*service).to_owned(),
+            }
+        })
+        .collect()
 }
 
 /// Whether the project has a container for `service` at all.
