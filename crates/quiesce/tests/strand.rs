@@ -579,6 +579,7 @@ impl Stacks for Hung {
         Ok(vec![RunningStack {
             name: "alpha".into(),
             services: vec!["app".into()],
+            containers: Vec::new(),
         }])
     }
     async fn stop(&self, _stack: &str) -> Result<Vec<String>, StacksError> {
