@@ -169,7 +169,16 @@ impl EngineStacks {
 }
 
 pub(super) fn dependencies(containers: &[Prepared]) -> Vec<Vec<(usize, Condition)>> {
-    let members: Vec<Member<'_>> = containers
+    order::dependencies(&members(containers))
+}
+
+/// For each container, the one whose network namespace it joins, if it is in `containers`.
+pub(super) fn namespace_targets(containers: &[Prepared]) -> Vec<Option<usize>> {
+    order::namespace_targets(&members(containers))
+}
+
+fn members(containers: &[Prepared]) -> Vec<Member<'_>> {
+    containers
         .iter()
         .map(|p| Member {
             id: &p.container.id,
@@ -179,6 +188,5 @@ pub(super) fn dependencies(containers: &[Prepared]) -> Vec<Vec<(usize, Condition
             network_mode: &p.container.network_mode,
             links: &p.container.links,
         })
-        .collect();
-    order::dependencies(&members)
+        .collect()
 }

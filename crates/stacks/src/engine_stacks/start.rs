@@ -17,7 +17,7 @@ use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use tokio::time::Instant;
 
-use super::listing::{dependencies, Prepared};
+use super::listing::{dependencies, namespace_targets, Prepared};
 use super::progress::{pending, settled, Live, Phase};
 use super::stop::Grace;
 use super::{container_error, engine_error, EngineStacks};
@@ -273,6 +273,7 @@ impl EngineStacks {
         deadline: &mut Instant,
     ) -> Result<Noticed, Interrupted> {
         let deps = dependencies(containers);
+        let namespaces = namespace_targets(containers);
         let n = containers.len();
         // A dependency some dependent waits on to complete: its exit is no failure.
         let mut one_shot = vec![false; n];
@@ -338,12 +339,14 @@ impl EngineStacks {
                 flights.push(self.start_batch(containers, startable, ctx.slots));
                 continue;
             }
-            if let Some(cycle) = stuck_in_a_cycle(&live, &deps, &ignored) {
+            if let Some((i, j)) = stuck_in_a_cycle(&live, &deps, &namespaces, &ignored) {
                 tracing::warn!(
                     stack,
-                    "dependency cycle among the containers: starting the rest at once"
+                    container = %containers[i].container.name,
+                    not_waiting_for = %containers[j].container.name,
+                    "dependency cycle among the containers: starting one without waiting for the other"
                 );
-                ignored.extend(cycle);
+                ignored.insert((i, j));
                 continue;
             }
             let now = Instant::now();
@@ -657,16 +660,18 @@ fn in_flight_bounds(
         .collect()
 }
 
-/// The dependencies to leave out when the containers still waiting can never start: each of
-/// them waits for another that waits, so there is a cycle (of links, namespaces or
-/// `depends_on` labels, which compose refuses but hand-made containers may have). The answer is
-/// the cycles' edges, so that what only waits for a member of a cycle still waits for it.
-/// `None` while some can start.
+/// A dependency to leave out when the containers still waiting can never start: each of them
+/// waits for another that waits, so there is a cycle (of links, namespaces or `depends_on`
+/// labels, which compose refuses but hand-made containers may have). One edge of a cycle,
+/// so that what only waits for a member of a cycle still waits for it; never a namespace
+/// edge where the cycle has another (the engine cannot start a container before the one whose
+/// namespace it joins). `None` while some container can start.
 fn stuck_in_a_cycle(
     live: &[Live],
     deps: &[Vec<(usize, Condition)>],
+    namespaces: &[Option<usize>],
     ignored: &HashSet<(usize, usize)>,
-) -> Option<Vec<(usize, usize)>> {
+) -> Option<(usize, usize)> {
     let waiting = |j: usize| live[j].phase == Phase::Waiting;
     // The edges that still hold a waiting container back: dependent → dependency.
     let edges = |i: usize| {
@@ -693,13 +698,16 @@ fn stuck_in_a_cycle(
         }
         false
     };
-    Some(
-        blocked
-            .iter()
-            .flat_map(|&i| edges(i).map(move |j| (i, j)))
-            .filter(|&(i, j)| reaches(j, i))
-            .collect(),
-    )
+    let in_cycles: Vec<(usize, usize)> = blocked
+        .iter()
+        .flat_map(|&i| edges(i).map(move |j| (i, j)))
+        .filter(|&(i, j)| reaches(j, i))
+        .collect();
+    in_cycles
+        .iter()
+        .find(|(i, j)| namespaces[*i] != Some(*j))
+        .or(in_cycles.first())
+        .copied()
 }
 
 #[cfg(test)]
@@ -781,17 +789,22 @@ mod tests {
             ..Live::default()
         };
         let started = Condition::Started;
-        // a ⇄ b, c waits for a: stuck; only the cycle's edges are left out, so c still waits
+        // a ⇄ b, c waits for a: stuck; one edge of the cycle is left out, so c still waits
         // for a.
         let deps = vec![vec![(1, started)], vec![(0, started)], vec![(0, started)]];
         let live = [waiting.clone(), waiting.clone(), waiting.clone()];
-        let cycle = stuck_in_a_cycle(&live, &deps, &HashSet::new()).expect("stuck");
-        assert_eq!(cycle, [(0, 1), (1, 0)]);
-        let ignored: HashSet<(usize, usize)> = cycle.into_iter().collect();
-        assert_eq!(stuck_in_a_cycle(&live, &deps, &ignored), None);
+        let none = [None, None, None];
+        let edge = stuck_in_a_cycle(&live, &deps, &none, &HashSet::new()).expect("stuck");
+        assert_eq!(edge, (0, 1));
+        let ignored = HashSet::from([edge]);
+        assert_eq!(stuck_in_a_cycle(&live, &deps, &none, &ignored), None);
+        // a joins b's namespace: the edge left out is b's on a.
+        let joins = [Some(1), None, None];
+        let edge = stuck_in_a_cycle(&live, &deps, &joins, &HashSet::new()).expect("stuck");
+        assert_eq!(edge, (1, 0));
         // A chain waiting for a container on its way is not a cycle.
         let deps = vec![vec![], vec![(0, started)], vec![(1, started)]];
         let live = [up, waiting.clone(), waiting];
-        assert_eq!(stuck_in_a_cycle(&live, &deps, &HashSet::new()), None);
+        assert_eq!(stuck_in_a_cycle(&live, &deps, &none, &HashSet::new()), None);
     }
 }

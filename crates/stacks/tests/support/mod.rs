@@ -15,6 +15,7 @@ pub use felhom_testsupport::engine::{ContainerState, IMAGE};
 const COMMAND_BOUND: Duration = Duration::from_secs(120);
 
 /// A test for compose v2 and one for v1.
+#[allow(unused_macros)]
 macro_rules! both_tools {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
@@ -285,4 +286,148 @@ pub fn block_on<F: std::future::Future>(limit: Duration, body: F) -> F::Output {
             .await
             .unwrap_or_else(|_| panic!("the test did not finish within {limit:?}"))
     })
+}
+
+/// Containers a test makes with `docker run` / `docker create` (hand-made members of a
+/// project), removed with their volumes when dropped, even when the test fails.
+#[derive(Default)]
+pub struct Made(Vec<String>);
+
+impl Made {
+    /// `docker <args>`; returns the new container's id.
+    pub fn docker(&mut self, args: &[&str]) -> String {
+        let id = docker(args).trim().to_owned();
+        self.0.push(id.clone());
+        id
+    }
+}
+
+impl Drop for Made {
+    fn drop(&mut self) {
+        for id in &self.0 {
+            let mut c = Command::new("docker");
+            c.args(["rm", "-f", "-v", id]);
+            if let Err(e) = process::checked(&mut c, COMMAND_BOUND) {
+                eprintln!("removing {id} failed: {e}");
+            }
+        }
+    }
+}
+
+/// The labels that make a hand-made container a member of `project` as `service`.
+pub fn member_of(project: &str, service: &str) -> Vec<String> {
+    [
+        format!("com.docker.compose.project={project}"),
+        format!("com.docker.compose.service={service}"),
+        "com.docker.compose.oneoff=False".to_owned(),
+    ]
+    .into_iter()
+    .flat_map(|label| ["--label".to_owned(), label])
+    .collect()
+}
+
+/// A container's state by id: `(status, StartedAt, FinishedAt)`.
+pub fn state_of(
+    id: &str,
+) -> (
+    String,
+    chrono::DateTime<chrono::Utc>,
+    chrono::DateTime<chrono::Utc>,
+) {
+    let out = docker(&[
+        "inspect",
+        "--format",
+        "{{.State.Status}}|{{.State.StartedAt}}|{{.State.FinishedAt}}",
+        id,
+    ]);
+    let mut fields = out.trim().split('|');
+    let mut next = || fields.next().expect("three fields").to_owned();
+    let status = next();
+    let time = |text: String| {
+        chrono::DateTime::parse_from_rfc3339(&text)
+            .unwrap_or_else(|e| panic!("{text:?}: {e}"))
+            .with_timezone(&chrono::Utc)
+    };
+    let started = time(next());
+    let finished = time(next());
+    (status, started, finished)
+}
+
+/// Waits (bounded) until `what` holds, looking every 100 ms.
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let until = std::time::Instant::now() + Duration::from_secs(120);
+    while !done() {
+        assert!(std::time::Instant::now() < until, "never: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The same, from an async test.
+pub async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let until = std::time::Instant::now() + Duration::from_secs(120);
+    while !done() {
+        assert!(std::time::Instant::now() < until, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The ids of the containers of `service` of `project`.
+pub fn engine_ids(project: &str, service: &str) -> Vec<String> {
+    engine::container_ids(project, Some(service)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Counts the signals the engine sends to a container (its `kill` events: a stop's signal, a
+/// kill), from when it is made on; a live subscription, since the engine keeps only its last
+/// 256 events.
+pub struct Signals {
+    child: std::process::Child,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Signals {
+    pub fn watch(id: &str) -> Self {
+        let since = chrono::Utc::now().timestamp().saturating_sub(1).to_string();
+        let mut child = Command::new("docker")
+            .args([
+                "events",
+                "--since",
+                &since,
+                "--filter",
+                &format!("container={id}"),
+                "--filter",
+                "event=kill",
+                "--format",
+                "{{.Action}} {{index .Actor.Attributes \"signal\"}}",
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("docker events starts");
+        let stdout = child.stdout.take().expect("piped");
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let lines = std::sync::Arc::clone(&seen);
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                lines.lock().expect("lines").push(line);
+            }
+        });
+        Self { child, seen }
+    }
+
+    /// The signals seen so far, e.g. `kill 15`.
+    pub fn seen(&self) -> Vec<String> {
+        self.seen.lock().expect("lines").clone()
+    }
+}
+
+impl Drop for Signals {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
