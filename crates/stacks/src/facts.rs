@@ -30,8 +30,13 @@ pub struct StoppedContainer {
     pub exited_at: Option<DateTime<Utc>>,
     /// `State.ExitCode` after the stop.
     pub exit_code: Option<i64>,
-    /// Its grace ran out and the engine killed it: the rule is in the crate's docs
-    /// ("Evidence"); an out-of-memory kill counts too.
+    /// Its grace ran out and the engine killed it. The rule: the kernel killed it for memory
+    /// (`State.OOMKilled`), or it ended by SIGKILL (exit code 137) although its own stop
+    /// signal is not SIGKILL, and no earlier than its grace after the stop request (less a
+    /// tolerance of a second, or half the grace if that is shorter, for the call's way to the
+    /// engine and the engine's clock). A SIGKILL well before the end of its grace is someone
+    /// else's kill or the app's own exit code, not a grace that ran out (`exit_code` still
+    /// says 137); a container whose `StopTimeout` is negative is never killed by the engine.
     pub killed: bool,
 }
 

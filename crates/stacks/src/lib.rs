@@ -7,6 +7,57 @@
 //! stack was down; it is run with argument vectors, never through a shell, and every stack
 //! name is checked against compose's project-name rules first.
 //!
+//! # Containers, evidence and slots
+//!
+//! The calls a cycle makes name containers, not services, and answer with what the engine
+//! says, so that a cycle record can tell the truth (SPEC §2 rule 10):
+//!
+//! - [`Stacks::running_containers`] lists a stack's running containers ([`ContainerRef`]:
+//!   id, name, service label), to be recorded before the stop.
+//! - [`Stacks::stop_containers`] stops exactly those, in reverse dependency order, each with
+//!   its own grace and signal, and reports each one's exit ([`StoppedContainer`]; `killed`
+//!   when its grace ran out).
+//! - [`Stacks::check_down`] tells whether a container of the stop ran since, or a new one
+//!   of the project appeared ([`DownCheck`]).
+//! - [`Stacks::start_containers`] starts exactly those again, in dependency order, waits
+//!   until they run (and are healthy where they were), and watches them for `settle`
+//!   ([`StacksConfig::settle`]): a death in that window is a failed start. With
+//!   [`StartRequest::stop_may_be_in_flight`], a container still running is waited for until
+//!   it exits (bounded by its grace plus a margin, along the chain of containers that stop
+//!   before it), never signalled again, then started.
+//! - [`Slots`] bound the engine work of a cycle: a stack's stop calls hold one slot, each
+//!   dependency level's start calls one; waiting for an app (to stop, run, become healthy,
+//!   settle) holds none.
+//!
+//! A container is addressed by its id whatever its labels say; only the compose fallback,
+//! for a container that vanished, needs its service label to be a valid service name. A
+//! call that gets no answer within its bound fails the stack unless the engine does not
+//! answer a ping either ([`StacksError::EngineUnreachable`]); an event stream cut while the
+//! engine answers is resumed from its last event.
+//!
+//! ```no_run
+//! use felhom_stacks::{EngineStacks, Slots, StartRequest, Stacks, StacksConfig};
+//!
+//! # async fn demo() -> Result<(), felhom_stacks::StacksError> {
+//! let stacks = EngineStacks::new(StacksConfig::default())?;
+//! let slots = Slots::new(4);
+//! let containers = stacks.running_containers("nextcloud").await?;
+//! let stopped = stacks.stop_containers("nextcloud", &containers, &slots).await?;
+//! let down_since = stopped.containers.iter().map(|s| s.stop_requested_at).min();
+//! // ... the backup ...
+//! if let Some(since) = down_since {
+//!     let check = stacks.check_down("nextcloud", &containers, since).await?;
+//!     assert!(check.stayed_down(), "captured live");
+//! }
+//! let request = StartRequest { containers, stop_may_be_in_flight: false };
+//! stacks.start_containers("nextcloud", &request, &slots).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The calls by service that predate these ([`Stacks::stop`], [`Stacks::start`]) run on the
+//! same code:
+//!
 //! ```no_run
 //! use felhom_stacks::{EngineStacks, Stacks, StacksConfig};
 //!
