@@ -254,6 +254,30 @@ impl Health {
 }
 
 impl Inspected {
+    /// A container of `service` as the unit tests need one: exited, no health check, no
+    /// grace of its own, depending on nothing.
+    #[cfg(test)]
+    pub(crate) fn sample(service: &str) -> Self {
+        Self {
+            id: format!("id-{service}"),
+            name: format!("app-{service}-1"),
+            service: service.to_owned(),
+            state: State::Exited,
+            health: None,
+            has_healthcheck: false,
+            stop_timeout: None,
+            stop_signal: None,
+            oom_killed: false,
+            depends_on: Some(String::new()),
+            network_mode: String::new(),
+            links: Vec::new(),
+            exit_code: 0,
+            started_at: 1,
+            finished_at: 0,
+            created: 1,
+        }
+    }
+
     fn from_response(r: ContainerInspectResponse) -> Self {
         use bollard::models::ContainerStateStatusEnum as S;
         let config = r.config.unwrap_or_default();

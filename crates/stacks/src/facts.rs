@@ -92,9 +92,11 @@ pub struct StartReport {
     /// Services whose containers had vanished while the stack was down (or that joined the
     /// network namespace of one that had), brought back with compose `up`.
     pub recreated: Vec<String>,
-    /// Containers that were running already when their start came, and so were counted as
-    /// started without a start call (started by someone else, or still running at the end of
-    /// the wait for a stop in flight).
+    /// Containers found running when their start came, counted as started (started by
+    /// someone else, or still running at the end of the wait for a stop in flight). Known
+    /// where the start looked at them first: without this instance's record of their stop
+    /// (after a crash), or with `stop_may_be_in_flight`; a start right after this instance's
+    /// own stop asks the engine nothing before its start calls, to keep the downtime short.
     pub already_running: Vec<ContainerRef>,
     /// Containers whose stop was still in flight: waited for until they exited, then started.
     pub waited_for_stop: Vec<ContainerRef>,

@@ -10,7 +10,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use felhom_stacks::{EngineStacks, Slots, Stacks, StacksError, StartRequest};
+use felhom_stacks::{ContainerRef, EngineStacks, Slots, Stacks, StacksError, StartRequest};
 use felhom_testsupport::EngineProxy;
 use support::{block_on, container, serve, wait_for, wait_for_health, Root, Tool};
 
@@ -34,19 +34,17 @@ fn through(
         .with_docker_host(proxy.docker_host())
 }
 
-fn all(stack: &[felhom_stacks::ContainerRef]) -> StartRequest {
+fn all(stack: &[ContainerRef]) -> StartRequest {
     StartRequest {
         containers: stack.to_vec(),
         stop_may_be_in_flight: false,
     }
 }
 
-/// One stack with `yaml`, up, and its containers stopped straight on the engine.
-fn stopped_stack(
-    root: &mut Root,
-    short: &str,
-    yaml: &str,
-) -> (String, Vec<felhom_stacks::ContainerRef>) {
+/// One stack of one `web`, up, and its containers stopped straight on the engine.
+fn stopped_stack(root: &mut Root, short: &str) -> (String, Vec<ContainerRef>) {
+    let yaml = format!("services:\n{}", serve("web", &[], ""));
+    let yaml = yaml.as_str();
     let name = root.name(short);
     root.deploy(&name, "compose.yaml", yaml);
     root.up(&name);
@@ -62,14 +60,34 @@ fn stopped_stack(
     (name, containers)
 }
 
+/// A start of `containers` under way: it has subscribed to the events and started the
+/// container of `service`.
+async fn started(
+    stacks: &Arc<EngineStacks>,
+    proxy: &EngineProxy,
+    name: &str,
+    containers: Vec<ContainerRef>,
+    service: &str,
+) -> tokio::task::JoinHandle<Result<felhom_stacks::StartReport, StacksError>> {
+    let start = {
+        let (stacks, name) = (Arc::clone(stacks), name.to_owned());
+        tokio::spawn(async move {
+            stacks
+                .start_containers(&name, &all(&containers), &Slots::new(1))
+                .await
+        })
+    };
+    wait_for("the start subscribed and started its container", || {
+        proxy.streams() >= 1 && container(name, service).running
+    })
+    .await;
+    start
+}
+
 #[test]
 fn a_call_that_times_out_while_the_engine_answers_fails_the_stack() {
     let mut root = Root::new(Tool::V2);
-    let (name, containers) = stopped_stack(
-        &mut root,
-        "slowcall",
-        &format!("services:\n{}", serve("web", &[], "")),
-    );
+    let (name, containers) = stopped_stack(&mut root, "slowcall");
     let dir = tempfile::tempdir().expect("tempdir");
     let proxy = proxy(&dir);
     let stacks = through(&root, &proxy, |_| {});
@@ -112,11 +130,7 @@ fn a_call_that_times_out_while_the_engine_answers_fails_the_stack() {
 #[test]
 fn an_engine_that_answers_nothing_is_unreachable() {
     let mut root = Root::new(Tool::V2);
-    let (name, containers) = stopped_stack(
-        &mut root,
-        "hung",
-        &format!("services:\n{}", serve("web", &[], "")),
-    );
+    let (name, containers) = stopped_stack(&mut root, "hung");
     let dir = tempfile::tempdir().expect("tempdir");
     let proxy = proxy(&dir);
     let stacks = through(&root, &proxy, |_| {});
@@ -163,18 +177,7 @@ fn a_cut_event_stream_is_resumed() {
             .stop_containers(&name, &containers, &Slots::new(1))
             .await
             .expect("stop");
-        let start = {
-            let (stacks, name) = (Arc::clone(&stacks), name.clone());
-            tokio::spawn(async move {
-                stacks
-                    .start_containers(&name, &all(&containers), &Slots::new(1))
-                    .await
-            })
-        };
-        wait_for("the start subscribed and started db", || {
-            proxy.streams() >= 1 && container(&name, "db").running
-        })
-        .await;
+        let start = started(&stacks, &proxy, &name, containers, "db").await;
         assert_ne!(
             container(&name, "db").health,
             "healthy",
@@ -210,18 +213,7 @@ fn a_death_while_the_stream_is_cut_is_still_a_failed_start() {
     }));
     let containers = support::refs(&name, &["app"]);
     block_on(LIMIT, async {
-        let start = {
-            let (stacks, name) = (Arc::clone(&stacks), name.clone());
-            tokio::spawn(async move {
-                stacks
-                    .start_containers(&name, &all(&containers), &Slots::new(1))
-                    .await
-            })
-        };
-        wait_for("the start subscribed and started app", || {
-            proxy.streams() >= 1 && container(&name, "app").running
-        })
-        .await;
+        let start = started(&stacks, &proxy, &name, containers, "app").await;
         proxy.hold("/events", Some(Duration::from_secs(4)));
         proxy.cut_streams();
         let err = start.await.expect("task").expect_err("app died");

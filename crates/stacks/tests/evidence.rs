@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use felhom_stacks::{Slots, Stacks, StoppedContainer};
-use support::{block_on, container, docker, member_of, serve, state_of, Made, Root, Tool};
+use support::{block_on, container, docker, serve, state_of, Made, Root, Tool};
 
 /// Generous: only catches hangs.
 const LIMIT: Duration = Duration::from_secs(150);
@@ -114,20 +114,15 @@ fn each_stop_is_reported_with_the_engines_evidence() {
 fn a_negative_stop_timeout_is_waited_for_without_a_bound_of_ours() {
     let mut root = Root::new(Tool::V2);
     let name = root.name("forever");
-    root.deploy(
-        &name,
-        "compose.yaml",
-        &format!("services:\n{}", serve("db", &[], "")),
-    );
+    root.deploy_for_hand_made(&name);
     let mut made = Made::default();
-    // This engine has no default bridge: hand-made containers run without a network.
-    let mut args: Vec<String> = ["run", "-d", "--network", "none", "--stop-timeout=-1"]
-        .map(str::to_owned)
-        .to_vec();
-    args.extend(member_of(&name, "db"));
-    args.extend([support::IMAGE, "serve", "--stop-delay", "35s"].map(str::to_owned));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let id = made.docker(&args);
+    let id = made.member(
+        &name,
+        "db",
+        true,
+        &["--stop-timeout=-1"],
+        &["serve", "--stop-delay", "35s"],
+    );
     assert_eq!(
         docker(&["inspect", "--format", "{{.Config.StopTimeout}}", &id]).trim(),
         "-1"
@@ -166,11 +161,7 @@ fn check_down_tells_what_ran_and_what_appeared() {
     root.up(&name);
     let mut made = Made::default();
     // A leftover made before the cycle, never started: not a new container.
-    let mut leftover: Vec<String> = ["create", "--network", "none"].map(str::to_owned).to_vec();
-    leftover.extend(member_of(&name, "web"));
-    leftover.extend([support::IMAGE.to_owned(), "serve".to_owned()]);
-    let leftover: Vec<&str> = leftover.iter().map(String::as_str).collect();
-    made.docker(&leftover);
+    made.member(&name, "web", false, &[], &["serve"]);
     let stacks = root.stacks();
     block_on(LIMIT, async {
         let containers = stacks.running_containers(&name).await.expect("listed");
@@ -217,27 +208,14 @@ fn check_down_tells_what_ran_and_what_appeared() {
         assert_eq!(check.ran[0].1, started_again);
 
         // A new container of the project (a redeploy, Watchtower), and a one-off beside it.
-        let mut new: Vec<String> = ["run", "-d", "--network", "none"]
-            .map(str::to_owned)
-            .to_vec();
-        new.extend(member_of(&name, "worker"));
-        new.extend([support::IMAGE.to_owned(), "serve".to_owned()]);
-        let new: Vec<&str> = new.iter().map(String::as_str).collect();
-        let worker = made.docker(&new);
-        let one_off = made.docker(&[
-            "run",
-            "-d",
-            "--network",
-            "none",
-            "--label",
-            &format!("com.docker.compose.project={name}"),
-            "--label",
-            "com.docker.compose.service=web",
-            "--label",
-            "com.docker.compose.oneoff=True",
-            support::IMAGE,
-            "serve",
-        ]);
+        let worker = made.member(&name, "worker", true, &[], &["serve"]);
+        let one_off = made.member(
+            &name,
+            "web",
+            true,
+            &["--label", "com.docker.compose.oneoff=True"],
+            &["serve"],
+        );
         let check = stacks
             .check_down(&name, &containers, down_since)
             .await

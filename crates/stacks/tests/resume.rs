@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use felhom_stacks::{ContainerRef, Slots, Stacks, StacksError, StartRequest};
 use support::{
-    app_log, block_on, container, docker, log_times, member_of, serve, state_of, wait_for,
-    wait_for_health, Made, Root, Signals, Tool,
+    app_log, block_on, container, docker, log_times, serve, state_of, wait_for, wait_for_health,
+    Made, Root, Signals, Tool,
 };
 
 /// Generous: only catches hangs.
@@ -241,11 +241,7 @@ fn a_start_without_the_record_starts_exactly_the_listed_containers() {
     docker(&["stop", "-t", "1", &webs[1]]);
     let replica_before = state_of(&webs[1]);
     let mut made = Made::default();
-    let mut leftover: Vec<String> = ["create", "--network", "none"].map(str::to_owned).to_vec();
-    leftover.extend(member_of(&name, "web"));
-    leftover.extend([support::IMAGE.to_owned(), "serve".to_owned()]);
-    let leftover: Vec<&str> = leftover.iter().map(String::as_str).collect();
-    let leftover = made.docker(&leftover);
+    let leftover = made.member(&name, "web", false, &[], &["serve"]);
     let stacks = root.stacks();
     block_on(LIMIT, async {
         let containers = stacks.running_containers(&name).await.expect("listed");
@@ -376,41 +372,31 @@ fn a_slot_is_held_by_engine_calls_only() {
 fn a_dependency_cycle_does_not_deadlock_the_start() {
     let mut root = Root::new(Tool::V2);
     let name = root.name("cycle");
-    root.deploy(
-        &name,
-        "compose.yaml",
-        &format!("services:\n{}", serve("a", &[], "")),
-    );
+    root.deploy_for_hand_made(&name);
     let mut made = Made::default();
-    let mut b: Vec<String> = ["run", "-d", "--network", "none"]
-        .map(str::to_owned)
-        .to_vec();
-    b.extend(member_of(&name, "b"));
-    b.extend(
-        [
+    let b = made.member(
+        &name,
+        "b",
+        true,
+        &[
             "--label",
             "com.docker.compose.depends_on=a:service_started:false",
-            support::IMAGE,
-            "serve",
-        ]
-        .map(str::to_owned),
+        ],
+        &["serve"],
     );
-    let b: Vec<&str> = b.iter().map(String::as_str).collect();
-    let b = made.docker(&b);
-    let mut a: Vec<String> = vec!["run".into(), "-d".into(), "--network".into()];
-    a.push(format!("container:{b}"));
-    a.extend(member_of(&name, "a"));
-    a.extend(
-        [
+    let joins_b = format!("container:{b}");
+    let a = made.member(
+        &name,
+        "a",
+        true,
+        &[
+            "--network",
+            &joins_b,
             "--label",
             "com.docker.compose.depends_on=",
-            support::IMAGE,
-            "serve",
-        ]
-        .map(str::to_owned),
+        ],
+        &["serve"],
     );
-    let a: Vec<&str> = a.iter().map(String::as_str).collect();
-    let a = made.docker(&a);
     let stacks = root.stacks_with(|c| c.start_timeout = Duration::from_secs(20));
     block_on(LIMIT, async {
         let containers = stacks.running_containers(&name).await.expect("listed");
@@ -439,19 +425,9 @@ fn a_dependency_cycle_does_not_deadlock_the_start() {
 fn a_foreign_service_label_is_stopped_and_started_by_id() {
     let mut root = Root::new(Tool::V2);
     let name = root.name("foreign");
-    root.deploy(
-        &name,
-        "compose.yaml",
-        &format!("services:\n{}", serve("web", &[], "")),
-    );
+    root.deploy_for_hand_made(&name);
     let mut made = Made::default();
-    let mut args: Vec<String> = ["run", "-d", "--network", "none"]
-        .map(str::to_owned)
-        .to_vec();
-    args.extend(member_of(&name, "svc name"));
-    args.extend([support::IMAGE.to_owned(), "serve".to_owned()]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let id = made.docker(&args);
+    let id = made.member(&name, "svc name", true, &[], &["serve"]);
     let stacks = root.stacks();
     block_on(LIMIT, async {
         let listed = stacks.running_app_stacks().await.expect("listed");

@@ -142,28 +142,15 @@ pub(super) fn pending(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{Inspected, State};
+    use crate::engine::Inspected;
     use crate::order::ServiceDeps;
 
     fn prepared(service: &str, has_healthcheck: bool, before: Option<Health>) -> Prepared {
         Prepared {
             container: Inspected {
-                id: format!("id-{service}"),
-                name: format!("app-{service}-1"),
-                service: service.to_owned(),
-                state: State::Exited,
-                health: None,
                 has_healthcheck,
-                stop_timeout: None,
-                stop_signal: None,
-                oom_killed: false,
-                depends_on: Some(String::new()),
                 network_mode: "app_default".to_owned(),
-                links: Vec::new(),
-                exit_code: 0,
-                started_at: 0,
-                finished_at: 0,
-                created: 0,
+                ..Inspected::sample(service)
             },
             deps: ServiceDeps::new(),
             health_before: before,

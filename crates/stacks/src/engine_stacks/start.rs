@@ -460,6 +460,9 @@ impl EngineStacks {
                                     noticed.already_running.push(containers[i].container.to_ref());
                                     flights.push(async move { Step::Seen(i, Ok(seen)) }.boxed());
                                 }
+                                // An answer from before this run (asked while it was still
+                                // stopping, answered late) says nothing of this run.
+                                Phase::Up if l.run_started.is_some_and(|run| seen.started_at < run) => {}
                                 Phase::Up if l.running => {
                                     if seen.state != State::Running || !same_run {
                                         if one_shot[i] && seen.state == State::Exited && seen.exit_code == 0 && same_run {
@@ -718,22 +721,9 @@ mod tests {
     fn prepared(service: &str, stop_timeout: Option<i64>) -> Prepared {
         Prepared {
             container: Inspected {
-                id: format!("id-{service}"),
-                name: format!("app-{service}-1"),
-                service: service.to_owned(),
                 state: State::Running,
-                health: None,
-                has_healthcheck: false,
                 stop_timeout,
-                stop_signal: None,
-                oom_killed: false,
-                depends_on: Some(String::new()),
-                network_mode: String::new(),
-                links: Vec::new(),
-                exit_code: 0,
-                started_at: 1,
-                finished_at: 0,
-                created: 1,
+                ..Inspected::sample(service)
             },
             deps: ServiceDeps::new(),
             health_before: None,

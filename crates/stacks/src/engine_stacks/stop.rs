@@ -301,7 +301,6 @@ fn whole_seconds(duration: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::State;
 
     #[test]
     fn grace_periods_round_up_to_whole_seconds() {
@@ -315,23 +314,12 @@ mod tests {
 
     fn exited(code: i64, finished_s: f64, signal: Option<&str>, oom: bool) -> Inspected {
         Inspected {
-            id: "id".into(),
-            name: "app-db-1".into(),
-            service: "db".into(),
-            state: State::Exited,
-            health: None,
-            has_healthcheck: false,
-            stop_timeout: None,
             stop_signal: signal.map(str::to_owned),
             oom_killed: oom,
-            depends_on: None,
-            network_mode: String::new(),
-            links: Vec::new(),
             exit_code: code,
-            started_at: 1,
             // As a float of seconds after the request at 100 s.
             finished_at: 100 * S + (finished_s * 1e9) as i64,
-            created: 1,
+            ..Inspected::sample("db")
         }
     }
 

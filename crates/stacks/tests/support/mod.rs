@@ -108,6 +108,16 @@ impl Root {
         dir
     }
 
+    /// Deploys a stack whose compose file names one service that is never brought up: its
+    /// containers are made by hand ([`Made`]); the file only makes the stack deployed.
+    pub fn deploy_for_hand_made(&mut self, name: &str) {
+        self.deploy(
+            name,
+            "compose.yaml",
+            &format!("services:\n{}", serve("unused", &[], "")),
+        );
+    }
+
     /// The stacks manager under test, with short timeouts.
     pub fn stacks(&self) -> EngineStacks {
         self.stacks_with(|_| {})
@@ -299,6 +309,33 @@ impl Made {
         let id = docker(args).trim().to_owned();
         self.0.push(id.clone());
         id
+    }
+
+    /// A hand-made member of `project` as `service` running the test app's `command`:
+    /// `docker run -d` (`create` where `start` is false) with `options` before the image,
+    /// and no network unless they name one (this engine has no default bridge).
+    pub fn member(
+        &mut self,
+        project: &str,
+        service: &str,
+        start: bool,
+        options: &[&str],
+        command: &[&str],
+    ) -> String {
+        let mut args: Vec<String> = if start {
+            vec!["run".into(), "-d".into()]
+        } else {
+            vec!["create".into()]
+        };
+        if !options.contains(&"--network") {
+            args.extend(["--network".to_owned(), "none".to_owned()]);
+        }
+        args.extend(member_of(project, service));
+        args.extend(options.iter().map(|o| (*o).to_owned()));
+        args.push(IMAGE.to_owned());
+        args.extend(command.iter().map(|c| (*c).to_owned()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.docker(&args)
     }
 }
 
