@@ -158,9 +158,14 @@ fn the_events_stream_flows_through_the_proxy_and_ends_at_off() {
         let mut rm = Command::new("docker");
         rm.args(["network", "rm", &net]);
         process::checked(&mut rm, BOUND).expect("the network is removed");
-        if let Ok(line) = rx.recv_timeout(Duration::from_secs(3)) {
-            assert!(line.contains(&name), "an event of ours: {line}");
-            seen = true;
+        // Other tests on the shared engine make networks too: theirs are passed over.
+        while let Ok(line) = rx.recv_timeout(Duration::from_secs(3)) {
+            if line.contains(&name) {
+                seen = true;
+                break;
+            }
+        }
+        if seen {
             break;
         }
     }
