@@ -73,6 +73,7 @@ fn running(names: &[&str]) -> Vec<RunningStack> {
         .map(|n| RunningStack {
             name: (*n).to_owned(),
             services: vec!["app".into(), "db".into()],
+            containers: Vec::new(),
         })
         .collect()
 }
@@ -746,10 +747,12 @@ async fn only_the_stacks_we_stopped_are_restarted_with_their_services() {
             RunningStack {
                 name: "alpha".into(),
                 services: vec!["web".into()],
+                containers: Vec::new(),
             },
             RunningStack {
                 name: "beta".into(),
                 services: vec!["api".into(), "db".into()],
+                containers: Vec::new(),
             },
         ])
     });

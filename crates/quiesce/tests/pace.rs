@@ -59,6 +59,7 @@ impl Stacks for TimedStacks {
             .map(|n| RunningStack {
                 name: (*n).to_owned(),
                 services: vec!["app".into()],
+                containers: Vec::new(),
             })
             .collect())
     }

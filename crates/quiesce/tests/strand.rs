@@ -539,6 +539,7 @@ impl Stacks for Hung {
         Ok(vec![RunningStack {
             name: "alpha".into(),
             services: vec!["app".into()],
+            containers: Vec::new(),
         }])
     }
     async fn stop(&self, _stack: &str) -> Result<Vec<String>, StacksError> {

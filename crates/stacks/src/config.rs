@@ -79,12 +79,10 @@ pub struct StacksConfig {
     pub stop_timeout: Duration,
     /// How long a start may take until its services run and are healthy (120s).
     pub start_timeout: Duration,
-    /// How long a service without a health check must be seen running before its start
-    /// counts (200ms): an app that exits within it is a failed start. Longer catches apps
-    /// that die later, but holds a start's parallelism slot that much longer (see
-    /// docs/performance.md); a loaded engine may report an exited container as running for
-    /// a moment.
-    pub start_settle: Duration,
+    /// How long after its start a container is watched (10s, `stacks.settle`): one that dies
+    /// within it is a failed start, whether or not it has a health check (a passing health
+    /// check does not end the watch early). The watch holds no parallelism slot.
+    pub settle: Duration,
 }
 
 impl Default for StacksConfig {
@@ -95,7 +93,7 @@ impl Default for StacksConfig {
             compose: ComposeChoice::Auto,
             stop_timeout: Duration::from_secs(30),
             start_timeout: Duration::from_secs(120),
-            start_settle: Duration::from_millis(200),
+            settle: Duration::from_secs(10),
         }
     }
 }
@@ -142,5 +140,6 @@ mod tests {
         assert_eq!(config.compose, ComposeChoice::Auto);
         assert_eq!(config.stop_timeout, Duration::from_secs(30));
         assert_eq!(config.start_timeout, Duration::from_secs(120));
+        assert_eq!(config.settle, Duration::from_secs(10));
     }
 }

@@ -17,7 +17,10 @@ use bollard::query_parameters::{
     StopContainerOptionsBuilder,
 };
 use bollard::Docker;
+use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt, TryStreamExt};
+
+use crate::ContainerRef;
 
 pub(crate) const PROJECT_LABEL: &str = "com.docker.compose.project";
 pub(crate) const SERVICE_LABEL: &str = "com.docker.compose.service";
@@ -29,6 +32,9 @@ const ONE_OFF_LABEL: &str = "com.docker.compose.oneoff";
 /// The bound on the quick engine calls (list, inspect, start, logs), which only take long
 /// when the engine hangs.
 pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// The bound on the ping that tells a hung engine from a slow call: a call that ran out of
+/// time is the engine's absence only if the engine does not even answer a ping.
+const PING_TIMEOUT: Duration = Duration::from_secs(10);
 /// bollard's own per-request bound; every call here has its own, tighter one, and a stop's
 /// answer comes only after the container's whole grace period.
 const CLIENT_TIMEOUT_SECS: u64 = 24 * 3600;
@@ -132,8 +138,20 @@ pub fn unversioned<B>(mut request: http::Request<B>) -> http::Request<B> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Listed {
     pub(crate) id: String,
+    /// Without the leading `/`.
+    pub(crate) name: String,
     pub(crate) service: String,
     pub(crate) running: bool,
+}
+
+impl Listed {
+    pub(crate) fn to_ref(&self) -> ContainerRef {
+        ContainerRef {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            service: self.service.clone(),
+        }
+    }
 }
 
 /// What an inspect tells about a container.
@@ -148,8 +166,13 @@ pub(crate) struct Inspected {
     pub(crate) health: Option<Health>,
     /// Whether it has a health check (its own or its image's).
     pub(crate) has_healthcheck: bool,
-    /// Its own grace period (compose's `stop_grace_period`), if it declares one.
-    pub(crate) stop_timeout: Option<u64>,
+    /// Its own `StopTimeout` as declared (compose's `stop_grace_period`; negative: wait for
+    /// ever); `None` when it declares none.
+    pub(crate) stop_timeout: Option<i64>,
+    /// Its own `StopSignal`, if it declares one (else the engine sends SIGTERM).
+    pub(crate) stop_signal: Option<String>,
+    /// `State.OOMKilled`: the kernel killed it for memory.
+    pub(crate) oom_killed: bool,
     /// `com.docker.compose.depends_on`, `None` when the label is absent (compose v1).
     pub(crate) depends_on: Option<String>,
     /// `HostConfig.NetworkMode`, e.g. `container:<id>`.
@@ -160,6 +183,24 @@ pub(crate) struct Inspected {
     /// When its current (or last) run began, in ns since the epoch (the engine's clock); 0
     /// when it never ran.
     pub(crate) started_at: i64,
+    /// When its last run ended (ns since the epoch); 0 when it never ended.
+    pub(crate) finished_at: i64,
+    /// When it was created (ns since the epoch); 0 when unknown.
+    pub(crate) created: i64,
+}
+
+/// An engine time (RFC 3339 with nanoseconds) in ns since the epoch; 0 for none, for the
+/// engine's "never" (`0001-01-01T00:00:00Z`) and for text that does not parse.
+fn nanos(text: Option<&str>) -> i64 {
+    text.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .and_then(|t| t.timestamp_nanos_opt())
+        .filter(|ns| *ns > 0)
+        .unwrap_or(0)
+}
+
+/// ns since the epoch as a time; `None` for 0 (never).
+pub(crate) fn time_of(ns: i64) -> Option<DateTime<Utc>> {
+    (ns > 0).then(|| DateTime::from_timestamp_nanos(ns))
 }
 
 /// A container's state, in the engine's words.
@@ -217,13 +258,37 @@ impl Health {
 }
 
 impl Inspected {
+    /// A container of `service` as the unit tests need one: exited, no health check, no
+    /// grace of its own, depending on nothing.
+    #[cfg(test)]
+    pub(crate) fn sample(service: &str) -> Self {
+        Self {
+            id: format!("id-{service}"),
+            name: format!("app-{service}-1"),
+            service: service.to_owned(),
+            state: State::Exited,
+            health: None,
+            has_healthcheck: false,
+            stop_timeout: None,
+            stop_signal: None,
+            oom_killed: false,
+            depends_on: Some(String::new()),
+            network_mode: String::new(),
+            links: Vec::new(),
+            exit_code: 0,
+            started_at: 1,
+            finished_at: 0,
+            created: 1,
+        }
+    }
+
     fn from_response(r: ContainerInspectResponse) -> Self {
         use bollard::models::ContainerStateStatusEnum as S;
         let config = r.config.unwrap_or_default();
         let host = r.host_config.unwrap_or_default();
         let state = r.state.unwrap_or_default();
         let mut labels = config.labels.unwrap_or_default();
-        let health = match state.health.and_then(|h| h.status) {
+        let health = match state.health.as_ref().and_then(|h| h.status) {
             Some(HealthStatusEnum::STARTING) => Some(Health::Starting),
             Some(HealthStatusEnum::HEALTHY) => Some(Health::Healthy),
             Some(HealthStatusEnum::UNHEALTHY) => Some(Health::Unhealthy),
@@ -252,21 +317,33 @@ impl Inspected {
                 .and_then(|h| h.test)
                 .and_then(|test| test.first().cloned())
                 .is_some_and(|kind| kind != "NONE"),
-            stop_timeout: config
-                .stop_timeout
-                .and_then(|t| u64::try_from(t).ok())
-                .filter(|t| *t > 0),
+            stop_timeout: config.stop_timeout,
+            stop_signal: config.stop_signal.filter(|s| !s.is_empty()),
+            oom_killed: state.oom_killed.unwrap_or(false),
             depends_on: labels.remove(DEPENDS_ON_LABEL),
             network_mode: host.network_mode.unwrap_or_default(),
             links: host.links.unwrap_or_default(),
             exit_code: state.exit_code.unwrap_or_default(),
-            started_at: state
-                .started_at
-                .as_deref()
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                .and_then(|t| t.timestamp_nanos_opt())
-                .unwrap_or(0),
+            started_at: nanos(state.started_at.as_deref()),
+            finished_at: nanos(state.finished_at.as_deref()),
+            created: nanos(r.created.as_deref()),
         }
+    }
+
+    pub(crate) fn to_ref(&self) -> ContainerRef {
+        ContainerRef {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            service: self.service.clone(),
+        }
+    }
+
+    /// Whether a process of it runs (paused and restarting ones included: they are not down).
+    pub(crate) fn is_up(&self) -> bool {
+        matches!(
+            self.state,
+            State::Running | State::Paused | State::Restarting
+        )
     }
 
     /// The status as `docker ps` would word it, for messages.
@@ -296,6 +373,8 @@ pub(crate) struct Event {
 pub(crate) struct Engine {
     host: String,
     client: Mutex<Option<Docker>>,
+    /// The bound on the quick calls ([`CALL_TIMEOUT`]).
+    call_timeout: Duration,
 }
 
 impl Engine {
@@ -307,11 +386,44 @@ impl Engine {
         Self {
             host,
             client: Mutex::new(None),
+            call_timeout: CALL_TIMEOUT,
         }
     }
 
     pub(crate) fn host(&self) -> &str {
         &self.host
+    }
+
+    pub(crate) fn set_call_timeout(&mut self, limit: Duration) {
+        self.call_timeout = limit;
+    }
+
+    /// Whether the engine answers at all: a ping, bounded. An answer with an error status is
+    /// an answer.
+    pub(crate) async fn answers(&self) -> bool {
+        let Ok(docker) = self.client() else {
+            return false;
+        };
+        let limit = self.call_timeout.min(PING_TIMEOUT);
+        match tokio::time::timeout(limit, docker.ping()).await {
+            Ok(Ok(_)) => true,
+            Ok(Err(e)) => matches!(e, bollard::errors::Error::DockerResponseServerError { .. }),
+            Err(_) => false,
+        }
+    }
+
+    /// A call that got no answer within `limit`: the engine is away if it answers nothing
+    /// at all, else only this call is slow (a failure of what it was for).
+    async fn silent(&self, limit: Duration) -> EngineError {
+        if self.answers().await {
+            EngineError::TimedOut(limit)
+        } else {
+            EngineError::Unreachable(format!(
+                "{}: no answer within {}s, and none to a ping",
+                self.host,
+                limit.as_secs()
+            ))
+        }
     }
 
     fn client(&self) -> Result<Docker, EngineError> {
@@ -334,7 +446,7 @@ impl Engine {
     ) -> Result<T, EngineError> {
         match tokio::time::timeout(limit, call).await {
             Ok(result) => result.map_err(|e| classify(&self.host, e)),
-            Err(_) => Err(EngineError::TimedOut(limit)),
+            Err(_) => Err(self.silent(limit).await),
         }
     }
 
@@ -347,31 +459,41 @@ impl Engine {
             .all(true)
             .filters(&filters)
             .build();
-        self.bounded(CALL_TIMEOUT, docker.list_containers(Some(options)))
+        self.bounded(self.call_timeout, docker.list_containers(Some(options)))
             .await
     }
 
-    /// The services that run, by project (one-offs left out).
-    pub(crate) async fn running_services(
+    /// The running containers, by project (one-offs left out), each project's sorted by
+    /// service, then id.
+    pub(crate) async fn running_by_project(
         &self,
-    ) -> Result<BTreeMap<String, BTreeSet<String>>, EngineError> {
+    ) -> Result<BTreeMap<String, Vec<ContainerRef>>, EngineError> {
         let filters = HashMap::from([
             ("label", vec![PROJECT_LABEL.to_owned()]),
             ("status", vec!["running".to_owned()]),
         ]);
-        let mut projects: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut projects: BTreeMap<String, BTreeSet<ContainerRef>> = BTreeMap::new();
         for summary in self.list(filters).await? {
             let mut labels = summary.labels.unwrap_or_default();
             if is_one_off(&labels) {
                 continue;
             }
-            if let (Some(project), Some(service)) =
-                (labels.remove(PROJECT_LABEL), labels.remove(SERVICE_LABEL))
-            {
-                projects.entry(project).or_default().insert(service);
+            if let (Some(project), Some(service), Some(id)) = (
+                labels.remove(PROJECT_LABEL),
+                labels.remove(SERVICE_LABEL),
+                summary.id,
+            ) {
+                let name = first_name(summary.names.as_deref());
+                projects
+                    .entry(project)
+                    .or_default()
+                    .insert(ContainerRef { service, id, name });
             }
         }
-        Ok(projects)
+        Ok(projects
+            .into_iter()
+            .map(|(project, set)| (project, sorted(set)))
+            .collect())
     }
 
     /// Every container of the project (orphans included, one-offs left out).
@@ -389,6 +511,7 @@ impl Engine {
             };
             containers.push(Listed {
                 id,
+                name: first_name(summary.names.as_deref()),
                 service,
                 running: summary.state == Some(S::RUNNING),
             });
@@ -400,40 +523,47 @@ impl Engine {
     pub(crate) async fn inspect(&self, id: &str) -> Result<Inspected, EngineError> {
         let docker = self.client()?;
         let response = self
-            .bounded(CALL_TIMEOUT, docker.inspect_container(id, None))
+            .bounded(self.call_timeout, docker.inspect_container(id, None))
             .await?;
         Ok(Inspected::from_response(response))
     }
 
     /// Stops a container: with its own grace period where it declares one (`grace: None`,
     /// the engine then uses the container's `StopTimeout` and `StopSignal`), else with
-    /// `grace`. The call is bounded by the grace plus `margin`, so the engine's own kill at
-    /// the end of the grace always comes first.
+    /// `grace`. The call is bounded by `wait` (the grace plus a margin, so that the engine's
+    /// own kill at the end of the grace always comes first); `None` for a container that asks
+    /// to be waited for without a bound.
     pub(crate) async fn stop(
         &self,
         id: &str,
         grace: Option<u64>,
-        wait: Duration,
+        wait: Option<Duration>,
     ) -> Result<(), EngineError> {
         let docker = self.client()?;
         let mut options = StopContainerOptionsBuilder::default();
         if let Some(secs) = grace {
             options = options.t(i32::try_from(secs).unwrap_or(i32::MAX));
         }
-        self.bounded(wait, docker.stop_container(id, Some(options.build())))
-            .await
+        let call = docker.stop_container(id, Some(options.build()));
+        match wait {
+            Some(wait) => self.bounded(wait, call).await,
+            None => call.await.map_err(|e| classify(&self.host, e)),
+        }
     }
 
     pub(crate) async fn start(&self, id: &str) -> Result<(), EngineError> {
         let docker = self.client()?;
-        self.bounded(CALL_TIMEOUT, docker.start_container(id, None))
+        self.bounded(self.call_timeout, docker.start_container(id, None))
             .await
     }
 
-    /// The project's container events from now on: `start`, `die` and health changes.
+    /// The project's container events: `start`, `die` and health changes, from now on, or
+    /// from `since` (ns since the epoch) on when resuming a stream that was cut (the engine
+    /// replays what it still holds of that time).
     pub(crate) fn events(
         &self,
         project: &str,
+        since: Option<i64>,
     ) -> Result<impl Stream<Item = Result<Event, EngineError>> + Send + Unpin, EngineError> {
         let docker = self.client()?;
         let filters = HashMap::from([
@@ -448,7 +578,18 @@ impl Engine {
                 ],
             ),
         ]);
-        let options = EventsOptionsBuilder::default().filters(&filters).build();
+        let mut options = EventsOptionsBuilder::default().filters(&filters);
+        let since = since.map(|ns| {
+            format!(
+                "{}.{:09}",
+                ns.div_euclid(1_000_000_000),
+                ns.rem_euclid(1_000_000_000)
+            )
+        });
+        if let Some(since) = &since {
+            options = options.since(since);
+        }
+        let options = options.build();
         let host = self.host.clone();
         Ok(Box::pin(
             docker
@@ -470,9 +611,23 @@ impl Engine {
             .logs(id, Some(options))
             .map_ok(|chunk| chunk.to_string())
             .try_collect::<Vec<String>>();
-        let chunks = self.bounded(CALL_TIMEOUT, collect).await?;
+        let chunks = self.bounded(self.call_timeout, collect).await?;
         Ok(chunks.concat().trim_end().to_owned())
     }
+}
+
+/// A container's name from a listing (`/app-web-1`), without the leading `/`.
+fn first_name(names: Option<&[String]>) -> String {
+    names
+        .and_then(|n| n.first())
+        .map(|n| n.trim_start_matches('/').to_owned())
+        .unwrap_or_default()
+}
+
+fn sorted(set: BTreeSet<ContainerRef>) -> Vec<ContainerRef> {
+    let mut all: Vec<ContainerRef> = set.into_iter().collect();
+    all.sort_by(|a, b| (&a.service, &a.id).cmp(&(&b.service, &b.id)));
+    all
 }
 
 fn is_one_off(labels: &HashMap<String, String>) -> bool {

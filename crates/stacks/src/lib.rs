@@ -7,6 +7,57 @@
 //! stack was down; it is run with argument vectors, never through a shell, and every stack
 //! name is checked against compose's project-name rules first.
 //!
+//! # Containers, evidence and slots
+//!
+//! The calls a cycle makes name containers, not services, and answer with what the engine
+//! says, so that a cycle record can tell the truth (SPEC §2 rule 10):
+//!
+//! - [`Stacks::running_containers`] lists a stack's running containers ([`ContainerRef`]:
+//!   id, name, service label), to be recorded before the stop.
+//! - [`Stacks::stop_containers`] stops exactly those, in reverse dependency order, each with
+//!   its own grace and signal, and reports each one's exit ([`StoppedContainer`]; `killed`
+//!   when its grace ran out).
+//! - [`Stacks::check_down`] tells whether a container of the stop ran since, or a new one
+//!   of the project appeared ([`DownCheck`]).
+//! - [`Stacks::start_containers`] starts exactly those again, in dependency order, waits
+//!   until they run (and are healthy where they were), and watches them for `settle`
+//!   ([`StacksConfig::settle`]): a death in that window is a failed start. With
+//!   [`StartRequest::stop_may_be_in_flight`], a container still running is waited for until
+//!   it exits (bounded by its grace plus a margin, along the chain of containers that stop
+//!   before it), never signalled again, then started.
+//! - [`Slots`] bound the engine work of a cycle: a stack's stop calls hold one slot, each
+//!   dependency level's start calls one; waiting for an app (to stop, run, become healthy,
+//!   settle) holds none.
+//!
+//! A container is addressed by its id whatever its labels say; only the compose fallback,
+//! for a container that vanished, needs its service label to be a valid service name. A
+//! call that gets no answer within its bound fails the stack unless the engine does not
+//! answer a ping either ([`StacksError::EngineUnreachable`]); an event stream cut while the
+//! engine answers is resumed from its last event.
+//!
+//! ```no_run
+//! use felhom_stacks::{EngineStacks, Slots, StartRequest, Stacks, StacksConfig};
+//!
+//! # async fn demo() -> Result<(), felhom_stacks::StacksError> {
+//! let stacks = EngineStacks::new(StacksConfig::default())?;
+//! let slots = Slots::new(4);
+//! let containers = stacks.running_containers("nextcloud").await?;
+//! let stopped = stacks.stop_containers("nextcloud", &containers, &slots).await?;
+//! let down_since = stopped.containers.iter().map(|s| s.stop_requested_at).min();
+//! // ... the backup ...
+//! if let Some(since) = down_since {
+//!     let check = stacks.check_down("nextcloud", &containers, since).await?;
+//!     assert!(check.stayed_down(), "captured live");
+//! }
+//! let request = StartRequest { containers, stop_may_be_in_flight: false };
+//! stacks.start_containers("nextcloud", &request, &slots).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The calls by service that predate these ([`Stacks::stop`], [`Stacks::start`]) run on the
+//! same code:
+//!
 //! ```no_run
 //! use felhom_stacks::{EngineStacks, Stacks, StacksConfig};
 //!
@@ -47,6 +98,7 @@ mod config;
 mod engine;
 #[cfg(feature = "engine")]
 mod engine_stacks;
+mod facts;
 #[cfg(any(test, feature = "mock"))]
 pub mod fake;
 #[cfg(feature = "engine")]
@@ -56,19 +108,21 @@ mod model;
 mod name;
 #[cfg(feature = "engine")]
 mod order;
-#[cfg(feature = "engine")]
-mod orphans;
+mod slots;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use chrono::{DateTime, Utc};
 pub use config::{protected_stacks, ComposeChoice, StacksConfig, DEFAULT_PROTECTED};
 #[cfg(feature = "engine")]
 pub use engine::unversioned;
 #[cfg(feature = "engine")]
-pub use engine_stacks::{EngineStacks, StartReport};
+pub use engine_stacks::EngineStacks;
+pub use facts::{ContainerRef, DownCheck, StartReport, StartRequest, StopReport, StoppedContainer};
+pub use slots::{Slot, Slots};
 
 /// Checks a stack name against compose's project-name rules (only lowercase letters,
 /// digits, dashes and underscores; the first a letter or digit), e.g. to validate
@@ -86,13 +140,15 @@ impl StacksError {
     }
 }
 
-/// A running app stack and the services of it that run.
+/// A running app stack: what a cycle may stop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunningStack {
     /// The stack's (compose project's) name.
     pub name: String,
     /// Its services that have a running container, sorted.
     pub services: Vec<String>,
+    /// Its running containers now (one-offs left out), sorted by service, then id.
+    pub containers: Vec<ContainerRef>,
 }
 
 /// Finds, stops and starts app stacks.
@@ -112,6 +168,61 @@ pub trait Stacks: Send + Sync {
     async fn start(&self, stack: &str, services: &[String]) -> Result<(), StacksError>;
     /// Whether at least one of the stack's containers runs.
     async fn is_running(&self, stack: &str) -> Result<bool, StacksError>;
+
+    /// The running containers of one stack now (one-offs left out), sorted by service, then
+    /// id: the driver records them before a stop, and again after it to catch a container that
+    /// started meanwhile.
+    async fn running_containers(&self, stack: &str) -> Result<Vec<ContainerRef>, StacksError> {
+        let _ = stack;
+        Err(StacksError::Unsupported {
+            call: "running_containers",
+        })
+    }
+
+    /// Stops exactly those of `containers` that still run — reverse dependency order, the
+    /// independent ones at once, each with its own grace period and stop signal (a negative
+    /// `StopTimeout` waits without a bound of ours) — holding one of `slots` for the stack's
+    /// stop calls; reports each with the engine's evidence. Refuses a protected stack.
+    async fn stop_containers(
+        &self,
+        stack: &str,
+        containers: &[ContainerRef],
+        slots: &Slots,
+    ) -> Result<StopReport, StacksError> {
+        let _ = (stack, containers, slots);
+        Err(StacksError::Unsupported {
+            call: "stop_containers",
+        })
+    }
+
+    /// What the engine says about a stopped stack now: see [`DownCheck`].
+    async fn check_down(
+        &self,
+        stack: &str,
+        containers: &[ContainerRef],
+        down_since: DateTime<Utc>,
+    ) -> Result<DownCheck, StacksError> {
+        let _ = (stack, containers, down_since);
+        Err(StacksError::Unsupported { call: "check_down" })
+    }
+
+    /// Starts exactly the request's containers in dependency order, honouring the conditions
+    /// their dependents wait for (each level's start calls hold one of `slots`; the waits hold
+    /// none), waits, bounded by `start_timeout`, until they run (and are healthy where they
+    /// were before the stop), then watches them until `settle` has passed since their start:
+    /// one that dies before is a failed start ([`StacksError::StartFailed`]). Returns what it
+    /// noticed.
+    async fn start_containers(
+        &self,
+        stack: &str,
+        request: &StartRequest,
+        slots: &Slots,
+    ) -> Result<StartReport, StacksError> {
+        let _ = (stack, request, slots);
+        Err(StacksError::Unsupported {
+            call: "start_containers",
+        })
+    }
 }
 
 /// What can go wrong with a stack. Messages name the stack, the container or service, and
@@ -212,7 +323,7 @@ pub enum StacksError {
         detail: String,
     },
     /// A service's container died (exited, or was restarted by its restart policy) during its
-    /// start or within `start_settle` after it.
+    /// start or within `settle` after it.
     #[error("stack {stack:?}: {command}: service {service:?} failed to start ({status}); its last log lines:\n{logs}")]
     StartFailed {
         /// The stack.
@@ -237,5 +348,12 @@ pub enum StacksError {
         waited: Duration,
         /// The services still not ready, each with why, e.g. `db (health: starting)`.
         pending: Vec<String>,
+    },
+    /// The implementation of [`Stacks`] does not support this call (a v2 call on an
+    /// implementation written before it).
+    #[error("this stacks implementation does not support {call}")]
+    Unsupported {
+        /// The call, e.g. `stop_containers`.
+        call: &'static str,
     },
 }

@@ -63,11 +63,7 @@ pub(crate) struct Member<'a> {
 /// several reasons say the same). Dependencies outside `members` are not part of this start
 /// or stop and are left out.
 pub(crate) fn dependencies(members: &[Member<'_>]) -> Vec<Vec<(usize, Condition)>> {
-    let by_id_or_name = |key: &str| {
-        members.iter().position(|m| {
-            m.name == key || m.id == key || (key.len() >= 12 && m.id.starts_with(key))
-        })
-    };
+    let by_id_or_name = |key: &str| position(members, key);
     members
         .iter()
         .enumerate()
@@ -99,6 +95,27 @@ pub(crate) fn dependencies(members: &[Member<'_>]) -> Vec<Vec<(usize, Condition)
                 }
             }
             deps.into_iter().collect()
+        })
+        .collect()
+}
+
+/// The member a key names: its name, its id, or an id prefix of 12 or more.
+fn position(members: &[Member<'_>], key: &str) -> Option<usize> {
+    members
+        .iter()
+        .position(|m| m.name == key || m.id == key || (key.len() >= 12 && m.id.starts_with(key)))
+}
+
+/// For each member, the member whose network namespace it joins (`container:<id or name>`):
+/// a dependency no start can ignore, since the engine refuses to start a container whose
+/// namespace container does not run.
+pub(crate) fn namespace_targets(members: &[Member<'_>]) -> Vec<Option<usize>> {
+    members
+        .iter()
+        .map(|m| {
+            m.network_mode
+                .strip_prefix("container:")
+                .and_then(|target| position(members, target))
         })
         .collect()
 }
@@ -181,5 +198,6 @@ mod tests {
         assert_eq!(deps[2], [(0, Condition::Started)]);
         assert_eq!(deps[3], [(0, Condition::Started)]);
         assert_eq!(dependents(&deps), [vec![1, 2, 3], vec![], vec![], vec![]]);
+        assert_eq!(namespace_targets(&members), [None, None, Some(0), None]);
     }
 }

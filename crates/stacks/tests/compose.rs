@@ -50,7 +50,8 @@ fn running_stopped_and_partially_running(tool: Tool) {
             stacks.running_app_stacks().await.expect("listed"),
             [RunningStack {
                 name: name.clone(),
-                services: vec!["db".into(), "web".into()]
+                services: vec!["db".into(), "web".into()],
+                containers: support::refs(&name, &["db", "web"]),
             }]
         );
 
@@ -61,7 +62,8 @@ fn running_stopped_and_partially_running(tool: Tool) {
             stacks.running_app_stacks().await.expect("listed"),
             [RunningStack {
                 name: name.clone(),
-                services: vec!["db".into()]
+                services: vec!["db".into()],
+                containers: support::refs(&name, &["db"]),
             }]
         );
         let db_before = container(&name, "db");
@@ -179,7 +181,8 @@ fn an_exited_one_shot_stays_exited(tool: Tool) {
             stacks.running_app_stacks().await.expect("listed"),
             [RunningStack {
                 name: name.clone(),
-                services: vec!["app".into()]
+                services: vec!["app".into()],
+                containers: support::refs(&name, &["app"]),
             }]
         );
         let services = stacks.stop(&name).await.expect("stop");
@@ -312,7 +315,7 @@ fn a_service_that_exits_at_once_is_a_failed_start() {
     // A generous settle window: on a loaded machine the engine may report the crashed
     // container as running for longer than the default 200 ms (the test would then race the
     // engine's bookkeeping, not test the stacks manager).
-    let stacks = root.stacks_with(|c| c.start_settle = Duration::from_secs(3));
+    let stacks = root.stacks_with(|c| c.settle = Duration::from_secs(3));
     block_on(LIMIT, async {
         let err = stacks
             .start(&name, &["broken".to_owned(), "web".to_owned()])
@@ -381,7 +384,8 @@ fn protected_and_undeployed_stacks_are_never_listed() {
             stacks.running_app_stacks().await.expect("listed"),
             [RunningStack {
                 name: app.clone(),
-                services: vec!["web".into()]
+                services: vec!["web".into()],
+                containers: support::refs(&app, &["web"]),
             }]
         );
         let err = stacks.stop(&guarded).await.expect_err("protected");

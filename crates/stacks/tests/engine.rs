@@ -296,7 +296,7 @@ fn an_app_that_dies_soon_after_its_start_is_a_failed_start() {
         &format!("services:\n{}", serve("late", &["--crash-after", "1s"], "")),
     );
     root.up(&name);
-    let stacks = root.stacks_with(|c| c.start_settle = Duration::from_secs(10));
+    let stacks = root.stacks_with(|c| c.settle = Duration::from_secs(10));
     block_on(LIMIT, async {
         let err = stacks
             .start(&name, &["late".to_owned()])

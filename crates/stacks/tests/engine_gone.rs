@@ -3,7 +3,7 @@
 //!
 //! The engine here is a stand-in on a unix socket that answers the listing and the inspect of
 //! one running container like Docker does, and then drops the connection of the call under
-//! test, as a dockerd that is restarted mid-call does; or, for the compose fallback, lists no
+//! test (and every ping), as a dockerd that is restarted mid-call does; or, for the compose fallback, lists no
 //! container at all and then goes away with its socket, as a dockerd that stops does.
 
 use std::future::Future;
@@ -68,6 +68,9 @@ async fn serve(listener: UnixListener, socket: PathBuf, cut: Cut) {
             let path = line.split(' ').nth(1).unwrap_or_default();
             let path = path.split('?').next().unwrap_or_default();
             let body = match (line.split(' ').next().unwrap_or_default(), path) {
+                // An engine that has gone answers no ping either (a ping is how a cut stream
+                // or a slow call is told from an engine that is away).
+                ("GET", "/_ping") => None,
                 ("GET", "/containers/json") if matches!(cut, Cut::Compose) => Some("[]".to_owned()),
                 ("GET", "/containers/json") => Some(listing()),
                 ("GET", p) if p == format!("/containers/{ID}/json") => {
@@ -123,7 +126,7 @@ fn on_stand_in(cut: Cut) -> (tempfile::TempDir, EngineStacks) {
         start_timeout: Duration::from_secs(20),
         // Longer than the stand-in's event stream lives: the start cannot be over before it
         // ends.
-        start_settle: Duration::from_secs(10),
+        settle: Duration::from_secs(10),
         ..StacksConfig::default()
     })
     .expect("valid")

@@ -5,6 +5,12 @@
 //! Point the controller at it with `DOCKER_HOST=unix://<path>` ([`EngineProxy::docker_host`]).
 //! Bytes are forwarded as they are (`copy_bidirectional`), so HTTP/1.1 keep-alive, the
 //! streaming `/events` endpoint and hijacked connections all work.
+//!
+//! Beyond on and off, it plays a slow or hung engine ([`EngineProxy::hold`]: requests whose
+//! request line matches are held, for a while or until [`EngineProxy::release`]) and a proxy
+//! that resets long-lived connections ([`EngineProxy::cut_streams`]: every open event stream
+//! is cut while other calls go on). Both rely on one request per connection, as clients of a
+//! unix socket make them (bollard keeps no idle connections there).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -13,6 +19,7 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 
@@ -56,6 +63,24 @@ pub enum ProxyError {
     },
 }
 
+/// Requests whose request line contains `pattern` wait `delay` (`None`: until released)
+/// before they are forwarded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Hold {
+    pattern: String,
+    delay: Option<Duration>,
+}
+
+/// What the test tells every connection, beyond on and off.
+#[derive(Debug)]
+struct Control {
+    holds: watch::Sender<Vec<Hold>>,
+    /// Bumped to cut every event stream open then.
+    cuts: watch::Sender<u64>,
+    /// Event streams opened so far.
+    streams: AtomicU64,
+}
+
 /// The running proxy; switched off and its socket removed when dropped.
 #[derive(Debug)]
 pub struct EngineProxy {
@@ -64,6 +89,7 @@ pub struct EngineProxy {
     /// One answer per switch: `Ok` once the proxy is as wanted.
     done: mpsc::Receiver<Result<(), ProxyError>>,
     accepted: Arc<AtomicU64>,
+    control: Arc<Control>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -89,10 +115,16 @@ impl EngineProxy {
         let (wanted, wanted_rx) = watch::channel(Wanted::On);
         let (done_tx, done) = mpsc::channel();
         let accepted = Arc::new(AtomicU64::new(0));
+        let control = Arc::new(Control {
+            holds: watch::channel(Vec::new()).0,
+            cuts: watch::channel(0).0,
+            streams: AtomicU64::new(0),
+        });
         let serve = Serve {
             path: path.clone(),
             upstream,
             accepted: Arc::clone(&accepted),
+            control: Arc::clone(&control),
             done: done_tx,
         };
         let thread = std::thread::Builder::new()
@@ -104,6 +136,7 @@ impl EngineProxy {
             wanted,
             done,
             accepted,
+            control,
             thread: Some(thread),
         };
         proxy.answer("on")?;
@@ -137,6 +170,36 @@ impl EngineProxy {
     /// really went through the proxy.
     pub fn accepted(&self) -> u64 {
         self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// "The engine is slow" (or hung): from now on, every request whose request line (e.g.
+    /// `POST /containers/<id>/start HTTP/1.1`) contains `pattern` waits `delay` before it is
+    /// forwarded, or with `None` until [`EngineProxy::release`]. The empty pattern holds every
+    /// request, `/_ping` included: an engine that answers nothing, as a hung dockerd behind
+    /// socket activation.
+    pub fn hold(&self, pattern: &str, delay: Option<Duration>) {
+        self.control.holds.send_modify(|holds| {
+            holds.push(Hold {
+                pattern: pattern.to_owned(),
+                delay,
+            });
+        });
+    }
+
+    /// Drops every hold: held requests go on to the engine.
+    pub fn release(&self) {
+        self.control.holds.send_modify(Vec::clear);
+    }
+
+    /// Cuts every event stream (`GET /events`) open now, as a proxy or a restarting socket
+    /// unit resets a long-lived connection; other calls, and streams opened later, go on.
+    pub fn cut_streams(&self) {
+        self.control.cuts.send_modify(|n| *n += 1);
+    }
+
+    /// How many event streams clients have opened through the proxy so far.
+    pub fn streams(&self) -> u64 {
+        self.control.streams.load(Ordering::SeqCst)
     }
 
     fn switch(&self, to: Wanted, name: &'static str) -> Result<(), ProxyError> {
@@ -181,6 +244,7 @@ struct Serve {
     path: PathBuf,
     upstream: PathBuf,
     accepted: Arc<AtomicU64>,
+    control: Arc<Control>,
     done: mpsc::Sender<Result<(), ProxyError>>,
 }
 
@@ -247,7 +311,11 @@ impl Serve {
                     // A failed accept (a client gone before it was taken) ends only that one.
                     if let Ok((client, _)) = accepted {
                         self.accepted.fetch_add(1, Ordering::SeqCst);
-                        connections.spawn(forward(client, self.upstream.clone()));
+                        connections.spawn(forward(
+                            client,
+                            self.upstream.clone(),
+                            Arc::clone(&self.control),
+                        ));
                     }
                 }
                 // Reaps finished connections, so the set does not grow with a long test.
@@ -265,11 +333,69 @@ impl Serve {
     }
 }
 
+/// The longest request head read before the request line must have come.
+const MAX_HEAD: usize = 64 * 1024;
+
 /// Forwards one client connection to a new upstream connection, both ways, until either side
-/// closes. A client whose upstream cannot be reached is dropped (as a dead engine would).
-async fn forward(mut client: UnixStream, upstream: PathBuf) {
+/// closes; held first where a hold matches its request line, and cut with the event streams
+/// when it is one. A client whose upstream cannot be reached is dropped (as a dead engine
+/// would).
+async fn forward(mut client: UnixStream, upstream: PathBuf, control: Arc<Control>) {
+    let mut head = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !head.windows(2).any(|w| w == b"\r\n") && head.len() < MAX_HEAD {
+        match client.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let end = head
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .unwrap_or(head.len());
+    let line = String::from_utf8_lossy(&head[..end]).into_owned();
+    let mut holds = control.holds.subscribe();
+    loop {
+        let delay = holds
+            .borrow_and_update()
+            .iter()
+            .find(|h| line.contains(&h.pattern))
+            .map(|h| h.delay);
+        match delay {
+            None => break,
+            Some(Some(delay)) => {
+                tokio::time::sleep(delay).await;
+                break;
+            }
+            // Until the holds change; then looked at again.
+            Some(None) => {
+                if holds.changed().await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
     let Ok(mut engine) = UnixStream::connect(&upstream).await else {
         return;
     };
-    let _ = tokio::io::copy_bidirectional(&mut client, &mut engine).await;
+    if engine.write_all(&head).await.is_err() {
+        return;
+    }
+    let path = line.split(' ').nth(1).unwrap_or_default();
+    let stream = path
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .ends_with("/events");
+    if stream {
+        let mut cuts = control.cuts.subscribe();
+        control.streams.fetch_add(1, Ordering::SeqCst);
+        tokio::select! {
+            _ = tokio::io::copy_bidirectional(&mut client, &mut engine) => {}
+            // Both ends are dropped: the client sees its stream reset.
+            _ = cuts.changed() => {}
+        }
+    } else {
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut engine).await;
+    }
 }

@@ -12,6 +12,7 @@ use super::listing::Prepared;
 use super::{command_error, EngineStacks};
 use crate::command::CommandLine;
 use crate::compose::Flavor;
+use crate::name::check_service_name;
 use crate::{ComposeChoice, StacksError};
 
 /// Bound for the compose commands that only read (`version`, `config`).
@@ -48,19 +49,18 @@ impl EngineStacks {
     }
 
     /// The compose fallback for containers that vanished while the stack was down:
-    /// `up --no-recreate --no-deps` of the services (existing containers are started as they
-    /// are, missing ones created), and `up --force-recreate --no-deps` of those whose
-    /// network namespace was a container that is gone, so that they join the new one.
+    /// `up --no-recreate --no-deps` of their services (missing containers are created; the
+    /// other containers of the start are started by id afterwards, never by compose), and
+    /// `up --force-recreate --no-deps` of those whose network namespace was a container that
+    /// is gone, so that they join the new one. Returns the services brought back, and the ids
+    /// of the containers compose made for them.
     pub(super) async fn recreate(
         &self,
         stack: &str,
-        wanted: &[String],
         missing: &[String],
         known: &[Prepared],
         deadline: Instant,
-    ) -> Result<Vec<String>, StacksError> {
-        let files = self.files(stack)?;
-        let flavor = self.flavor().await?;
+    ) -> Result<(Vec<String>, Vec<String>), StacksError> {
         let existing = self.containers(stack).await?;
         let exists = |target: &str| existing.iter().any(|l| l.id.starts_with(target));
         let stale: BTreeSet<String> = known
@@ -79,7 +79,14 @@ impl EngineStacks {
             })
             .map(|p| p.container.service.clone())
             .collect();
-        let plain: Vec<String> = wanted
+        // Only here does a service name reach a command line: it must be one compose could
+        // have made. Elsewhere a container is addressed by its id, whatever its label says.
+        for service in missing.iter().chain(&stale) {
+            check_service_name(stack, service)?;
+        }
+        let files = self.files(stack)?;
+        let flavor = self.flavor().await?;
+        let plain: Vec<String> = missing
             .iter()
             .filter(|s| !stale.contains(*s))
             .cloned()
@@ -105,7 +112,15 @@ impl EngineStacks {
         }
         let mut recreated: BTreeSet<String> = missing.iter().cloned().collect();
         recreated.extend(stale);
-        Ok(recreated.into_iter().collect())
+        let made: Vec<String> = self
+            .containers(stack)
+            .await?
+            .into_iter()
+            .filter(|l| recreated.contains(&l.service))
+            .filter(|l| !existing.iter().any(|e| e.id == l.id))
+            .map(|l| l.id)
+            .collect();
+        Ok((recreated.into_iter().collect(), made))
     }
 
     async fn run_compose(

@@ -3,7 +3,7 @@
 //! Apart from the stop and the start because both need it, and because for containers of
 //! compose v1 (which labels no dependencies) it asks compose for the project's model.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::fallback::CLI_TIMEOUT;
 use super::{command_error, engine_error, EngineStacks};
@@ -11,7 +11,7 @@ use crate::engine::{EngineError, Health, Inspected, Listed};
 use crate::model;
 use crate::name::check_stack_name;
 use crate::order::{self, Condition, Member, ServiceDeps};
-use crate::{RunningStack, StacksError};
+use crate::{ContainerRef, RunningStack, StacksError};
 
 /// A container about to be stopped or started, and its dependencies.
 #[derive(Debug, Clone)]
@@ -45,20 +45,27 @@ impl EngineStacks {
         if candidates.is_empty() {
             return Ok(Vec::new());
         }
-        let mut running = self.engine.running_services().await.map_err(|e| match e {
-            EngineError::Unreachable(detail) => StacksError::EngineUnreachable { detail },
-            other => StacksError::Engine {
-                command: "list of the running containers".to_owned(),
-                detail: other.to_string(),
-            },
-        })?;
+        let mut running = self
+            .engine
+            .running_by_project()
+            .await
+            .map_err(|e| match e {
+                EngineError::Unreachable(detail) => StacksError::EngineUnreachable { detail },
+                other => StacksError::Engine {
+                    command: "list of the running containers".to_owned(),
+                    detail: other.to_string(),
+                },
+            })?;
         Ok(candidates
             .into_iter()
             .filter_map(|name| {
-                let services = running.remove(&name)?;
+                let containers = running.remove(&name)?;
+                let services: BTreeSet<String> =
+                    containers.iter().map(|c| c.service.clone()).collect();
                 Some(RunningStack {
                     name,
                     services: services.into_iter().collect(),
+                    containers,
                 })
             })
             .collect())
@@ -78,8 +85,21 @@ impl EngineStacks {
         Ok(self.containers(stack).await?.iter().any(|l| l.running))
     }
 
+    /// The running containers of `stack`, sorted by service, then id.
+    pub(super) async fn running_refs(&self, stack: &str) -> Result<Vec<ContainerRef>, StacksError> {
+        check_stack_name(stack)?;
+        Ok(self
+            .containers(stack)
+            .await?
+            .iter()
+            .filter(|l| l.running)
+            .map(Listed::to_ref)
+            .collect())
+    }
+
     /// Inspects the containers `ids` (those gone meanwhile are left out) and finds their
     /// dependencies: from their labels, or from the project's model for those without.
+    /// `health_before`: what a stop recorded, by container id.
     pub(super) async fn prepare(
         &self,
         stack: &str,
@@ -110,10 +130,7 @@ impl EngineStacks {
                     Some(label) => order::parse_depends_on(label),
                     None => model.get(&c.service).cloned().unwrap_or_default(),
                 };
-                let before = match health_before.get(&c.service) {
-                    Some(known) => *known,
-                    None => None,
-                };
+                let before = health_before.get(&c.id).copied().flatten();
                 Prepared {
                     container: c,
                     deps,
@@ -149,27 +166,19 @@ impl EngineStacks {
             }
         }
     }
-
-    /// The containers of `services` as the engine has them now, prepared for a start.
-    pub(super) async fn current(
-        &self,
-        stack: &str,
-        services: &[String],
-        health_before: &HashMap<String, Option<Health>>,
-    ) -> Result<Vec<Prepared>, StacksError> {
-        let ids: Vec<String> = self
-            .containers(stack)
-            .await?
-            .into_iter()
-            .filter(|l| services.contains(&l.service))
-            .map(|l| l.id)
-            .collect();
-        self.prepare(stack, &ids, health_before).await
-    }
 }
 
 pub(super) fn dependencies(containers: &[Prepared]) -> Vec<Vec<(usize, Condition)>> {
-    let members: Vec<Member<'_>> = containers
+    order::dependencies(&members(containers))
+}
+
+/// For each container, the one whose network namespace it joins, if it is in `containers`.
+pub(super) fn namespace_targets(containers: &[Prepared]) -> Vec<Option<usize>> {
+    order::namespace_targets(&members(containers))
+}
+
+fn members(containers: &[Prepared]) -> Vec<Member<'_>> {
+    containers
         .iter()
         .map(|p| Member {
             id: &p.container.id,
@@ -179,6 +188,5 @@ pub(super) fn dependencies(containers: &[Prepared]) -> Vec<Vec<(usize, Condition
             network_mode: &p.container.network_mode,
             links: &p.container.links,
         })
-        .collect();
-    order::dependencies(&members)
+        .collect()
 }

@@ -1,11 +1,13 @@
 //! [`EngineStacks`]: the [`Stacks`] of a real guest, through the Docker Engine API.
 //!
 //! One file per part of the work, each readable at once: `listing` (which containers a stack
-//! has, and their dependencies), `stop`, `start` (and `progress`, where each container is on
-//! its way up), `fallback` (the compose command line, for vanished containers and compose
-//! v1's dependencies) and `records` (what a stop leaves for the start). This file holds the
-//! type, its configuration and the errors they share.
+//! has, and their dependencies), `stop`, `down` (whether a stopped stack stayed down), `start`
+//! (and `progress`, where each container is on its way up), `fallback` (the compose command
+//! line, for vanished containers and compose v1's dependencies) and `records` (what a stop
+//! leaves for the start). This file holds the type, its configuration and the errors they
+//! share.
 
+mod down;
 mod fallback;
 mod listing;
 mod progress;
@@ -13,7 +15,10 @@ mod records;
 mod start;
 mod stop;
 
+use std::time::Duration;
+
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use tokio::sync::OnceCell;
 
 use crate::command::{CommandLine, Runner};
@@ -21,10 +26,13 @@ use crate::compose::Flavor;
 use crate::engine::{Engine, EngineError, Inspected};
 use crate::files::{self, ComposeFiles};
 use crate::name::check_stack_name;
-use crate::{protected_stacks, ComposeChoice, RunningStack, Stacks, StacksConfig, StacksError};
+use crate::{
+    protected_stacks, ComposeChoice, ContainerRef, DownCheck, RunningStack, Slots, Stacks,
+    StacksConfig, StacksError, StartReport, StartRequest, StopReport,
+};
 
 use records::Records;
-pub use records::StartReport;
+use start::Plan;
 
 /// The stacks of a guest, stopped and started through the Docker Engine API.
 ///
@@ -41,6 +49,8 @@ pub struct EngineStacks {
     flavor: OnceCell<Flavor>,
     /// What its stops stopped, until the next start, and what the starts noticed.
     records: Records,
+    /// See [`EngineStacks::with_call_timeout`].
+    engine_call_timeout: Duration,
 }
 
 impl EngineStacks {
@@ -61,6 +71,7 @@ impl EngineStacks {
             runner: Runner::default(),
             flavor: OnceCell::new(),
             records: Records::default(),
+            engine_call_timeout: crate::engine::CALL_TIMEOUT,
         })
     }
 
@@ -68,8 +79,20 @@ impl EngineStacks {
     /// `unix:///run/other.sock`).
     pub fn with_docker_host(mut self, host: impl Into<String>) -> Self {
         let host = host.into();
-        self.engine = Engine::new(Some(host.clone()));
+        let mut engine = Engine::new(Some(host.clone()));
+        engine.set_call_timeout(self.engine_call_timeout);
+        self.engine = engine;
         self.runner.docker_host = Some(host);
+        self
+    }
+
+    /// The bound on each quick engine call (list, inspect, start, logs; 30s): a call that
+    /// gets no answer within it fails the stack's stop or start, unless the engine does not
+    /// answer a ping either, which is [`StacksError::EngineUnreachable`]. Shorter in tests.
+    /// A stop call is bounded by the container's grace instead.
+    pub fn with_call_timeout(mut self, limit: Duration) -> Self {
+        self.engine_call_timeout = limit;
+        self.engine.set_call_timeout(limit);
         self
     }
 
@@ -123,11 +146,48 @@ impl Stacks for EngineStacks {
     }
 
     async fn start(&self, stack: &str, services: &[String]) -> Result<(), StacksError> {
-        self.start_stack(stack, services).await
+        self.start_services(stack, services).await
     }
 
     async fn is_running(&self, stack: &str) -> Result<bool, StacksError> {
         self.runs(stack).await
+    }
+
+    async fn running_containers(&self, stack: &str) -> Result<Vec<ContainerRef>, StacksError> {
+        self.running_refs(stack).await
+    }
+
+    async fn stop_containers(
+        &self,
+        stack: &str,
+        containers: &[ContainerRef],
+        slots: &Slots,
+    ) -> Result<StopReport, StacksError> {
+        self.stop_refs(stack, containers, slots).await
+    }
+
+    async fn check_down(
+        &self,
+        stack: &str,
+        containers: &[ContainerRef],
+        down_since: DateTime<Utc>,
+    ) -> Result<DownCheck, StacksError> {
+        self.check_down_of(stack, containers, down_since).await
+    }
+
+    async fn start_containers(
+        &self,
+        stack: &str,
+        request: &StartRequest,
+        slots: &Slots,
+    ) -> Result<StartReport, StacksError> {
+        let plan = Plan {
+            containers: request.containers.clone(),
+            extra_services: Vec::new(),
+            in_flight: request.stop_may_be_in_flight,
+            slots,
+        };
+        self.start_plan(stack, plan).await
     }
 }
 

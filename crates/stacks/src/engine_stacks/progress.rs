@@ -1,6 +1,11 @@
 //! Where each container of a start is on its way up, and from that, when the start is over
 //! and what it still waits for. Pure state, apart from the engine calls of the start, so that
 //! it is tested without an engine.
+//!
+//! A start is over when every container is ready (running, and healthy where it waits for
+//! health; or a one-shot a dependent waits for, exited 0) and `settle` has passed since each
+//! one's start: a container that dies within `settle` of its start is a failed start, with or
+//! without a health check (a passing check does not end the watch early).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -17,6 +22,10 @@ pub(super) enum Phase {
     /// Its dependencies are not ready yet.
     #[default]
     Waiting,
+    /// It still runs, and a stop of it may be in flight: waited for until it exits (never
+    /// signalled again), at most until `until` (`None`: its grace is unbounded); then it
+    /// counts as started.
+    Stopping { until: Option<Instant> },
     /// Its start call is under way.
     Starting,
     /// The engine started it; what it is now is being asked.
@@ -58,7 +67,7 @@ impl Live {
                 self.running
                     && (!prepared.waits_for_health() || self.health == Some(Health::Healthy))
             }
-            Phase::Waiting | Phase::Starting | Phase::Started => false,
+            Phase::Waiting | Phase::Stopping { .. } | Phase::Starting | Phase::Started => false,
         }
     }
 
@@ -77,8 +86,8 @@ impl Live {
     }
 }
 
-/// When the start is over: every container ready, and those without a health check to prove
-/// them seen up for `settle` (an app that dies at once is a failed start). `None` while some
+/// When the start is over: every container ready, and each one started seen up for `settle`
+/// (an app that dies within it is a failed start, health check or not). `None` while some
 /// container is not ready.
 pub(super) fn settled(
     live: &[Live],
@@ -91,7 +100,7 @@ pub(super) fn settled(
         if !l.ready(p) {
             return None;
         }
-        if l.phase == Phase::Up && !p.waits_for_health() {
+        if l.phase == Phase::Up {
             at = at.max(l.since.map(|since| since + settle));
         }
     }
@@ -120,6 +129,7 @@ pub(super) fn pending(
                     on.into_iter().collect::<Vec<_>>().join(", ")
                 )
             }
+            Phase::Stopping { .. } => "its stop is still in flight".to_owned(),
             Phase::Starting | Phase::Started => "starting".to_owned(),
             _ if !l.running => "not running".to_owned(),
             _ => l.health.unwrap_or(Health::Starting).as_str().to_owned(),
@@ -132,24 +142,15 @@ pub(super) fn pending(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{Inspected, State};
+    use crate::engine::Inspected;
     use crate::order::ServiceDeps;
 
     fn prepared(service: &str, has_healthcheck: bool, before: Option<Health>) -> Prepared {
         Prepared {
             container: Inspected {
-                id: format!("id-{service}"),
-                name: format!("app-{service}-1"),
-                service: service.to_owned(),
-                state: State::Exited,
-                health: None,
                 has_healthcheck,
-                stop_timeout: None,
-                depends_on: Some(String::new()),
                 network_mode: "app_default".to_owned(),
-                links: Vec::new(),
-                exit_code: 0,
-                started_at: 0,
+                ..Inspected::sample(service)
             },
             deps: ServiceDeps::new(),
             health_before: before,
@@ -236,8 +237,33 @@ mod tests {
                 settle,
                 now
             ),
+            Some(now + settle),
+            "a passing health check does not end the watch early"
+        );
+        let long_ago = up(Some(Health::Healthy), now - Duration::from_secs(60));
+        assert_eq!(
+            settled(
+                std::slice::from_ref(&long_ago),
+                &containers[..1],
+                settle,
+                now
+            ),
+            Some(now - Duration::from_secs(60) + settle),
+            "healthy after the window: over as soon as it is"
+        );
+        let completed = Live {
+            phase: Phase::Completed,
+            ..Live::default()
+        };
+        assert_eq!(
+            settled(
+                std::slice::from_ref(&completed),
+                &containers[1..],
+                settle,
+                now
+            ),
             Some(now),
-            "a passing health check proves it"
+            "a completed one-shot is not watched"
         );
         let unhealthy_db = up(Some(Health::Unhealthy), now);
         assert_eq!(
@@ -248,6 +274,18 @@ mod tests {
         assert_eq!(
             pending(&[unhealthy_db, Live::default()], &containers, &deps),
             ["db (unhealthy)", "web (waiting for db)"]
+        );
+        let stopping = Live {
+            phase: Phase::Stopping { until: None },
+            ..Live::default()
+        };
+        assert!(!stopping.ready(&containers[0]));
+        for condition in [Condition::Started, Condition::Healthy, Condition::Completed] {
+            assert!(!stopping.satisfies(condition, &containers[0]));
+        }
+        assert_eq!(
+            pending(&[stopping, Live::default()], &containers, &deps),
+            ["db (its stop is still in flight)", "web (waiting for db)"]
         );
     }
 }

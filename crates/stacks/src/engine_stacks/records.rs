@@ -1,70 +1,78 @@
 //! What a stop of this instance records for the start that follows, and what each start
 //! noticed. Kept apart from the engine calls because it is state across calls: a stop's record
-//! lives until the stack's next successful start, so that a retried start still knows the
-//! health each container had before the stop, and needs no listing nor inspect on the way up.
+//! lives until the container's next successful start, so that a retried start still knows the
+//! health each container had before the stop, and needs no inspect on the way up.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, PoisonError};
 
 use super::listing::Prepared;
+use crate::StartReport;
 
-/// What the last successful start of a stack noticed without failing it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StartReport {
-    /// Services with a health check that did not pass before the stop (unhealthy, or still
-    /// starting): they were waited for only until they ran, not until healthy.
-    pub not_waited_for_health: Vec<String>,
-    /// Services whose containers had vanished while the stack was down (or that joined the
-    /// network namespace of one that had), brought back with compose `up`.
-    pub recreated: Vec<String>,
-}
-
-/// The records of one [`EngineStacks`](super::EngineStacks), per stack.
+/// The records of one [`EngineStacks`](super::EngineStacks), per stack, per container id.
 #[derive(Debug, Default)]
 pub(super) struct Records {
-    /// What each stop of this instance stopped, until the stack's next successful start:
-    /// the start then needs no listing nor inspect on the way up, where every call is
-    /// downtime, and knows each container's health before the stop.
-    stopped: Mutex<HashMap<String, Vec<Prepared>>>,
+    /// What each stop of this instance was about to stop, until the container's next
+    /// successful start: the start then needs no inspect on the way up, where every call is
+    /// downtime, and knows each container's health before the stop. Written before the first
+    /// stop call, so that a stop abandoned half-way still left it.
+    stopped: Mutex<HashMap<String, BTreeMap<String, Prepared>>>,
     /// What the last start of each stack noticed (see [`Records::last_start`]).
     reports: Mutex<HashMap<String, StartReport>>,
 }
 
 impl Records {
-    /// A stop of `stack` stopped `prepared`. A stop again before the start (one that did not
-    /// end well is repeated) adds to what the first one recorded: their health before the
-    /// cycle is still known.
-    pub(super) fn stopped(&self, stack: &str, prepared: Vec<Prepared>) {
+    /// A stop of `stack` is about to stop `prepared`. A container recorded by an earlier stop
+    /// (one that did not end well is repeated, or someone started it again meanwhile) keeps
+    /// its health from before the cycle.
+    pub(super) fn stopping(&self, stack: &str, prepared: &[Prepared]) {
         let mut stopped = lock(&self.stopped);
-        let mut record = prepared;
-        for earlier in stopped.remove(stack).into_iter().flatten() {
-            if !record
-                .iter()
-                .any(|p| p.container.id == earlier.container.id)
-            {
-                record.push(earlier);
+        let record = stopped.entry(stack.to_owned()).or_default();
+        for p in prepared {
+            record
+                .entry(p.container.id.clone())
+                .or_insert_with(|| p.clone());
+        }
+    }
+
+    /// What the stops recorded of the containers `ids` of `stack` (those it recorded; the
+    /// others are not in the answer). Kept until a start succeeds: a retry then still knows
+    /// the health before the stop.
+    pub(super) fn recorded(&self, stack: &str, ids: &[String]) -> Vec<Prepared> {
+        lock(&self.stopped)
+            .get(stack)
+            .map(|record| {
+                ids.iter()
+                    .filter_map(|id| record.get(id).cloned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The ids the stops of `stack` recorded, whose service is one of `services`.
+    pub(super) fn ids_of_services(&self, stack: &str, services: &[String]) -> Vec<String> {
+        lock(&self.stopped)
+            .get(stack)
+            .map(|record| {
+                record
+                    .values()
+                    .filter(|p| services.contains(&p.container.service))
+                    .map(|p| p.container.id.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// A start of `ids` of `stack` succeeded: what the stops recorded of them is spent.
+    pub(super) fn started(&self, stack: &str, ids: &[String], report: StartReport) {
+        let mut stopped = lock(&self.stopped);
+        if let Some(record) = stopped.get_mut(stack) {
+            record.retain(|id, _| !ids.contains(id));
+            if record.is_empty() {
+                stopped.remove(stack);
             }
         }
-        stopped.insert(stack.to_owned(), record);
-    }
-
-    /// What the stop recorded of exactly the services `wanted` (sorted, each once); `None`
-    /// when it did not record them all. Kept until a start succeeds: a retry then still
-    /// knows the health before the stop.
-    pub(super) fn for_start(&self, stack: &str, wanted: &[String]) -> Option<Vec<Prepared>> {
-        lock(&self.stopped).get(stack).and_then(|r| {
-            let mine: Vec<Prepared> = r
-                .iter()
-                .filter(|p| wanted.contains(&p.container.service))
-                .cloned()
-                .collect();
-            (services_of(&mine) == wanted).then_some(mine)
-        })
-    }
-
-    /// A start of `stack` succeeded: what its stop recorded is spent.
-    pub(super) fn started(&self, stack: &str, report: StartReport) {
-        lock(&self.stopped).remove(stack);
+        drop(stopped);
         lock(&self.reports).insert(stack.to_owned(), report);
     }
 
@@ -72,15 +80,6 @@ impl Records {
     pub(super) fn last_start(&self, stack: &str) -> Option<StartReport> {
         lock(&self.reports).get(stack).cloned()
     }
-}
-
-fn services_of(containers: &[Prepared]) -> Vec<String> {
-    containers
-        .iter()
-        .map(|p| p.container.service.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect()
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

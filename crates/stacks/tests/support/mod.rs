@@ -15,6 +15,7 @@ pub use felhom_testsupport::engine::{ContainerState, IMAGE};
 const COMMAND_BOUND: Duration = Duration::from_secs(120);
 
 /// A test for compose v2 and one for v1.
+#[allow(unused_macros)]
 macro_rules! both_tools {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
@@ -107,6 +108,16 @@ impl Root {
         dir
     }
 
+    /// Deploys a stack whose compose file names one service that is never brought up: its
+    /// containers are made by hand ([`Made`]); the file only makes the stack deployed.
+    pub fn deploy_for_hand_made(&mut self, name: &str) {
+        self.deploy(
+            name,
+            "compose.yaml",
+            &format!("services:\n{}", serve("unused", &[], "")),
+        );
+    }
+
     /// The stacks manager under test, with short timeouts.
     pub fn stacks(&self) -> EngineStacks {
         self.stacks_with(|_| {})
@@ -118,6 +129,9 @@ impl Root {
             compose: self.tool.choice(),
             stop_timeout: Duration::from_secs(1),
             start_timeout: Duration::from_secs(30),
+            // Short, so that every start does not take the default 10 s; the tests of the
+            // settle window set their own.
+            settle: Duration::from_millis(500),
             ..StacksConfig::default()
         };
         tweak(&mut config);
@@ -231,6 +245,22 @@ pub fn assert_not_run_again(project: &str, service: &str, before: &ContainerStat
     );
 }
 
+/// The one container of each of `services` of `project`, as the stacks manager names it.
+pub fn refs(project: &str, services: &[&str]) -> Vec<felhom_stacks::ContainerRef> {
+    services
+        .iter()
+        .map(|service| {
+            let id = container(project, service).id;
+            let name = docker(&["inspect", "--format", "{{.Name}}", &id]);
+            felhom_stacks::ContainerRef {
+                id,
+                name: name.trim().trim_start_matches('/').to_owned(),
+                service: (*service).to_owned(),
+            }
+        })
+        .collect()
+}
+
 /// Whether the project has a container for `service` at all.
 pub fn has_container(project: &str, service: &str) -> bool {
     !engine::container_ids(project, Some(service))
@@ -266,4 +296,175 @@ pub fn block_on<F: std::future::Future>(limit: Duration, body: F) -> F::Output {
             .await
             .unwrap_or_else(|_| panic!("the test did not finish within {limit:?}"))
     })
+}
+
+/// Containers a test makes with `docker run` / `docker create` (hand-made members of a
+/// project), removed with their volumes when dropped, even when the test fails.
+#[derive(Default)]
+pub struct Made(Vec<String>);
+
+impl Made {
+    /// `docker <args>`; returns the new container's id.
+    pub fn docker(&mut self, args: &[&str]) -> String {
+        let id = docker(args).trim().to_owned();
+        self.0.push(id.clone());
+        id
+    }
+
+    /// A hand-made member of `project` as `service` running the test app's `command`:
+    /// `docker run -d` (`create` where `start` is false) with `options` before the image,
+    /// and no network unless they name one (this engine has no default bridge).
+    pub fn member(
+        &mut self,
+        project: &str,
+        service: &str,
+        start: bool,
+        options: &[&str],
+        command: &[&str],
+    ) -> String {
+        let mut args: Vec<String> = if start {
+            vec!["run".into(), "-d".into()]
+        } else {
+            vec!["create".into()]
+        };
+        if !options.contains(&"--network") {
+            args.extend(["--network".to_owned(), "none".to_owned()]);
+        }
+        args.extend(member_of(project, service));
+        args.extend(options.iter().map(|o| (*o).to_owned()));
+        args.push(IMAGE.to_owned());
+        args.extend(command.iter().map(|c| (*c).to_owned()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.docker(&args)
+    }
+}
+
+impl Drop for Made {
+    fn drop(&mut self) {
+        for id in &self.0 {
+            let mut c = Command::new("docker");
+            c.args(["rm", "-f", "-v", id]);
+            if let Err(e) = process::checked(&mut c, COMMAND_BOUND) {
+                eprintln!("removing {id} failed: {e}");
+            }
+        }
+    }
+}
+
+/// The labels that make a hand-made container a member of `project` as `service`.
+pub fn member_of(project: &str, service: &str) -> Vec<String> {
+    [
+        format!("com.docker.compose.project={project}"),
+        format!("com.docker.compose.service={service}"),
+        "com.docker.compose.oneoff=False".to_owned(),
+    ]
+    .into_iter()
+    .flat_map(|label| ["--label".to_owned(), label])
+    .collect()
+}
+
+/// A container's state by id: `(status, StartedAt, FinishedAt)`.
+pub fn state_of(
+    id: &str,
+) -> (
+    String,
+    chrono::DateTime<chrono::Utc>,
+    chrono::DateTime<chrono::Utc>,
+) {
+    let out = docker(&[
+        "inspect",
+        "--format",
+        "{{.State.Status}}|{{.State.StartedAt}}|{{.State.FinishedAt}}",
+        id,
+    ]);
+    let mut fields = out.trim().split('|');
+    let mut next = || fields.next().expect("three fields").to_owned();
+    let status = next();
+    let time = |text: String| {
+        chrono::DateTime::parse_from_rfc3339(&text)
+            .unwrap_or_else(|e| panic!("{text:?}: {e}"))
+            .with_timezone(&chrono::Utc)
+    };
+    let started = time(next());
+    let finished = time(next());
+    (status, started, finished)
+}
+
+/// Waits (bounded) until `what` holds, looking every 100 ms.
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let until = std::time::Instant::now() + Duration::from_secs(120);
+    while !done() {
+        assert!(std::time::Instant::now() < until, "never: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The same, from an async test.
+pub async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let until = std::time::Instant::now() + Duration::from_secs(120);
+    while !done() {
+        assert!(std::time::Instant::now() < until, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The ids of the containers of `service` of `project`.
+pub fn engine_ids(project: &str, service: &str) -> Vec<String> {
+    engine::container_ids(project, Some(service)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Counts the signals the engine sends to a container (its `kill` events: a stop's signal, a
+/// kill), from when it is made on; a live subscription, since the engine keeps only its last
+/// 256 events.
+pub struct Signals {
+    child: std::process::Child,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Signals {
+    pub fn watch(id: &str) -> Self {
+        let since = chrono::Utc::now().timestamp().saturating_sub(1).to_string();
+        let mut child = Command::new("docker")
+            .args([
+                "events",
+                "--since",
+                &since,
+                "--filter",
+                &format!("container={id}"),
+                "--filter",
+                "event=kill",
+                "--format",
+                "{{.Action}} {{index .Actor.Attributes \"signal\"}}",
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("docker events starts");
+        let stdout = child.stdout.take().expect("piped");
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let lines = std::sync::Arc::clone(&seen);
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                lines.lock().expect("lines").push(line);
+            }
+        });
+        Self { child, seen }
+    }
+
+    /// The signals seen so far, e.g. `kill 15`.
+    pub fn seen(&self) -> Vec<String> {
+        self.seen.lock().expect("lines").clone()
+    }
+}
+
+impl Drop for Signals {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
