@@ -9,7 +9,10 @@ use chrono::{DateTime, Utc};
 use felhom_agentapi::{
     AgentApi, AgentError, Answered, BackupPhase, BackupStart, BackupStatus, Due,
 };
-use felhom_stacks::{RunningStack, Stacks, StacksError};
+use felhom_stacks::{
+    ContainerRef, DownCheck, RunningStack, Slots, Stacks, StacksError, StartReport, StartRequest,
+    StopReport,
+};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -128,16 +131,39 @@ impl Stacks for EngineWatch {
         self.seen(self.stacks.running_app_stacks().await)
     }
 
-    async fn stop(&self, stack: &str) -> Result<Vec<String>, StacksError> {
-        self.seen(self.stacks.stop(stack).await)
-    }
-
-    async fn start(&self, stack: &str, services: &[String]) -> Result<(), StacksError> {
-        self.seen(self.stacks.start(stack, services).await)
-    }
-
     async fn is_running(&self, stack: &str) -> Result<bool, StacksError> {
         self.seen(self.stacks.is_running(stack).await)
+    }
+
+    async fn running_containers(&self, stack: &str) -> Result<Vec<ContainerRef>, StacksError> {
+        self.seen(self.stacks.running_containers(stack).await)
+    }
+
+    async fn stop_containers(
+        &self,
+        stack: &str,
+        containers: &[ContainerRef],
+        slots: &Slots,
+    ) -> Result<StopReport, StacksError> {
+        self.seen(self.stacks.stop_containers(stack, containers, slots).await)
+    }
+
+    async fn check_down(
+        &self,
+        stack: &str,
+        containers: &[ContainerRef],
+        down_since: DateTime<Utc>,
+    ) -> Result<DownCheck, StacksError> {
+        self.seen(self.stacks.check_down(stack, containers, down_since).await)
+    }
+
+    async fn start_containers(
+        &self,
+        stack: &str,
+        request: &StartRequest,
+        slots: &Slots,
+    ) -> Result<StartReport, StacksError> {
+        self.seen(self.stacks.start_containers(stack, request, slots).await)
     }
 }
 

@@ -157,6 +157,7 @@ mod tests {
             agent_phase: None,
             stacks: vec![],
             stranded: vec!["b".into()],
+            waiting_for_engine: vec![],
             errors: vec![],
         };
         let overview = Overview {
@@ -172,6 +173,7 @@ mod tests {
                 since: now,
                 attempts: 5,
                 last_error: "it exited".into(),
+                containers: vec![],
             }],
             ..Overview::default()
         };

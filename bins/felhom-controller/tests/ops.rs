@@ -168,6 +168,7 @@ fn status_exits_1_only_when_something_needs_a_person() {
             since: Utc::now(),
             attempts: 5,
             last_error: "no such image".into(),
+            containers: vec![],
         }])
         .expect("strand");
     assert_eq!(list.stacks.len(), 1);
@@ -390,6 +391,8 @@ fn stack(name: &str, t0: DateTime<Utc>, times_ms: [Option<i64>; 3]) -> felhom_ma
         downtime_ms: stop
             .zip(started)
             .and_then(|(a, b)| u64::try_from(b - a).ok()),
+        capture: felhom_marker::Capture::Clean,
+        facts: Vec::new(),
     }
 }
 
@@ -409,6 +412,7 @@ fn record(
         agent_phase: None,
         stacks,
         stranded: Vec::new(),
+        waiting_for_engine: Vec::new(),
         errors: Vec::new(),
     }
 }

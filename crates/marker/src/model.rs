@@ -405,7 +405,10 @@ mod tests {
         ] {
             let capture: Capture = serde_json::from_value(json!(word)).expect("a verdict");
             assert_eq!(capture.as_str(), word);
-            assert_eq!(serde_json::to_value(capture).expect("serialises"), json!(word));
+            assert_eq!(
+                serde_json::to_value(capture).expect("serialises"),
+                json!(word)
+            );
             assert_eq!(capture.needs_attention(), needs, "{word}");
         }
         for word in ["came_back", "appeared", "killed", "ran"] {
@@ -439,7 +442,10 @@ mod tests {
             assert_eq!(r.inconsistent().len(), 1);
             assert_eq!(r.inconsistent()[0].name, "s1");
         }
-        assert!(!record(&["clean"], &["s0"]).succeeded(), "a stack still waits");
+        assert!(
+            !record(&["clean"], &["s0"]).succeeded(),
+            "a stack still waits"
+        );
     }
 
     /// A marker, record and stranded stack of the build before container ids and verdicts
@@ -456,7 +462,10 @@ mod tests {
         }))
         .expect("an old marker");
         let stack = &marker.stacks[0];
-        assert!(stack.containers.is_empty() && !stack.stop_began, "{stack:?}");
+        assert!(
+            stack.containers.is_empty() && !stack.stop_began,
+            "{stack:?}"
+        );
         let record: CycleRecord = serde_json::from_value(json!({
             "cycle_id": "c-old",
             "started_at": "2024-05-01T02:00:00Z",

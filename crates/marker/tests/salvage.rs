@@ -73,7 +73,10 @@ fn a_truncated_marker_gives_back_the_stacks_before_the_cut() {
         Unreadable::Corrupt { detail } => assert!(detail.contains("EOF"), "{detail}"),
         other => panic!("expected Corrupt, got {other:?}"),
     }
-    assert_eq!(marker.stacks, vec![full_marker("cycle-t").stacks[0].clone()]);
+    assert_eq!(
+        marker.stacks,
+        vec![full_marker("cycle-t").stacks[0].clone()]
+    );
     assert_eq!(salvage.unreadable_stacks, 1, "the cut-off entry is counted");
     // What the file still tells is kept: the recovery records the right cycle and can ask
     // the agent about its backup.
@@ -126,7 +129,10 @@ fn a_damaged_stop_is_taken_as_begun() {
     assert!(wiki.stop_began, "{wiki:?}");
     assert_eq!(wiki.containers[0].id, "a1");
     let photos = &marker.stacks[1];
-    assert!(!photos.stop_began && photos.containers.is_empty(), "{photos:?}");
+    assert!(
+        !photos.stop_began && photos.containers.is_empty(),
+        "{photos:?}"
+    );
     assert_eq!(marker.stacks[2], stack("old", &["web"]));
 }
 

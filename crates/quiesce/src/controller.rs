@@ -1,5 +1,6 @@
 //! The controller: what it is built from, what it shows, and where a cycle begins.
 
+use crate::cycle::marked;
 use crate::driver::Driver;
 use crate::engine::EngineAbsence;
 use crate::io::{acquire, off_runtime};
@@ -118,10 +119,9 @@ fn new_marker(running: Vec<felhom_stacks::RunningStack>) -> Marker {
     );
     let stacks = running
         .into_iter()
-        .map(|s| MarkedStack {
-            name: s.name,
-            services: s.services,
-            restart_attempts: 0,
+        .map(|s| {
+            let containers = s.containers.iter().map(marked).collect();
+            MarkedStack::new(s.name, s.services, containers)
         })
         .collect();
     Marker::new(cycle_id, started_at, stacks)

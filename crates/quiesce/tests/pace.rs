@@ -6,7 +6,10 @@ use felhom_agentapi::{AgentApi, AgentError, BackupPhase, BackupStart, BackupStat
 use felhom_marker::fake::FakeState;
 use felhom_marker::Outcome;
 use felhom_quiesce::{CancellationToken, Collaborators, Controller, CycleConfig};
-use felhom_stacks::{RunningStack, Stacks, StacksError};
+use felhom_stacks::{
+    ContainerRef, DateTime, DownCheck, RunningStack, Slots, Stacks, StacksError, StartReport,
+    StartRequest, StopReport, Utc,
+};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::{sleep, Instant};
@@ -50,6 +53,14 @@ impl TimedStacks {
     }
 }
 
+fn app(stack: &str) -> ContainerRef {
+    ContainerRef {
+        id: format!("{stack}-app-id"),
+        name: format!("{stack}-app-1"),
+        service: "app".into(),
+    }
+}
+
 #[async_trait]
 impl Stacks for TimedStacks {
     async fn running_app_stacks(&self) -> Result<Vec<RunningStack>, StacksError> {
@@ -59,20 +70,48 @@ impl Stacks for TimedStacks {
             .map(|n| RunningStack {
                 name: (*n).to_owned(),
                 services: vec!["app".into()],
-                containers: Vec::new(),
+                containers: vec![app(n)],
             })
             .collect())
     }
-    async fn stop(&self, stack: &str) -> Result<Vec<String>, StacksError> {
-        self.call("stop", stack).await;
-        Ok(vec!["app".into()])
-    }
-    async fn start(&self, stack: &str, _services: &[String]) -> Result<(), StacksError> {
-        self.call("start", stack).await;
-        Ok(())
-    }
     async fn is_running(&self, _stack: &str) -> Result<bool, StacksError> {
         Ok(true)
+    }
+    async fn running_containers(&self, stack: &str) -> Result<Vec<ContainerRef>, StacksError> {
+        // Running until its stop.
+        let stopped = self
+            .log
+            .lock()
+            .expect("log")
+            .iter()
+            .any(|(c, _)| *c == format!("stop {stack}"));
+        Ok(if stopped { vec![] } else { vec![app(stack)] })
+    }
+    async fn stop_containers(
+        &self,
+        stack: &str,
+        _containers: &[ContainerRef],
+        _slots: &Slots,
+    ) -> Result<StopReport, StacksError> {
+        self.call("stop", stack).await;
+        Ok(StopReport::default())
+    }
+    async fn check_down(
+        &self,
+        _stack: &str,
+        _containers: &[ContainerRef],
+        _since: DateTime<Utc>,
+    ) -> Result<DownCheck, StacksError> {
+        Ok(DownCheck::default())
+    }
+    async fn start_containers(
+        &self,
+        stack: &str,
+        _request: &StartRequest,
+        _slots: &Slots,
+    ) -> Result<StartReport, StacksError> {
+        self.call("start", stack).await;
+        Ok(StartReport::default())
     }
 }
 

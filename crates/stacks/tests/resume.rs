@@ -419,7 +419,7 @@ fn a_dependency_cycle_does_not_deadlock_the_start() {
 }
 
 /// A service label no compose would make (`svc name`, a hand-made container): stopped and
-/// started by id like any other, by the v2 calls and the old ones; only the compose fallback
+/// started by id like any other; only the compose fallback
 /// needs a valid name, and it refuses this one clearly.
 #[test]
 fn a_foreign_service_label_is_stopped_and_started_by_id() {
@@ -444,12 +444,6 @@ fn a_foreign_service_label_is_stopped_and_started_by_id() {
             .await
             .expect("start");
         assert_eq!(state_of(&id).0, "running");
-        // The old calls, by service.
-        let services = stacks.stop(&name).await.expect("stop");
-        assert_eq!(services, ["svc name"]);
-        stacks.start(&name, &services).await.expect("start");
-        assert_eq!(state_of(&id).0, "running");
-
         // Gone while down: compose would have to make it, and cannot be given that name.
         stacks
             .stop_containers(&name, &containers, &Slots::new(1))

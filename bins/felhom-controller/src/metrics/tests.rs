@@ -73,6 +73,8 @@ fn stack(name: &str, downtime_ms: u64) -> StackRecord {
         stopped_at: None,
         started_at: None,
         downtime_ms: Some(downtime_ms),
+        capture: felhom_marker::Capture::Clean,
+        facts: vec![],
     }
 }
 
@@ -87,6 +89,7 @@ fn record(outcome: Outcome, stranded: &[&str], from: i64, to: i64) -> CycleRecor
         agent_phase: None,
         stacks: vec![stack("a", 1_500), stack("b", 40_000)],
         stranded: stranded.iter().map(|s| (*s).to_owned()).collect(),
+        waiting_for_engine: vec![],
         errors: vec![],
     }
 }
