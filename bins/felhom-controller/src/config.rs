@@ -131,6 +131,8 @@ pub(crate) struct StacksSection {
     #[serde(with = "humantime_serde")]
     pub start_timeout: Duration,
     pub parallelism: usize,
+    #[serde(with = "humantime_serde")]
+    pub settle: Duration,
 }
 
 impl Default for StacksSection {
@@ -143,6 +145,7 @@ impl Default for StacksSection {
             stop_timeout: stacks.stop_timeout,
             start_timeout: stacks.start_timeout,
             parallelism: CycleConfig::default().parallelism,
+            settle: stacks.settle,
         }
     }
 }
@@ -322,6 +325,7 @@ impl Config {
         let mut all = vec![
             ("stacks.stop_timeout", s.stop_timeout),
             ("stacks.start_timeout", s.start_timeout),
+            ("stacks.settle", s.settle),
             ("quiesce.due_poll_interval", q.due_poll_interval),
             ("quiesce.status_poll_interval", q.status_poll_interval),
             ("quiesce.max_quiesce", q.max_quiesce),

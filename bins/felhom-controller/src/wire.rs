@@ -101,6 +101,7 @@ fn cycle_config(config: &Config, role: Role) -> CycleConfig {
         start_call_timeout: CycleConfig::start_call_timeout_for(
             config.stacks.start_timeout,
             config.stacks.stop_timeout,
+            config.stacks.settle,
         ),
         engine_wait: match role {
             Role::Daemon => None,
@@ -149,7 +150,7 @@ pub(crate) fn wire_watched(
             compose: config.stacks.compose,
             stop_timeout: config.stacks.stop_timeout,
             start_timeout: config.stacks.start_timeout,
-            ..StacksConfig::default()
+            settle: config.stacks.settle,
         })
         .context("stacks")?,
     );
