@@ -101,7 +101,15 @@ impl Controller {
         cancel: &CancellationToken,
     ) -> Result<IfDue, CycleError> {
         let agent = self.shared.parts.agent.clone().ok_or(CycleError::NoAgent)?;
-        let due = agent.backup_due().await?;
+        let answered = agent.backup_due_checked().await?;
+        if !answered.ignored.is_empty() {
+            let fields: Vec<String> = answered.ignored.iter().map(ToString::to_string).collect();
+            tracing::warn!(
+                "the agent's due answer holds optional fields that do not parse; ignored: {}",
+                fields.join("; ")
+            );
+        }
+        let due = answered.answer;
         if !force && !due.due {
             return Ok(IfDue::NotDue(due));
         }

@@ -36,7 +36,38 @@ pub(crate) struct Cycle {
     evidence: BTreeMap<String, Evidence>,
     /// What the agent said of the backup, for the verdicts.
     backup: Backup,
+    /// The status polls: the phase last seen, and whether the last answer was held.
+    poll: PollState,
+    /// Ignored optional fields of a status answer were warned about (warn once).
+    warned_ignored: bool,
 }
+
+/// Where the status polls of a cycle are.
+#[derive(Debug, Clone)]
+pub(crate) struct PollState {
+    /// The phase of the last answer (`running` after `POST /backup` answered).
+    pub(crate) last_phase: BackupPhase,
+    /// The last answer came with a new phase, or was held by an agent with the long-poll
+    /// extension: the next poll needs no pause.
+    pub(crate) held: bool,
+}
+
+/// Which stacks' starts are launched first. Every start is launched at once, so the order is
+/// the order in which they queue for the slots: it decides who waits when there are more
+/// stacks than slots. No stack depends on another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)]
+pub(crate) enum StartOrder {
+    /// The stack whose stop began first has been down longest: it is started first. Every
+    /// stack's downtime is then about the same, and the longest is the least it can be.
+    DownLongestFirst,
+    /// The stack stopped last is started first (as a stack's own containers are: the last
+    /// stopped, its dependencies, start first).
+    StoppedLastFirst,
+}
+
+/// The order of the starts: measured both ways, see docs/decisions.md ("Start order").
+pub(crate) const START_ORDER: StartOrder = StartOrder::DownLongestFirst;
 
 /// A container as the marker records it.
 pub(crate) fn marked(c: &ContainerRef) -> MarkedContainer {
@@ -77,6 +108,11 @@ impl Cycle {
             newly_stranded: Vec::new(),
             evidence: BTreeMap::new(),
             backup: Backup::default(),
+            poll: PollState {
+                last_phase: BackupPhase::Running,
+                held: false,
+            },
+            warned_ignored: false,
         }
     }
 
@@ -86,6 +122,11 @@ impl Cycle {
             .as_ref()
             .map(|m| m.stacks.clone())
             .unwrap_or_default()
+    }
+
+    /// Where the status polls are.
+    pub(crate) fn poll(&self) -> &PollState {
+        &self.poll
     }
 
     /// Whether a marker is kept (it is removed once every stack runs or is stranded).
@@ -107,7 +148,8 @@ impl Cycle {
             .collect()
     }
 
-    /// How the stacks of the marker are brought back, in the marker's order.
+    /// How the stacks of the marker are brought back, in the order their starts are launched
+    /// (see [`START_ORDER`]).
     ///
     /// - A stack whose stop never began is left alone: nothing of ours stopped it.
     /// - A stack whose every stop call answered is started as its stop left it; one whose
@@ -117,7 +159,8 @@ impl Cycle {
     ///   is started by its services.
     /// - Once the agent reported the snapshot, each stopped stack is checked first.
     pub(crate) fn plan(&self) -> Vec<StackPlan> {
-        self.marked()
+        let mut plans: Vec<StackPlan> = self
+            .marked()
             .into_iter()
             .map(|stack| {
                 let evidence = self.evidence.get(&stack.name);
@@ -146,7 +189,24 @@ impl Cycle {
                     check,
                 }
             })
-            .collect()
+            .collect();
+        // When each stack's stop began; one never stopped has nothing to start: last.
+        let began = |plan: &StackPlan| {
+            self.record
+                .stacks
+                .iter()
+                .find(|r| r.name == plan.stack.name)
+                .and_then(|r| r.stop_started_at)
+        };
+        // Stable: stacks whose stops began at the same moment keep the marker's order.
+        plans.sort_by(|a, b| match (began(a), began(b)) {
+            (Some(a), Some(b)) => match START_ORDER {
+                StartOrder::DownLongestFirst => a.cmp(&b),
+                StartOrder::StoppedLastFirst => b.cmp(&a),
+            },
+            (a, b) => b.is_some().cmp(&a.is_some()),
+        });
+        plans
     }
 
     /// Applies one fact: the cycle changes, and so may the marker on disk.
@@ -188,7 +248,27 @@ impl Cycle {
                     ..self.on_disk_now()
                 }
             }
-            Progress::StatusSeen { observed, status } => self.observed(observed, &status),
+            Progress::StatusSeen {
+                observed,
+                status,
+                ignored,
+                held,
+            } => {
+                self.poll = PollState {
+                    last_phase: status.phase.clone(),
+                    held,
+                };
+                if !ignored.is_empty() && !self.warned_ignored {
+                    self.warned_ignored = true;
+                    let fields: Vec<String> = ignored.iter().map(ToString::to_string).collect();
+                    tracing::warn!(
+                        cycle = %self.record.cycle_id,
+                        "the agent's status answers hold optional fields that do not parse; ignored (only the phase decides): {}",
+                        fields.join("; ")
+                    );
+                }
+                self.observed(observed, &status)
+            }
             Progress::Checked { stack, check } => {
                 if let Err(why) = &check {
                     let message = format!(

@@ -43,6 +43,9 @@ use tokio::time::{sleep_until, timeout, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+/// The longest an agent with the long-poll extension is asked to hold a status answer.
+const LONG_POLL: Duration = Duration::from_secs(30);
+
 /// One cycle or recovery being driven.
 pub(crate) struct Driver<'a> {
     shared: &'a Shared,
@@ -117,6 +120,8 @@ impl<'a> Driver<'a> {
         let mut backup_wait = Backoff::backup_wait(config);
         // Set at the first status poll while the stacks are down.
         let mut polling_since: Option<Instant> = None;
+        // The last answer was held, or came with a new phase: ask again at once.
+        let mut held = false;
         // Set when the outcome wait after an early resume begins.
         let mut outcome_wait: Option<(Backoff, Instant)> = None;
         loop {
@@ -143,12 +148,24 @@ impl<'a> Driver<'a> {
                     self.bounded(task, deadline, cancel).await
                 }
                 Step::AwaitBackup => {
+                    // The long-poll (SPEC §3): an agent with the extension holds each answer
+                    // until the phase changes, so it is asked again at once; one without it
+                    // answers at once, and is asked on the interval schedule.
                     let since = *polling_since.get_or_insert_with(Instant::now);
-                    let pause = backup_wait.pause_while_down(since.elapsed());
+                    let pause = if held {
+                        Duration::ZERO
+                    } else {
+                        backup_wait.pause_while_down(since.elapsed())
+                    };
+                    let wait = LONG_POLL.min(deadline.saturating_duration_since(Instant::now()));
                     let ours = self.cycle.record.backup_id.clone();
-                    let task = steps::poll_after(agent.clone(), ours, pause, report);
+                    let last = self.cycle.poll().last_phase.clone();
+                    let task = steps::poll_after(agent.clone(), ours, pause, last, wait, report);
                     let event = self.bounded(task, deadline, cancel).await;
-                    backup_wait.pace(event);
+                    held = matches!(event, Event::Status(_)) && self.cycle.poll().held;
+                    if !held {
+                        backup_wait.pace(event);
+                    }
                     event
                 }
                 Step::Resume => self.resume(cancel).await,
@@ -411,7 +428,9 @@ impl<'a> Driver<'a> {
     ) -> Event {
         self.let_land(Some(LANDING)).await;
         let ours = self.cycle.record.backup_id.clone();
-        let poll = steps::poll_after(agent.clone(), ours, pause, self.report.clone());
+        let last = self.cycle.poll().last_phase.clone();
+        let report = self.report.clone();
+        let poll = steps::poll_after(agent.clone(), ours, pause, last, Duration::ZERO, report);
         let event = self
             .alongside(async {
                 tokio::select! {

@@ -4,7 +4,7 @@
 
 use crate::machine::{Observed, Phase};
 use chrono::{DateTime, Utc};
-use felhom_agentapi::BackupStatus;
+use felhom_agentapi::{BackupStatus, IgnoredField};
 use felhom_marker::{Marker, StrandedStack};
 use felhom_stacks::{ContainerRef, DownCheck, StopReport};
 use tokio::sync::oneshot;
@@ -49,10 +49,14 @@ pub(crate) enum Progress {
     },
     /// The agent took the backup on (started or adopted) under this id.
     BackupStarted { id: String, adopted: bool },
-    /// The agent answered a status poll.
+    /// The agent answered a status poll. `ignored`: optional fields of the answer that did not
+    /// parse. `held`: the answer came with a new phase, or was held (the agent has the
+    /// long-poll extension): the next poll needs no pause.
     StatusSeen {
         observed: Observed,
         status: BackupStatus,
+        ignored: Vec<IgnoredField>,
+        held: bool,
     },
     /// What the engine said of a stopped stack when the snapshot was reported, before its
     /// start; `Err` when it could not be asked.

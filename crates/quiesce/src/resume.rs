@@ -4,9 +4,12 @@
 //! task (aborted at the bound, its child processes killed with it), so a hung or panicking
 //! call is a failed attempt, not a stuck resume.
 //!
-//! Where the agent reported the snapshot, a stack's start follows the engine's check of it
-//! (the verdict's evidence), chained per stack so that one stack's check never holds up
-//! another's start.
+//! Every stack is launched at once: the cycle's [`Slots`] bound the engine's work (each
+//! dependency level's start calls hold one), and a stack's wait for its containers to run,
+//! become healthy and outlive `stacks.settle` holds none, so no stack waits for another's
+//! health check. Where the agent reported the snapshot, a stack's start follows the engine's
+//! check of it (the verdict's evidence), chained per stack so that one stack's check never
+//! holds up another's start.
 //!
 //! An engine that cannot be reached is not a failed attempt (SPEC §2 rule 6): the start waits
 //! for it (see `engine`), and a stack still waiting when that wait ends stays in the marker.
@@ -20,7 +23,6 @@ use crate::{error_chain, humanize, LANDING};
 use chrono::{DateTime, Utc};
 use felhom_marker::{MarkedStack, StrandedStack};
 use felhom_stacks::{ContainerRef, DownCheck, Slots, StacksError, StartReport, StartRequest};
-use futures::StreamExt;
 use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -94,8 +96,8 @@ enum Restart {
     Waiting,
 }
 
-/// Brings every stack of `plan` back, `parallelism` at once, and reports the stranded ones (in
-/// the plan's order) at the end.
+/// Brings every stack of `plan` back, all launched at once (the slots bound the engine's
+/// work), and reports the stranded ones (in the plan's order) at the end.
 pub(crate) async fn resume(
     shared: &Shared,
     plan: Plan,
@@ -113,22 +115,14 @@ pub(crate) async fn resume(
             .collect(),
     });
     let slots = &plan.slots;
-    // Unordered: a stack's turn comes as soon as any start ends, not when the oldest one
-    // does; with parallelism 1 this is the strict order.
-    let mut ended: Vec<(usize, Restart)> =
-        futures::stream::iter(plan.stacks.iter().cloned().enumerate())
-            .map(|(index, stack)| {
-                let down = &down;
-                async move {
-                    let ended = bring_back(shared, &stack, slots, report, down, cancel).await;
-                    (index, ended)
-                }
-            })
-            .buffer_unordered(shared.config.parallelism.max(1))
-            .collect()
-            .await;
-    ended.sort_unstable_by_key(|(index, _)| *index);
-    for (plan_of, (_, ended)) in plan.stacks.into_iter().zip(ended) {
+    // Every stack at once, in the plan's order: the slots (first come, first served) bound
+    // the engine's work, and no stack's wait holds up another's start.
+    let ended: Vec<Restart> = futures::future::join_all(plan.stacks.iter().cloned().map(|stack| {
+        let down = &down;
+        async move { bring_back(shared, &stack, slots, report, down, cancel).await }
+    }))
+    .await;
+    for (plan_of, ended) in plan.stacks.into_iter().zip(ended) {
         if let Restart::Stranded {
             attempts,
             last_error,
@@ -301,7 +295,9 @@ pub(crate) async fn start_call(
 
 /// The containers of `services` of `stack` that the engine has now, running or not (one-offs
 /// left out): every container of the project is "appeared" since the epoch. For a marker or
-/// stranded list of a build before container ids, which named services only.
+/// stranded list of a build before container ids, which named services only. A service with
+/// no container left gets a stand-in that no container can match (a colon is in no container
+/// name nor id), so that the start brings it back by compose, as that build did.
 async fn of_services(
     stacks: &dyn felhom_stacks::Stacks,
     stack: &str,
@@ -310,17 +306,20 @@ async fn of_services(
     let all = stacks
         .check_down(stack, &[], DateTime::<Utc>::UNIX_EPOCH)
         .await?;
-    let found: Vec<ContainerRef> = all
+    let mut found: Vec<ContainerRef> = all
         .appeared
         .into_iter()
         .filter(|c| services.contains(&c.service))
         .collect();
-    let missing: Vec<&String> = services
-        .iter()
-        .filter(|s| !found.iter().any(|c| &c.service == *s))
-        .collect();
-    if !missing.is_empty() {
-        tracing::warn!(stack, services = ?missing, "no container of these services is left: not started");
+    for service in services {
+        if !found.iter().any(|c| &c.service == service) {
+            tracing::warn!(stack, service = %service, "no container of this service is left: compose brings it back");
+            found.push(ContainerRef {
+                id: format!("felhom:gone:{service}"),
+                name: format!("{stack}-{service} (gone)"),
+                service: service.clone(),
+            });
+        }
     }
     Ok(found)
 }

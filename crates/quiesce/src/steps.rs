@@ -210,18 +210,32 @@ pub(crate) async fn start_backup(
     }
 }
 
-/// Waits `delay`, then one `GET /backup/status` about backup `ours`, reduced to an event.
+/// Waits `delay`, then one `GET /backup/status` about backup `ours`, reduced to an event. With
+/// a `wait`, the long-poll of SPEC §3: an agent with the extension holds the answer until its
+/// phase differs from `last` or `wait` has passed; one without it answers at once. Whether the
+/// answer was held — it came with another phase, or only after half the wait — goes with it,
+/// so that the driver asks again at once, or falls back to its interval.
 pub(crate) async fn poll_after(
     agent: Arc<dyn AgentApi>,
     ours: Option<String>,
     delay: Duration,
+    last: BackupPhase,
+    wait: Duration,
     report: Reporter,
 ) -> Event {
     tokio::time::sleep(delay).await;
-    match agent.backup_status().await {
-        Ok(status) => {
+    let asked = tokio::time::Instant::now();
+    match agent.backup_status_wait(&last, wait).await {
+        Ok(answered) => {
+            let status = answered.answer;
+            let held = status.phase != last || (!wait.is_zero() && asked.elapsed() >= wait / 2);
             let observed = observe(ours.as_deref(), &status);
-            report.send(Progress::StatusSeen { observed, status });
+            report.send(Progress::StatusSeen {
+                observed,
+                status,
+                ignored: answered.ignored,
+                held,
+            });
             Event::Status(observed)
         }
         Err(e) => {

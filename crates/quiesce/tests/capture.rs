@@ -5,7 +5,7 @@
 
 use chrono::Utc;
 use felhom_agentapi::fake::FakeAgent;
-use felhom_agentapi::{AgentError, BackupPhase, BackupStart, BackupStatus, MockAgentApi};
+use felhom_agentapi::{AgentError, Answered, BackupPhase, BackupStart, BackupStatus, MockAgentApi};
 use felhom_marker::fake::FakeState;
 use felhom_marker::{
     Capture, CycleRecord, Fact as Seen, Marker, MarkerError, MarkerStore, Outcome,
@@ -289,19 +289,19 @@ async fn an_adopted_backup_that_began_before_the_stops_is_live() {
         })
     });
     let phases = Arc::new(AtomicUsize::new(0));
-    agent.expect_backup_status().returning(move || {
+    agent.expect_backup_status_wait().returning(move |_, _| {
         let phase = match phases.fetch_add(1, Ordering::SeqCst) {
             0 => BackupPhase::Snapshotted,
             _ => BackupPhase::Done,
         };
-        Ok(BackupStatus {
+        Ok(Answered::complete(BackupStatus {
             id: Some("b-old".into()),
             phase,
             started_at: Some(began),
             snapshot_at: None,
             finished_at: None,
             error: None,
-        })
+        }))
     });
     let ran = cycle_with(two(), Arc::new(agent), None, config()).await;
     assert_eq!(ran.record.outcome, Outcome::Done);
@@ -431,7 +431,7 @@ async fn a_status_error_is_no_capture() {
             adopted: false,
         })
     });
-    agent.expect_backup_status().returning(|| {
+    agent.expect_backup_status_wait().returning(|_, _| {
         Err(AgentError::Other {
             request: "GET /backup/status",
             detail: "connection refused".into(),

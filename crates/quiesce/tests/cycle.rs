@@ -9,7 +9,7 @@
 use chrono::Utc;
 use felhom_agentapi::fake::FakeAgent;
 use felhom_agentapi::{
-    AgentApi, AgentError, BackupPhase, BackupStart, BackupStatus, Due, MockAgentApi,
+    AgentApi, AgentError, Answered, BackupPhase, BackupStart, BackupStatus, Due, MockAgentApi,
 };
 use felhom_marker::fake::FakeState;
 use felhom_marker::{
@@ -199,7 +199,7 @@ fn agent(t: &Timeline, answers: Vec<Result<BackupPhase, ()>>) -> MockAgentApi {
     });
     let t2 = t.clone();
     let answers = Arc::new(Mutex::new(answers));
-    a.expect_backup_status().returning(move || {
+    a.expect_backup_status_wait().returning(move |_, _| {
         let mut answers = answers.lock().expect("answers");
         let answer = if answers.len() > 1 {
             answers.remove(0)
@@ -209,7 +209,7 @@ fn agent(t: &Timeline, answers: Vec<Result<BackupPhase, ()>>) -> MockAgentApi {
         match answer {
             Ok(phase) => {
                 t2.push(format!("status {phase:?}"));
-                Ok(status("b-1", phase))
+                Ok(Answered::complete(status("b-1", phase)))
             }
             Err(()) => {
                 t2.push("status error");
@@ -220,12 +220,12 @@ fn agent(t: &Timeline, answers: Vec<Result<BackupPhase, ()>>) -> MockAgentApi {
             }
         }
     });
-    a.expect_backup_due().returning(|| {
-        Ok(Due {
+    a.expect_backup_due_checked().returning(|| {
+        Ok(Answered::complete(Due {
             due: true,
             reason: None,
             next_due_at: None,
-        })
+        }))
     });
     a
 }
@@ -239,8 +239,8 @@ fn posting_then(answer: BackupStatus) -> MockAgentApi {
             adopted: false,
         })
     });
-    a.expect_backup_status()
-        .returning(move || Ok(answer.clone()));
+    a.expect_backup_status_wait()
+        .returning(move |_, _| Ok(Answered::complete(answer.clone())));
     a
 }
 
@@ -516,7 +516,7 @@ async fn failure_to_start_the_backup_restarts_the_stacks() {
             message: "storage offline".into(),
         })
     });
-    a.expect_backup_status().never();
+    a.expect_backup_status_wait().never();
     let r = rig().agent(a).running(&["alpha", "beta"], &[]);
     let record = r.cycle().await;
     assert_eq!(record.outcome, Outcome::Failed);
@@ -996,16 +996,16 @@ async fn the_loop_recovers_first_then_waits_for_due_and_cools_down_after_a_failu
     let r = rig().left(crashed(&[("alpha", "app")]));
     let mut a = MockAgentApi::new();
     let t1 = r.t.clone();
-    a.expect_backup_due().returning(move || {
+    a.expect_backup_due_checked().returning(move || {
         t1.push(format!(
             "due? at {}s",
             tokio::time::Instant::now().elapsed().as_secs()
         ));
-        Ok(Due {
+        Ok(Answered::complete(Due {
             due: true,
             reason: None,
             next_due_at: None,
-        })
+        }))
     });
     let t2 = r.t.clone();
     // Every backup is refused: each cycle fails, so the next may start only after the cooldown.
@@ -1055,14 +1055,14 @@ async fn the_loop_does_not_reloop_after_a_success_and_skips_when_not_due() {
     let t1 = r.t.clone();
     // Due only in the first 10 minutes and again after 3 h: the agent keeps saying due, but
     // min_cycle_interval (1 h) holds the second cycle back.
-    a.expect_backup_due().returning(move || {
+    a.expect_backup_due_checked().returning(move || {
         let s = begin.elapsed().as_secs();
         t1.push(format!("due? {s}"));
-        Ok(Due {
+        Ok(Answered::complete(Due {
             due: !(600..=3 * 3600).contains(&s),
             reason: None,
             next_due_at: None,
-        })
+        }))
     });
     let r = r.agent(a);
     let cancel = CancellationToken::new();

@@ -106,16 +106,16 @@ fn notes_are_capped() {
 }
 
 #[test]
-fn each_stack_is_planned_by_how_far_its_stop_got() {
+fn each_stack_is_planned_by_how_far_its_stop_got_the_one_down_longest_first() {
     let mut c = Cycle::new(Marker::new(
         "c-1",
         Utc::now(),
         marked_stacks(&["a", "b", "c", "d"]),
     ));
-    // a: stopped and answered; b: its stop began, no answer (cut short); c: stopped; d:
+    // c: stopped first; b: its stop began next, no answer (cut short); a: stopped last; d:
     // never stopped.
     let t0 = Utc::now();
-    stop_at(&mut c, "a", false, t0);
+    stop_at(&mut c, "c", false, t0);
     c.apply(Progress::Recording {
         stack: "b".into(),
         containers: vec![app("b")],
@@ -125,10 +125,14 @@ fn each_stack_is_planned_by_how_far_its_stop_got() {
         stack: "b".into(),
         at: t0 + chrono::Duration::seconds(1),
     });
-    stop_at(&mut c, "c", false, t0 + chrono::Duration::seconds(2));
+    stop_at(&mut c, "a", false, t0 + chrono::Duration::seconds(2));
     let plans = c.plan();
     let order: Vec<&str> = plans.iter().map(|p| p.stack.name.as_str()).collect();
-    assert_eq!(order, ["a", "b", "c", "d"], "the marker's order");
+    assert_eq!(
+        order,
+        ["c", "b", "a", "d"],
+        "down longest first, never stopped last"
+    );
     let start = |name: &str| {
         plans
             .iter()
@@ -243,6 +247,8 @@ fn the_verdicts_are_judged_from_the_evidence_once_the_cycle_is_over() {
             finished_at: None,
             error: None,
         },
+        ignored: vec![],
+        held: true,
     });
     let plans = c.plan();
     assert!(
@@ -391,12 +397,18 @@ fn what_the_agent_says_goes_into_the_record() {
     c.apply(Progress::StatusSeen {
         observed: Observed::Snapshotted,
         status: status(BackupPhase::Snapshotted, None),
+        ignored: vec![],
+        held: true,
     });
+    assert_eq!(c.poll().last_phase, BackupPhase::Snapshotted);
     assert!(c.record.snapshot_at.is_some());
     c.apply(Progress::StatusSeen {
         observed: Observed::Failed,
         status: status(BackupPhase::Failed, Some("disk full")),
+        ignored: vec![],
+        held: false,
     });
+    assert!(!c.poll().held);
     assert_eq!(
         c.record.errors,
         ["the agent reports the backup failed: disk full"]
