@@ -134,18 +134,10 @@ struct ScriptedAgent {
 #[async_trait]
 impl AgentApi for ScriptedAgent {
     async fn backup_due(&self) -> Result<Due, AgentError> {
-        Ok(Due {
-            due: true,
-            reason: None,
-            next_due_at: None,
-        })
+        Ok(due())
     }
     async fn start_backup(&self, _cycle_id: &str) -> Result<BackupStart, AgentError> {
-        *self.posted.lock().expect("posted") = Some(Instant::now());
-        Ok(BackupStart {
-            id: "b-1".into(),
-            adopted: false,
-        })
+        Ok(posted(&self.posted))
     }
     async fn backup_status(&self) -> Result<BackupStatus, AgentError> {
         let posted = self
@@ -168,6 +160,24 @@ impl AgentApi for ScriptedAgent {
             finished_at: None,
             error: None,
         })
+    }
+}
+
+/// Due, always.
+fn due() -> Due {
+    Due {
+        due: true,
+        reason: None,
+        next_due_at: None,
+    }
+}
+
+/// Notes when the backup was posted; backup `b-1` started.
+fn posted(at: &Mutex<Option<Instant>>) -> BackupStart {
+    *at.lock().expect("posted") = Some(Instant::now());
+    BackupStart {
+        id: "b-1".into(),
+        adopted: false,
     }
 }
 
@@ -363,18 +373,10 @@ fn status_of(phase: BackupPhase) -> BackupStatus {
 #[async_trait]
 impl AgentApi for TimedAgent {
     async fn backup_due(&self) -> Result<Due, AgentError> {
-        Ok(Due {
-            due: true,
-            reason: None,
-            next_due_at: None,
-        })
+        Ok(due())
     }
     async fn start_backup(&self, _cycle_id: &str) -> Result<BackupStart, AgentError> {
-        *self.posted.lock().expect("posted") = Some(Instant::now());
-        Ok(BackupStart {
-            id: "b-1".into(),
-            adopted: false,
-        })
+        Ok(posted(&self.posted))
     }
     async fn backup_status(&self) -> Result<BackupStatus, AgentError> {
         Ok(status_of(self.phase().0))

@@ -57,6 +57,16 @@ fn stop_at(c: &mut Cycle, stack: &str, killed: bool, at: DateTime<Utc>) {
     });
 }
 
+/// What the plan starts of `stack`.
+fn start_of(plans: &[StackPlan], stack: &str) -> Option<Wanted> {
+    plans
+        .iter()
+        .find(|p| p.stack.name == stack)
+        .expect("planned")
+        .start
+        .clone()
+}
+
 fn stop(c: &mut Cycle, stack: &str, killed: bool) {
     stop_at(c, stack, killed, Utc::now());
 }
@@ -133,14 +143,7 @@ fn each_stack_is_planned_by_how_far_its_stop_got_the_one_down_longest_first() {
         ["c", "b", "a", "d"],
         "down longest first, never stopped last"
     );
-    let start = |name: &str| {
-        plans
-            .iter()
-            .find(|p| p.stack.name == name)
-            .expect("planned")
-            .start
-            .clone()
-    };
+    let start = |name: &str| start_of(&plans, name);
     assert_eq!(
         start("a"),
         Some(Wanted::Containers {
@@ -167,14 +170,7 @@ fn a_recovery_starts_what_began_to_stop_and_an_old_marker_by_services() {
     stacks.push(MarkedStack::new("old", vec!["web".into()], vec![]));
     let recovery = Cycle::recovering(Marker::new("c-1", Utc::now(), stacks));
     let plans = recovery.plan();
-    let start = |name: &str| {
-        plans
-            .iter()
-            .find(|p| p.stack.name == name)
-            .expect("planned")
-            .start
-            .clone()
-    };
+    let start = |name: &str| start_of(&plans, name);
     assert_eq!(
         start("began"),
         Some(Wanted::Containers {
