@@ -45,6 +45,9 @@ pub(crate) struct Evidence {
     facts: Vec<ContainerFact>,
     /// The check at the snapshot: whether it stayed down, with what ran or appeared.
     check: Option<Result<Vec<ContainerFact>, String>>,
+    /// Containers came back and are being stopped again: that stop moves `down_since`, even
+    /// where they had exited again by themselves.
+    restop: bool,
 }
 
 fn fact(c: &ContainerRef, fact: Fact, at: Option<DateTime<Utc>>) -> ContainerFact {
@@ -76,11 +79,13 @@ impl Evidence {
             }
         }
         // Down since the request of this stop, when it stopped anything that ran: a later
-        // stop (of a container that came back) moves it on.
+        // stop (of a container that came back) moves it on, also when that container had
+        // exited again by itself (it is down from then on).
+        let restop = std::mem::take(&mut self.restop);
         let requested = report
             .containers
             .iter()
-            .filter(|s| s.was_running)
+            .filter(|s| s.was_running || restop)
             .map(|s| s.stop_requested_at)
             .min();
         self.down_since = match (self.down_since, requested) {
@@ -95,6 +100,7 @@ impl Evidence {
         for (c, at) in containers {
             self.facts.push(fact(c, Fact::CameBack, *at));
         }
+        self.restop = true;
     }
 
     /// The stack's stop failed; `began`: whether a stop call of it had begun.
@@ -316,6 +322,17 @@ mod tests {
             Capture::Unknown,
             "no times"
         );
+    }
+
+    #[test]
+    fn a_container_that_came_back_and_exited_again_is_down_from_its_second_stop() {
+        let mut e = stopped(false, Ok(DownCheck::default()));
+        e.came_back(&[(container("db"), Some(t(15)))]);
+        e.stop_began(t(16));
+        let mut again = report(false, t(16));
+        again.containers[0].was_running = false;
+        e.stopped(&again, t(16));
+        assert_eq!(e.down_since(), Some(t(16)));
     }
 
     #[test]
