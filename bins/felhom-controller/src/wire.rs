@@ -5,7 +5,7 @@ use crate::counted::{Counted, EngineWatch};
 use crate::metrics::Metrics;
 use crate::watch::Watch;
 use anyhow::{Context, Result};
-use felhom_agentapi::{AgentApi, AgentClient, ClientConfig, Token};
+use felhom_agentapi::{AgentApi, AgentClient, ClientConfig};
 use felhom_marker::StateDir;
 use felhom_notify::Notifier;
 use felhom_quiesce::{Controller, CycleConfig, Observer, Parts};
@@ -24,11 +24,8 @@ pub(crate) fn agent_client(config: &Config) -> Result<Option<AgentClient>> {
     let Some(a) = &config.agent else {
         return Ok(None);
     };
-    let token = match (&a.token, &a.token_file) {
-        (Some(t), _) => Token::new(t.clone()),
-        (None, Some(file)) => Token::from_file(file).context("agent.token_file")?,
-        (None, None) => anyhow::bail!("agent: no token configured"),
-    };
+    let token = a.token.load()?;
+    tracing::debug!("the agent's token: from {}", a.token);
     let client = AgentClient::new(ClientConfig {
         url: a.url.clone(),
         token,
@@ -36,7 +33,7 @@ pub(crate) fn agent_client(config: &Config) -> Result<Option<AgentClient>> {
         connect_timeout: a.connect_timeout,
         request_timeout: a.request_timeout,
     })
-    .context("agent")?;
+    .with_context(|| format!("agent (token from {})", a.token))?;
     Ok(Some(client))
 }
 

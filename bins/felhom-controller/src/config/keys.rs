@@ -5,6 +5,7 @@
 use super::tests::{file, jailed, load};
 use super::*;
 use crate::errors;
+use figment::providers::{Format, Toml};
 
 /// The sections of the file and the keys of each, asked of the parser itself: an unknown key
 /// makes serde list the known ones.
