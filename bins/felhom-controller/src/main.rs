@@ -2,6 +2,7 @@
 //! quiesce controller and runs one command (SPEC §5). Everything that decides anything lives in
 //! the library crates; this file only wires.
 
+mod brief;
 mod commands;
 mod config;
 mod counted;
