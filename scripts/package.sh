@@ -3,8 +3,11 @@
 #   - `cargo deb -p felhom-controller` (one release build), its contents listed;
 #   - the conffile, the units, the timer and the alert rules are in it, the binary stripped;
 #   - `promtool check rules` and `promtool test rules` on the alert rules;
+#   - the units' hardening: `systemd-analyze security --offline=true` exposure of each service
+#     at most 3.0 (MAX_EXPOSURE), `LimitCORE=0`, the credential example the binary reads;
 #   - as root: `dpkg -i`, `systemd-analyze verify` of the installed units (it needs their
-#     ExecStart binary to exist), `dpkg -r` (units gone, conffile kept), `dpkg -P`.
+#     ExecStart binary to exist), nothing installed or made by the maintainer scripts under
+#     /etc/felhom is accessible to other users, `dpkg -r` (units gone, conffile kept), `dpkg -P`.
 # Prints the package's path and size and how long the build took.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +22,21 @@ done
 # --- alert rules: syntax, then behaviour ---------------------------------------------------
 promtool check rules deploy/prometheus/alerts.yml
 (cd deploy/prometheus && promtool test rules alerts_test.yml)
+
+# --- the units' hardening (docs/operations.md, "The units' hardening") ------------------------
+# systemd-analyze's overall exposure, 0 to 10; --threshold takes tenths. The score needs no
+# installed unit nor a running systemd (--offline).
+MAX_EXPOSURE=30
+for unit in deploy/systemd/felhom-controller.service deploy/systemd/felhom-controller-recover.service; do
+    if ! out=$(systemd-analyze security --offline=true --threshold="$MAX_EXPOSURE" "$unit" 2>&1); then
+        printf '%s\n' "$out" | grep -v '✓' >&2
+        fail "$unit: exposure above $((MAX_EXPOSURE / 10)).$((MAX_EXPOSURE % 10))"
+    fi
+    log "$(basename "$unit"): $(printf '%s\n' "$out" | grep -o 'exposure level.*: [0-9.]* [A-Z]*')"
+    grep -qx 'LimitCORE=0' "$unit" || fail "$unit: no LimitCORE=0 (a core would hold the token)"
+    grep -qx '#LoadCredential=agent-token:/etc/felhom/agent.token' "$unit" ||
+        fail "$unit: no LoadCredential= example for the credential the binary reads"
+done
 
 # --- build -----------------------------------------------------------------------------------
 started=$(date +%s)
@@ -76,6 +94,11 @@ if grep -i 'felhom' "$tmp/verify"; then
     fail "systemd-analyze verify warned about our units"
 fi
 /usr/bin/felhom-controller --version
+# Nothing the package or its maintainer scripts made under /etc/felhom is accessible to other
+# users: the config holds or names the token, and the token file goes there.
+[ "$(stat -c %a /etc/felhom)" = 700 ] || fail "/etc/felhom is mode $(stat -c %a /etc/felhom), not 0700"
+open=$(find /etc/felhom -perm /o=rwx)
+[ -z "$open" ] || fail "accessible to other users: $open"
 [ -L /etc/systemd/system/multi-user.target.wants/felhom-controller.service ] ||
     fail "the service was not enabled"
 [ -L /etc/systemd/system/timers.target.wants/felhom-controller-recover.timer ] ||
