@@ -4,17 +4,14 @@
 //! notifications, the state directory — nor in the error of a bad config of any kind, a wrong
 //! pin or a refused token; the token's other sources (a file, a systemd credential, the
 //! variable) work; and an app's output stays out of `/status`, `/metrics` and notifications.
+//! (The endpoint through a reconnect loop: `bins/felhom-controller/src/endpoint/tests.rs`.)
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::thread;
-use std::time::{Duration, Instant};
 
 use felhom_devagent::Fault;
 use felhom_e2e::{
     container, free_port, http_get, random_token, Access, Agent, Controller, Env, Finished,
-    StackSpec, WAIT,
+    StackSpec,
 };
 
 use crate::receiver::Receiver;
@@ -177,56 +174,43 @@ fn a_bad_config_of_any_kind_never_shows_the_token() {
     let shown = file.display().to_string();
     let t = random_token();
     let mut seen = Outputs::default();
-    // (what, the file, the line the error must name; exit 2)
-    let cases = [
-        (
-            "a bad escape",
-            agent_section(&format!("token = \"ab\\q{t}\"")),
-            Some(5),
-        ),
-        (
-            "a missing quote",
-            agent_section(&format!("token = \"{t}")),
-            Some(5),
-        ),
-        (
-            "a duplicate key",
-            agent_section(&format!("token = \"{t}\"\ntoken = \"{t}\"")),
-            Some(6),
-        ),
-        ("no quotes", agent_section(&format!("token = {t}")), Some(5)),
-        ("the token alone", agent_section(&t), Some(5)),
-        (
-            "the wrong type",
-            agent_section(&format!("token = [\"{t}\"]")),
-            Some(5),
-        ),
-        (
-            "the token as the file",
-            agent_section(&format!("token_file = \"{t}\"")),
-            Some(5),
-        ),
+    // (what, a line of `[agent]` with `{t}` for the token, the line the error names; exit 2)
+    let agent_cases = [
+        ("a bad escape", "token = \"ab\\q{t}\"", 5),
+        ("a missing quote", "token = \"{t}", 5),
+        ("a duplicate key", "token = \"{t}\"\ntoken = \"{t}\"", 6),
+        ("no quotes", "token = {t}", 5),
+        ("the token alone", "{t}", 5),
+        ("the wrong type", "token = [\"{t}\"]", 5),
+        ("the token as the file", "token_file = \"{t}\"", 5),
+    ];
+    let notify_cases = [
         (
             "a notify URL with a syntax error",
-            format!("[notify]\nwebhook = \"https://h.example/{t}\" x\n"),
-            Some(2),
+            "webhook = \"https://h.example/{t}\" x",
+            2,
         ),
         (
             "a notify URL of another scheme",
-            format!("[notify]\nntfy = \"ftp://h.example/{t}\"\n"),
-            Some(2),
+            "ntfy = \"ftp://h.example/{t}\"",
+            2,
         ),
     ];
-    for (what, text, line) in cases {
+    let texts =
+        agent_cases
+            .into_iter()
+            .map(|(what, line, n)| (what, agent_section(&line.replace("{t}", &t)), n))
+            .chain(notify_cases.into_iter().map(|(what, line, n)| {
+                (what, format!("[notify]\n{}\n", line.replace("{t}", &t)), n)
+            }));
+    for (what, text, line) in texts {
         std::fs::write(&file, &text).expect("write the config");
         let check = run_with(&file, &["check"], &DEBUG);
         assert_eq!(check.code, Some(2), "{what}: {check}");
-        if let Some(line) = line {
-            assert!(
-                check.stderr.contains(&format!("{shown} line {line}")),
-                "{what}: names the file and line {line}: {check}"
-            );
-        }
+        assert!(
+            check.stderr.contains(&format!("{shown} line {line}")),
+            "{what}: names the file and line {line}: {check}"
+        );
         seen.finished(&format!("check, {what}"), &check);
     }
     // The token file's content cannot be used: `check` fails on the agent (exit 1).
@@ -449,79 +433,4 @@ fn an_apps_output_stays_out_of_status_metrics_and_notifications() {
         assert!(!message.contains('\n'), "one line: {event}");
         assert!(message.chars().count() <= 210, "bounded: {event}");
     }
-}
-
-#[test]
-fn the_status_endpoint_answers_through_a_reconnect_loop() {
-    // The daemon, no agent: only its endpoint matters here.
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let port = free_port();
-    let config = dir.path().join("controller.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[stacks]\nroot = \"{0}/stacks\"\n[quiesce]\nstate_dir = \"{0}/state\"\n\
-             [status]\nlisten = \"127.0.0.1:{port}\"\n",
-            dir.path().display()
-        ),
-    )
-    .expect("config");
-    let mut run = Controller::spawn(&config, &["run"]);
-    run.wait_log("felhom-controller running");
-    let stop = Arc::new(AtomicBool::new(false));
-    let connections = Arc::new(AtomicUsize::new(0));
-    let loopers: Vec<_> = (0..40)
-        .map(|_| {
-            let (stop, connections) = (stop.clone(), connections.clone());
-            thread::spawn(move || {
-                use std::io::Read;
-                while !stop.load(Ordering::SeqCst) {
-                    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-                        continue;
-                    };
-                    connections.fetch_add(1, Ordering::SeqCst);
-                    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-                    let mut buf = [0u8; 16];
-                    // Held open, silent, until the server closes it.
-                    while !stop.load(Ordering::SeqCst) {
-                        match stream.read(&mut buf) {
-                            Ok(0) => break,
-                            Err(e)
-                                if e.kind() != std::io::ErrorKind::WouldBlock
-                                    && e.kind() != std::io::ErrorKind::TimedOut =>
-                            {
-                                break
-                            }
-                            _ => {}
-                        }
-                    }
-                }
-            })
-        })
-        .collect();
-    // The loop has taken every slot: more connections than slots were made.
-    let deadline = Instant::now() + WAIT;
-    while connections.load(Ordering::SeqCst) < 40 {
-        assert!(Instant::now() < deadline, "the loopers do not connect");
-        thread::sleep(Duration::from_millis(10));
-    }
-    for i in 0..10 {
-        let asked = Instant::now();
-        let metrics = http_get(port, "/metrics");
-        let took = asked.elapsed();
-        assert!(
-            metrics.is_some_and(|m| m.contains("felhom_build_info")),
-            "scrape {i}: no answer while a client loops"
-        );
-        assert!(took < Duration::from_secs(1), "scrape {i} took {took:?}");
-    }
-    let looped = connections.load(Ordering::SeqCst);
-    stop.store(true, Ordering::SeqCst);
-    for looper in loopers {
-        let _ = looper.join();
-    }
-    assert!(looped > 40, "the client looped: {looped} connections");
-    run.terminate();
-    let end = run.wait_within(WAIT);
-    assert_eq!(end.code, Some(0), "{end}");
 }

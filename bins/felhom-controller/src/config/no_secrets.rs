@@ -48,62 +48,36 @@ fn pin() -> String {
     vec!["ab"; 32].join(":")
 }
 
+/// `template` with every `{t}` replaced by `token`.
+fn planted(template: &str, token: &str) -> String {
+    template.replace("{t}", token)
+}
+
 #[test]
 fn a_syntax_error_on_the_tokens_line_names_the_file_and_the_line_not_the_token() {
     let t = random_token();
+    // (what, the `[agent]` section's text after its header, the line the error names)
     let cases = [
         (
             "a bad escape",
-            format!("[agent]\nurl = \"https://x\"\ntoken = \"ab\\q{t}\"\n"),
+            "url = \"https://x\"\ntoken = \"ab\\q{t}\"",
             3,
         ),
-        (
-            "a missing quote",
-            format!("[agent]\ntoken = \"{t}\nurl = \"https://x\"\n"),
-            2,
-        ),
-        (
-            "a duplicate key",
-            format!("[agent]\ntoken = \"{t}\"\ntoken = \"{t}\"\n"),
-            3,
-        ),
-        (
-            "no quotes",
-            format!("[agent]\nurl = \"https://x\"\ntoken = {t}\n"),
-            3,
-        ),
-        ("a token alone on its line", format!("[agent]\n{t}\n"), 2),
-        ("YAML's colon", format!("[agent]\ntoken: \"{t}\"\n"), 2),
+        ("a missing quote", "token = \"{t}\nurl = \"https://x\"", 2),
+        ("a duplicate key", "token = \"{t}\"\ntoken = \"{t}\"", 3),
+        ("no quotes", "url = \"https://x\"\ntoken = {t}", 3),
+        ("a token alone on its line", "{t}", 2),
+        ("YAML's colon", "token: \"{t}\"", 2),
         // Noticed at the end of the file.
-        (
-            "an open multi-line string",
-            format!("[agent]\ntoken = '''{t}\n"),
-            3,
-        ),
-        (
-            "text after the value",
-            format!("[agent]\ntoken = \"{t}\" \"x\"\n"),
-            2,
-        ),
-        (
-            "a bad unicode escape",
-            format!("[agent]\ntoken = \"\\u{t}\"\n"),
-            2,
-        ),
-        (
-            "a control character",
-            format!("[agent]\ntoken = \"{t}\u{1}\"\n"),
-            2,
-        ),
-        ("a duplicate table", format!("[{t}]\n[{t}]\n"), 2),
-        (
-            "a duplicate dotted key",
-            format!("{t}.x = 1\n{t}.x = 2\n"),
-            2,
-        ),
+        ("an open multi-line string", "token = '''{t}", 3),
+        ("text after the value", "token = \"{t}\" \"x\"", 2),
+        ("a bad unicode escape", "token = \"\\u{t}\"", 2),
+        ("a control character", "token = \"{t}\u{1}\"", 2),
+        ("a duplicate table", "[{t}]\n[{t}]", 3),
+        ("a duplicate dotted key", "{t}.x = 1\n{t}.x = 2", 3),
     ];
-    for (what, text, line) in cases {
-        let (message, path) = error_of(&text);
+    for (what, section, line) in cases {
+        let (message, path) = error_of(&format!("[agent]\n{}\n", planted(section, &t)));
         assert_hidden(&message, &t, what);
         assert!(
             message.contains(&format!("{path} line {line}")),
@@ -117,53 +91,44 @@ fn a_token_of_the_wrong_type_or_in_the_wrong_key_is_not_shown() {
     let t = random_token();
     // As many as fit in a TOML integer (a longer one is a syntax error, tested above).
     let digits: String = t.chars().filter(char::is_ascii_digit).take(15).collect();
-    let agent = |line: &str| {
-        format!(
-            "[agent]\nurl = \"https://x\"\npin_sha256 = \"{}\"\n{line}\n",
-            pin()
-        )
-    };
+    let pin = pin();
+    // (what, the lines after `url` and `pin_sha256`, the key the error names)
     let cases = [
-        (
-            "a number",
-            agent(&format!("token = 9{digits}")),
-            "agent.token",
-        ),
-        (
-            "an array",
-            agent(&format!("token = [\"{t}\"]")),
-            "agent.token",
-        ),
+        ("a number", format!("token = 9{digits}"), "agent.token"),
+        ("an array", planted("token = [\"{t}\"]", &t), "agent.token"),
         (
             "a table",
-            agent(&format!("token = {{ value = \"{t}\" }}")),
+            planted("token = { value = \"{t}\" }", &t),
             "agent.token",
         ),
         (
-            "a boolean key",
-            agent(&format!("token = \"{t}\"\ntoken_file = true")),
+            "a boolean file",
+            planted("token = \"{t}\"\ntoken_file = true", &t),
             "agent.token_file",
         ),
         (
             "the token as the file",
-            agent(&format!("token_file = \"{t}\"")),
+            planted("token_file = \"{t}\"", &t),
             "agent.token_file",
         ),
         (
             "the token as a key",
-            agent(&format!("{t} = \"x\"\ntoken = \"y\"")),
+            planted("{t} = \"x\"\ntoken = \"y\"", &t),
             "agent",
         ),
-        (
-            "the token in the url",
-            format!(
-                "[agent]\nurl = \"http://x/{t}\"\ntoken = \"y\"\npin_sha256 = \"{}\"\n",
-                pin()
-            ),
-            "agent.url",
-        ),
     ];
-    for (what, text, key) in cases {
+    let texts = cases
+        .into_iter()
+        .map(|(what, lines, key)| {
+            let text = format!("[agent]\nurl = \"https://x\"\npin_sha256 = \"{pin}\"\n{lines}\n");
+            (what, text, key)
+        })
+        .chain([(
+            "the token in the url",
+            format!("[agent]\nurl = \"http://x/{t}\"\ntoken = \"y\"\npin_sha256 = \"{pin}\"\n"),
+            "agent.url",
+        )]);
+    for (what, text, key) in texts {
         let (message, path) = error_of(&text);
         assert_hidden(&message, &t, what);
         assert_hidden(&message, &digits, what);
@@ -171,56 +136,31 @@ fn a_token_of_the_wrong_type_or_in_the_wrong_key_is_not_shown() {
         assert!(message.contains(&path), "{what}: names the file: {message}");
     }
     // A type error names the line of its key.
-    let (message, path) = error_of(&agent(&format!("token = [\"{t}\"]")));
+    let array =
+        format!("[agent]\nurl = \"https://x\"\npin_sha256 = \"{pin}\"\ntoken = [\"{t}\"]\n");
+    let (message, path) = error_of(&array);
     assert!(message.contains(&format!("{path} line 4")), "{message}");
 }
 
 #[test]
 fn a_notify_url_is_not_shown_whatever_is_wrong_with_it() {
     let t = random_token();
+    // (what, the `[notify]` line; the error names line 2)
     let cases = [
-        (
-            "text after it",
-            format!("[notify]\nwebhook = \"https://h.example/{t}\" x\n"),
-            2,
-        ),
-        (
-            "a missing quote",
-            format!("[notify]\nntfy = \"https://h.example/{t}\n"),
-            2,
-        ),
-        (
-            "a bad escape",
-            format!("[notify]\nping = \"https://h.example/\\q{t}\"\n"),
-            2,
-        ),
-        (
-            "an array",
-            format!("[notify]\nwebhook = [\"https://h.example/{t}\"]\n"),
-            2,
-        ),
-        (
-            "not http",
-            format!("[notify]\nwebhook = \"ftp://h.example/{t}\"\n"),
-            2,
-        ),
-        (
-            "user-info",
-            format!("[notify]\nntfy = \"https://u:{t}@h.example/x\"\n"),
-            2,
-        ),
-        (
-            "not a URL",
-            format!("[notify]\nping = \"https://h.example/<{t}>\"\n"),
-            2,
-        ),
+        ("text after it", "webhook = \"https://h.example/{t}\" x"),
+        ("a missing quote", "ntfy = \"https://h.example/{t}"),
+        ("a bad escape", "ping = \"https://h.example/\\q{t}\""),
+        ("an array", "webhook = [\"https://h.example/{t}\"]"),
+        ("not http", "webhook = \"ftp://h.example/{t}\""),
+        ("user-info", "ntfy = \"https://u:{t}@h.example/x\""),
+        ("not a URL", "ping = \"https://h.example/<{t}>\""),
     ];
-    for (what, text, line) in cases {
-        let (message, path) = error_of(&text);
+    for (what, line) in cases {
+        let (message, path) = error_of(&format!("[notify]\n{}\n", planted(line, &t)));
         assert_hidden(&message, &t, what);
         assert!(
-            message.contains(&format!("{path} line {line}")),
-            "{what}: names the file and line {line}: {message}"
+            message.contains(&format!("{path} line 2")),
+            "{what}: names the file and line 2: {message}"
         );
     }
 }
