@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Utc};
-use felhom_marker::{CycleRecord, Outcome};
+use felhom_marker::CycleRecord;
 use serde::Serialize;
 
 use crate::agent::{AgentProcess, BackupTimes};
@@ -270,7 +270,7 @@ impl Bench<'_> {
                 log.display()
             )
         })?;
-        if record.outcome != Outcome::Done || !record.stranded.is_empty() || !out.status.success() {
+        if !record.succeeded() || !out.status.success() {
             bail!(
                 "the controller's cycle {} ended {:?} (stranded: {:?}, errors: {:?}); its log: {}",
                 record.cycle_id,

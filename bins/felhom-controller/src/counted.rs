@@ -6,7 +6,9 @@
 use crate::metrics::Metrics;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use felhom_agentapi::{AgentApi, AgentError, BackupStart, BackupStatus, Due};
+use felhom_agentapi::{
+    AgentApi, AgentError, Answered, BackupPhase, BackupStart, BackupStatus, Due,
+};
 use felhom_stacks::{RunningStack, Stacks, StacksError};
 use std::sync::{Arc, Mutex};
 
@@ -56,6 +58,20 @@ impl AgentApi for Counted {
 
     async fn backup_status(&self) -> Result<BackupStatus, AgentError> {
         self.count(self.agent.backup_status().await)
+    }
+
+    // Forwarded explicitly: the trait's defaults would turn them into the plain requests,
+    // losing the long-poll and the list of ignored fields.
+    async fn backup_due_checked(&self) -> Result<Answered<Due>, AgentError> {
+        self.count(self.agent.backup_due_checked().await)
+    }
+
+    async fn backup_status_wait(
+        &self,
+        last_phase: &BackupPhase,
+        wait: std::time::Duration,
+    ) -> Result<Answered<BackupStatus>, AgentError> {
+        self.count(self.agent.backup_status_wait(last_phase, wait).await)
     }
 }
 
@@ -130,6 +146,43 @@ mod tests {
             text.contains("felhom_agent_errors_total{kind=\"unavailable\"} 1"),
             "{text}"
         );
+    }
+
+    #[tokio::test]
+    async fn the_long_poll_and_the_ignored_fields_reach_the_real_agent() {
+        use felhom_agentapi::{IgnoredField, MockAgentApi};
+        let mut agent = MockAgentApi::new();
+        agent.expect_backup_status().never();
+        agent
+            .expect_backup_status_wait()
+            .withf(|phase, wait| {
+                *phase == BackupPhase::Running && *wait == std::time::Duration::from_secs(9)
+            })
+            .times(1)
+            .returning(|_, _| {
+                Ok(Answered {
+                    answer: BackupStatus {
+                        id: Some("b-1".into()),
+                        phase: BackupPhase::Snapshotted,
+                        started_at: None,
+                        snapshot_at: None,
+                        finished_at: None,
+                        error: None,
+                    },
+                    ignored: vec![IgnoredField {
+                        field: "started_at",
+                        reason: "a number, not a string".into(),
+                    }],
+                })
+            });
+        let metrics = Arc::new(Metrics::new(std::time::Duration::from_secs(60)));
+        let counted = Counted::new(Arc::new(agent), metrics);
+        let checked = counted
+            .backup_status_wait(&BackupPhase::Running, std::time::Duration::from_secs(9))
+            .await
+            .expect("forwarded");
+        assert_eq!(checked.answer.phase, BackupPhase::Snapshotted);
+        assert_eq!(checked.ignored.len(), 1);
     }
 
     #[tokio::test]

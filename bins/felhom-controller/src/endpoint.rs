@@ -11,8 +11,8 @@ use crate::brief;
 use crate::metrics::{Metrics, CONTENT_TYPE};
 use crate::status::Look;
 use anyhow::{Context, Result};
-use felhom_marker::{Outcome, StateDir};
-use felhom_quiesce::{CancellationToken, Controller, Live};
+use felhom_marker::StateDir;
+use felhom_quiesce::{CancellationToken, Controller, Overview};
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::{Request, Response, StatusCode};
@@ -24,20 +24,13 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-/// An outcome as the history and the status JSON spell it (its serde name).
-pub(crate) fn outcome_name(outcome: Outcome) -> String {
-    match serde_json::to_value(outcome) {
-        Ok(serde_json::Value::String(name)) => name,
-        _ => format!("{outcome:?}"),
-    }
-}
-
-/// `/status`: the live status as the quiesce crate serialises it, plus the stranded stacks;
-/// every text in it cut to its first line (an error's later lines, such as a failed start's
-/// container log lines, stay in the journal and the state directory).
-fn status_json(live: &Live) -> serde_json::Value {
-    let mut doc = serde_json::to_value(live).unwrap_or_else(|e| json!({ "error": e.to_string() }));
-    doc["stranded"] = json!(live.stranded());
+/// `/status`: the controller's overview as the quiesce crate serialises it, plus the
+/// stranded stacks; every text in it cut to its first line (an error's later lines, such as a
+/// failed start's container log lines, stay in the journal and the state directory).
+fn status_json(overview: &Overview) -> serde_json::Value {
+    let mut doc =
+        serde_json::to_value(overview).unwrap_or_else(|e| json!({ "error": e.to_string() }));
+    doc["stranded"] = json!(overview.stranded());
     brief::one_line_strings(&mut doc);
     doc
 }
@@ -55,7 +48,7 @@ impl Served {
     /// stranded list, the stacks held down), the rest were counted as things happened.
     fn metrics(&self) -> String {
         let look = Look::files(&self.state);
-        let live = self.controller.live();
+        let overview = self.controller.overview();
         self.metrics.set_marker_age(look.marker_age);
         self.metrics.set_stranded(look.stranded.len());
         let held = match &look.marker {
@@ -63,7 +56,7 @@ impl Served {
             _ => 0,
         };
         self.metrics.set_stacks_quiesced(held);
-        self.metrics.set_cycle_running(live.phase.is_some());
+        self.metrics.set_cycle_running(overview.phase.is_some());
         // The engine's reachability is set from the stacks calls' answers (counted.rs).
         self.metrics.encode()
     }
@@ -239,7 +232,7 @@ fn respond(path: &str, served: &Served) -> Result<Response<Full<Bytes>>, hyper::
         "/status" => (
             StatusCode::OK,
             "application/json",
-            status_json(&served.controller.live()).to_string(),
+            status_json(&served.controller.overview()).to_string(),
         ),
         "/metrics" => (StatusCode::OK, CONTENT_TYPE, served.metrics()),
         _ => (

@@ -1,22 +1,9 @@
 //! Error chains for people: each cause printed once.
 
-use std::error::Error;
-
-/// `error: cause: cause`, skipping a cause whose text the message before it already holds
-/// (the libraries' errors print their source in their own message and return it as `source()`
-/// too; anyhow's contexts do not).
+/// `error: cause: cause`, each cause once: the libraries' one way of telling an error
+/// (`felhom_quiesce::error_chain`), on anyhow's error with its contexts.
 pub(crate) fn chain(error: &anyhow::Error) -> String {
-    let mut out = error.to_string();
-    let mut cause: Option<&dyn Error> = error.source();
-    while let Some(e) = cause {
-        let text = e.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cause = e.source();
-    }
-    out
+    felhom_quiesce::error_chain(error.as_ref())
 }
 
 #[cfg(test)]

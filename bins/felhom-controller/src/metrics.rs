@@ -87,7 +87,7 @@ impl Metrics {
         for outcome in OUTCOMES {
             // Creating the series is the point; the guard it returns is not needed.
             let _ = m.cycles.get_or_create(&OutcomeLabel {
-                outcome: outcome_name(outcome),
+                outcome: outcome.as_str(),
             });
         }
         let max_quiesce_gauge = FloatGauge::default();
@@ -197,7 +197,7 @@ impl Metrics {
     pub(crate) fn cycle_finished(&self, record: &CycleRecord) {
         self.cycles
             .get_or_create(&OutcomeLabel {
-                outcome: outcome_name(record.outcome),
+                outcome: record.outcome.as_str(),
             })
             .inc();
         let duration = (record.finished_at - record.started_at)
@@ -221,11 +221,11 @@ impl Metrics {
             self.last_max_downtime
                 .set(max_ms.unwrap_or(0) as f64 / 1000.0);
             self.last_finished.set(unix(r.finished_at));
-            if is_success(r) {
+            if r.succeeded() {
                 self.last_success.set(unix(r.finished_at));
             }
         }
-        if let Some(r) = last_success.filter(|r| is_success(r)) {
+        if let Some(r) = last_success.filter(|r| r.succeeded()) {
             self.last_success.set(unix(r.finished_at));
         }
     }
@@ -259,22 +259,6 @@ impl Metrics {
                 kind: kind.to_owned(),
             })
             .inc();
-    }
-}
-
-/// Only `done` with nothing stranded is a success (docs/decisions.md, "Outcomes").
-fn is_success(r: &CycleRecord) -> bool {
-    r.outcome == Outcome::Done && r.stranded.is_empty()
-}
-
-fn outcome_name(o: Outcome) -> &'static str {
-    match o {
-        Outcome::Done => "done",
-        Outcome::Failed => "failed",
-        Outcome::Lost => "lost",
-        Outcome::Bounded => "bounded",
-        Outcome::Cancelled => "cancelled",
-        Outcome::Recovered => "recovered",
     }
 }
 

@@ -7,7 +7,7 @@ use crate::metrics::Metrics;
 use crate::systemd;
 use felhom_notify::{Event, EventKind, Notifier};
 use felhom_quiesce::machine::Phase;
-use felhom_quiesce::{Live, Notice, NoticeKind, Observer, TICK};
+use felhom_quiesce::{Notice, NoticeKind, Observer, Overview, TICK};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -87,11 +87,11 @@ impl Watch {
 }
 
 impl Observer for Watch {
-    fn changed(&self, live: &Live) {
-        let text = status_line(live);
+    fn changed(&self, overview: &Overview) {
+        let text = status_line(overview);
         let finished = {
             let mut seen = self.seen();
-            let finished = match &live.last {
+            let finished = match &overview.last {
                 Some(r) if seen.last_cycle.as_deref() != Some(r.cycle_id.as_str()) => {
                     seen.last_cycle = Some(r.cycle_id.clone());
                     Some(r)
@@ -107,7 +107,7 @@ impl Observer for Watch {
         if let Some(record) = finished {
             self.metrics.cycle_finished(record);
         }
-        self.metrics.set_cycle_running(live.phase.is_some());
+        self.metrics.set_cycle_running(overview.phase.is_some());
     }
 
     fn tick(&self) {
@@ -189,8 +189,8 @@ fn event_kind(kind: NoticeKind) -> Option<EventKind> {
 }
 
 /// The one line `systemctl status` shows: the cycle's phase, or when the next check is.
-fn status_line(live: &Live) -> String {
-    let phase = match live.phase {
+fn status_line(overview: &Overview) -> String {
+    let phase = match overview.phase {
         None => None,
         Some(Phase::Quiescing) => Some("stopping the app stacks"),
         Some(Phase::BackingUp) => Some("stacks down, the backup runs"),
@@ -198,7 +198,7 @@ fn status_line(live: &Live) -> String {
         Some(Phase::AwaitingOutcome) => Some("stacks back, awaiting the backup's outcome"),
         Some(Phase::Finished(_)) => Some("finishing the cycle"),
     };
-    match (phase, live.next_check_at) {
+    match (phase, overview.next_check_at) {
         (Some(p), _) => format!("cycle: {p}"),
         (None, Some(at)) => format!("idle; next due check at {}", at.format("%H:%M:%S UTC")),
         (None, None) => "idle".to_owned(),

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use felhom_agentapi::{AgentApi, AgentClient, ClientConfig};
 use felhom_marker::StateDir;
 use felhom_notify::Notifier;
-use felhom_quiesce::{Controller, CycleConfig, Observer, Parts};
+use felhom_quiesce::{Collaborators, Controller, CycleConfig, Observer};
 use felhom_stacks::{ComposeStacks, Stacks, StacksConfig};
 use std::sync::Arc;
 
@@ -126,7 +126,7 @@ pub(crate) fn wire_watched(
         .context("stacks")?,
     );
     let state = Arc::new(state_dir(config)?);
-    let parts = Parts {
+    let parts = Collaborators {
         agent: agent.clone(),
         stacks: match metrics {
             Some(m) => Arc::new(EngineWatch::new(stacks.clone(), m.clone())),

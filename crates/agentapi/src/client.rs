@@ -19,7 +19,10 @@ use rustls::CertificateError;
 
 use crate::types::HumanDuration;
 use crate::verifier::{PinMismatch, PinVerifier};
-use crate::{wire, AgentApi, AgentError, BackupStart, BackupStatus, ConfigError, Due, Pin, Token};
+use crate::{
+    wire, AgentApi, AgentError, Answered, BackupPhase, BackupStart, BackupStatus, ConfigError, Due,
+    IgnoredField, Pin, Token,
+};
 
 /// The largest answer body the client reads (SPEC §3). Larger is an error, not an allocation.
 pub(crate) const MAX_BODY: usize = 64 * 1024;
@@ -30,6 +33,10 @@ const SNIPPET_CHARS: usize = 200;
 const DUE: &str = "GET /backup/due";
 const START: &str = "POST /backup";
 const STATUS: &str = "GET /backup/status";
+
+/// A phase name longer than this is not sent back in a long-poll's query (a plain request is
+/// made instead): a phase comes from the agent, and a URL must not grow with whatever it sent.
+const MAX_QUERY_PHASE: usize = 64;
 
 /// Everything the client needs to reach one agent (the `[agent]` section of SPEC §5).
 #[derive(Debug, Clone)]
@@ -123,15 +130,16 @@ impl AgentClient {
         &self.inner.base
     }
 
-    /// One exchange, bounded as a whole by `request_timeout`. The body's read result is kept
-    /// apart from the status so that an unexpected status is reported as such even when its
-    /// body is unreadable.
+    /// One exchange, bounded as a whole by `request_timeout` plus `held` (how long the agent
+    /// may hold a long-poll's answer). The body's read result is kept apart from the status so
+    /// that an unexpected status is reported as such even when its body is unreadable.
     async fn exchange(
         &self,
         request: &'static str,
         method: Method,
         path: &str,
         body: Option<Vec<u8>>,
+        held: Duration,
     ) -> Result<(StatusCode, Result<Bytes, AgentError>), AgentError> {
         let mut builder = Request::builder()
             .method(method)
@@ -157,12 +165,44 @@ impl AgentClient {
             let status = response.status();
             Ok((status, read_capped(request, response).await))
         };
-        tokio::time::timeout(self.inner.request_timeout, exchange)
+        let bound = self.inner.request_timeout.saturating_add(held);
+        tokio::time::timeout(bound, exchange)
             .await
             .unwrap_or(Err(AgentError::Timeout {
                 request,
-                after: self.inner.request_timeout,
+                after: bound,
             }))
+    }
+
+    /// `GET /backup/status`, plain or (with a phase and a wait) as a long-poll.
+    async fn status(
+        &self,
+        long_poll: Option<(&BackupPhase, Duration)>,
+    ) -> Result<Answered<BackupStatus>, AgentError> {
+        let (path, held) = match long_poll.and_then(|(phase, wait)| long_poll_query(phase, wait)) {
+            Some((query, held)) => (format!("/backup/status?{query}"), held),
+            None => ("/backup/status".to_owned(), Duration::ZERO),
+        };
+        self.get(STATUS, &path, held, wire::parse_status).await
+    }
+
+    /// A `GET` whose `2xx` body `parse` reads; what it ignored is logged at debug.
+    async fn get<T>(
+        &self,
+        request: &'static str,
+        path: &str,
+        held: Duration,
+        parse: fn(&[u8], wire::Redact<'_>) -> Result<Answered<T>, String>,
+    ) -> Result<Answered<T>, AgentError> {
+        let (status, body) = self
+            .exchange(request, Method::GET, path, None, held)
+            .await?;
+        if !status.is_success() {
+            return Err(self.unexpected(request, status, body));
+        }
+        let answer =
+            parse(&body?, &|text| self.redact(text)).map_err(|d| self.malformed(request, &d))?;
+        Ok(noted(request, answer))
     }
 
     /// Turns hyper's error chain into the error an operator can act on. The interesting part
@@ -262,11 +302,12 @@ impl AgentClient {
 #[async_trait]
 impl AgentApi for AgentClient {
     async fn backup_due(&self) -> Result<Due, AgentError> {
-        let (status, body) = self.exchange(DUE, Method::GET, "/backup/due", None).await?;
-        if !status.is_success() {
-            return Err(self.unexpected(DUE, status, body));
-        }
-        wire::parse_due(&body?).map_err(|d| self.malformed(DUE, &d))
+        self.backup_due_checked().await.map(|a| a.answer)
+    }
+
+    async fn backup_due_checked(&self) -> Result<Answered<Due>, AgentError> {
+        self.get(DUE, "/backup/due", Duration::ZERO, wire::parse_due)
+            .await
     }
 
     async fn start_backup(&self, cycle_id: &str) -> Result<BackupStart, AgentError> {
@@ -278,7 +319,13 @@ impl AgentApi for AgentClient {
                 }
             })?;
         let (status, body) = self
-            .exchange(START, Method::POST, "/backup", Some(payload))
+            .exchange(
+                START,
+                Method::POST,
+                "/backup",
+                Some(payload),
+                Duration::ZERO,
+            )
             .await?;
         // Any 2xx with an id is a start: the contract says 202, but an agent answering 200 or
         // 201 has plainly started the backup, and refusing it would leave that backup untracked.
@@ -312,14 +359,59 @@ impl AgentApi for AgentClient {
     }
 
     async fn backup_status(&self) -> Result<BackupStatus, AgentError> {
-        let (status, body) = self
-            .exchange(STATUS, Method::GET, "/backup/status", None)
-            .await?;
-        if !status.is_success() {
-            return Err(self.unexpected(STATUS, status, body));
-        }
-        wire::parse_status(&body?).map_err(|d| self.malformed(STATUS, &d))
+        self.status(None).await.map(|a| a.answer)
     }
+
+    async fn backup_status_wait(
+        &self,
+        last_phase: &BackupPhase,
+        wait: Duration,
+    ) -> Result<Answered<BackupStatus>, AgentError> {
+        self.status(Some((last_phase, wait))).await
+    }
+}
+
+/// Logs what an answer's body had that was ignored — at debug only: the caller gets the list
+/// and decides how loudly, and how often, to say it (a warning per cycle, not per poll).
+fn noted<T>(request: &'static str, answer: Answered<T>) -> Answered<T> {
+    if !answer.ignored.is_empty() {
+        let fields: Vec<String> = answer.ignored.iter().map(IgnoredField::to_string).collect();
+        tracing::debug!(
+            request,
+            ignored = %fields.join("; "),
+            "optional fields of the answer ignored"
+        );
+    }
+    answer
+}
+
+/// The query of a long-poll and how long the agent may hold it, or `None` for a plain request:
+/// a zero wait, or a phase too long to send back.
+fn long_poll_query(last_phase: &BackupPhase, wait: Duration) -> Option<(String, Duration)> {
+    let name = last_phase.name();
+    if wait.is_zero() || name.len() > MAX_QUERY_PHASE {
+        return None;
+    }
+    // The contract counts in whole seconds; rounding up never asks for less than the caller's.
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    Some((
+        format!("wait={seconds}&phase={}", percent_encoded(name)),
+        Duration::from_secs(seconds),
+    ))
+}
+
+/// RFC 3986 percent-encoding of everything but the unreserved characters: a phase of a newer
+/// agent may hold anything.
+fn percent_encoded(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 impl fmt::Debug for AgentClient {
@@ -522,6 +614,45 @@ mod tests {
         let config_debug = format!("{:?}", config("https://h", "tok-SECRET-42"));
         assert!(!config_debug.contains("tok-SECRET-42"), "{config_debug}");
         assert_eq!(client.url(), "https://127.0.0.1:8443");
+    }
+
+    #[test]
+    fn long_poll_query_rounds_up_encodes_and_falls_back_to_plain() {
+        let query = |phase: &BackupPhase, wait| long_poll_query(phase, wait);
+        assert_eq!(
+            query(&BackupPhase::Running, Duration::from_secs(10)),
+            Some(("wait=10&phase=running".to_owned(), Duration::from_secs(10)))
+        );
+        assert_eq!(
+            query(&BackupPhase::Snapshotted, Duration::from_millis(1500)),
+            Some((
+                "wait=2&phase=snapshotted".to_owned(),
+                Duration::from_secs(2)
+            ))
+        );
+        assert_eq!(
+            query(
+                &BackupPhase::Unknown("a b&c=d/é".to_owned()),
+                Duration::from_secs(1)
+            ),
+            Some((
+                "wait=1&phase=a%20b%26c%3Dd%2F%C3%A9".to_owned(),
+                Duration::from_secs(1)
+            ))
+        );
+        assert_eq!(query(&BackupPhase::Running, Duration::ZERO), None);
+        assert_eq!(
+            query(
+                &BackupPhase::Unknown("x".repeat(65)),
+                Duration::from_secs(5)
+            ),
+            None
+        );
+        assert!(query(
+            &BackupPhase::Unknown("x".repeat(64)),
+            Duration::from_secs(5)
+        )
+        .is_some());
     }
 
     #[test]

@@ -13,7 +13,10 @@
 //! - typed answers: unknown phases are kept ([`BackupPhase::Unknown`]), a `409` to
 //!   `POST /backup` adopts the running backup ([`BackupStart::adopted`]), `503` is
 //!   [`AgentError::Unavailable`], `401` is [`AgentError::Unauthorized`]; every error's message
-//!   starts with the request (`GET /backup/status: ...`).
+//!   starts with the request (`GET /backup/status: ...`);
+//! - only the deciding fields are strict (`due`; `phase` and `id`): an optional field that does
+//!   not parse is left out and reported in [`Answered::ignored`], never an error;
+//! - the long-poll extension of `GET /backup/status` ([`AgentApi::backup_status_wait`]).
 //!
 //! # Embedding the client in another tool
 //!
@@ -54,6 +57,7 @@
 //! - `mock`: test doubles of [`AgentApi`].
 #![deny(missing_docs)]
 
+mod answered;
 #[cfg(feature = "client")]
 mod client;
 #[cfg(any(test, feature = "mock"))]
@@ -67,6 +71,7 @@ mod verifier;
 #[cfg(feature = "client")]
 mod wire;
 
+pub use answered::{Answered, IgnoredField};
 #[cfg(feature = "client")]
 pub use client::{AgentClient, ClientConfig};
 pub use pin::Pin;
@@ -74,17 +79,55 @@ pub use pin::Pin;
 pub use token::Token;
 pub use types::{AgentError, BackupPhase, BackupStart, BackupStatus, ConfigError, Due};
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 
 /// The three requests of the agent API v1.
+///
+/// `backup_due_checked` and `backup_status_wait` have default implementations (the plain
+/// requests, nothing reported ignored, no long-poll), so an implementation written before them
+/// still compiles and still works; [`AgentClient`] implements all five.
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait AgentApi: Send + Sync {
-    /// `GET /backup/due`: whether a backup is due now.
+    /// `GET /backup/due`: whether a backup is due now. An optional field that does not parse
+    /// is `None` here; [`AgentApi::backup_due_checked`] also says which.
     async fn backup_due(&self) -> Result<Due, AgentError>;
     /// `POST /backup` with `{"cycle_id": ...}`: starts a backup, or adopts the one already
     /// running (`409`). A `503` is [`AgentError::Unavailable`].
     async fn start_backup(&self, cycle_id: &str) -> Result<BackupStart, AgentError>;
-    /// `GET /backup/status`: where the agent's backup is.
+    /// `GET /backup/status`: where the agent's backup is. An optional field that does not
+    /// parse is `None` here; [`AgentApi::backup_status_wait`] also says which.
     async fn backup_status(&self) -> Result<BackupStatus, AgentError>;
+
+    /// `GET /backup/due`, with the optional fields of the answer that were present but did not
+    /// parse, and so were ignored (for the caller to warn about).
+    ///
+    /// The default calls [`AgentApi::backup_due`] and reports nothing ignored.
+    async fn backup_due_checked(&self) -> Result<Answered<Due>, AgentError> {
+        self.backup_due().await.map(Answered::complete)
+    }
+
+    /// `GET /backup/status?wait=<seconds>&phase=<last_phase>` (SPEC §3's optional long-poll
+    /// extension), with the optional fields that were ignored.
+    ///
+    /// An agent with the extension holds the answer until its phase differs from `last_phase`
+    /// or `wait` has passed; one without it answers at once — so an answer in the same phase
+    /// as `last_phase` that came sooner than `wait` means "no extension": the caller then waits
+    /// its poll interval before asking again. The request's bound is `wait` plus the client's
+    /// `request_timeout`, so a held answer is not cut as a timeout. `wait` is sent in whole
+    /// seconds, rounded up; a zero `wait` (or an unknown phase of more than 64 bytes) is a
+    /// plain `GET /backup/status`.
+    ///
+    /// The default calls [`AgentApi::backup_status`] (an agent without the extension) and
+    /// reports nothing ignored.
+    async fn backup_status_wait(
+        &self,
+        last_phase: &BackupPhase,
+        wait: Duration,
+    ) -> Result<Answered<BackupStatus>, AgentError> {
+        let _ = (last_phase, wait);
+        self.backup_status().await.map(Answered::complete)
+    }
 }

@@ -5,9 +5,13 @@ mod support;
 
 use std::time::Duration;
 
+use std::sync::{Arc, Mutex};
+
 use chrono::{DateTime, Utc};
-use felhom_agentapi::{AgentApi, AgentError, BackupPhase, BackupStart};
-use serde_json::json;
+use felhom_agentapi::{AgentApi, AgentError, BackupPhase, BackupStart, IgnoredField};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+use serde_json::{json, Value};
 use support::{assert_no_token, bounded, client_for, json, Reply, Seen, TlsServer, TOKEN};
 
 fn utc(text: &str) -> DateTime<Utc> {
@@ -69,18 +73,24 @@ async fn not_due_with_only_the_required_field() {
 }
 
 #[tokio::test]
-async fn due_with_a_time_that_is_not_rfc3339_names_the_field() {
+async fn due_with_a_time_that_is_not_rfc3339_is_still_due_and_names_the_field() {
     bounded(async {
         let server =
-            agent(|_| json(200, json!({"due": false, "next_due_at": "tomorrow 2am"}))).await;
-        let err = server.client().backup_due().await.expect_err("bad time");
-        assert!(matches!(err, AgentError::Malformed { .. }), "{err:?}");
-        let text = err.to_string();
+            agent(|_| json(200, json!({"due": true, "next_due_at": "tomorrow 2am"}))).await;
+        let client = server.client();
+        let checked = client.backup_due_checked().await.expect("due decides");
         assert!(
-            text.starts_with("GET /backup/due: malformed JSON: next_due_at"),
-            "{text}"
+            checked.answer.due,
+            "a bad next_due_at must not disable backups"
         );
-        assert!(text.contains("tomorrow 2am"), "{text}");
+        assert_eq!(checked.answer.next_due_at, None);
+        assert_eq!(checked.ignored.len(), 1, "{:?}", checked.ignored);
+        assert_eq!(
+            checked.ignored[0].to_string(),
+            "next_due_at: \"tomorrow 2am\" is not an RFC 3339 time"
+        );
+        // The plain request gets the same answer, without the list.
+        assert_eq!(client.backup_due().await.expect("due"), checked.answer);
     })
     .await;
 }
@@ -465,4 +475,242 @@ async fn status_without_a_phase_is_malformed() {
         assert!(err.to_string().contains("phase"), "{err}");
     })
     .await;
+}
+
+/// Every kind of bad value an optional field may hold. Only the time fields can be wrong as
+/// strings; every field is wrong as anything else.
+fn bad_values() -> Vec<(&'static str, Value)> {
+    vec![
+        ("an empty string", json!("")),
+        ("a date without a time", json!("2024-05-01")),
+        ("a time without a date", json!("02:00:00Z")),
+        ("a time without an offset", json!("2024-05-01T02:00:00")),
+        ("the basic format", json!("20240501T020000Z")),
+        ("month 13", json!("2024-13-01T00:00:00Z")),
+        ("words", json!("tomorrow 2am")),
+        ("control characters", json!("2024\n05\u{1b}[31m\u{202e}")),
+        ("a very long string", json!("9".repeat(20_000))),
+        ("the token", json!(format!("Bearer {TOKEN}"))),
+        ("an integer", json!(1_714_528_800)),
+        ("a float", json!(1.5)),
+        ("a boolean", json!(true)),
+        ("an object", json!({"at": "2024-05-01T02:00:00Z"})),
+        ("an array", json!(["2024-05-01T02:00:00Z"])),
+    ]
+}
+
+/// Each field with each value that is bad for it: every bad value for the time fields, every
+/// one but the strings for the string fields (any string is a valid `error` or `reason`).
+fn bad_cases(
+    times: &[&'static str],
+    strings: &[&'static str],
+) -> Vec<(&'static str, &'static str, Value)> {
+    let mut cases = Vec::new();
+    for (field, strings_are_bad) in times
+        .iter()
+        .map(|f| (*f, true))
+        .chain(strings.iter().map(|f| (*f, false)))
+    {
+        for (what, value) in bad_values() {
+            if strings_are_bad || !value.is_string() {
+                cases.push((field, what, value));
+            }
+        }
+    }
+    cases
+}
+
+/// A server answering whatever body the test last put in the returned slot.
+async fn answering_slot() -> (TlsServer, Arc<Mutex<String>>) {
+    let slot = Arc::new(Mutex::new(String::new()));
+    let body = Arc::clone(&slot);
+    let server = agent(move |_| Reply::Json(200, body.lock().expect("slot").clone())).await;
+    (server, slot)
+}
+
+/// What every ignored field's report must be: its field, short, printable, no token.
+fn assert_reported(ignored: &[IgnoredField], field: &str, what: &str) {
+    assert_eq!(ignored.len(), 1, "{field} = {what}: {ignored:?}");
+    let report = &ignored[0];
+    assert_eq!(report.field, field, "{what}: {report}");
+    let text = report.to_string();
+    assert!(text.len() <= 100, "{field} = {what}: too long: {text}");
+    assert!(
+        !text.chars().any(char::is_control),
+        "{field} = {what}: {text:?}"
+    );
+    assert!(
+        !text.contains(TOKEN),
+        "{field} = {what}: the token leaked: {text}"
+    );
+}
+
+#[tokio::test]
+async fn every_bad_optional_status_field_is_ignored_and_reported() {
+    bounded(async {
+        let (server, slot) = answering_slot().await;
+        let client = server.client();
+        let good = "2024-05-01T02:00:00Z";
+        let cases = bad_cases(&["started_at", "snapshot_at", "finished_at"], &["error"]);
+        for (field, what, value) in cases {
+            let mut body = json!({
+                "id": "b-7", "phase": "snapshotted", "started_at": good,
+                "snapshot_at": good, "finished_at": good, "error": "disk full",
+            });
+            body[field] = value;
+            *slot.lock().expect("slot") = body.to_string();
+
+            let checked = client
+                .backup_status_wait(&BackupPhase::Running, Duration::ZERO)
+                .await
+                .unwrap_or_else(|e| panic!("{field} = {what}: {e}"));
+            let status = &checked.answer;
+            assert_eq!(status.phase, BackupPhase::Snapshotted, "{field} = {what}");
+            assert_eq!(status.id.as_deref(), Some("b-7"), "{field} = {what}");
+            let fields = [
+                ("started_at", status.started_at.is_some()),
+                ("snapshot_at", status.snapshot_at.is_some()),
+                ("finished_at", status.finished_at.is_some()),
+                ("error", status.error.is_some()),
+            ];
+            for (name, present) in fields {
+                assert_eq!(
+                    present,
+                    name != field,
+                    "{field} = {what}: {name} in {status:?}"
+                );
+            }
+            assert_reported(&checked.ignored, field, what);
+            if what == "words" {
+                assert!(checked.ignored[0].reason.contains("tomorrow 2am"));
+            }
+            // The plain request answers the same, instead of failing every poll.
+            assert_eq!(client.backup_status().await.expect("plain"), checked.answer);
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn every_bad_optional_due_field_is_ignored_and_reported() {
+    bounded(async {
+        let (server, slot) = answering_slot().await;
+        let client = server.client();
+        for (field, what, value) in bad_cases(&["next_due_at"], &["reason"]) {
+            let mut body = json!({
+                "due": true, "reason": "window", "next_due_at": "2024-05-02T02:00:00Z",
+            });
+            body[field] = value;
+            *slot.lock().expect("slot") = body.to_string();
+            let checked = client
+                .backup_due_checked()
+                .await
+                .unwrap_or_else(|e| panic!("{field} = {what}: {e}"));
+            assert!(checked.answer.due, "{field} = {what}: still due");
+            assert_eq!(checked.answer.reason.is_some(), field != "reason");
+            assert_eq!(checked.answer.next_due_at.is_some(), field != "next_due_at");
+            assert_reported(&checked.ignored, field, what);
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_bad_phase_or_due_is_an_error_naming_the_request_and_a_bad_id_is_no_backup_of_ours() {
+    bounded(async {
+        let (server, slot) = answering_slot().await;
+        let client = server.client();
+        let mut bad_status = vec![(json!({"id": "b"}), "phase")];
+        let mut odd_ids = vec![json!({"phase": "running"})];
+        for wrong in [json!(7), json!(true), json!({}), json!([]), Value::Null] {
+            bad_status.push((json!({"id": "b", "phase": wrong.clone()}), "phase"));
+            if !wrong.is_null() {
+                odd_ids.push(json!({"id": wrong, "phase": "running"}));
+            }
+        }
+        // An `id` that is missing or not a string is no backup of ours (the caller resumes at
+        // once, outcome `lost`), reported as ignored — never an error that keeps polling.
+        for body in odd_ids {
+            *slot.lock().expect("slot") = body.to_string();
+            let status = client
+                .backup_status_wait(&BackupPhase::Running, Duration::ZERO)
+                .await
+                .unwrap_or_else(|e| panic!("{body}: {e}"));
+            assert_eq!(status.answer.id, None, "{body}");
+            assert_eq!(status.answer.phase, BackupPhase::Running, "{body}");
+            assert!(
+                status.ignored.iter().any(|i| i.field == "id"),
+                "{body}: {:?}",
+                status.ignored
+            );
+        }
+        for (body, field) in bad_status {
+            *slot.lock().expect("slot") = body.to_string();
+            for err in [
+                client.backup_status().await.expect_err("strict"),
+                client
+                    .backup_status_wait(&BackupPhase::Running, Duration::ZERO)
+                    .await
+                    .expect_err("strict"),
+            ] {
+                assert!(
+                    matches!(err, AgentError::Malformed { .. }),
+                    "{body}: {err:?}"
+                );
+                let text = err.to_string();
+                assert!(text.starts_with("GET /backup/status: "), "{body}: {text}");
+                assert!(text.contains(&format!("`{field}`")), "{body}: {text}");
+            }
+        }
+        for body in [
+            json!({"reason": "x"}),
+            json!({"due": "yes"}),
+            json!({"due": 1}),
+            json!({"due": null}),
+        ] {
+            *slot.lock().expect("slot") = body.to_string();
+            let err = client.backup_due_checked().await.expect_err("strict");
+            let text = err.to_string();
+            assert!(text.starts_with("GET /backup/due: "), "{body}: {text}");
+            assert!(text.contains("`due`"), "{body}: {text}");
+        }
+    })
+    .await;
+}
+
+/// Any value in any optional field, over the real TLS server: the answer never fails, and
+/// `phase`, `id` and the other fields come through.
+#[test]
+fn any_optional_field_value_never_fails_a_status_poll() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (server, slot) = runtime.block_on(answering_slot());
+    let client = server.client();
+    let value = prop_oneof![
+        any::<i64>().prop_map(Value::from),
+        any::<bool>().prop_map(Value::from),
+        "\\PC{0,80}".prop_map(Value::from),
+        "[0-9T:Z+. -]{0,30}".prop_map(Value::from),
+        prop::collection::vec("\\PC{0,8}", 0..3).prop_map(Value::from),
+    ];
+    let fields = prop::sample::select(vec!["started_at", "snapshot_at", "finished_at", "error"]);
+    let mut runner = TestRunner::new(Config::with_cases(64));
+    runner
+        .run(&(fields, value), |(field, value)| {
+            let body = json!({"id": "b-1", "phase": "done", "finished_at": "2024-05-01T02:00:00Z", field: value});
+            *slot.lock().expect("slot") = body.to_string();
+            let checked = runtime
+                .block_on(bounded(client.backup_status_wait(&BackupPhase::Running, Duration::ZERO)))
+                .map_err(|e| TestCaseError::fail(format!("{body}: {e}")))?;
+            prop_assert_eq!(&checked.answer.phase, &BackupPhase::Done);
+            prop_assert_eq!(checked.answer.id.as_deref(), Some("b-1"));
+            if field != "finished_at" {
+                prop_assert!(checked.answer.finished_at.is_some());
+            }
+            prop_assert!(checked.ignored.iter().all(|i| i.field == field), "{:?}", checked.ignored);
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
 }

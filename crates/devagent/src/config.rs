@@ -118,7 +118,7 @@ impl FromStr for DueMode {
 ///
 /// Text form (command line `--fault`, control endpoint): `failed`, `hang`, `status500:<N>`,
 /// `nonjson`, `oversized`, `forget`, `conflict:<ID>`, `unavailable`, `silent`,
-/// `slow_status:<duration>`. The control endpoint also takes the JSON object form
+/// `slow_status:<duration>`, `no_long_poll`. The control endpoint also takes the JSON object form
 /// `{"kind": "<name>", ...}` with `count` (status500), `id` (conflict) or `delay` (slow_status).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -149,6 +149,9 @@ pub enum Fault {
     Silent,
     /// `GET /backup/status` answers only after this delay.
     SlowStatus(Duration),
+    /// `GET /backup/status` ignores the long-poll query (`wait`, `phase`) and answers at once,
+    /// as an agent without SPEC §3's optional extension does.
+    NoLongPoll,
 }
 
 impl fmt::Display for Fault {
@@ -164,6 +167,7 @@ impl fmt::Display for Fault {
             Fault::Unavailable => f.write_str("unavailable"),
             Fault::Silent => f.write_str("silent"),
             Fault::SlowStatus(d) => write!(f, "slow_status:{}", humantime::format_duration(*d)),
+            Fault::NoLongPoll => f.write_str("no_long_poll"),
         }
     }
 }
@@ -192,6 +196,7 @@ impl FromStr for Fault {
             "forget" => no_arg(Fault::Forget),
             "unavailable" => no_arg(Fault::Unavailable),
             "silent" => no_arg(Fault::Silent),
+            "no_long_poll" => no_arg(Fault::NoLongPoll),
             "status500" => {
                 let n = arg.ok_or_else(|| bad("expected status500:<N>".into()))?;
                 let n = n
@@ -211,7 +216,7 @@ impl FromStr for Fault {
             }
             _ => Err(bad(
                 "expected failed, hang, status500:N, nonjson, oversized, forget, conflict:ID, \
-                 unavailable, silent or slow_status:DURATION"
+                 unavailable, silent, slow_status:DURATION or no_long_poll"
                     .into(),
             )),
         }
@@ -277,6 +282,7 @@ mod tests {
             Fault::Unavailable,
             Fault::Silent,
             Fault::SlowStatus(Duration::from_millis(1500)),
+            Fault::NoLongPoll,
         ] {
             let text = fault.to_string();
             assert_eq!(text.parse::<Fault>().expect("own text form parses"), fault);
@@ -293,6 +299,7 @@ mod tests {
             "conflict:../../etc",
             "conflict:",
             "slow_status:fast",
+            "no_long_poll:5",
         ] {
             let err = input
                 .parse::<Fault>()

@@ -8,6 +8,7 @@ use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 /// One entry of the timeline. As a JSON line (events file, `GET /control/events`):
 /// `{"at":"2025-01-01T12:00:00.123456789Z","event":"snapshot_taken","id":"b-…"}`.
@@ -33,6 +34,14 @@ pub enum EventKind {
         path: String,
         /// The status code answered.
         status: u16,
+    },
+    /// A long-poll `GET /backup/status` found the phase it was told and is held until the
+    /// phase changes or the wait ends (its answer is the `request` event that follows).
+    StatusHeld {
+        /// The phase the client last saw, as it sent it.
+        phase: String,
+        /// How long it is held at most: the client's `wait`, capped.
+        wait_ms: u64,
     },
     /// A request was read and deliberately left unanswered (fault `silent`).
     RequestUnanswered {
@@ -74,6 +83,8 @@ pub enum EventKind {
 #[derive(Debug)]
 pub(crate) struct EventLog {
     inner: Mutex<EventLogInner>,
+    /// How many events there are, so that a waiter wakes on each new one.
+    recorded: watch::Sender<usize>,
 }
 
 #[derive(Debug)]
@@ -89,6 +100,7 @@ impl EventLog {
                 events: Vec::new(),
                 file,
             }),
+            recorded: watch::Sender::new(0),
         }
     }
 
@@ -112,6 +124,24 @@ impl EventLog {
             }
         }
         inner.events.push(event);
+        let count = inner.events.len();
+        drop(inner);
+        self.recorded.send_replace(count);
+    }
+
+    /// The first event `matches` accepts, already recorded or the first to come.
+    pub(crate) async fn wait_for(&self, matches: impl Fn(&Event) -> bool) -> Event {
+        let mut recorded = self.recorded.subscribe();
+        loop {
+            recorded.borrow_and_update();
+            if let Some(event) = self.snapshot().into_iter().find(|e| matches(e)) {
+                return event;
+            }
+            // The sender lives as long as `self`: `changed` cannot fail while we hold it.
+            if recorded.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
     }
 
     pub(crate) fn snapshot(&self) -> Vec<Event> {

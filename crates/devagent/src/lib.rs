@@ -17,9 +17,13 @@
 //!     replaces the active set; answers `{"faults": ["status500:3", "conflict:b-x"]}`.
 //!   - `GET|POST /control/due` — body `{"due": "every:30s"}`; answers `{"due": "every:30s"}`.
 //!   - `GET /control/events` — `{"events": [<Event>...]}`.
-//! - **Timeline**: every answered API request and every backup step is an [`Event`], kept in
-//!   memory ([`DevAgent::events`]) and appended as a JSON line to `events_file` when set.
-//!   Control requests are logged but are not part of the timeline.
+//! - **Long-poll** (SPEC §3's optional extension): `GET /backup/status?wait=<seconds>&phase=<p>`
+//!   is held while the reported phase is `p`, at most `wait` (capped at 60 s), woken by the
+//!   change itself; the fault [`Fault::NoLongPoll`] turns it off, for an agent without it.
+//! - **Timeline**: every answered API request, every held long-poll and every backup step is
+//!   an [`Event`], kept in memory ([`DevAgent::events`], [`DevAgent::wait_for_event`]) and
+//!   appended as a JSON line to `events_file` when set. Control requests are logged but are
+//!   not part of the timeline.
 #![deny(missing_docs)]
 
 mod backup;
@@ -215,6 +219,13 @@ impl DevAgent {
     /// The timeline so far, oldest first.
     pub fn events(&self) -> Vec<Event> {
         self.state.events.snapshot()
+    }
+
+    /// The first event of the timeline that `matches` accepts: one already recorded, or else
+    /// the first to come. Woken by each new event (no polling); unbounded, so wrap it in a
+    /// timeout.
+    pub async fn wait_for_event(&self, matches: impl Fn(&Event) -> bool) -> Event {
+        self.state.events.wait_for(matches).await
     }
 
     /// Stops accepting, drops open connections and aborts running backups, then waits for the

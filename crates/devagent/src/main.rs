@@ -41,7 +41,8 @@ struct Cli {
     #[arg(long, default_value = "always")]
     due: DueMode,
     /// A fault active from the start (repeatable): failed, hang, status500:N, nonjson,
-    /// oversized, forget, conflict:ID, unavailable, silent, slow_status:DURATION.
+    /// oversized, forget, conflict:ID, unavailable, silent, slow_status:DURATION, no_long_poll
+    /// (answer status at once, as an agent without the long-poll extension).
     #[arg(long = "fault")]
     faults: Vec<Fault>,
     /// Also write the certificate pin (one line) to this file.

@@ -24,6 +24,9 @@ pub(crate) struct AgentState {
     inner: Mutex<Inner>,
     /// Bumped on every fault change, so a hanging job or a silent request wakes up to look again.
     faults_changed: watch::Sender<u64>,
+    /// Bumped whenever what `GET /backup/status` reports may have changed (a backup's step, a
+    /// new backup, a fault such as `forget`), so a held long-poll wakes up to look again.
+    status_changed: watch::Sender<u64>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -118,6 +121,7 @@ impl AgentState {
                 jobs: Vec::new(),
             }),
             faults_changed: watch::Sender::new(0),
+            status_changed: watch::Sender::new(0),
             shutdown: watch::Sender::new(false),
         }
     }
@@ -136,6 +140,7 @@ impl AgentState {
         tracing::info!(faults = %fault_list(&faults), "faults set");
         self.lock().faults = faults;
         self.faults_changed.send_modify(|n| *n += 1);
+        self.status_changed.send_modify(|n| *n += 1);
     }
 
     pub(crate) fn has_fault(&self, wanted: &Fault) -> bool {
@@ -200,9 +205,46 @@ impl AgentState {
         }
     }
 
-    /// The backup `GET /backup/status` describes, or `None` for `idle`.
-    pub(crate) fn latest(&self) -> Option<Backup> {
-        self.lock().latest.clone()
+    /// The backup `GET /backup/status` describes, or `None` for `idle` (none yet, or fault
+    /// `forget`).
+    pub(crate) fn reported(&self) -> Option<Backup> {
+        let inner = self.lock();
+        if inner.faults.contains(&Fault::Forget) {
+            return None;
+        }
+        inner.latest.clone()
+    }
+
+    /// The phase `GET /backup/status` reports now, as it spells it.
+    fn reported_phase(&self) -> &'static str {
+        self.reported().map_or("idle", |b| b.phase.as_str())
+    }
+
+    /// The long-poll extension (SPEC §3): returns once the reported phase differs from
+    /// `last_phase` or `wait` has passed. Woken by every change of what status reports; no
+    /// timer but the one for `wait`.
+    pub(crate) async fn hold_status(&self, last_phase: &str, wait: Duration) {
+        let mut changed = self.status_changed.subscribe();
+        let deadline = tokio::time::sleep(wait);
+        tokio::pin!(deadline);
+        let mut held = false;
+        loop {
+            changed.borrow_and_update();
+            if self.reported_phase() != last_phase {
+                return;
+            }
+            if !held {
+                held = true;
+                self.events.record(EventKind::StatusHeld {
+                    phase: last_phase.to_owned(),
+                    wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                });
+            }
+            tokio::select! {
+                r = changed.changed() => if r.is_err() { return },
+                () = &mut deadline => return,
+            }
+        }
     }
 
     /// Counts one status request against a `status500` fault; `true` when it must answer 500.
@@ -280,6 +322,7 @@ impl AgentState {
             cycle_id: cycle_id.to_owned(),
         });
         tracing::info!(%id, %cycle_id, "backup started");
+        self.status_changed.send_modify(|n| *n += 1);
         inner.jobs.retain(|j| !j.is_finished());
         inner
             .jobs
@@ -292,6 +335,8 @@ impl AgentState {
         let mut inner = self.lock();
         if let Some(backup) = inner.latest.as_mut().filter(|b| b.id == id) {
             apply(backup);
+            drop(inner);
+            self.status_changed.send_modify(|n| *n += 1);
         }
     }
 

@@ -99,6 +99,21 @@ pub enum Outcome {
     Recovered,
 }
 
+impl Outcome {
+    /// The outcome as the record's JSON spells it: `done`, `failed`, `lost`, `bounded`,
+    /// `cancelled`, `recovered`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Done => "done",
+            Outcome::Failed => "failed",
+            Outcome::Lost => "lost",
+            Outcome::Bounded => "bounded",
+            Outcome::Cancelled => "cancelled",
+            Outcome::Recovered => "recovered",
+        }
+    }
+}
+
 /// The record of one cycle, appended to the history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CycleRecord {
@@ -129,6 +144,15 @@ pub struct CycleRecord {
     /// What went wrong, in order, one line each.
     #[serde(default)]
     pub errors: Vec<String>,
+}
+
+impl CycleRecord {
+    /// Whether the cycle is a success: the agent reported `done` and every stack it stopped
+    /// runs again (none stranded). Anything else is a failed cycle (SPEC §2 rule 7's
+    /// cooldown, the `failed` notice, exit status 1).
+    pub fn succeeded(&self) -> bool {
+        self.outcome == Outcome::Done && self.stranded.is_empty()
+    }
 }
 
 /// One stack's part in a cycle.
@@ -169,4 +193,47 @@ pub struct StrandedStack {
     pub attempts: u32,
     /// The last start's error, short (one line).
     pub last_error: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_outcome_is_spelled_as_its_json() {
+        for name in [
+            "done",
+            "failed",
+            "lost",
+            "bounded",
+            "cancelled",
+            "recovered",
+        ] {
+            let outcome: Outcome = serde_json::from_value(json!(name)).expect("an outcome");
+            assert_eq!(outcome.as_str(), name);
+        }
+    }
+
+    #[test]
+    fn only_a_done_cycle_with_nothing_stranded_succeeded() {
+        let record = |outcome: &str, stranded: &[&str]| -> CycleRecord {
+            serde_json::from_value(json!({
+                "cycle_id": "c-1",
+                "started_at": "2024-05-01T02:00:00Z",
+                "finished_at": "2024-05-01T02:03:00Z",
+                "outcome": outcome,
+                "stranded": stranded,
+            }))
+            .expect("a record")
+        };
+        assert!(record("done", &[]).succeeded());
+        assert!(
+            !record("done", &["beta"]).succeeded(),
+            "a stranded stack fails the cycle"
+        );
+        for outcome in ["failed", "lost", "bounded", "cancelled", "recovered"] {
+            assert!(!record(outcome, &[]).succeeded(), "{outcome}");
+        }
+    }
 }

@@ -1,106 +1,100 @@
-//! The daemon's loop and the one-shot cycle: when a cycle may run (SPEC §2 rules 3, 7, 9).
+//! The daemon's loop: when a cycle may run (SPEC §2 rules 3, 7, 9).
 
 use crate::observer::TICK;
-use crate::{Controller, CycleError};
+use crate::recovery::Recovery;
+use crate::{after, error_chain, Controller, CycleError};
 use chrono::{DateTime, Utc};
-use felhom_agentapi::Due;
-use felhom_marker::{CycleRecord, Outcome};
+use felhom_agentapi::AgentApi;
+use felhom_marker::CycleRecord;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::{sleep_until, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-/// The longest time between two looks for a marker that no live process holds (and at the
-/// stranded stacks), whatever `due_poll_interval` is.
-pub const TEND_EVERY: Duration = Duration::from_secs(30);
+/// The longest time between two recoveries of the daemon's loop (a marker that no live
+/// process holds, the stranded stacks' retries), whatever `due_poll_interval` is.
+pub const RECOVER_EVERY: Duration = Duration::from_secs(30);
 
 /// The least time between the end of a cycle and the start of the next, whatever
 /// `min_cycle_interval` and `failure_cooldown` say: an agent that answers "due" on every poll
 /// must not make the apps go down once a minute (docs/decisions.md).
 pub const MIN_CYCLE_GAP: Duration = Duration::from_secs(5 * 60);
 
-/// What [`Controller::run_once`] did.
-#[derive(Debug, Clone)]
-pub enum Once {
-    /// The agent says no backup is due (and `force` was not given): nothing was stopped.
-    NotDue(Due),
-    /// A cycle ran; its record.
-    Ran(CycleRecord),
-}
-
-/// Whether `record` is a failed cycle: another outcome than `done`, or a stranded stack.
-pub(crate) fn failed(record: &CycleRecord) -> bool {
-    record.outcome != Outcome::Done || !record.stranded.is_empty()
+/// The daemon's loop, its start-up recovery done ([`Controller::start_daemon`]).
+#[derive(Debug)]
+pub struct Daemon {
+    controller: Controller,
+    /// The last problem a recovery logged: a lasting one is logged once, not every tick.
+    last_problem: Option<String>,
 }
 
 impl Controller {
-    /// The daemon's loop: recovery first, then cycles whenever the agent says a backup is due,
-    /// never more often than `min_cycle_interval` (or `failure_cooldown` after a failure).
-    /// On every tick of the loop — at most `due_poll_interval` and at most [`TEND_EVERY`]
-    /// apart, whatever the agent says, also with no agent or `enabled = false` — it recovers
-    /// a marker that no live process holds and tries the stranded stacks whose time has come.
-    /// Returns when `cancel` fires, after any running cycle has resumed its stacks. Ticks the
-    /// observer at least every [`TICK`] throughout.
+    /// The daemon: [`Controller::start_daemon`], then [`Daemon::run`]. Returns when `cancel`
+    /// fires, after any running cycle has resumed its stacks.
     pub async fn run(&self, cancel: &CancellationToken) {
-        self.ticking(self.tend(cancel)).await;
-        match self.ticking(self.retry_stranded(cancel)).await {
-            Ok(still) if !still.is_empty() => {
-                tracing::warn!(stranded = ?still, "stacks are still stranded: tried again with a slow backoff")
+        self.start_daemon(cancel).await.run(cancel).await;
+    }
+
+    /// The daemon's start: crash recovery, once — a marker no live process holds is brought
+    /// back, and every stranded stack is tried — before anything else. An embedder that must
+    /// know when it is done (systemd's `READY=1`) then runs the loop itself.
+    pub async fn start_daemon(&self, cancel: &CancellationToken) -> Daemon {
+        let mut daemon = Daemon {
+            controller: self.clone(),
+            last_problem: None,
+        };
+        if let Some(recovery) = daemon.recover(cancel).await {
+            if !recovery.stranded.is_empty() {
+                tracing::warn!(stranded = ?recovery.stranded, "stacks are still stranded: tried again with a slow backoff");
             }
-            Ok(_) | Err(CycleError::Busy(_)) => {}
-            Err(e) => tracing::error!("the stranded stacks: {e}"),
         }
-        let agent = match (&self.parts.agent, self.config.enabled) {
-            (Some(agent), true) => Some(agent.clone()),
-            (agent, _) => {
-                let why = if agent.is_none() {
-                    "[agent] is not configured (the guest is not provisioned)"
-                } else {
-                    "quiesce.enabled = false"
-                };
-                tracing::info!("the backup loop is off: {why}; markers and stranded stacks are still looked after");
-                None
-            }
-        };
-        let mut not_before = match self.parts.history.recent(1) {
-            Ok(records) => records
-                .last()
-                .map(|r| self.next_allowed(r))
-                .unwrap_or_else(Instant::now),
-            Err(e) => {
-                tracing::warn!("reading the history: {e}");
-                Instant::now()
-            }
-        };
-        let tend_every = self.config.due_poll_interval.min(TEND_EVERY);
-        let mut next_tend = Instant::now() + tend_every;
+        daemon
+    }
+}
+
+impl Daemon {
+    /// The loop: cycles whenever the agent says a backup is due, never more often than
+    /// `min_cycle_interval` (or `failure_cooldown` after a failure). At most
+    /// `due_poll_interval` and at most [`RECOVER_EVERY`] apart, whatever the agent says, also
+    /// with no agent or `enabled = false`, it runs [`Controller::recover`]. Returns when
+    /// `cancel` fires, after any running cycle has resumed its stacks. Ticks the observer at
+    /// least every [`TICK`] throughout.
+    pub async fn run(mut self, cancel: &CancellationToken) {
+        let config = self.controller.shared.config.clone();
+        let agent = self.backup_agent();
+        let mut not_before = self.first_allowed().await;
+        let every = config.due_poll_interval.min(RECOVER_EVERY);
+        let mut next_recovery = Instant::now() + every;
         loop {
             let wake = match &agent {
                 Some(_) => {
                     let wait = not_before.saturating_duration_since(Instant::now());
-                    self.set_live(|l| l.next_check_at = Some(wall_clock_in(wait)));
-                    not_before.min(next_tend)
+                    let at = wall_clock_in(wait);
+                    self.controller
+                        .shared
+                        .shown
+                        .set(|o| o.next_check_at = Some(at));
+                    not_before.min(next_recovery)
                 }
-                None => next_tend,
+                None => next_recovery,
             };
-            let woke = self
-                .ticking(async {
-                    tokio::select! {
-                        () = sleep_until(wake) => true,
-                        () = cancel.cancelled() => false,
-                    }
-                })
-                .await;
-            if !woke {
+            let woke = self.ticking(async {
+                tokio::select! {
+                    () = sleep_until(wake) => true,
+                    () = cancel.cancelled() => false,
+                }
+            });
+            if !woke.await {
                 return;
             }
-            if Instant::now() >= next_tend {
+            if Instant::now() >= next_recovery {
                 // SPEC §2 rules 6 and 9: whatever the agent says.
-                self.ticking(self.tend(cancel)).await;
-                next_tend = Instant::now() + tend_every;
-                if cancel.is_cancelled() {
-                    return;
-                }
+                self.recover(cancel).await;
+                next_recovery = Instant::now() + every;
+            }
+            if cancel.is_cancelled() {
+                return;
             }
             let Some(agent) = &agent else {
                 continue;
@@ -108,65 +102,94 @@ impl Controller {
             if Instant::now() < not_before {
                 continue;
             }
-            let due = self
-                .ticking(async {
-                    tokio::select! {
-                        due = agent.backup_due() => Some(due),
-                        () = cancel.cancelled() => None,
-                    }
-                })
-                .await;
-            let Some(due) = due else {
-                return;
+            not_before = match self.cycle_if_due(agent, cancel).await {
+                // The cycle just ended: its whole gap is ahead.
+                Some(record) => after(self.gap_after(&record)),
+                None => after(config.due_poll_interval),
             };
-            not_before = crate::after(self.config.due_poll_interval);
-            match due {
-                Ok(due) if due.due => {}
-                Ok(_) => continue,
-                Err(e) => {
-                    tracing::warn!("{e}");
-                    continue;
-                }
-            }
-            tracing::info!("the agent says a backup is due");
-            match self.ticking(self.run_cycle(cancel)).await {
-                Ok(record) => not_before = self.next_allowed(&record),
-                Err(CycleError::MarkerPresent { .. }) => {
-                    // SPEC §2 rule 9: left by another process that died; it holds no lock
-                    // any more.
-                    self.ticking(self.tend(cancel)).await;
-                }
-                Err(e) => tracing::warn!("cycle not started: {e}"),
-            }
             if cancel.is_cancelled() {
                 return;
             }
         }
     }
 
-    /// `once`: asks the agent whether a backup is due — even with `force`, whose answer is
-    /// then ignored, so that a wrong pin, token or url fails here, before anything is
-    /// stopped, not at `POST /backup` with the stacks down — and runs one cycle if it is.
-    pub async fn run_once(
-        &self,
-        force: bool,
-        cancel: &CancellationToken,
-    ) -> Result<Once, CycleError> {
-        let agent = self.parts.agent.clone().ok_or(CycleError::NoAgent)?;
-        let due = agent.backup_due().await?;
-        if !force && !due.due {
-            return Ok(Once::NotDue(due));
-        }
-        Ok(Once::Ran(self.run_cycle(cancel).await?))
+    /// The agent to back up with, or `None` when the loop only recovers (logged).
+    fn backup_agent(&self) -> Option<Arc<dyn AgentApi>> {
+        let shared = &self.controller.shared;
+        let why = match (&shared.parts.agent, shared.config.enabled) {
+            (Some(agent), true) => return Some(agent.clone()),
+            (None, _) => "[agent] is not configured (the guest is not provisioned)",
+            (Some(_), false) => "quiesce.enabled = false",
+        };
+        tracing::info!(
+            "the backup loop is off: {why}; markers and stranded stacks are still looked after"
+        );
+        None
     }
 
-    /// Crash recovery whose failure is logged, not returned: the daemon goes on. [`run`]
-    /// begins with the same look (a marker no live process holds, the stranded stacks); an
-    /// embedder that must know when it is done (systemd's `READY=1`) calls this first.
-    ///
-    /// [`run`]: Controller::run
-    pub async fn recover_logged(&self, cancel: &CancellationToken) {
-        self.ticking(self.tend(cancel)).await;
+    /// Asks the agent whether a backup is due and runs a cycle if it is; its record.
+    async fn cycle_if_due(
+        &mut self,
+        agent: &Arc<dyn AgentApi>,
+        cancel: &CancellationToken,
+    ) -> Option<CycleRecord> {
+        let due = self.ticking(async {
+            tokio::select! {
+                due = agent.backup_due() => Some(due),
+                () = cancel.cancelled() => None,
+            }
+        });
+        match due.await? {
+            Ok(due) if due.due => {}
+            Ok(_) => return None,
+            Err(e) => {
+                tracing::warn!("{}", error_chain(&e));
+                return None;
+            }
+        }
+        tracing::info!("the agent says a backup is due");
+        let controller = self.controller.clone();
+        match self.ticking(controller.run_cycle(cancel)).await {
+            Ok(record) => return Some(record),
+            Err(CycleError::MarkerPresent { .. }) => {
+                // SPEC §2 rule 9: left by another process that died; it holds no lock
+                // any more.
+                self.recover(cancel).await;
+            }
+            Err(e) => tracing::warn!("cycle not started: {}", error_chain(&e)),
+        }
+        None
+    }
+
+    /// One recovery ([`Controller::recover`]), quiet while another process holds the lock; a
+    /// lasting problem is logged once.
+    async fn recover(&mut self, cancel: &CancellationToken) -> Option<Recovery> {
+        let controller = self.controller.clone();
+        let recovery = match self.ticking(controller.recover(cancel)).await {
+            Ok(recovery) => recovery,
+            Err(CycleError::Busy(_)) => return None,
+            Err(e) => {
+                self.problem(Some(error_chain(&e)));
+                return None;
+            }
+        };
+        if let Some(record) = &recovery.record {
+            tracing::warn!(cycle = %record.cycle_id, stranded = ?record.stranded, "recovered the marker of a process that died");
+        }
+        let problems: Vec<String> = recovery.problems.iter().map(|e| error_chain(e)).collect();
+        self.problem((!problems.is_empty()).then(|| problems.join("; ")));
+        Some(recovery)
+    }
+
+    fn problem(&mut self, problem: Option<String>) {
+        if problem == self.last_problem {
+            return;
+        }
+        match &problem {
+            Some(p) => tracing::error!("{p}"),
+            None => tracing::info!("the state directory is usable again"),
+        }
+        self.last_problem = problem;
     }
 
     /// Runs `work`, ticking the observer every [`TICK`] while it waits. The ticks come from
@@ -179,25 +202,40 @@ impl Controller {
             tokio::select! {
                 biased;
                 out = &mut work => return out,
-                _ = ticks.tick() => self.parts.observer.tick(),
+                _ = ticks.tick() => self.controller.shared.shown.tick(),
             }
         }
     }
 
-    /// When the next cycle may start after `record` (SPEC §2 rule 7).
-    fn next_allowed(&self, record: &CycleRecord) -> Instant {
-        let gap = if failed(record) {
-            self.config
-                .failure_cooldown
-                .max(self.config.min_cycle_interval)
-        } else {
-            self.config.min_cycle_interval
+    /// When the first cycle may start: after the last one in the history, by the wall clock
+    /// (SPEC §2 rule 7, also across restarts).
+    async fn first_allowed(&self) -> Instant {
+        let history = self.controller.shared.parts.history.clone();
+        match crate::io::off_runtime(move || history.recent(1)).await {
+            Ok(records) => match records.last() {
+                Some(last) => {
+                    let since = (Utc::now() - last.finished_at).to_std().unwrap_or_default();
+                    after(self.gap_after(last).saturating_sub(since))
+                }
+                None => Instant::now(),
+            },
+            Err(e) => {
+                tracing::warn!("reading the history: {}", error_chain(&e));
+                Instant::now()
+            }
         }
-        .max(MIN_CYCLE_GAP);
-        let since = (Utc::now() - record.finished_at)
-            .to_std()
-            .unwrap_or_default();
-        crate::after(gap.saturating_sub(since))
+    }
+
+    /// The least time from the end of `record`'s cycle to the start of the next (SPEC §2
+    /// rule 7).
+    fn gap_after(&self, record: &CycleRecord) -> Duration {
+        let config = &self.controller.shared.config;
+        if record.succeeded() {
+            config.min_cycle_interval
+        } else {
+            config.failure_cooldown.max(config.min_cycle_interval)
+        }
+        .max(MIN_CYCLE_GAP)
     }
 }
 

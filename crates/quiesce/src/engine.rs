@@ -3,10 +3,11 @@
 //! takes, `once` and `recover` up to [`crate::CycleConfig::engine_wait`].
 
 use crate::backoff::Backoff;
-use crate::cycle::SharedCycle;
+use crate::humanize;
 use crate::observer::{Notice, NoticeKind};
-use crate::{humanize, Controller};
+use crate::overview::Shown;
 use chrono::{DateTime, Utc};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::time::{sleep, Instant};
 use tokio_util::sync::CancellationToken;
@@ -15,16 +16,25 @@ use tokio_util::sync::CancellationToken;
 const FIRST_LOOK: Duration = Duration::from_secs(1);
 /// The longest pause between two looks at an engine that is away: it is back within this
 /// much of its return.
-pub(crate) const ENGINE_LOOK_CAP: Duration = Duration::from_secs(30);
+const LOOK_CAP: Duration = Duration::from_secs(30);
 
 /// The pauses between two tries of a start while the engine is away.
-pub(crate) fn backoff() -> Backoff {
-    Backoff::new(FIRST_LOOK, 2.0, ENGINE_LOOK_CAP)
+pub(crate) fn looks() -> Backoff {
+    Backoff::new(FIRST_LOOK, 2.0, LOOK_CAP)
 }
 
-/// One absence of the engine, as this process saw it.
+/// The engine's absences as this process sees them: at most one at a time, told once,
+/// given up on once.
+#[derive(Debug)]
+pub(crate) struct EngineAbsence {
+    now: Mutex<Option<Absence>>,
+    /// How long a wait lasts; `None`: as long as it takes.
+    limit: Option<Duration>,
+}
+
+/// One absence of the engine.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Absence {
+struct Absence {
     /// When it began, for the bound (tokio's clock).
     began: Instant,
     /// When it began, for people.
@@ -33,46 +43,60 @@ pub(crate) struct Absence {
     gave_up: bool,
 }
 
-impl Controller {
+/// Who waits for the engine, for the notice: the cycle and its stacks still down.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Waiting {
+    pub(crate) cycle_id: Option<String>,
+    pub(crate) stacks: Vec<String>,
+}
+
+impl EngineAbsence {
+    pub(crate) fn new(limit: Option<Duration>) -> Self {
+        EngineAbsence {
+            now: Mutex::new(None),
+            limit,
+        }
+    }
+
+    fn now(&self) -> MutexGuard<'_, Option<Absence>> {
+        self.now.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The engine did not answer (`why`): waits for the next look, and says so once per
-    /// absence (log, live status, an `engine_unreachable` notice). `false` when the wait is
-    /// over without an answer: past [`crate::CycleConfig::engine_wait`], or cancelled; the
-    /// caller keeps the marker.
-    pub(crate) async fn await_engine(
+    /// absence (log, overview, an `engine_unreachable` notice, which goes out while stacks are
+    /// still down: see [`crate::Observer::notice`]). `false` when the wait is over without an
+    /// answer — past the limit, or cancelled: the caller keeps the marker.
+    pub(crate) async fn wait(
         &self,
-        cycle: Option<&SharedCycle>,
+        shown: &Shown,
+        waiting: &Waiting,
         why: &str,
         pause: &mut Backoff,
         cancel: &CancellationToken,
     ) -> bool {
-        let absence = self.engine_absence(cycle, why);
+        let (absence, new) = self.begin();
+        if new {
+            self.tell(shown, absence, waiting, why);
+        }
         let waited = absence.began.elapsed();
-        let over = match self.config.engine_wait {
+        let since = absence.since.to_rfc3339();
+        let over = match self.limit {
             Some(limit) if waited >= limit => Some(format!(
-                "the docker engine did not answer within {} (waiting since {}): giving up with the marker kept; the daemon or `felhom-controller recover` brings the stacks back once it answers",
-                humanize(limit),
-                absence.since.to_rfc3339()
+                "the docker engine did not answer within {} (waiting since {since}): giving up with the marker kept; the daemon or `felhom-controller recover` brings the stacks back once it answers",
+                humanize(limit)
             )),
             _ if cancel.is_cancelled() => Some(format!(
-                "told to stop while waiting for the docker engine (since {}): the marker is kept; the next start brings the stacks back once it answers",
-                absence.since.to_rfc3339()
+                "told to stop while waiting for the docker engine (since {since}): the marker is kept; the next start brings the stacks back once it answers"
             )),
             _ => None,
         };
         if let Some(message) = over {
-            let first = match self.tending().engine.as_mut() {
-                Some(absence) if !absence.gave_up => {
-                    absence.gave_up = true;
-                    true
-                }
-                _ => false,
-            };
-            if first {
+            if self.give_up() {
                 tracing::error!("{message}");
             }
             return false;
         }
-        let delay = match self.config.engine_wait {
+        let delay = match self.limit {
             Some(limit) => pause.delay().min(limit - waited),
             None => pause.delay(),
         };
@@ -84,61 +108,9 @@ impl Controller {
         true
     }
 
-    /// The absence under way, begun now if none is: the first to see it reports it, and the
-    /// notice goes out while stacks are still down (see [`crate::Observer::notice`]).
-    fn engine_absence(&self, cycle: Option<&SharedCycle>, why: &str) -> Absence {
-        let (absence, new) = {
-            let mut tending = self.tending();
-            match tending.engine {
-                Some(absence) => (absence, false),
-                None => {
-                    let absence = Absence {
-                        began: Instant::now(),
-                        since: Utc::now(),
-                        gave_up: false,
-                    };
-                    tending.engine = Some(absence);
-                    (absence, true)
-                }
-            }
-        };
-        if new {
-            let how_long = match self.config.engine_wait {
-                Some(limit) => format!("up to {}", humanize(limit)),
-                None => "as long as it takes".to_owned(),
-            };
-            tracing::error!(
-                since = %absence.since.to_rfc3339(),
-                "waiting for the engine since {}: the docker engine cannot be reached ({why}); no start attempt is spent while it is away, the marker is kept, waiting {how_long}",
-                absence.since.to_rfc3339()
-            );
-            self.set_live(|l| l.engine_unreachable_since = Some(absence.since));
-            let (cycle_id, stacks) = match cycle {
-                Some(c) => {
-                    let c = c.lock();
-                    let names = c.marker.stacks.iter().map(|s| s.name.clone()).collect();
-                    (Some(c.record.cycle_id.clone()), names)
-                }
-                None => (None, Vec::new()),
-            };
-            self.parts.observer.notice(&Notice {
-                event: NoticeKind::EngineUnreachable,
-                cycle_id,
-                outcome: None,
-                stacks,
-                stranded: Vec::new(),
-                message: format!(
-                    "the docker engine cannot be reached since {}: stacks wait to be started",
-                    absence.since.to_rfc3339()
-                ),
-            });
-        }
-        absence
-    }
-
     /// A stacks call got an answer from the engine: an absence, if any, is over.
-    pub(crate) fn engine_answers(&self) {
-        let Some(absence) = self.tending().engine.take() else {
+    pub(crate) fn answers(&self, shown: &Shown) {
+        let Some(absence) = self.now().take() else {
             return;
         };
         tracing::info!(
@@ -146,6 +118,135 @@ impl Controller {
             "the docker engine answers again after {}s",
             (Utc::now() - absence.since).num_seconds()
         );
-        self.set_live(|l| l.engine_unreachable_since = None);
+        shown.set(|o| o.engine_unreachable_since = None);
+    }
+
+    /// The absence under way; `true` when it begins now.
+    fn begin(&self) -> (Absence, bool) {
+        let mut now = self.now();
+        match *now {
+            Some(absence) => (absence, false),
+            None => {
+                let absence = Absence {
+                    began: Instant::now(),
+                    since: Utc::now(),
+                    gave_up: false,
+                };
+                *now = Some(absence);
+                (absence, true)
+            }
+        }
+    }
+
+    /// The wait for the absence under way ended unanswered; `true` the first time.
+    fn give_up(&self) -> bool {
+        match self.now().as_mut() {
+            Some(absence) if !absence.gave_up => {
+                absence.gave_up = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Says once that the engine is away.
+    fn tell(&self, shown: &Shown, absence: Absence, waiting: &Waiting, why: &str) {
+        let how_long = match self.limit {
+            Some(limit) => format!("up to {}", humanize(limit)),
+            None => "as long as it takes".to_owned(),
+        };
+        let since = absence.since.to_rfc3339();
+        tracing::error!(
+            since = %since,
+            "waiting for the engine since {since}: the docker engine cannot be reached ({why}); no start attempt is spent while it is away, the marker is kept, waiting {how_long}"
+        );
+        shown.set(|o| o.engine_unreachable_since = Some(absence.since));
+        shown.notice(&Notice {
+            event: NoticeKind::EngineUnreachable,
+            cycle_id: waiting.cycle_id.clone(),
+            outcome: None,
+            stacks: waiting.stacks.clone(),
+            stranded: Vec::new(),
+            message: format!(
+                "the docker engine cannot be reached since {since}: stacks wait to be started"
+            ),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::Recorder;
+    use std::sync::Arc;
+
+    fn shown() -> (Shown, Arc<Recorder>) {
+        let recorder = Arc::new(Recorder::default());
+        (Shown::new(recorder.clone()), recorder)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_absence_is_told_once_and_ends_when_the_engine_answers() {
+        let (shown, recorder) = shown();
+        let engine = EngineAbsence::new(None);
+        let waiting = Waiting {
+            cycle_id: Some("c-1".into()),
+            stacks: vec!["alpha".into()],
+        };
+        let mut pause = looks();
+        let cancel = CancellationToken::new();
+        for _ in 0..3 {
+            assert!(
+                engine
+                    .wait(&shown, &waiting, "no socket", &mut pause, &cancel)
+                    .await
+            );
+        }
+        assert_eq!(recorder.kinds(), [NoticeKind::EngineUnreachable]);
+        assert_eq!(recorder.notices()[0].stacks, ["alpha"]);
+        assert!(shown.get().engine_unreachable_since.is_some());
+        engine.answers(&shown);
+        assert_eq!(shown.get().engine_unreachable_since, None);
+        // A new absence is a new notice.
+        assert!(
+            engine
+                .wait(&shown, &waiting, "no socket", &mut looks(), &cancel)
+                .await
+        );
+        assert_eq!(recorder.kinds().len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_limited_wait_ends_at_its_limit_and_is_given_up_once() {
+        let (shown, _) = shown();
+        let engine = EngineAbsence::new(Some(Duration::from_secs(10)));
+        let (mut pause, cancel) = (looks(), CancellationToken::new());
+        let t0 = Instant::now();
+        while engine
+            .wait(&shown, &Waiting::default(), "away", &mut pause, &cancel)
+            .await
+        {}
+        assert_eq!(
+            t0.elapsed(),
+            Duration::from_secs(10),
+            "1 + 2 + 4, then the 3 s left"
+        );
+        assert!(!engine.give_up(), "given up already");
+        assert!(shown.get().engine_unreachable_since.is_some(), "still away");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancellation_ends_the_wait() {
+        let (shown, _) = shown();
+        let engine = EngineAbsence::new(None);
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        let t0 = Instant::now();
+        assert!(
+            !engine
+                .wait(&shown, &Waiting::default(), "away", &mut looks(), &cancel)
+                .await
+        );
+        assert_eq!(t0.elapsed(), Duration::ZERO);
     }
 }

@@ -12,6 +12,6 @@ impl CycleLock for felhom_marker::StateDir {
     fn acquire(&self) -> Result<Box<dyn Debug + Send + Sync>, String> {
         felhom_marker::StateLock::acquire(self)
             .map(|lock| Box::new(lock) as Box<dyn Debug + Send + Sync>)
-            .map_err(|e| e.to_string())
+            .map_err(|e| crate::error_chain(&e))
     }
 }

@@ -1,7 +1,7 @@
 //! How an embedding program watches the controller: the binary turns these calls into systemd
 //! `STATUS=`/`WATCHDOG=1` and into notifications; another tool may ignore them (`()` does).
 
-use crate::Live;
+use crate::Overview;
 use felhom_marker::CycleRecord;
 use serde::Serialize;
 
@@ -9,9 +9,9 @@ use serde::Serialize;
 /// an embedder implements only what it cares about. Calls are made from the controller's own
 /// task: they must return quickly (queue the work, do not send it from here).
 pub trait Observer: Send + Sync {
-    /// The live status changed (a phase began, a cycle finished, the next check was planned).
-    fn changed(&self, live: &Live) {
-        let _ = live;
+    /// The overview changed (a phase began, a cycle finished, the next check was planned).
+    fn changed(&self, overview: &Overview) {
+        let _ = overview;
     }
     /// The daemon's loop is alive. Called at least every [`TICK`] whatever the loop waits for
     /// (the due poll's sleep, a cycle's waits, a resume's retries) and only from the loop
@@ -75,7 +75,7 @@ impl Notice {
         Notice {
             event,
             cycle_id: Some(record.cycle_id.clone()),
-            outcome: Some(outcome_name(record.outcome)),
+            outcome: Some(record.outcome.as_str().to_owned()),
             stacks: record.stacks.iter().map(|s| s.name.clone()).collect(),
             stranded: record.stranded.clone(),
             message,
@@ -85,8 +85,8 @@ impl Notice {
     /// The notice that ends a cycle: `done`, or `failed` when the outcome is another or a
     /// stack is stranded.
     pub(crate) fn end_of_cycle(record: &CycleRecord) -> Notice {
-        let failed = crate::daemon::failed(record);
-        let outcome = outcome_name(record.outcome);
+        let failed = !record.succeeded();
+        let outcome = record.outcome.as_str();
         let message = if failed {
             let mut why = format!("backup cycle ended {outcome}");
             if !record.stranded.is_empty() {
@@ -110,18 +110,4 @@ impl Notice {
         };
         Notice::about(kind, record, message)
     }
-}
-
-/// An outcome as the record's JSON spells it (snake_case).
-pub(crate) fn outcome_name(outcome: felhom_marker::Outcome) -> String {
-    use felhom_marker::Outcome as O;
-    match outcome {
-        O::Done => "done",
-        O::Failed => "failed",
-        O::Lost => "lost",
-        O::Bounded => "bounded",
-        O::Cancelled => "cancelled",
-        O::Recovered => "recovered",
-    }
-    .to_owned()
 }

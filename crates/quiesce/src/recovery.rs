@@ -1,11 +1,17 @@
-//! Crash recovery (SPEC §2 rule 3): a marker's stacks are brought back by the same loop that
-//! runs a cycle, starting at [`machine::recovery`]; a corrupt marker's readable stacks too.
+//! Crash recovery (SPEC §2 rules 3, 6, 9): the one entry point the daemon's start, its ticks
+//! and the `recover` command share. A marker that no live process holds is brought back by
+//! the driver (a corrupt marker's readable stacks too), then the stranded stacks whose time
+//! has come are tried again.
 
-use crate::cycle::{Cycle, Level, SharedCycle};
-use crate::machine;
+use crate::controller::Shared;
+use crate::driver::Driver;
+use crate::io::{acquire, off_runtime};
 use crate::observer::{Notice, NoticeKind};
-use crate::{humanize, Controller, CycleError};
-use felhom_marker::{CycleRecord, Marker, Outcome};
+use crate::progress::{Level, Progress};
+use crate::{error_chain, humanize, Controller, CycleError};
+use felhom_agentapi::AgentApi;
+use felhom_marker::{CycleRecord, Marker};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
@@ -14,102 +20,131 @@ use tracing::Instrument;
 /// How long a recovery waits for the agent to say how the marker's backup ended.
 const RECOVERY_ASK: Duration = Duration::from_secs(30);
 
+/// What [`Controller::recover`] did.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct Recovery {
+    /// The record of the marker brought back, when there was one.
+    pub record: Option<CycleRecord>,
+    /// The stacks still stranded after the tries whose time had come.
+    pub stranded: Vec<String>,
+    /// What kept a part from running: the marker or the stranded list unreadable, a marker
+    /// this process could not remove before ([`CycleError::MarkerStuck`]). The other part
+    /// ran all the same.
+    pub problems: Vec<CycleError>,
+}
+
 impl Controller {
-    /// Crash recovery (SPEC §2 rule 3): if a marker exists, starts the stacks named in it,
-    /// clears it and records the cycle; asks the agent how the marker's backup ended.
-    /// `Ok(None)`: there was no marker. Nothing interrupts the starts; `cancel` ends only a
-    /// wait for an engine that cannot be reached (the marker is then kept).
+    /// Crash recovery: if a marker exists, starts the stacks named in it, clears it and
+    /// records the cycle, then asks the agent how the marker's backup ended; then tries the
+    /// stranded stacks whose time has come (every one, the first time this process sees
+    /// it). `Err(CycleError::Busy)`: another process holds the lock (it is alive: its
+    /// marker is its own). Nothing interrupts the starts; `cancel` ends only a wait for an
+    /// engine that cannot be reached (the marker is then kept).
     ///
     /// A marker found unusable (corrupt, another format version) was moved aside by the
     /// store: the stacks that can still be read from it are recovered all the same, and the
-    /// operator is told (the record's errors, [`Live::marker_corrupt`], a `marker_corrupt`
-    /// notice).
-    pub async fn recover(
+    /// operator is told (the record's errors, [`crate::Overview::marker_corrupt`], a
+    /// `marker_corrupt` notice).
+    pub async fn recover(&self, cancel: &CancellationToken) -> Result<Recovery, CycleError> {
+        let shared = &self.shared;
+        let _guard = acquire(&shared.parts.lock).await?;
+        let mut recovery = Recovery::default();
+        match self.recover_marker(cancel).await {
+            Ok(record) => recovery.record = record,
+            Err(e) => recovery.problems.push(e),
+        }
+        match shared.stranded.retry_due(shared, cancel).await {
+            Ok(still) => recovery.stranded = still,
+            Err(e) => {
+                recovery.stranded = shared.shown.get().stranded();
+                recovery.problems.push(e);
+            }
+        }
+        Ok(recovery)
+    }
+
+    async fn recover_marker(
         &self,
         cancel: &CancellationToken,
     ) -> Result<Option<CycleRecord>, CycleError> {
-        let _guard = self.parts.lock.acquire().map_err(CycleError::Busy)?;
-        let Some(marker) = self.parts.marker.load()? else {
+        let store = self.shared.parts.marker.clone();
+        let Some(marker) = off_runtime(move || store.load()).await? else {
             return Ok(None);
         };
-        if self.is_stuck(&marker.cycle_id) {
+        if self.shared.stuck.is(&marker.cycle_id) {
             return Err(CycleError::MarkerStuck {
                 cycle_id: marker.cycle_id,
             });
         }
         let span = tracing::info_span!("cycle", cycle = %marker.cycle_id);
-        self.recover_marker(marker, cancel).instrument(span).await
-    }
-
-    /// [`Controller::recover`] once a marker is found, inside the cycle's span.
-    async fn recover_marker(
-        &self,
-        marker: Marker,
-        cancel: &CancellationToken,
-    ) -> Result<Option<CycleRecord>, CycleError> {
-        tracing::warn!(
-            cycle = %marker.cycle_id,
-            pid = marker.pid,
-            phase = ?marker.phase,
-            stacks = ?marker.stacks.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
-            "recovering the marker of an interrupted cycle"
-        );
-        let begin = machine::recovery();
-        let why = format!(
-            "the controller (pid {}) stopped during phase {:?}; recovered by pid {}",
-            marker.pid,
-            marker.phase,
-            std::process::id()
-        );
-        let backup_id = marker.backup_id.clone();
-        let salvage = marker.salvage.clone();
-        let cycle = SharedCycle::new(Cycle::new(begin.0, marker, Outcome::Recovered, true));
-        cycle.lock().note(Level::Warn, why);
-        if let Some(salvage) = &salvage {
-            let message = format!("{salvage}: recovering the stacks that can still be read");
-            cycle.lock().note(Level::Error, message.clone());
-            self.set_live(|l| l.marker_corrupt = Some(message));
-        }
-        if let Some(id) = backup_id {
-            self.ask_about(&cycle, &id).await;
-        }
-        let record = self.drive(None, cycle, begin, cancel).await;
-        if let Some(salvage) = salvage {
-            let mut message = format!("{salvage}; recovered {} stack(s)", record.stacks.len());
-            if salvage.unreadable_stacks > 0 {
-                message.push_str(": the unreadable ones may still be down and need a person");
-            }
-            self.parts
-                .observer
-                .notice(&Notice::about(NoticeKind::MarkerCorrupt, &record, message));
-        }
+        let record = recovered(&self.shared, marker, cancel)
+            .instrument(span)
+            .await;
         Ok(Some(record))
     }
+}
 
-    /// Asks the agent how the marker's backup `id` ended, for the record.
-    async fn ask_about(&self, cycle: &SharedCycle, id: &str) {
-        let Some(agent) = &self.parts.agent else {
-            return;
-        };
-        let answer = timeout(RECOVERY_ASK, agent.backup_status()).await;
-        let mut cycle = cycle.lock();
-        match answer {
-            Ok(Ok(status)) if status.id.as_deref() == Some(id) => {
-                cycle.record.snapshot_at = status.snapshot_at;
-                cycle.record.agent_phase = Some(status.phase.name().to_owned());
-            }
-            Ok(Ok(_)) => cycle.record.agent_phase = Some("lost".to_owned()),
-            Ok(Err(e)) => cycle.note(
-                Level::Warn,
-                format!("asking the agent about backup {id}: {e}"),
-            ),
-            Err(_) => cycle.note(
-                Level::Warn,
-                format!(
-                    "asking the agent about backup {id}: no answer within {}",
-                    humanize(RECOVERY_ASK)
-                ),
-            ),
-        }
+/// Brings `marker`'s stacks back, inside the cycle's span.
+async fn recovered(shared: &Shared, marker: Marker, cancel: &CancellationToken) -> CycleRecord {
+    tracing::warn!(
+        cycle = %marker.cycle_id,
+        pid = marker.pid,
+        phase = ?marker.phase,
+        stacks = ?marker.stacks.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        "recovering the marker of an interrupted cycle"
+    );
+    let why = format!(
+        "the controller (pid {}) stopped during phase {:?}; recovered by pid {}",
+        marker.pid,
+        marker.phase,
+        std::process::id()
+    );
+    let ask = ask_about(shared.parts.agent.clone(), marker.backup_id.clone());
+    let salvage = marker.salvage.clone();
+    let mut driver = Driver::recovering(shared, marker);
+    driver.note(Level::Warn, why);
+    if let Some(salvage) = &salvage {
+        let message = format!("{salvage}: recovering the stacks that can still be read");
+        driver.note(Level::Error, message.clone());
+        shared.shown.set(|o| o.marker_corrupt = Some(message));
     }
+    let record = driver.recover(ask, cancel).await;
+    if let Some(salvage) = salvage {
+        let mut message = format!("{salvage}; recovered {} stack(s)", record.stacks.len());
+        if salvage.unreadable_stacks > 0 {
+            message.push_str(": the unreadable ones may still be down and need a person");
+        }
+        let notice = Notice::about(NoticeKind::MarkerCorrupt, &record, message);
+        shared.shown.notice(&notice);
+    }
+    record
+}
+
+/// Asks the agent how the marker's backup `id` ended, for the record; nothing to ask
+/// without an agent or a backup id.
+async fn ask_about(agent: Option<Arc<dyn AgentApi>>, id: Option<String>) -> Option<Progress> {
+    let (agent, id) = (agent?, id?);
+    let said = match timeout(RECOVERY_ASK, agent.backup_status()).await {
+        Ok(Ok(status)) if status.id.as_deref() == Some(id.as_str()) => Progress::AgentSaid {
+            phase: status.phase.name().to_owned(),
+            snapshot_at: status.snapshot_at,
+        },
+        Ok(Ok(_)) => Progress::AgentSaid {
+            phase: "lost".to_owned(),
+            snapshot_at: None,
+        },
+        Ok(Err(e)) => Progress::Note(
+            Level::Warn,
+            format!("asking the agent about backup {id}: {}", error_chain(&e)),
+        ),
+        Err(_) => Progress::Note(
+            Level::Warn,
+            format!(
+                "asking the agent about backup {id}: no answer within {}",
+                humanize(RECOVERY_ASK)
+            ),
+        ),
+    };
+    Some(said)
 }

@@ -1,19 +1,27 @@
 //! The safety rules of SPEC §2, each against mocks of the three collaborators. Every mock call
 //! is appended to a shared timeline, so a test asserts the order of what happened, not only
 //! that it happened. Time is tokio's paused clock: the bound and the backoffs run instantly.
+//!
+//! [`rig`] builds a controller over defaults — an agent that answers `done`, the stack
+//! `alpha`, marker and history mocks that log into the timeline — and each test replaces only
+//! the collaborator its expectations are about.
 
 use chrono::Utc;
 use felhom_agentapi::fake::FakeAgent;
 use felhom_agentapi::{
     AgentApi, AgentError, BackupPhase, BackupStart, BackupStatus, Due, MockAgentApi,
 };
+use felhom_marker::fake::FakeState;
 use felhom_marker::{
-    MarkedStack, Marker, MarkerPhase, MarkerStore, MockHistoryStore, MockMarkerStore, Outcome,
+    CycleRecord, HistoryStore, MarkedStack, Marker, MarkerPhase, MarkerStore, MockHistoryStore,
+    MockMarkerStore, Outcome,
 };
-use felhom_quiesce::{CancellationToken, Controller, CycleConfig, CycleError, CycleLock, Parts};
+use felhom_quiesce::testing::FakeLock;
+use felhom_quiesce::{
+    error_chain, CancellationToken, Collaborators, Controller, CycleConfig, CycleError,
+};
 use felhom_stacks::fake::{FakeStacks, Trouble};
 use felhom_stacks::{MockStacks, RunningStack, Stacks, StacksError};
-use std::fmt::Debug;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -35,26 +43,6 @@ impl Timeline {
             .iter()
             .position(|e| e == entry)
             .unwrap_or_else(|| panic!("{entry:?} not in {:?}", self.all()))
-    }
-}
-
-/// The lock: a flag, so a test can hold it "from another process".
-#[derive(Debug, Default)]
-struct FlagLock(AtomicBool);
-#[derive(Debug)]
-struct FlagGuard(Arc<FlagLock>);
-impl Drop for FlagGuard {
-    fn drop(&mut self) {
-        self.0 .0.store(false, Ordering::SeqCst);
-    }
-}
-struct SharedLock(Arc<FlagLock>);
-impl CycleLock for SharedLock {
-    fn acquire(&self) -> Result<Box<dyn Debug + Send + Sync>, String> {
-        if self.0 .0.swap(true, Ordering::SeqCst) {
-            return Err("held by pid 4242".into());
-        }
-        Ok(Box::new(FlagGuard(self.0.clone())))
     }
 }
 
@@ -106,7 +94,7 @@ struct Store {
     marker: MockMarkerStore,
     history: MockHistoryStore,
     saved: Arc<Mutex<Vec<Marker>>>,
-    records: Arc<Mutex<Vec<felhom_marker::CycleRecord>>>,
+    records: Arc<Mutex<Vec<CycleRecord>>>,
 }
 
 fn store(t: &Timeline, existing: Option<Marker>) -> Store {
@@ -212,71 +200,166 @@ fn agent(t: &Timeline, answers: Vec<Result<BackupPhase, ()>>) -> MockAgentApi {
     a
 }
 
-fn controller(
+/// An agent whose `POST /backup` answers `b-1`, and whose every status is `answer`.
+fn posting_then(answer: BackupStatus) -> MockAgentApi {
+    let mut a = MockAgentApi::new();
+    a.expect_start_backup().returning(|_| {
+        Ok(BackupStart {
+            id: "b-1".into(),
+            adopted: false,
+        })
+    });
+    a.expect_backup_status()
+        .returning(move || Ok(answer.clone()));
+    a
+}
+
+/// A controller's collaborators over one timeline: [`rig`] gives the defaults, a test replaces
+/// what its expectations are about, then runs the controller.
+struct Rig {
+    t: Timeline,
     agent: Arc<dyn AgentApi>,
     stacks: Arc<dyn Stacks>,
-    store: &mut Option<Store>,
-    cfg: CycleConfig,
-) -> (Controller, Arc<FlagLock>) {
-    let s = store.take().expect("store used once");
-    let lock = Arc::new(FlagLock::default());
-    let parts = Parts {
-        agent: Some(agent),
-        stacks,
-        marker: Arc::new(s.marker),
-        history: Arc::new(s.history),
-        stranded: Arc::new(felhom_marker::fake::FakeState::default()),
-        lock: Arc::new(SharedLock(lock.clone())),
-        observer: Arc::new(()),
-    };
-    (Controller::new(parts, cfg), lock)
-}
-
-struct Run {
-    t: Timeline,
+    marker: Arc<dyn MarkerStore>,
+    history: Arc<dyn HistoryStore>,
+    /// Every marker saved, in order.
     saved: Arc<Mutex<Vec<Marker>>>,
-    records: Arc<Mutex<Vec<felhom_marker::CycleRecord>>>,
+    /// Every record appended, in order.
+    records: Arc<Mutex<Vec<CycleRecord>>>,
+    lock: FakeLock,
+    config: CycleConfig,
 }
 
-async fn cycle_with(
-    agent_answers: Vec<Result<BackupPhase, ()>>,
-    names: &[&str],
-    failing: &[&str],
-    cfg: CycleConfig,
-) -> (felhom_marker::CycleRecord, Run) {
+/// An agent that answers `done`, the stack `alpha` (services app, db), no marker.
+fn rig() -> Rig {
     let t = Timeline::default();
-    let st = store(&t, None);
-    let (saved, records) = (st.saved.clone(), st.records.clone());
-    let (c, _) = controller(
-        Arc::new(agent(&t, agent_answers)),
-        Arc::new(stacks(&t, names, failing)),
-        &mut Some(st),
-        cfg,
-    );
-    let record = c
-        .run_cycle(&CancellationToken::new())
-        .await
-        .expect("cycle runs");
-    (record, Run { t, saved, records })
+    let store = store(&t, None);
+    Rig {
+        agent: Arc::new(agent(&t, vec![Ok(BackupPhase::Done)])),
+        stacks: Arc::new(stacks(&t, &["alpha"], &[])),
+        marker: Arc::new(store.marker),
+        history: Arc::new(store.history),
+        saved: store.saved,
+        records: store.records,
+        lock: FakeLock::default(),
+        config: config(),
+        t,
+    }
+}
+
+impl Rig {
+    fn agent(mut self, agent: impl AgentApi + 'static) -> Self {
+        self.agent = Arc::new(agent);
+        self
+    }
+
+    /// The default agent, answering the status polls with `answers` in turn.
+    fn answering(self, answers: Vec<Result<BackupPhase, ()>>) -> Self {
+        let agent = agent(&self.t, answers);
+        self.agent(agent)
+    }
+
+    fn stacks(mut self, stacks: impl Stacks + 'static) -> Self {
+        self.stacks = Arc::new(stacks);
+        self
+    }
+
+    /// Fake stacks `names`; the starts of `failing` fail.
+    fn running(self, names: &[&str], failing: &[&str]) -> Self {
+        let stacks = stacks(&self.t, names, failing);
+        self.stacks(stacks)
+    }
+
+    /// A marker store that holds `marker`, as a crashed controller leaves it.
+    fn left(mut self, marker: Marker) -> Self {
+        let store = store(&self.t, Some(marker));
+        (self.marker, self.history) = (Arc::new(store.marker), Arc::new(store.history));
+        (self.saved, self.records) = (store.saved, store.records);
+        self
+    }
+
+    fn config(mut self, change: impl FnOnce(&mut CycleConfig)) -> Self {
+        change(&mut self.config);
+        self
+    }
+
+    fn controller(&self) -> Controller {
+        let parts = Collaborators {
+            marker: self.marker.clone(),
+            history: self.history.clone(),
+            lock: Arc::new(self.lock.clone()),
+            ..Collaborators::in_memory(
+                Some(self.agent.clone()),
+                self.stacks.clone(),
+                Arc::new(FakeState::default()),
+            )
+        };
+        Controller::new(parts, self.config.clone())
+    }
+
+    /// One cycle, to its record.
+    async fn cycle(&self) -> CycleRecord {
+        self.controller()
+            .run_cycle(&CancellationToken::new())
+            .await
+            .expect("the cycle runs")
+    }
+
+    /// The timeline's log, for a fake of another crate to log into.
+    fn log(&self) -> Arc<Mutex<Vec<String>>> {
+        self.t.0.clone()
+    }
+
+    fn saved(&self) -> Vec<Marker> {
+        self.saved.lock().expect("saved").clone()
+    }
+}
+
+/// A marker left by a crashed controller: `stacks` (name, service).
+fn crashed(stacks: &[(&str, &str)]) -> Marker {
+    let stacks = stacks
+        .iter()
+        .map(|(name, service)| MarkedStack {
+            name: (*name).into(),
+            services: vec![(*service).into()],
+            restart_attempts: 0,
+        })
+        .collect();
+    Marker::new("c-crashed", Utc::now(), stacks)
+}
+
+/// SPEC §2 rule 6: a stack leaves the marker only once it runs. Every marker written while
+/// resuming names each stack of `stacks` whose start is not yet in the timeline before it.
+fn stacks_leave_the_marker_only_once_started(all: &[String], stacks: &[&str]) {
+    for (i, entry) in all.iter().enumerate() {
+        let Some(names) = entry.strip_prefix("save Resuming ") else {
+            continue;
+        };
+        let marked: Vec<&str> = names.split(',').filter(|n| !n.is_empty()).collect();
+        for stack in stacks.iter().filter(|s| !marked.contains(s)) {
+            let started = all[..i]
+                .iter()
+                .any(|e| e.starts_with(&format!("start {stack}")));
+            assert!(started, "{stack} left the marker before its start: {all:?}");
+        }
+    }
 }
 
 #[tokio::test(start_paused = true)]
 async fn happy_path_in_order() {
-    let mut cfg = config();
-    cfg.resume_on_snapshot = false;
-    let (record, run) = cycle_with(
-        vec![
+    let r = rig()
+        .answering(vec![
             Ok(BackupPhase::Running),
             Ok(BackupPhase::Snapshotted),
             Ok(BackupPhase::Done),
-        ],
-        &["alpha", "beta"],
-        &[],
-        cfg,
-    )
-    .await;
+        ])
+        .running(&["alpha", "beta"], &[])
+        .config(|c| c.resume_on_snapshot = false);
+    let record = r.cycle().await;
+    let all = r.t.all();
+    // Until the resume, each step begins once the marker written before it is on disk.
     assert_eq!(
-        run.t.all(),
+        all[..11],
         [
             "save Quiescing alpha,beta",
             "stop alpha",
@@ -289,13 +372,17 @@ async fn happy_path_in_order() {
             "status Done",
             "save Resuming alpha,beta",
             "start alpha app,db",
-            "save Resuming beta",
-            "start beta app,db",
-            "save Resuming ",
-            "clear",
-            "record Done",
         ]
     );
+    // The resume does not wait for the disk between two starts; a stack leaves the marker
+    // once it runs, and the marker is cleared once both run, before the record.
+    let rest: Vec<&str> = all[11..]
+        .iter()
+        .map(String::as_str)
+        .filter(|e| !e.starts_with("save "))
+        .collect();
+    assert_eq!(rest, ["start beta app,db", "clear", "record Done"]);
+    stacks_leave_the_marker_only_once_started(&all, &["alpha", "beta"]);
     assert_eq!(record.outcome, Outcome::Done);
     assert_eq!(record.backup_id.as_deref(), Some("b-1"));
     assert!(record.stranded.is_empty());
@@ -303,19 +390,16 @@ async fn happy_path_in_order() {
         .stacks
         .iter()
         .all(|s| s.downtime_ms.is_some() && s.stopped_at.is_some()));
-    assert_eq!(run.records.lock().expect("r").len(), 1);
+    assert_eq!(r.records.lock().expect("r").len(), 1);
     // The marker saved after POST /backup carries the agent's id (for crash recovery).
-    assert!(run
-        .saved
-        .lock()
-        .expect("s")
+    assert!(r
+        .saved()
         .iter()
         .any(|m| m.backup_id.as_deref() == Some("b-1")));
 }
 
 #[tokio::test(start_paused = true)]
 async fn marker_is_written_before_the_first_stop_and_a_write_failure_stops_nothing() {
-    let t = Timeline::default();
     let mut marker = MockMarkerStore::new();
     marker.expect_load().returning(|| Ok(None));
     marker.expect_save().returning(|_| {
@@ -336,30 +420,26 @@ async fn marker_is_written_before_the_first_stop_and_a_write_failure_stops_nothi
     stacks.expect_start().never();
     let mut agent = MockAgentApi::new();
     agent.expect_start_backup().never();
-    let st = Store {
-        marker,
-        history,
-        saved: Default::default(),
-        records: Default::default(),
-    };
-    let (c, _) = controller(Arc::new(agent), Arc::new(stacks), &mut Some(st), config());
-    let err = c
+    let mut r = rig().agent(agent).stacks(stacks);
+    (r.marker, r.history) = (Arc::new(marker), Arc::new(history));
+    let err = r
+        .controller()
         .run_cycle(&CancellationToken::new())
         .await
         .expect_err("no marker, no cycle");
-    assert!(err.to_string().contains("No space left on device"), "{err}");
-    assert!(t.all().is_empty());
+    assert!(matches!(err, CycleError::Marker(_)), "{err:?}");
+    let told = error_chain(&err);
+    assert!(told.contains("No space left on device"), "{told}");
+    assert!(r.t.all().is_empty());
 
     // And when it can be written, it is written before the first stop.
-    let (_, run) = cycle_with(vec![Ok(BackupPhase::Done)], &["alpha"], &[], config()).await;
-    assert!(run.t.index("save Quiescing alpha") < run.t.index("stop alpha"));
+    let r = rig();
+    r.cycle().await;
+    assert!(r.t.index("save Quiescing alpha") < r.t.index("stop alpha"));
 }
 
 #[tokio::test(start_paused = true)]
 async fn failure_to_start_the_backup_restarts_the_stacks() {
-    let t = Timeline::default();
-    let st = store(&t, None);
-    let records = st.records.clone();
     let mut a = MockAgentApi::new();
     a.expect_start_backup().returning(|_| {
         Err(AgentError::Unavailable {
@@ -368,22 +448,14 @@ async fn failure_to_start_the_backup_restarts_the_stacks() {
         })
     });
     a.expect_backup_status().never();
-    let (c, _) = controller(
-        Arc::new(a),
-        Arc::new(stacks(&t, &["alpha", "beta"], &[])),
-        &mut Some(st),
-        config(),
-    );
-    let record = c
-        .run_cycle(&CancellationToken::new())
-        .await
-        .expect("cycle ran");
+    let r = rig().agent(a).running(&["alpha", "beta"], &[]);
+    let record = r.cycle().await;
     assert_eq!(record.outcome, Outcome::Failed);
-    assert_eq!(t.count("start "), 2);
-    assert!(t.index("stop beta") < t.index("start alpha app,db"));
+    assert_eq!(r.t.count("start "), 2);
+    assert!(r.t.index("stop beta") < r.t.index("start alpha app,db"));
     assert!(record.errors.iter().any(|e| e.contains("storage offline")));
-    assert_eq!(records.lock().expect("r")[0].outcome, Outcome::Failed);
-    assert_eq!(t.all().last().map(String::as_str), Some("record Failed"));
+    assert_eq!(r.records.lock().expect("r")[0].outcome, Outcome::Failed);
+    assert_eq!(r.t.all().last().map(String::as_str), Some("record Failed"));
 }
 
 #[tokio::test(start_paused = true)]
@@ -392,120 +464,81 @@ async fn failed_and_lost_backups_restart_the_stacks() {
         (BackupPhase::Failed, Outcome::Failed),
         (BackupPhase::Idle, Outcome::Lost),
     ] {
-        let (record, run) = cycle_with(
-            vec![Ok(BackupPhase::Running), Ok(phase)],
-            &["alpha"],
-            &[],
-            config(),
-        )
-        .await;
+        let r = rig().answering(vec![Ok(BackupPhase::Running), Ok(phase)]);
+        let record = r.cycle().await;
         assert_eq!(record.outcome, outcome);
-        assert_eq!(run.t.count("start alpha"), 1);
-        assert!(run.t.index("clear") > run.t.index("start alpha app,db"));
+        assert_eq!(r.t.count("start alpha"), 1);
+        assert!(r.t.index("clear") > r.t.index("start alpha app,db"));
     }
 }
 
 #[tokio::test(start_paused = true)]
 async fn another_backup_id_means_lost() {
-    let t = Timeline::default();
-    let st = store(&t, None);
-    let mut a = MockAgentApi::new();
-    a.expect_start_backup().returning(|_| {
-        Ok(BackupStart {
-            id: "b-1".into(),
-            adopted: false,
-        })
-    });
-    a.expect_backup_status()
-        .returning(|| Ok(status("b-other", BackupPhase::Running)));
-    let (c, _) = controller(
-        Arc::new(a),
-        Arc::new(stacks(&t, &["alpha"], &[])),
-        &mut Some(st),
-        config(),
-    );
-    let record = c.run_cycle(&CancellationToken::new()).await.expect("cycle");
+    let r = rig().agent(posting_then(status("b-other", BackupPhase::Running)));
+    let record = r.cycle().await;
     assert_eq!(record.outcome, Outcome::Lost);
-    assert_eq!(t.count("start alpha"), 1);
+    assert_eq!(r.t.count("start alpha"), 1);
 }
 
 #[tokio::test(start_paused = true)]
 async fn status_errors_are_retried_until_an_answer() {
-    let (record, run) = cycle_with(
-        vec![
-            Err(()),
-            Err(()),
-            Err(()),
-            Ok(BackupPhase::Running),
-            Ok(BackupPhase::Done),
-        ],
-        &["alpha"],
-        &[],
-        config(),
-    )
-    .await;
+    let r = rig().answering(vec![
+        Err(()),
+        Err(()),
+        Err(()),
+        Ok(BackupPhase::Running),
+        Ok(BackupPhase::Done),
+    ]);
+    let record = r.cycle().await;
     assert_eq!(record.outcome, Outcome::Done);
-    assert_eq!(run.t.count("status error"), 3);
-    assert_eq!(run.t.count("start alpha"), 1);
+    assert_eq!(r.t.count("status error"), 3);
+    assert_eq!(r.t.count("start alpha"), 1);
 }
 
 #[tokio::test(start_paused = true)]
 async fn status_errors_past_the_bound_restart_the_stacks_at_the_bound() {
     let begin = tokio::time::Instant::now();
-    let (record, run) = cycle_with(vec![Err(())], &["alpha"], &[], config()).await;
+    let r = rig().answering(vec![Err(())]);
+    let record = r.cycle().await;
     assert_eq!(record.outcome, Outcome::Bounded);
-    assert_eq!(run.t.count("start alpha"), 1);
+    assert_eq!(r.t.count("start alpha"), 1);
     let waited = begin.elapsed();
     // Resumed at the bound (600 s), not before and not much after (paused clock: exact).
     assert!(
         waited >= Duration::from_secs(600) && waited < Duration::from_secs(640),
         "{waited:?}"
     );
-    assert!(run.t.count("status error") > 5);
+    assert!(r.t.count("status error") > 5);
 }
 
 #[tokio::test(start_paused = true)]
 async fn bound_holds_when_the_agent_hangs() {
-    let t = Timeline::default();
-    let st = store(&t, None);
-    let (c, lock) = controller(
-        // Every call of this agent hangs forever: the bound must still hold.
-        Arc::new(FakeAgent::hanging().log_into(t.0.clone())),
-        Arc::new(stacks(&t, &["alpha", "beta"], &[])),
-        &mut Some(st),
-        config(),
-    );
+    let r = rig().running(&["alpha", "beta"], &[]);
+    // Every call of this agent hangs forever: the bound must still hold.
+    let log = r.log();
+    let r = r.agent(FakeAgent::hanging().log_into(log));
     let begin = tokio::time::Instant::now();
-    let record = c.run_cycle(&CancellationToken::new()).await.expect("cycle");
+    let record = r.cycle().await;
     assert_eq!(record.outcome, Outcome::Bounded);
     assert_eq!(begin.elapsed(), Duration::from_secs(600));
-    assert_eq!(t.count("start "), 2);
-    assert_eq!(t.all().last().map(String::as_str), Some("record Bounded"));
-    assert!(
-        !lock.0.load(Ordering::SeqCst),
-        "the lock is released after the cycle"
-    );
+    assert_eq!(r.t.count("start "), 2);
+    assert_eq!(r.t.all().last().map(String::as_str), Some("record Bounded"));
+    assert!(!r.lock.is_held(), "the lock is released after the cycle");
 }
 
 #[tokio::test(start_paused = true)]
 async fn bound_holds_when_a_stop_hangs_and_every_marked_stack_is_started() {
-    let t = Timeline::default();
-    let st = store(&t, None);
     let mut a = MockAgentApi::new();
     a.expect_start_backup().never();
-    let (c, _) = controller(
-        Arc::new(a),
-        // beta's stop never returns (a hung stop).
-        Arc::new(
-            FakeStacks::running(APP_DB.map(|name| (name, &["app", "db"][..])))
-                .stop_trouble("beta", Trouble::Hang)
-                .log_into(t.0.clone()),
-        ),
-        &mut Some(st),
-        config(),
-    );
-    let record = c.run_cycle(&CancellationToken::new()).await.expect("cycle");
+    let r = rig().agent(a);
+    // beta's stop never returns (a hung stop).
+    let stacks = FakeStacks::running(APP_DB.map(|name| (name, &["app", "db"][..])))
+        .stop_trouble("beta", Trouble::Hang)
+        .log_into(r.log());
+    let r = r.stacks(stacks);
+    let record = r.cycle().await;
     assert_eq!(record.outcome, Outcome::Bounded);
+    let t = &r.t;
     // alpha was stopped, beta was being stopped, gamma not yet: all three are in the marker
     // and all three are started (starting a running stack is harmless).
     for s in ["alpha", "beta", "gamma"] {
@@ -530,12 +563,11 @@ async fn bound_holds_when_a_stop_hangs_and_every_marked_stack_is_started() {
 
 #[tokio::test(start_paused = true)]
 async fn a_failed_stop_is_settled_before_the_start() {
-    let t = Timeline::default();
-    let st = store(&t, None);
+    let r = rig().answering(vec![Ok(BackupPhase::Done)]);
     let mut s = MockStacks::new();
     s.expect_running_app_stacks()
         .returning(|| Ok(running(&["alpha", "beta"])));
-    let t1 = t.clone();
+    let t1 = r.t.clone();
     let first = Arc::new(AtomicBool::new(true));
     s.expect_stop().returning(move |name| {
         t1.push(format!("stop {name}"));
@@ -546,24 +578,19 @@ async fn a_failed_stop_is_settled_before_the_start() {
             Ok(vec!["app".into()])
         }
     });
-    let t2 = t.clone();
+    let t2 = r.t.clone();
     s.expect_start().returning(move |name, _| {
         t2.push(format!("start {name}"));
         Ok(())
     });
-    let (c, _) = controller(
-        Arc::new(agent(&t, vec![Ok(BackupPhase::Done)])),
-        Arc::new(s),
-        &mut Some(st),
-        config(),
-    );
-    let record = c.run_cycle(&CancellationToken::new()).await.expect("cycle");
+    let r = r.stacks(s);
+    let record = r.cycle().await;
     assert_eq!(record.outcome, Outcome::Done);
-    let events: Vec<String> = t
-        .all()
-        .into_iter()
-        .filter(|e| !e.starts_with("save"))
-        .collect();
+    let events: Vec<String> =
+        r.t.all()
+            .into_iter()
+            .filter(|e| !e.starts_with("save"))
+            .collect();
     let alpha: Vec<&String> = events.iter().filter(|e| e.ends_with("alpha")).collect();
     assert_eq!(
         alpha,
@@ -571,7 +598,7 @@ async fn a_failed_stop_is_settled_before_the_start() {
         "{events:?}"
     );
     assert_eq!(
-        t.count("stop beta"),
+        r.t.count("stop beta"),
         1,
         "beta stopped cleanly, no settle: {events:?}"
     );
@@ -579,63 +606,48 @@ async fn a_failed_stop_is_settled_before_the_start() {
 
 #[tokio::test(start_paused = true)]
 async fn cancellation_restarts_the_stacks() {
-    let t = Timeline::default();
-    let st = store(&t, None);
-    let (c, _) = controller(
-        Arc::new(agent(&t, vec![Ok(BackupPhase::Running)])),
-        Arc::new(stacks(&t, &["alpha"], &[])),
-        &mut Some(st),
-        config(),
-    );
+    let r = rig().answering(vec![Ok(BackupPhase::Running)]);
     let cancel = CancellationToken::new();
     let trigger = cancel.clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(30)).await;
         trigger.cancel();
     });
-    let record = c.run_cycle(&cancel).await.expect("cycle");
+    let record = r.controller().run_cycle(&cancel).await.expect("cycle");
     assert_eq!(record.outcome, Outcome::Cancelled);
-    assert_eq!(t.count("start alpha"), 1);
-    assert!(t.index("start alpha app,db") < t.index("clear"));
+    assert_eq!(r.t.count("start alpha"), 1);
+    assert!(r.t.index("start alpha app,db") < r.t.index("clear"));
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_panic_in_the_cycle_restarts_the_stacks() {
-    let t = Timeline::default();
-    let st = store(&t, None);
     let mut a = MockAgentApi::new();
     a.expect_start_backup().never();
-    let (c, lock) = controller(
-        Arc::new(a),
-        // beta's stop panics (a bug in a collaborator).
-        Arc::new(
-            FakeStacks::running([("alpha", &["app"][..]), ("beta", &["app"][..])])
-                .stop_trouble("beta", Trouble::Panic)
-                .log_into(t.0.clone()),
-        ),
-        &mut Some(st),
-        config(),
-    );
-    let record = c.run_cycle(&CancellationToken::new()).await.expect("cycle");
+    let r = rig().agent(a);
+    // beta's stop panics (a bug in a collaborator).
+    let stacks = FakeStacks::running([("alpha", &["app"][..]), ("beta", &["app"][..])])
+        .stop_trouble("beta", Trouble::Panic)
+        .log_into(r.log());
+    let r = r.stacks(stacks);
+    let record = r.cycle().await;
     assert_eq!(record.outcome, Outcome::Failed);
-    assert_eq!(t.count("start alpha"), 1);
-    assert_eq!(t.count("start beta"), 1);
+    assert_eq!(r.t.count("start alpha"), 1);
+    assert_eq!(r.t.count("start beta"), 1);
     assert!(
         record.errors.iter().any(|e| e.contains("panic")),
         "{:?}",
         record.errors
     );
-    assert!(!lock.0.load(Ordering::SeqCst));
+    assert!(!r.lock.is_held());
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_stop_failure_does_not_end_the_cycle_and_the_stack_is_started_again() {
-    let t = Timeline::default();
-    let st = store(&t, None);
+    let r = rig();
     let mut s = MockStacks::new();
     s.expect_running_app_stacks()
         .returning(|| Ok(running(&["alpha", "beta"])));
-    let t1 = t.clone();
+    let t1 = r.t.clone();
     s.expect_stop().returning(move |name| {
         t1.push(format!("stop {name}"));
         if name == "alpha" {
@@ -646,40 +658,30 @@ async fn a_stop_failure_does_not_end_the_cycle_and_the_stack_is_started_again() 
             Ok(vec!["app".into(), "db".into()])
         }
     });
-    let t2 = t.clone();
+    let t2 = r.t.clone();
     s.expect_start().returning(move |name, _| {
         t2.push(format!("start {name}"));
         Ok(())
     });
-    let (c, _) = controller(
-        Arc::new(agent(&t, vec![Ok(BackupPhase::Done)])),
-        Arc::new(s),
-        &mut Some(st),
-        config(),
-    );
-    let record = c.run_cycle(&CancellationToken::new()).await.expect("cycle");
+    let r = r.stacks(s);
+    let record = r.cycle().await;
     assert_eq!(record.outcome, Outcome::Done, "the backup still happened");
-    assert_eq!(t.count("POST /backup"), 1);
-    assert_eq!(t.count("start alpha"), 1);
-    assert_eq!(t.count("start beta"), 1);
+    assert_eq!(r.t.count("POST /backup"), 1);
+    assert_eq!(r.t.count("start alpha"), 1);
+    assert_eq!(r.t.count("start beta"), 1);
     assert!(record.errors.iter().any(|e| e.contains("stopping alpha")));
 }
 
 #[tokio::test(start_paused = true)]
 async fn restart_failure_is_retried_then_reported_stranded_and_the_marker_released() {
-    let (record, run) = cycle_with(
-        vec![Ok(BackupPhase::Done)],
-        &["alpha", "beta"],
-        &["beta"],
-        config(),
-    )
-    .await;
+    let r = rig().running(&["alpha", "beta"], &["beta"]);
+    let record = r.cycle().await;
     assert_eq!(record.outcome, Outcome::Done);
     assert_eq!(record.stranded, ["beta"]);
-    assert_eq!(run.t.count("start beta"), 3, "restart_attempts = 3");
-    assert_eq!(run.t.count("start alpha"), 1);
+    assert_eq!(r.t.count("start beta"), 3, "restart_attempts = 3");
+    assert_eq!(r.t.count("start alpha"), 1);
     // While it is retried it stays in the marker with its attempts counted...
-    let saved = run.saved.lock().expect("saved").clone();
+    let saved = r.saved();
     let attempts: Vec<u32> = saved
         .iter()
         .filter_map(|m| {
@@ -697,11 +699,10 @@ async fn restart_failure_is_retried_then_reported_stranded_and_the_marker_releas
         .iter()
         .all(|m| m.stacks.iter().any(|s| s.name == "beta")));
     // ...and then the marker is released so later backups are not blocked.
-    assert_eq!(run.t.count("clear"), 1);
+    assert_eq!(r.t.count("clear"), 1);
     assert!(
-        run.t.index("clear")
-            > run
-                .t
+        r.t.index("clear")
+            > r.t
                 .all()
                 .iter()
                 .rposition(|e| e.starts_with("start beta"))
@@ -711,14 +712,13 @@ async fn restart_failure_is_retried_then_reported_stranded_and_the_marker_releas
 
 #[tokio::test(start_paused = true)]
 async fn a_retried_start_that_succeeds_is_not_stranded() {
-    let t = Timeline::default();
-    let st = store(&t, None);
+    let r = rig();
     let mut s = MockStacks::new();
     s.expect_running_app_stacks()
         .returning(|| Ok(running(&["alpha"])));
     s.expect_stop().returning(|_| Ok(vec!["app".into()]));
     let tries = Arc::new(Mutex::new(0));
-    let t1 = t.clone();
+    let t1 = r.t.clone();
     s.expect_start().returning(move |name, _| {
         t1.push(format!("start {name}"));
         let mut n = tries.lock().expect("tries");
@@ -729,21 +729,15 @@ async fn a_retried_start_that_succeeds_is_not_stranded() {
             Ok(())
         }
     });
-    let (c, _) = controller(
-        Arc::new(agent(&t, vec![Ok(BackupPhase::Done)])),
-        Arc::new(s),
-        &mut Some(st),
-        config(),
-    );
-    let record = c.run_cycle(&CancellationToken::new()).await.expect("cycle");
+    let r = r.stacks(s);
+    let record = r.cycle().await;
     assert!(record.stranded.is_empty());
-    assert_eq!(t.count("start alpha"), 2);
+    assert_eq!(r.t.count("start alpha"), 2);
 }
 
 #[tokio::test(start_paused = true)]
 async fn only_the_stacks_we_stopped_are_restarted_with_their_services() {
-    let t = Timeline::default();
-    let st = store(&t, None);
+    let r = rig();
     let mut s = MockStacks::new();
     // The stacks manager lists only running, deployed, unprotected stacks; the controller
     // must start exactly those, with exactly the services that ran.
@@ -759,7 +753,7 @@ async fn only_the_stacks_we_stopped_are_restarted_with_their_services() {
             },
         ])
     });
-    let t1 = t.clone();
+    let t1 = r.t.clone();
     s.expect_stop().returning(move |name| {
         t1.push(format!("stop {name}"));
         Ok(if name == "alpha" {
@@ -768,71 +762,58 @@ async fn only_the_stacks_we_stopped_are_restarted_with_their_services() {
             vec!["api".into(), "db".into()]
         })
     });
-    let t2 = t.clone();
+    let t2 = r.t.clone();
     s.expect_start().returning(move |name, services| {
         t2.push(format!("start {name} {}", services.join(",")));
         Ok(())
     });
-    let (c, _) = controller(
-        Arc::new(agent(&t, vec![Ok(BackupPhase::Done)])),
-        Arc::new(s),
-        &mut Some(st),
-        config(),
-    );
-    c.run_cycle(&CancellationToken::new()).await.expect("cycle");
-    let starts: Vec<_> = t
-        .all()
-        .into_iter()
-        .filter(|e| e.starts_with("start "))
-        .collect();
+    let r = r.stacks(s);
+    r.cycle().await;
+    let starts: Vec<_> =
+        r.t.all()
+            .into_iter()
+            .filter(|e| e.starts_with("start "))
+            .collect();
     assert_eq!(starts, ["start alpha web", "start beta api,db"]);
 }
 
 #[tokio::test(start_paused = true)]
 async fn early_resume_on_snapshot_then_the_outcome_is_recorded() {
-    let (record, run) = cycle_with(
-        vec![
-            Ok(BackupPhase::Running),
-            Ok(BackupPhase::Snapshotted),
-            Ok(BackupPhase::Running),
-            Ok(BackupPhase::Done),
-        ],
-        &["alpha"],
-        &[],
-        config(),
-    )
-    .await;
+    let r = rig().answering(vec![
+        Ok(BackupPhase::Running),
+        Ok(BackupPhase::Snapshotted),
+        Ok(BackupPhase::Running),
+        Ok(BackupPhase::Done),
+    ]);
+    let record = r.cycle().await;
     assert_eq!(record.outcome, Outcome::Done);
     assert!(record.snapshot_at.is_some());
-    let start = run.t.index("start alpha app,db");
-    assert!(start > run.t.index("status Snapshotted"));
+    let start = r.t.index("start alpha app,db");
+    assert!(start > r.t.index("status Snapshotted"));
     assert!(
-        start < run.t.index("status Done"),
+        start < r.t.index("status Done"),
         "resumed before done: {:?}",
-        run.t.all()
+        r.t.all()
     );
     assert!(
-        run.t.index("clear") < run.t.index("status Done"),
+        r.t.index("clear") < r.t.index("status Done"),
         "marker cleared once the stacks run"
     );
-    assert_eq!(run.t.all().last().map(String::as_str), Some("record Done"));
+    assert_eq!(r.t.all().last().map(String::as_str), Some("record Done"));
 }
 
 #[tokio::test(start_paused = true)]
 async fn single_flight_refuses_a_second_cycle_and_a_present_marker() {
-    let t = Timeline::default();
-    let st = store(&t, None);
-    let mut s = MockStacks::new();
-    s.expect_running_app_stacks().never();
-    s.expect_stop().never();
-    let (c, lock) = controller(
-        Arc::new(MockAgentApi::new()),
-        Arc::new(s),
-        &mut Some(st),
-        config(),
-    );
-    lock.0.store(true, Ordering::SeqCst); // another process holds the lock
-    let err = c
+    let untouched = || {
+        let mut s = MockStacks::new();
+        s.expect_running_app_stacks().never();
+        s.expect_stop().never();
+        s
+    };
+    let r = rig().agent(MockAgentApi::new()).stacks(untouched());
+    r.lock.hold_elsewhere();
+    let err = r
+        .controller()
         .run_cycle(&CancellationToken::new())
         .await
         .expect_err("busy");
@@ -841,18 +822,12 @@ async fn single_flight_refuses_a_second_cycle_and_a_present_marker() {
         "{err}"
     );
 
-    let left = Marker::new("c-old", Utc::now(), vec![]);
-    let st = store(&t, Some(left));
-    let mut s = MockStacks::new();
-    s.expect_running_app_stacks().never();
-    s.expect_stop().never();
-    let (c, _) = controller(
-        Arc::new(MockAgentApi::new()),
-        Arc::new(s),
-        &mut Some(st),
-        config(),
-    );
-    let err = c
+    let r = rig()
+        .agent(MockAgentApi::new())
+        .stacks(untouched())
+        .left(Marker::new("c-old", Utc::now(), vec![]));
+    let err = r
+        .controller()
         .run_cycle(&CancellationToken::new())
         .await
         .expect_err("marker present");
@@ -864,85 +839,62 @@ async fn single_flight_refuses_a_second_cycle_and_a_present_marker() {
 
 #[tokio::test(start_paused = true)]
 async fn recovery_restarts_the_marker_stacks_asks_the_agent_and_clears_it() {
-    let t = Timeline::default();
-    let mut left = Marker::new(
-        "c-crashed",
-        Utc::now(),
-        vec![
-            MarkedStack {
-                name: "alpha".into(),
-                services: vec!["web".into()],
-                restart_attempts: 0,
-            },
-            MarkedStack {
-                name: "beta".into(),
-                services: vec!["db".into()],
-                restart_attempts: 1,
-            },
-        ],
-    );
+    let mut left = crashed(&[("alpha", "web"), ("beta", "db")]);
+    left.stacks[1].restart_attempts = 1;
     left.phase = MarkerPhase::BackingUp;
     left.backup_id = Some("b-7".into());
     left.pid = 999_999;
-    let st = store(&t, Some(left));
-    let records = st.records.clone();
+    let r = rig().left(left);
     let mut s = MockStacks::new();
     s.expect_running_app_stacks().never();
     // Nothing is known of how far each stop got: each marked stack is stopped again (which
     // waits out a shutdown still under way) before its start.
-    let t0 = t.clone();
+    let t0 = r.t.clone();
     s.expect_stop().times(2).returning(move |name| {
         t0.push(format!("stop {name}"));
         Ok(vec![])
     });
-    let t1 = t.clone();
+    let t1 = r.t.clone();
     s.expect_start().returning(move |name, services| {
         t1.push(format!("start {name} {}", services.join(",")));
         Ok(())
     });
+    // The agent is asked how the marker's backup ended only once the stacks run.
     let mut a = MockAgentApi::new();
-    a.expect_backup_status()
-        .times(1)
-        .returning(|| Ok(status("b-7", BackupPhase::Done)));
+    let t2 = r.t.clone();
+    a.expect_backup_status().times(1).returning(move || {
+        t2.push("status asked");
+        Ok(status("b-7", BackupPhase::Done))
+    });
     a.expect_start_backup().never();
-    let (c, _) = controller(Arc::new(a), Arc::new(s), &mut Some(st), config());
+    let r = r.stacks(s).agent(a);
+    let c = r.controller();
     let record = c
         .recover(&CancellationToken::new())
         .await
         .expect("recovered")
+        .record
         .expect("there was a marker");
     assert_eq!(record.outcome, Outcome::Recovered);
     assert_eq!(record.agent_phase.as_deref(), Some("done"));
+    let t = &r.t;
     assert_eq!(t.count("start alpha web"), 1);
     assert_eq!(t.count("start beta db"), 1);
     assert!(t.index("stop alpha") < t.index("start alpha web"));
     assert!(t.index("stop beta") < t.index("start beta db"));
     assert!(t.index("clear") > t.index("start beta db"));
-    assert_eq!(records.lock().expect("r").len(), 1);
+    assert!(t.index("status asked") > t.index("start beta db"));
+    assert_eq!(r.records.lock().expect("r").len(), 1);
     // Nothing left: a second recovery finds no marker.
-    assert!(c
-        .recover(&CancellationToken::new())
-        .await
-        .expect("ok")
-        .is_none());
+    let again = c.recover(&CancellationToken::new()).await.expect("ok");
+    assert!(again.record.is_none());
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_loop_recovers_first_then_waits_for_due_and_cools_down_after_a_failure() {
-    let t = Timeline::default();
-    let left = Marker::new(
-        "c-crashed",
-        Utc::now(),
-        vec![MarkedStack {
-            name: "alpha".into(),
-            services: vec!["web".into()],
-            restart_attempts: 0,
-        }],
-    );
-    let st = store(&t, Some(left));
-    let s = stacks(&t, &["alpha"], &[]);
+    let r = rig().left(crashed(&[("alpha", "web")]));
     let mut a = MockAgentApi::new();
-    let t1 = t.clone();
+    let t1 = r.t.clone();
     a.expect_backup_due().returning(move || {
         t1.push(format!(
             "due? at {}s",
@@ -954,7 +906,7 @@ async fn the_loop_recovers_first_then_waits_for_due_and_cools_down_after_a_failu
             next_due_at: None,
         })
     });
-    let t2 = t.clone();
+    let t2 = r.t.clone();
     // Every backup is refused: each cycle fails, so the next may start only after the cooldown.
     // Each POST notes its (paused) time itself: a watcher sampling the timeline would see two
     // POSTs at the same instant in either order.
@@ -969,7 +921,7 @@ async fn the_loop_recovers_first_then_waits_for_due_and_cools_down_after_a_failu
             message: "busy".into(),
         })
     });
-    let (c, _) = controller(Arc::new(a), Arc::new(s), &mut Some(st), config());
+    let r = r.agent(a);
     let cancel = CancellationToken::new();
     let stopper = cancel.clone();
     tokio::spawn(async move {
@@ -977,12 +929,12 @@ async fn the_loop_recovers_first_then_waits_for_due_and_cools_down_after_a_failu
         tokio::time::sleep(Duration::from_secs(5 * 3600)).await;
         stopper.cancel();
     });
-    c.run(&cancel).await;
-    let all: Vec<String> = t
-        .all()
-        .into_iter()
-        .filter(|e| !e.starts_with("save "))
-        .collect();
+    r.controller().run(&cancel).await;
+    let all: Vec<String> =
+        r.t.all()
+            .into_iter()
+            .filter(|e| !e.starts_with("save "))
+            .collect();
     // Recovery came before any question to the agent.
     assert_eq!(
         all.first().map(String::as_str),
@@ -1001,21 +953,10 @@ async fn the_loop_recovers_first_then_waits_for_due_and_cools_down_after_a_failu
 
 #[tokio::test(start_paused = true)]
 async fn the_loop_does_not_reloop_after_a_success_and_skips_when_not_due() {
-    let t = Timeline::default();
-    let st = store(&t, None);
-    let s = stacks(&t, &["alpha"], &[]);
-    let mut a = agent(&t, vec![Ok(BackupPhase::Done)]);
-    a.checkpoint();
-    a.expect_start_backup().returning(|_| {
-        Ok(BackupStart {
-            id: "b-1".into(),
-            adopted: false,
-        })
-    });
-    a.expect_backup_status()
-        .returning(|| Ok(status("b-1", BackupPhase::Done)));
+    let r = rig();
+    let mut a = posting_then(status("b-1", BackupPhase::Done));
     let begin = tokio::time::Instant::now();
-    let t1 = t.clone();
+    let t1 = r.t.clone();
     // Due only in the first 10 minutes and again after 3 h: the agent keeps saying due, but
     // min_cycle_interval (1 h) holds the second cycle back.
     a.expect_backup_due().returning(move || {
@@ -1027,16 +968,16 @@ async fn the_loop_does_not_reloop_after_a_success_and_skips_when_not_due() {
             next_due_at: None,
         })
     });
-    let (c, _) = controller(Arc::new(a), Arc::new(s), &mut Some(st), config());
+    let r = r.agent(a);
     let cancel = CancellationToken::new();
     let stopper = cancel.clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(4 * 3600)).await;
         stopper.cancel();
     });
-    c.run(&cancel).await;
-    assert_eq!(t.count("record Done"), 2, "{:?}", t.all());
-    assert_eq!(t.count("stop alpha"), 2);
+    r.controller().run(&cancel).await;
+    assert_eq!(r.t.count("record Done"), 2, "{:?}", r.t.all());
+    assert_eq!(r.t.count("stop alpha"), 2);
 }
 
 /// The real lock, through `CycleLock for StateDir`: a cycle cannot start while another holder
@@ -1050,7 +991,7 @@ async fn the_real_state_dir_lock_is_single_flight() {
     let mut s = MockStacks::new();
     s.expect_running_app_stacks().never();
     s.expect_stop().never();
-    let parts = Parts {
+    let parts = Collaborators {
         agent: Some(Arc::new(MockAgentApi::new())),
         stacks: Arc::new(s),
         marker: state.clone(),

@@ -1,5 +1,6 @@
 //! SPEC §6: the quiesce crate sees the agent, the engine and the config only through traits and
-//! plain values, so it compiles no HTTP, no TLS, no Docker client and no config parser. A
+//! plain values, so it compiles no HTTP, no TLS, no Docker client and no config parser — and
+//! neither does a tool that embeds it with the other crates' fakes (`examples/embed`). A
 //! dependency that drags one in (a default feature of a leaf crate turned back on, a helper
 //! added for convenience) fails this test rather than slipping in unnoticed.
 
@@ -10,13 +11,26 @@ const FORBIDDEN: [&str; 5] = ["hyper", "rustls", "bollard", "figment", "reqwest"
 
 #[test]
 fn the_quiesce_crate_compiles_no_http_tls_docker_or_config_parser() {
+    assert_no_forbidden_dependency("felhom-quiesce");
+}
+
+/// The embedding example wires a cycle from quiesce, the marker crate's real state directory
+/// and the agent's and the stacks' fakes: what another tool would compile.
+#[test]
+fn an_embedding_tool_compiles_no_http_tls_docker_or_config_parser() {
+    assert_no_forbidden_dependency("felhom-embed-example");
+}
+
+/// Reads `package`'s normal dependency tree (its own features, as built alone) and fails on a
+/// crate of [`FORBIDDEN`].
+fn assert_no_forbidden_dependency(package: &str) {
     // `CARGO` is the cargo that runs this test; the manifest dir pins the workspace.
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let output = Command::new(cargo)
         .args([
             "tree",
             "-p",
-            "felhom-quiesce",
+            package,
             "-e",
             "normal",
             "--prefix",
@@ -40,7 +54,7 @@ fn the_quiesce_crate_compiles_no_http_tls_docker_or_config_parser() {
         .collect();
     assert!(
         names.contains(&"felhom-agentapi") && names.contains(&"tokio"),
-        "the tree does not look like felhom-quiesce's: {tree}"
+        "the tree does not look like {package}'s: {tree}"
     );
     let found: Vec<&str> = names
         .iter()
@@ -53,6 +67,6 @@ fn the_quiesce_crate_compiles_no_http_tls_docker_or_config_parser() {
         .collect();
     assert!(
         found.is_empty(),
-        "felhom-quiesce depends on {found:?}; it must see them only through traits (SPEC §6)"
+        "{package} depends on {found:?}; it must see them only through traits (SPEC §6)"
     );
 }

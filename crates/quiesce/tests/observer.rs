@@ -8,51 +8,12 @@ use felhom_agentapi::BackupPhase;
 use felhom_marker::fake::FakeState;
 use felhom_marker::{MarkedStack, Marker};
 use felhom_quiesce::machine::Phase;
-use felhom_quiesce::{
-    CancellationToken, Controller, CycleConfig, CycleLock, Live, Notice, NoticeKind, Observer,
-    Parts, TICK,
-};
+use felhom_quiesce::testing::{CallLog, Recorder};
+use felhom_quiesce::{CancellationToken, Collaborators, Controller, CycleConfig, NoticeKind, TICK};
 use felhom_stacks::fake::{FakeStacks, Trouble};
-use std::fmt::Debug;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
-
-/// Everything the controller told it, with the (paused) time of each tick.
-#[derive(Default)]
-struct Recorder {
-    phases: Mutex<Vec<Option<Phase>>>,
-    ticks: Mutex<Vec<Instant>>,
-    notices: Mutex<Vec<(Notice, usize)>>,
-    /// The stacks' call log, to see what had happened when a notice came.
-    calls: Arc<Mutex<Vec<String>>>,
-}
-
-impl Observer for Recorder {
-    fn changed(&self, live: &Live) {
-        let mut phases = self.phases.lock().expect("phases");
-        if phases.last() != Some(&live.phase) {
-            phases.push(live.phase);
-        }
-    }
-    fn tick(&self) {
-        self.ticks.lock().expect("ticks").push(Instant::now());
-    }
-    fn notice(&self, notice: &Notice) {
-        let seen = self.calls.lock().expect("calls").len();
-        self.notices
-            .lock()
-            .expect("notices")
-            .push((notice.clone(), seen));
-    }
-}
-
-struct NoLock;
-impl CycleLock for NoLock {
-    fn acquire(&self) -> Result<Box<dyn Debug + Send + Sync>, String> {
-        Ok(Box::new(()))
-    }
-}
 
 fn config() -> CycleConfig {
     CycleConfig {
@@ -62,33 +23,30 @@ fn config() -> CycleConfig {
     }
 }
 
+/// A controller over `agent`, `stacks` and `state`, observed by a recorder that watches the
+/// stacks' calls (to see what had happened when each notice came).
 fn controller(
     agent: FakeAgent,
     stacks: FakeStacks,
     state: FakeState,
-) -> (Controller, Arc<Recorder>) {
-    let recorder = Arc::new(Recorder::default());
-    let stacks = stacks.log_into(recorder.calls.clone());
-    let state = Arc::new(state);
-    let parts = Parts {
-        agent: Some(Arc::new(agent)),
-        stacks: Arc::new(stacks),
-        marker: state.clone(),
-        history: state,
-        stranded: Arc::new(felhom_marker::fake::FakeState::default()),
-        lock: Arc::new(NoLock),
+) -> (Controller, Arc<Recorder>, CallLog) {
+    let calls = CallLog::default();
+    let recorder = Arc::new(Recorder::watching(calls.clone()));
+    let stacks = Arc::new(stacks.log_into(calls.clone()));
+    let parts = Collaborators {
         observer: recorder.clone(),
+        ..Collaborators::in_memory(Some(Arc::new(agent)), stacks, Arc::new(state))
     };
-    (Controller::new(parts, config()), recorder)
+    (Controller::new(parts, config()), recorder, calls)
 }
 
 #[tokio::test(start_paused = true)]
 async fn every_phase_change_is_told_and_a_done_cycle_ends_with_done() {
     let agent = FakeAgent::answering([BackupPhase::Running, BackupPhase::Done]);
     let stacks = FakeStacks::running([("alpha", &["app"][..])]);
-    let (c, rec) = controller(agent, stacks, FakeState::default());
+    let (c, rec, _) = controller(agent, stacks, FakeState::default());
     let record = c.run_cycle(&CancellationToken::new()).await.expect("cycle");
-    let phases = rec.phases.lock().expect("phases").clone();
+    let phases = rec.phases();
     assert_eq!(
         phases,
         [
@@ -101,9 +59,9 @@ async fn every_phase_change_is_told_and_a_done_cycle_ends_with_done() {
             None,
         ]
     );
-    let notices = rec.notices.lock().expect("notices").clone();
+    let notices = rec.notices();
     assert_eq!(notices.len(), 1, "{notices:?}");
-    let (notice, _) = &notices[0];
+    let notice = &notices[0];
     assert_eq!(notice.event, NoticeKind::Done);
     assert_eq!(notice.cycle_id.as_deref(), Some(record.cycle_id.as_str()));
     assert_eq!(notice.outcome.as_deref(), Some("done"));
@@ -117,26 +75,27 @@ async fn a_stranded_stack_is_told_after_the_resume_then_the_cycle_fails() {
     let agent = FakeAgent::answering([BackupPhase::Done]);
     let stacks = FakeStacks::running([("alpha", &["app"][..]), ("beta", &["db"][..])])
         .start_trouble("beta", Trouble::Fail("exited".into()));
-    let (c, rec) = controller(agent, stacks, FakeState::default());
+    let (c, rec, calls) = controller(agent, stacks, FakeState::default());
     let record = c.run_cycle(&CancellationToken::new()).await.expect("cycle");
     assert_eq!(record.stranded, ["beta"]);
-    let notices = rec.notices.lock().expect("notices").clone();
-    let kinds: Vec<NoticeKind> = notices.iter().map(|(n, _)| n.event).collect();
-    assert_eq!(kinds, [NoticeKind::Stranded, NoticeKind::Failed]);
+    assert_eq!(rec.kinds(), [NoticeKind::Stranded, NoticeKind::Failed]);
     // Told only once every start had been tried (both attempts of beta, alpha's one).
-    let calls = rec.calls.lock().expect("calls").clone();
+    let calls = calls.lock().expect("calls").clone();
     let starts = calls.iter().filter(|c| c.starts_with("start ")).count();
     assert_eq!(starts, 3, "{calls:?}");
     assert!(
-        notices.iter().all(|(_, seen)| *seen == calls.len()),
-        "{notices:?}"
+        rec.calls_at_notices()
+            .iter()
+            .all(|seen| *seen == calls.len()),
+        "{:?}",
+        rec.notices()
     );
-    assert_eq!(notices[0].0.stranded, ["beta"]);
+    assert_eq!(rec.notices()[0].stranded, ["beta"]);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_bounded_cycle_is_failed_and_a_recovery_is_recovered() {
-    let (c, rec) = controller(
+    let (c, rec, _) = controller(
         FakeAgent::answering([BackupPhase::Running]),
         FakeStacks::running([("alpha", &["app"][..])]),
         FakeState::default(),
@@ -151,7 +110,7 @@ async fn a_bounded_cycle_is_failed_and_a_recovery_is_recovered() {
             restart_attempts: 0,
         }],
     );
-    let (r, rec2) = controller(
+    let (r, rec2, _) = controller(
         FakeAgent::answering([BackupPhase::Done]),
         FakeStacks::running([("alpha", &["app"][..])]),
         FakeState::with_marker(left),
@@ -159,15 +118,16 @@ async fn a_bounded_cycle_is_failed_and_a_recovery_is_recovered() {
     r.recover(&CancellationToken::new())
         .await
         .expect("recovers")
+        .record
         .expect("a marker");
-    let first = rec.notices.lock().expect("n").clone();
+    let first = rec.notices();
     assert_eq!(first.len(), 1);
-    assert_eq!(first[0].0.event, NoticeKind::Failed);
-    assert_eq!(first[0].0.outcome.as_deref(), Some("bounded"));
-    let second = rec2.notices.lock().expect("n").clone();
+    assert_eq!(first[0].event, NoticeKind::Failed);
+    assert_eq!(first[0].outcome.as_deref(), Some("bounded"));
+    let second = rec2.notices();
     assert_eq!(second.len(), 1);
-    assert_eq!(second[0].0.event, NoticeKind::Recovered);
-    assert_eq!(second[0].0.cycle_id.as_deref(), Some("c-crashed"));
+    assert_eq!(second[0].event, NoticeKind::Recovered);
+    assert_eq!(second[0].cycle_id.as_deref(), Some("c-crashed"));
 }
 
 /// The loop ticks through its due sleeps, a cycle's waits (a backup that runs for minutes)
@@ -180,7 +140,7 @@ async fn the_loop_ticks_whatever_it_waits_for() {
     let agent = FakeAgent::scripted(answers);
     let stacks = FakeStacks::running([("alpha", &["app"][..])])
         .start_trouble("alpha", Trouble::FailTimes(1));
-    let (c, rec) = controller(agent, stacks, FakeState::default());
+    let (c, rec, calls) = controller(agent, stacks, FakeState::default());
     let cancel = CancellationToken::new();
     let stopper = cancel.clone();
     let begin = Instant::now();
@@ -189,8 +149,8 @@ async fn the_loop_ticks_whatever_it_waits_for() {
         stopper.cancel();
     });
     c.run(&cancel).await;
-    let ticks = rec.ticks.lock().expect("ticks").clone();
-    let calls = rec.calls.lock().expect("calls").clone();
+    let ticks = rec.ticks();
+    let calls = calls.lock().expect("calls").clone();
     assert!(
         calls
             .iter()

@@ -12,59 +12,17 @@ use felhom_marker::fake::FakeState;
 use felhom_marker::{
     HistoryStore, MarkedStack, Marker, MarkerError, MarkerStore, Outcome, StateDir, StrandedStack,
 };
+use felhom_quiesce::testing::{FakeLock, Recorder};
 use felhom_quiesce::{
-    CancellationToken, Controller, CycleConfig, CycleError, CycleLock, Live, Notice, NoticeKind,
-    Observer, Parts, MIN_CYCLE_GAP, TEND_EVERY,
+    CancellationToken, Collaborators, Controller, CycleConfig, CycleError, NoticeKind,
+    MIN_CYCLE_GAP, RECOVER_EVERY,
 };
 use felhom_stacks::fake::{FakeStacks, Trouble};
 use felhom_stacks::{RunningStack, Stacks, StacksError};
-use std::fmt::Debug;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::{sleep, Instant};
-
-/// What the controller told, and the live status as it last was.
-#[derive(Default)]
-struct Recorder {
-    notices: Mutex<Vec<Notice>>,
-    live: Mutex<Live>,
-}
-
-impl Observer for Recorder {
-    fn changed(&self, live: &Live) {
-        *self.live.lock().expect("live") = live.clone();
-    }
-    fn notice(&self, notice: &Notice) {
-        self.notices.lock().expect("notices").push(notice.clone());
-    }
-}
-
-impl Recorder {
-    fn kinds(&self) -> Vec<NoticeKind> {
-        let notices = self.notices.lock().expect("notices");
-        notices.iter().map(|n| n.event).collect()
-    }
-}
-
-/// The lock as a flag, so a test can hold it "from another process".
-#[derive(Debug, Default)]
-struct FlagLock(Arc<AtomicBool>);
-#[derive(Debug)]
-struct FlagGuard(Arc<AtomicBool>);
-impl Drop for FlagGuard {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::SeqCst);
-    }
-}
-impl CycleLock for FlagLock {
-    fn acquire(&self) -> Result<Box<dyn Debug + Send + Sync>, String> {
-        if self.0.swap(true, Ordering::SeqCst) {
-            return Err("held by pid 4242".into());
-        }
-        Ok(Box::new(FlagGuard(self.0.clone())))
-    }
-}
 
 /// [`FakeStacks`] behind an engine that is away until a given time: until then every call
 /// fails as the stacks crate reports an unreachable engine. Each start's time is logged.
@@ -174,7 +132,7 @@ struct Rig {
     recorder: Arc<Recorder>,
     stacks: Arc<Engine>,
     state: Arc<FakeState>,
-    lock: Arc<AtomicBool>,
+    lock: FakeLock,
 }
 
 impl Rig {
@@ -184,6 +142,7 @@ impl Rig {
             .recover(&CancellationToken::new())
             .await
             .expect("recovers")
+            .record
             .expect("a marker")
     }
 }
@@ -192,15 +151,15 @@ fn rig(agent: Option<FakeAgent>, stacks: Engine, state: FakeState, config: Cycle
     let recorder = Arc::new(Recorder::default());
     let stacks = Arc::new(stacks);
     let state = Arc::new(state);
-    let lock = Arc::new(AtomicBool::new(false));
-    let parts = Parts {
-        agent: agent.map(|a| Arc::new(a) as _),
-        stacks: stacks.clone(),
-        marker: state.clone(),
-        history: state.clone(),
-        stranded: state.clone(),
-        lock: Arc::new(FlagLock(lock.clone())),
+    let lock = FakeLock::default();
+    let parts = Collaborators {
+        lock: Arc::new(lock.clone()),
         observer: recorder.clone(),
+        ..Collaborators::in_memory(
+            agent.map(|a| Arc::new(a) as _),
+            stacks.clone(),
+            state.clone(),
+        )
     };
     Rig {
         controller: Controller::new(parts, config),
@@ -246,8 +205,8 @@ async fn a_recovery_waits_for_the_engine_without_spending_attempts() {
         r.recorder.kinds(),
         [NoticeKind::EngineUnreachable, NoticeKind::Recovered]
     );
-    let live = r.recorder.live.lock().expect("live").clone();
-    assert_eq!(live.engine_unreachable_since, None, "the wait is over");
+    let overview = r.recorder.overview();
+    assert_eq!(overview.engine_unreachable_since, None, "the wait is over");
 }
 
 #[tokio::test(start_paused = true)]
@@ -290,7 +249,7 @@ async fn a_command_waits_up_to_its_bound_then_keeps_the_marker() {
     );
     assert!(record.stranded.is_empty(), "waiting is not stranded");
     assert!(r.state.stranded_now().is_empty());
-    assert!(r.controller.live().engine_unreachable_since.is_some());
+    assert!(r.controller.overview().engine_unreachable_since.is_some());
 }
 
 #[tokio::test(start_paused = true)]
@@ -327,7 +286,7 @@ async fn stranded_stacks_are_kept_across_a_restart_and_tried_again_until_they_ru
     let kept = r.state.stranded_now();
     assert_eq!(kept.len(), 1);
     assert_eq!((kept[0].name.as_str(), kept[0].attempts), ("beta", 3));
-    assert_eq!(r.controller.live().stranded(), ["beta"]);
+    assert_eq!(r.controller.overview().stranded(), ["beta"]);
 
     // A restart: a new controller over the same state, beta failing twice more. The daemon
     // tries it at its start, then 2 min later (then 4), and it stays listed until it runs.
@@ -338,7 +297,7 @@ async fn stranded_stacks_are_kept_across_a_restart_and_tried_again_until_they_ru
     let daemon = Daemon::start(&r.controller);
     sleep(Duration::from_secs(1)).await;
     assert_eq!(
-        r.controller.live().stranded(),
+        r.controller.overview().stranded(),
         ["beta"],
         "shown after a restart"
     );
@@ -351,7 +310,7 @@ async fn stranded_stacks_are_kept_across_a_restart_and_tried_again_until_they_ru
     sleep(Duration::from_secs(5 * 60)).await;
     assert_eq!(r.stacks.starts().len(), 3, "the third try runs it");
     assert!(r.state.stranded_now().is_empty(), "cleared once it runs");
-    assert!(r.controller.live().stranded().is_empty());
+    assert!(r.controller.overview().stranded().is_empty());
     assert_eq!(r.recorder.kinds(), [NoticeKind::Recovered]);
     daemon.stop().await;
 }
@@ -373,12 +332,14 @@ async fn recover_tries_the_stranded_stacks_at_once() {
         state,
         config(None),
     );
-    let still = r
+    let recovery = r
         .controller
-        .retry_stranded(&CancellationToken::new())
+        .recover(&CancellationToken::new())
         .await
         .expect("tries");
-    assert!(still.is_empty());
+    assert!(recovery.record.is_none(), "no marker");
+    assert!(recovery.stranded.is_empty());
+    assert!(recovery.problems.is_empty(), "{:?}", recovery.problems);
     assert_eq!(r.stacks.starts().len(), 1);
     assert!(r.state.stranded_now().is_empty());
 }
@@ -399,15 +360,15 @@ async fn the_daemon_recovers_an_orphaned_marker_on_a_tick_whatever_the_agent_say
     let daemon = Daemon::start(&r.controller);
     sleep(Duration::from_secs(1)).await;
     // "Another process" takes the lock and writes its marker: alive, so left alone.
-    r.lock.store(true, Ordering::SeqCst);
+    r.lock.hold_elsewhere();
     r.state
         .save(&Marker::new("c-other", Utc::now(), marked(&["alpha"])))
         .expect("save");
-    sleep(TEND_EVERY * 3).await;
+    sleep(RECOVER_EVERY * 3).await;
     assert!(r.stacks.starts().is_empty(), "a live process's marker");
     // It dies (its lock goes with it): within one tick its stacks are back.
-    r.lock.store(false, Ordering::SeqCst);
-    sleep(TEND_EVERY + Duration::from_secs(1)).await;
+    r.lock.release_elsewhere();
+    sleep(RECOVER_EVERY + Duration::from_secs(1)).await;
     assert_eq!(r.stacks.starts().len(), 1);
     assert_eq!(r.state.marker(), None);
     let history = r.state.recent(10).expect("history");
@@ -428,7 +389,7 @@ async fn with_the_loop_off_an_orphaned_marker_is_still_recovered() {
     r.state
         .save(&Marker::new("c-other", Utc::now(), marked(&["alpha"])))
         .expect("save");
-    sleep(TEND_EVERY + Duration::from_secs(1)).await;
+    sleep(RECOVER_EVERY + Duration::from_secs(1)).await;
     assert_eq!(r.state.marker(), None);
     assert_eq!(r.stacks.starts().len(), 1);
     daemon.stop().await;
@@ -447,7 +408,7 @@ async fn a_corrupt_marker_is_recovered_recorded_shown_and_told() {
     .expect("write");
     let recorder = Arc::new(Recorder::default());
     let stacks = Arc::new(Engine::new(FakeStacks::running([])));
-    let parts = Parts {
+    let parts = Collaborators {
         agent: None,
         stacks: stacks.clone(),
         marker: state.clone(),
@@ -461,6 +422,7 @@ async fn a_corrupt_marker_is_recovered_recorded_shown_and_told() {
         .recover(&CancellationToken::new())
         .await
         .expect("recovers")
+        .record
         .expect("the salvaged marker");
     assert_eq!(stacks.starts().len(), 1, "alpha is started again");
     assert!(
@@ -472,7 +434,7 @@ async fn a_corrupt_marker_is_recovered_recorded_shown_and_told() {
         1,
         "a history record"
     );
-    assert!(c.live().marker_corrupt.is_some());
+    assert!(c.overview().marker_corrupt.is_some());
     assert_eq!(
         recorder.kinds(),
         [NoticeKind::Recovered, NoticeKind::MarkerCorrupt]
@@ -501,25 +463,23 @@ impl MarkerStore for StuckMarker {
 async fn a_marker_that_cannot_be_removed_is_one_error_not_a_recovery_at_every_tick() {
     let state = Arc::new(crashed(&["alpha"]));
     let stacks = Arc::new(Engine::new(FakeStacks::running([])));
-    let parts = Parts {
-        agent: None,
-        stacks: stacks.clone(),
+    let parts = Collaborators {
         marker: Arc::new(StuckMarker(crashed(&["alpha"]))),
-        history: state.clone(),
-        stranded: state.clone(),
-        lock: Arc::new(FlagLock::default()),
-        observer: Arc::new(()),
+        ..Collaborators::in_memory(None, stacks.clone(), state.clone())
     };
     let c = Controller::new(parts, config(None));
     let daemon = Daemon::start(&c);
-    sleep(TEND_EVERY * 10).await;
+    sleep(RECOVER_EVERY * 10).await;
     assert_eq!(stacks.starts().len(), 1, "started once, not at every tick");
     assert_eq!(state.recent(10).expect("history").len(), 1);
-    assert!(c.live().marker_stuck.is_some());
-    assert!(matches!(
-        c.recover(&daemon.cancel).await,
-        Err(CycleError::MarkerStuck { .. })
-    ));
+    assert!(c.overview().marker_stuck.is_some());
+    let again = c.recover(&daemon.cancel).await.expect("the lock is free");
+    assert!(again.record.is_none());
+    assert!(
+        matches!(again.problems[..], [CycleError::MarkerStuck { .. }]),
+        "{:?}",
+        again.problems
+    );
     daemon.stop().await;
 }
 
@@ -592,16 +552,9 @@ impl Stacks for Hung {
     }
 }
 
-fn hung_parts(stacks: Arc<Hung>, state: Arc<FakeState>) -> Parts {
-    Parts {
-        agent: Some(Arc::new(FakeAgent::answering([BackupPhase::Done]))),
-        stacks,
-        marker: state.clone(),
-        history: state.clone(),
-        stranded: state,
-        lock: Arc::new(FlagLock::default()),
-        observer: Arc::new(()),
-    }
+fn hung_parts(stacks: Arc<Hung>, state: Arc<FakeState>) -> Collaborators {
+    let agent = Arc::new(FakeAgent::answering([BackupPhase::Done]));
+    Collaborators::in_memory(Some(agent), stacks, state)
 }
 
 #[tokio::test(start_paused = true)]
@@ -619,6 +572,7 @@ async fn a_recovery_call_that_hits_its_bound_is_ended_before_the_next_one() {
         .recover(&CancellationToken::new())
         .await
         .expect("recovers")
+        .record
         .expect("a marker");
     assert_eq!(record.stranded, ["alpha"]);
     // The settling stop, then three starts: each began after the one before was ended.
@@ -658,4 +612,90 @@ async fn a_stop_that_hits_max_quiesce_is_ended_before_the_resume() {
     // The cycle's stop was ended at the bound: the resume's settling stop began after it.
     assert_eq!(began[0], ("stop".to_owned(), 0));
     assert_eq!(began[1], ("stop".to_owned(), 1));
+}
+
+/// A marker store on a disk that stops answering: every write after the first hangs until the
+/// test lets them go.
+#[derive(Default)]
+struct StalledDisk {
+    inner: FakeState,
+    writes: std::sync::atomic::AtomicUsize,
+    open: Mutex<bool>,
+    opened: std::sync::Condvar,
+}
+
+impl StalledDisk {
+    fn wait_until_open(&self) {
+        let mut open = self.open.lock().expect("open");
+        while !*open {
+            open = self.opened.wait(open).expect("open");
+        }
+    }
+
+    fn let_go(&self) {
+        *self.open.lock().expect("open") = true;
+        self.opened.notify_all();
+    }
+}
+
+impl MarkerStore for StalledDisk {
+    fn load(&self) -> Result<Option<Marker>, MarkerError> {
+        self.inner.load()
+    }
+    fn save(&self, marker: &Marker) -> Result<(), MarkerError> {
+        if self.writes.fetch_add(1, Ordering::SeqCst) > 0 {
+            self.wait_until_open();
+        }
+        self.inner.save(marker)
+    }
+    fn clear(&self) -> Result<(), MarkerError> {
+        self.wait_until_open();
+        self.inner.clear()
+    }
+}
+
+/// SPEC §2 rule 2: the bound holds even when a marker write hangs (the writes leave the
+/// runtime and the driver never waits on one past the bound), and the resume starts the stacks
+/// while the disk still does not answer. Real time: a paused clock stands still while a write
+/// is under way.
+#[tokio::test]
+async fn a_marker_write_that_hangs_does_not_hold_the_stacks_down() {
+    let disk = Arc::new(StalledDisk::default());
+    let stacks = Arc::new(FakeStacks::running([("alpha", &["app"][..])]));
+    let agent = Arc::new(FakeAgent::answering([BackupPhase::Done]));
+    let parts = Collaborators {
+        marker: disk.clone(),
+        ..Collaborators::in_memory(Some(agent), stacks.clone(), Arc::new(FakeState::default()))
+    };
+    let c = Controller::new(
+        parts,
+        CycleConfig {
+            max_quiesce: Duration::from_secs(1),
+            ..config(None)
+        },
+    );
+    let cycle = tokio::spawn(async move { c.run_cycle(&CancellationToken::new()).await });
+    // The stacks come back at the bound plus the writes' allowance (5 s), not when the disk
+    // answers; a minute only catches a hang.
+    let started = async {
+        while !stacks.calls().iter().any(|c| c.starts_with("start alpha")) {
+            sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), started)
+        .await
+        .expect("alpha is started while the marker's writes hang");
+    assert!(!cycle.is_finished(), "the record waits for the disk");
+    disk.let_go();
+    let record = cycle.await.expect("the cycle's task").expect("a cycle");
+    assert_eq!(record.outcome, Outcome::Bounded, "{record:?}");
+    assert!(
+        record
+            .errors
+            .iter()
+            .any(|e| e.contains("did not reach the disk")),
+        "{:?}",
+        record.errors
+    );
+    assert_eq!(disk.inner.marker(), None, "cleared once the disk answers");
 }

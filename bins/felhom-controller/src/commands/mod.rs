@@ -8,7 +8,7 @@ pub(crate) mod run;
 pub(crate) mod status;
 
 use anyhow::Result;
-use felhom_marker::{CycleRecord, Outcome};
+use felhom_marker::CycleRecord;
 use std::process::ExitCode;
 use std::time::Duration;
 use tokio::signal::unix::SignalKind;
@@ -19,7 +19,7 @@ const DRAIN: Duration = Duration::from_secs(5);
 
 /// Exit 0 for a cycle that ended `done` with nothing stranded, else 1 (SPEC §5).
 fn exit_for(record: &CycleRecord) -> ExitCode {
-    if record.outcome == Outcome::Done && record.stranded.is_empty() {
+    if record.succeeded() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -41,17 +41,17 @@ fn print_record(record: &CycleRecord) -> Result<()> {
 /// Whether the command leaves something for a person or for the daemon: the engine was still
 /// away when the wait for it ended (the marker is kept), or a marker could not be removed.
 fn left_undone(controller: &felhom_quiesce::Controller) -> bool {
-    let live = controller.live();
-    if let Some(since) = live.engine_unreachable_since {
+    let overview = controller.overview();
+    if let Some(since) = overview.engine_unreachable_since {
         eprintln!(
             "felhom-controller: the docker engine cannot be reached (waiting since {}): the marker is kept; the daemon, or `felhom-controller recover` once the engine answers, brings the stacks back",
             since.to_rfc3339()
         );
     }
-    if let Some(stuck) = &live.marker_stuck {
+    if let Some(stuck) = &overview.marker_stuck {
         eprintln!("felhom-controller: {stuck}");
     }
-    live.engine_unreachable_since.is_some() || live.marker_stuck.is_some()
+    overview.engine_unreachable_since.is_some() || overview.marker_stuck.is_some()
 }
 
 /// Every way a process is asked to end (SPEC §2 rule 9): a unit's stop (SIGTERM), Ctrl-C

@@ -4,7 +4,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::wire::{self, agent, wire, Role};
 use anyhow::Result;
-use felhom_quiesce::{CancellationToken, Once};
+use felhom_quiesce::{CancellationToken, IfDue};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -14,8 +14,8 @@ pub(crate) async fn once(config: Config, force: bool) -> Result<ExitCode> {
     super::cancel_on_signals(cancel.clone())?;
     let watch = wire::watch(&config, Arc::new(Metrics::new(config.quiesce.max_quiesce)))?;
     let wired = wire(&config, Role::Command, agent(&config)?, watch.clone())?;
-    let code = match wired.controller.run_once(force, &cancel).await? {
-        Once::NotDue(due) => {
+    let code = match wired.controller.run_if_due(force, &cancel).await? {
+        IfDue::NotDue(due) => {
             println!(
                 "not due{}{}",
                 due.reason.map(|r| format!(": {r}")).unwrap_or_default(),
@@ -25,7 +25,7 @@ pub(crate) async fn once(config: Config, force: bool) -> Result<ExitCode> {
             );
             ExitCode::SUCCESS
         }
-        Once::Ran(record) => {
+        IfDue::Ran(record) => {
             super::print_record(&record)?;
             if super::left_undone(&wired.controller) {
                 ExitCode::from(1)

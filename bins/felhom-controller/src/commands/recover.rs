@@ -6,7 +6,7 @@ use crate::metrics::Metrics;
 use crate::wire::{self, agent, wire, Role};
 use crate::{errors, status};
 use anyhow::Result;
-use felhom_quiesce::{CancellationToken, CycleError};
+use felhom_quiesce::{error_chain, CancellationToken, CycleError};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -36,8 +36,8 @@ pub(crate) async fn recover(config: Config, if_stale: bool) -> Result<ExitCode> 
     let watch = wire::watch(&config, Arc::new(Metrics::new(config.quiesce.max_quiesce)))?;
     let wired = wire(&config, Role::Command, agent, watch.clone())?;
     let controller = &wired.controller;
-    let recovered = match controller.recover(&cancel).await {
-        Ok(recovered) => recovered,
+    let recovery = match controller.recover(&cancel).await {
+        Ok(recovery) => recovery,
         // Between the look and the lock a daemon began a cycle: that one is alive.
         Err(CycleError::Busy(holder)) if if_stale => {
             println!("nothing to recover: the lock was taken meanwhile ({holder})");
@@ -45,14 +45,21 @@ pub(crate) async fn recover(config: Config, if_stale: bool) -> Result<ExitCode> 
         }
         Err(e) => return Err(e.into()),
     };
-    let still = match controller.retry_stranded(&cancel).await {
-        Ok(still) => still,
-        Err(e @ CycleError::Busy(_)) => return Err(e.into()),
-        Err(e) => {
-            tracing::error!("the stranded stacks: {e}");
-            vec!["(unknown: the stranded list cannot be read)".to_owned()]
+    let mut still = recovery.stranded;
+    let mut marker_problem = None;
+    for problem in recovery.problems {
+        match problem {
+            CycleError::StrandedList(_) => {
+                tracing::error!("the stranded stacks: {}", error_chain(&problem));
+                still = vec!["(unknown: the stranded list cannot be read)".to_owned()];
+            }
+            other => marker_problem = marker_problem.or(Some(other)),
         }
-    };
+    }
+    if let Some(e) = marker_problem {
+        return Err(e.into());
+    }
+    let recovered = recovery.record;
     let mut ok = true;
     match recovered {
         Some(record) => {

@@ -32,14 +32,13 @@ pub(crate) async fn run(config: Config) -> Result<ExitCode> {
         watch.clone(),
         Some(&metrics),
     )?;
+    // The daemon's start: crash recovery, once, before anything else.
+    let daemon = wired.controller.start_daemon(&cancel).await;
     if let Err(e) = agent {
-        wired.controller.recover_logged(&cancel).await;
         watch.drain(super::DRAIN).await;
         return Err(e);
     }
-    // SPEC §7: READY=1 only once the recovery is done and the status listener is up. The
-    // loop's own first look then finds no marker.
-    wired.controller.recover_logged(&cancel).await;
+    // SPEC §7: READY=1 only once the recovery is done and the status listener is up.
     restore_metrics(&config, &metrics);
     if let Some(addr) = config.status.listen.0 {
         let state = Arc::new(wire::state_dir(&config)?);
@@ -61,7 +60,7 @@ pub(crate) async fn run(config: Config) -> Result<ExitCode> {
             watch.stopping();
         })
     };
-    wired.controller.run(&cancel).await;
+    daemon.run(&cancel).await;
     // `run` returns only once cancelled; STOPPING=1 is then sent (or on its way).
     if let Err(e) = stop.await {
         tracing::debug!("the stop notifier: {e}");
@@ -77,10 +76,7 @@ fn restore_metrics(config: &Config, metrics: &Metrics) {
     let history = wire::state_dir(config).and_then(|s| Ok(s.recent(HISTORY_SCAN)?));
     match history {
         Ok(records) => {
-            let success = records
-                .iter()
-                .rev()
-                .find(|r| r.outcome == felhom_marker::Outcome::Done && r.stranded.is_empty());
+            let success = records.iter().rev().find(|r| r.succeeded());
             metrics.restore(records.last(), success);
         }
         Err(e) => tracing::warn!("reading the history for the metrics: {}", errors::chain(&e)),

@@ -2,7 +2,6 @@
 //! changes state: the marker is only peeked at. Exits 1 when something needs a person.
 
 use crate::config::Config;
-use crate::endpoint::outcome_name;
 use crate::status::Look;
 use crate::{errors, wire};
 use anyhow::{Context, Result};
@@ -108,7 +107,7 @@ pub(crate) async fn print(config: &Config, as_json: bool) -> Result<ExitCode> {
             println!(
                 "  {}  {:<9}  {} stack(s), max downtime {:.1}s{}{}",
                 r.started_at.format("%Y-%m-%d %H:%M:%S"),
-                outcome_name(r.outcome),
+                r.outcome.as_str(),
                 r.stacks.len(),
                 max_downtime_ms(r) as f64 / 1000.0,
                 r.backup_id

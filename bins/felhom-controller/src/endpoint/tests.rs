@@ -1,6 +1,6 @@
 use super::*;
 use chrono::Utc;
-use felhom_marker::{CycleRecord, StrandedStack};
+use felhom_marker::{CycleRecord, Outcome, StrandedStack};
 use std::io::{Read, Write};
 use std::sync::atomic::AtomicUsize;
 use std::time::Instant;
@@ -33,7 +33,7 @@ fn record(errors: Vec<String>) -> CycleRecord {
 #[test]
 fn the_status_json_names_the_stranded_stacks_and_counts_by_outcome() {
     let now = Utc::now();
-    let live = Live {
+    let overview = Overview {
         phase: None,
         last: Some(record(vec![])),
         cycles: vec![(Outcome::Done, 3), (Outcome::Bounded, 1)],
@@ -47,9 +47,9 @@ fn the_status_json_names_the_stranded_stacks_and_counts_by_outcome() {
             attempts: 5,
             last_error: "it exited".into(),
         }],
-        ..Live::default()
+        ..Overview::default()
     };
-    let json = status_json(&live);
+    let json = status_json(&overview);
     assert_eq!(json["stranded"], serde_json::json!(["b"]));
     assert_eq!(json["cycles"]["done"], 3);
 }
@@ -57,7 +57,7 @@ fn the_status_json_names_the_stranded_stacks_and_counts_by_outcome() {
 #[test]
 fn the_status_json_carries_no_app_output() {
     let now = Utc::now();
-    let live = Live {
+    let overview = Overview {
         last: Some(record(vec![
             FAILED_START.to_owned(),
             "the agent reports the backup failed: disk full".to_owned(),
@@ -71,13 +71,13 @@ fn the_status_json_carries_no_app_output() {
             last_error: FAILED_START.to_owned(),
         }],
         marker_stuck: Some(format!("clearing the marker: {FAILED_START}")),
-        ..Live::default()
+        ..Overview::default()
     };
-    let text = status_json(&live).to_string();
+    let text = status_json(&overview).to_string();
     for app in ["app-secret-line", "hunter2", "another-app-line"] {
         assert!(!text.contains(app), "{app} in /status: {text}");
     }
-    let json = status_json(&live);
+    let json = status_json(&overview);
     let first = json["last"]["errors"][0].as_str().expect("a string");
     assert!(
         first.starts_with("stack \"notes\": start of container notes-app-1")
@@ -90,13 +90,6 @@ fn the_status_json_carries_no_app_output() {
     );
 }
 
-struct NoLock;
-impl felhom_quiesce::CycleLock for NoLock {
-    fn acquire(&self) -> Result<Box<dyn std::fmt::Debug + Send + Sync>, String> {
-        Ok(Box::new(()))
-    }
-}
-
 /// The endpoint on a free loopback port, over fakes: its address, its connections, and the
 /// token that stops it (the temporary state directory must outlive it).
 async fn endpoint() -> (SocketAddr, Arc<Slots>, CancellationToken, tempfile::TempDir) {
@@ -104,15 +97,11 @@ async fn endpoint() -> (SocketAddr, Arc<Slots>, CancellationToken, tempfile::Tem
     let addr = listener.local_addr().expect("addr");
     let cancel = CancellationToken::new();
     let controller = felhom_quiesce::Controller::new(
-        felhom_quiesce::Parts {
-            agent: None,
-            stacks: Arc::new(felhom_stacks::fake::FakeStacks::default()),
-            marker: Arc::new(felhom_marker::fake::FakeState::default()),
-            history: Arc::new(felhom_marker::fake::FakeState::default()),
-            stranded: Arc::new(felhom_marker::fake::FakeState::default()),
-            lock: Arc::new(NoLock),
-            observer: Arc::new(()),
-        },
+        felhom_quiesce::Collaborators::in_memory(
+            None,
+            Arc::new(felhom_stacks::fake::FakeStacks::default()),
+            Arc::new(felhom_marker::fake::FakeState::default()),
+        ),
         felhom_quiesce::CycleConfig::default(),
     );
     let tmp = tempfile::tempdir().expect("tempdir");

@@ -1,12 +1,15 @@
 //! The tuned hot paths (docs/performance.md): slots freed as soon as any stack is done,
 //! and the status poll schedule. Paused tokio time: the waits run instantly.
-use super::*;
-use crate::CycleLock;
+
 use async_trait::async_trait;
-use felhom_agentapi::{AgentError, BackupPhase, BackupStart, BackupStatus, Due};
-use felhom_marker::{MockHistoryStore, MockMarkerStore};
+use felhom_agentapi::{AgentApi, AgentError, BackupPhase, BackupStart, BackupStatus, Due};
+use felhom_marker::fake::FakeState;
+use felhom_marker::Outcome;
+use felhom_quiesce::{CancellationToken, Collaborators, Controller, CycleConfig};
 use felhom_stacks::{RunningStack, Stacks, StacksError};
-use tokio::time::sleep;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::{sleep, Instant};
 
 const SLOW: Duration = Duration::from_secs(10);
 const QUICK: Duration = Duration::from_secs(1);
@@ -120,31 +123,6 @@ impl AgentApi for ScriptedAgent {
     }
 }
 
-struct NoLock;
-impl CycleLock for NoLock {
-    fn acquire(&self) -> Result<Box<dyn std::fmt::Debug + Send + Sync>, String> {
-        Ok(Box::new(()))
-    }
-}
-
-fn parts(agent: Arc<ScriptedAgent>, stacks: Arc<TimedStacks>) -> Parts {
-    let mut marker = MockMarkerStore::new();
-    marker.expect_load().returning(|| Ok(None));
-    marker.expect_save().returning(|_| Ok(()));
-    marker.expect_clear().returning(|| Ok(()));
-    let mut history = MockHistoryStore::new();
-    history.expect_append().returning(|_| Ok(()));
-    Parts {
-        agent: Some(agent),
-        stacks,
-        marker: Arc::new(marker),
-        history: Arc::new(history),
-        stranded: Arc::new(felhom_marker::fake::FakeState::default()),
-        lock: Arc::new(NoLock),
-        observer: Arc::new(()),
-    }
-}
-
 fn cycle_config(parallelism: usize) -> CycleConfig {
     CycleConfig {
         parallelism,
@@ -165,10 +143,12 @@ async fn run(parallelism: usize, running_polls: usize) -> (Arc<TimedStacks>, Arc
         posted: Mutex::new(None),
         polls: Mutex::new(Vec::new()),
     });
-    let controller = Controller::new(
-        parts(agent.clone(), stacks.clone()),
-        cycle_config(parallelism),
+    let parts = Collaborators::in_memory(
+        Some(agent.clone()),
+        stacks.clone(),
+        Arc::new(FakeState::default()),
     );
+    let controller = Controller::new(parts, cycle_config(parallelism));
     let record = controller
         .run_cycle(&CancellationToken::new())
         .await
