@@ -51,8 +51,10 @@ pub(crate) struct Config {
 }
 
 /// `[agent]`, checked as a whole: its keys depend on each other (`token` or `token_file`),
-/// and the url is judged before the pin whatever order the file has them in.
-#[derive(Debug, Deserialize)]
+/// and the url is judged before the pin whatever order the file has them in. Its `Debug`
+/// shows no secret (the token is a [`Token`]; a URL with user-info, a query or a fragment is
+/// not shown).
+#[derive(Deserialize)]
 #[serde(try_from = "RawAgentSection")]
 pub(crate) struct AgentSection {
     pub url: String,
@@ -61,6 +63,23 @@ pub(crate) struct AgentSection {
     pub pin_sha256: Pin,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+}
+
+impl fmt::Debug for AgentSection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let url = if self.url.contains(['@', '?', '#']) {
+            "(not shown: it holds user-info, a query or a fragment)"
+        } else {
+            self.url.as_str()
+        };
+        f.debug_struct("AgentSection")
+            .field("url", &url)
+            .field("token", &self.token)
+            .field("pin_sha256", &self.pin_sha256)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .finish()
+    }
 }
 
 /// The systemd credential that holds the agent's token: `LoadCredential=agent-token:<file>`

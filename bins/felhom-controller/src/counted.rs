@@ -10,20 +10,36 @@ use felhom_agentapi::{
     AgentApi, AgentError, Answered, BackupPhase, BackupStart, BackupStatus, Due,
 };
 use felhom_stacks::{RunningStack, Stacks, StacksError};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Wraps an agent; every call goes through unchanged.
 pub(crate) struct Counted {
     agent: Arc<dyn AgentApi>,
     metrics: Arc<Metrics>,
+    /// Whether the config keys of a refused token were named since the last answer that was
+    /// not a refusal: the daemon's log says them once, not at every due poll.
+    told_token: AtomicBool,
 }
 
 impl Counted {
     pub(crate) fn new(agent: Arc<dyn AgentApi>, metrics: Arc<Metrics>) -> Counted {
-        Counted { agent, metrics }
+        Counted {
+            agent,
+            metrics,
+            told_token: AtomicBool::new(false),
+        }
     }
 
     fn count<T>(&self, answer: Result<T, AgentError>) -> Result<T, AgentError> {
+        match &answer {
+            Err(e @ AgentError::Unauthorized { .. }) => {
+                if !self.told_token.swap(true, Ordering::Relaxed) {
+                    tracing::warn!("{}", crate::errors::chain(e));
+                }
+            }
+            _ => self.told_token.store(false, Ordering::Relaxed),
+        }
         if let Err(e) = &answer {
             self.metrics.agent_error(kind(e));
         }

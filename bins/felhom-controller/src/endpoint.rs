@@ -11,7 +11,7 @@ use crate::brief;
 use crate::metrics::{Metrics, CONTENT_TYPE};
 use crate::status::Look;
 use anyhow::{Context, Result};
-use felhom_marker::StateDir;
+use felhom_marker::StateView;
 use felhom_quiesce::{CancellationToken, Controller, Overview};
 use http_body_util::Full;
 use hyper::body::Bytes;
@@ -40,7 +40,7 @@ fn status_json(overview: &Overview) -> serde_json::Value {
 pub(crate) struct Served {
     pub controller: Controller,
     pub metrics: Arc<Metrics>,
-    pub state: Arc<StateDir>,
+    pub state: Arc<StateView>,
 }
 
 impl Served {

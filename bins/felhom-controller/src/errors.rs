@@ -1,36 +1,109 @@
-//! Error chains for people: each cause printed once.
+//! Error chains for people: each cause printed once, then what to do about it.
+//!
+//! The libraries keep an error's cause in `source()` only, never also in its message, and say
+//! what went wrong in neutral words; the config keys and commands that fix it are this
+//! binary's to name (docs/decisions.md, "Error messages").
 
-/// `error: cause: cause`, each cause once: the libraries' one way of telling an error
-/// (`felhom_quiesce::error_chain`), on anyhow's error with its contexts.
-pub(crate) fn chain(error: &anyhow::Error) -> String {
-    felhom_quiesce::error_chain(error.as_ref())
+use felhom_agentapi::AgentError;
+use felhom_quiesce::CycleError;
+use std::error::Error;
+
+/// `error: cause: cause`, each error of the chain once (anyhow's `{:#}` of the same chain),
+/// then the hint for the first error in it that has one.
+pub(crate) fn chain(error: &(dyn Error + 'static)) -> String {
+    let mut out = error.to_string();
+    let mut found = hint(error);
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        found = found.or_else(|| hint(e));
+        cause = e.source();
+    }
+    if let Some(hint) = found {
+        out.push_str(": ");
+        out.push_str(hint);
+    }
+    out
+}
+
+/// What an operator of this binary does about `error`, where that is a config key or a
+/// command the library that made the error cannot know.
+fn hint(error: &(dyn Error + 'static)) -> Option<&'static str> {
+    let agent = error.downcast_ref::<AgentError>().or_else(|| {
+        // Whether the cycle's error carries the agent's as its source or in itself.
+        match error.downcast_ref::<CycleError>() {
+            Some(CycleError::Agent(agent)) => Some(agent),
+            _ => None,
+        }
+    });
+    match agent? {
+        AgentError::Unauthorized { .. } => Some("check agent.token / agent.token_file"),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use anyhow::Context;
+    use felhom_marker::{MarkerStore, StateDir};
 
-    #[derive(Debug, thiserror::Error)]
-    #[error("reading {path}: {source}")]
-    struct Carries {
-        path: &'static str,
-        #[source]
-        source: std::io::Error,
+    #[test]
+    fn a_chain_prints_each_cause_once() {
+        // A real library error with an OS error beneath, under the binary's context: a state
+        // directory on a path whose parent is a file.
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let file = tmp.path().join("file");
+        std::fs::write(&file, b"").expect("a file");
+        let e = StateDir::open(file.join("state"))
+            .context("quiesce.state_dir")
+            .expect_err("not a directory");
+        let text = chain(e.as_ref());
+        assert_eq!(text, format!("{e:#}"), "the same chain as anyhow's");
+        assert!(
+            text.starts_with("quiesce.state_dir: inspecting the state directory"),
+            "{text}"
+        );
+        let os = "Not a directory";
+        assert_eq!(text.matches(os).count(), 1, "{text}");
+        assert_eq!(text.matches("the state directory").count(), 1);
+
+        // The marker store's own errors, without a context.
+        let state = StateDir::open(tmp.path().join("state")).expect("opens");
+        std::fs::create_dir(tmp.path().join("state/marker.json")).expect("a dir as the marker");
+        let e = state.load().expect_err("a directory is no marker");
+        let text = chain(&e);
+        assert_eq!(text.matches("reading the marker").count(), 1, "{text}");
+        assert_eq!(text.matches("Is a directory").count(), 1, "{text}");
     }
 
     #[test]
-    fn a_cause_already_in_the_message_is_not_repeated() {
-        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
-        let e = anyhow::Error::new(Carries {
-            path: "/x",
-            source: io,
-        })
-        .context("quiesce.state_dir /x");
-        assert_eq!(chain(&e), "quiesce.state_dir /x: reading /x: no such file");
+    fn a_refused_token_gets_the_config_keys_wherever_it_is_in_the_chain() {
+        let refused = || AgentError::Unauthorized {
+            request: "GET /backup/due",
+        };
+        let hinted = "GET /backup/due: the agent refused the token (401 Unauthorized): \
+                      check agent.token / agent.token_file";
+        assert_eq!(chain(&refused()), hinted);
+        let cycle = anyhow::Error::new(CycleError::Agent(refused()));
+        assert!(
+            chain(cycle.as_ref()).ends_with(hinted),
+            "{}",
+            chain(cycle.as_ref())
+        );
         assert_eq!(
-            format!("{e:#}").matches("no such file").count(),
-            2,
-            "why this exists"
+            chain(cycle.as_ref()).matches("check agent.token").count(),
+            1,
+            "one hint"
+        );
+        let other = AgentError::Unavailable {
+            request: "POST /backup",
+            message: "busy".into(),
+        };
+        assert_eq!(
+            chain(&other),
+            "POST /backup: the agent cannot back up now: busy"
         );
     }
 }

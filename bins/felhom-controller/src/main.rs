@@ -94,7 +94,7 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!(
                 "felhom-controller: bad configuration: {}",
-                errors::chain(&e)
+                errors::chain(e.as_ref())
             );
             return ExitCode::from(2);
         }
@@ -114,7 +114,7 @@ fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli.command, config)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("felhom-controller: {}", errors::chain(&e));
+            eprintln!("felhom-controller: {}", errors::chain(e.as_ref()));
             ExitCode::from(1)
         }
     }

@@ -2,8 +2,9 @@
 //! lock, the stranded stacks. Shared by `status`, `recover --if-stale` and `/metrics`, so that
 //! all three judge "needs a person" and "stale" alike.
 
+use crate::errors;
 use chrono::Utc;
-use felhom_marker::{Marker, StateDir, StateLock, StrandedStack};
+use felhom_marker::{Marker, StateView, StrandedStack};
 use std::time::Duration;
 
 /// How much older than `max_quiesce` a marker must be before `recover --if-stale` takes it
@@ -15,8 +16,8 @@ pub(crate) const STALE_MARGIN: Duration = Duration::from_secs(60);
 pub(crate) struct Look {
     /// The marker; `Err` when it is there but cannot be used (why).
     pub marker: Result<Option<Marker>, String>,
-    /// How old the marker is: from its `started_at`, or from the file's time when it cannot be
-    /// read. `None`: no marker.
+    /// How old the marker is: from its `started_at` (of a damaged marker, as far as it can be
+    /// read: else the file's last write). `None`: no marker.
     pub marker_age: Option<Duration>,
     /// The pid holding the lock (a cycle or a recovery runs), if any.
     pub holder: Option<String>,
@@ -28,23 +29,38 @@ pub(crate) struct Look {
 
 impl Look {
     /// Looks at `state`, the lock holder included; never writes, never moves a file aside.
-    pub(crate) fn at(state: &StateDir) -> Look {
+    pub(crate) fn at(state: &StateView) -> Look {
         let mut look = Look::files(state);
-        look.holder = StateLock::holder(state).unwrap_or_else(|e| Some(format!("unknown ({e})")));
+        look.holder = state
+            .lock_holder()
+            .unwrap_or_else(|e| Some(format!("unknown ({})", errors::chain(&e))));
         look
     }
 
     /// [`Look::at`] without probing the lock (`holder` is `None`: not asked), for `/metrics`:
     /// a scrape must not even briefly share the lock a starting cycle takes.
-    pub(crate) fn files(state: &StateDir) -> Look {
+    pub(crate) fn files(state: &StateView) -> Look {
         let mut problems = Vec::new();
-        let marker = state.peek().map_err(|e| e.to_string());
-        let marker_age = match &marker {
-            Ok(Some(m)) => Some((Utc::now() - m.started_at).to_std().unwrap_or_default()),
-            Ok(None) => None,
-            Err(_) => file_age(&state.path().join(MARKER_FILE)),
+        let (marker, marker_age) = match state.marker() {
+            Ok(None) => (Ok(None), None),
+            Ok(Some(seen)) => {
+                let age = (Utc::now() - seen.marker.started_at)
+                    .to_std()
+                    .unwrap_or_default();
+                let marker = match seen.damaged {
+                    None => Ok(Some(seen.marker)),
+                    Some(why) => Err(damaged_marker(
+                        state,
+                        &seen.marker,
+                        &why,
+                        seen.unreadable_stacks,
+                    )),
+                };
+                (marker, Some(age))
+            }
+            Err(e) => (Err(errors::chain(&e)), None),
         };
-        let stranded = match state.peek_stranded() {
+        let stranded = match state.stranded() {
             Ok(view) => {
                 if let Some(why) = view.damaged {
                     problems.push(format!("the stranded list is damaged: {why}"));
@@ -52,7 +68,7 @@ impl Look {
                 view.stacks
             }
             Err(e) => {
-                problems.push(e.to_string());
+                problems.push(errors::chain(&e));
                 Vec::new()
             }
         };
@@ -119,12 +135,28 @@ impl Look {
     }
 }
 
-/// The marker's file name in the state directory (felhom-marker's layout).
-const MARKER_FILE: &str = "marker.json";
-
-fn file_age(path: &std::path::Path) -> Option<Duration> {
-    let modified = std::fs::symlink_metadata(path).ok()?.modified().ok()?;
-    Some(modified.elapsed().unwrap_or_default())
+/// What `status` says of a marker that cannot be used as it is: the next recovery salvages it
+/// (moves it aside, brings back the stacks still readable in it).
+fn damaged_marker(
+    state: &StateView,
+    readable: &Marker,
+    why: &felhom_marker::Unreadable,
+    unreadable_stacks: usize,
+) -> String {
+    let stacks: Vec<&str> = readable.stacks.iter().map(|s| s.name.as_str()).collect();
+    format!(
+        "the marker {} {why}; it was left in place (stacks still readable: {}{})",
+        state.path().join("marker.json").display(),
+        if stacks.is_empty() {
+            "none".to_owned()
+        } else {
+            stacks.join(", ")
+        },
+        match unreadable_stacks {
+            0 => String::new(),
+            n => format!("; {n} unreadable"),
+        }
+    )
 }
 
 fn whole_seconds(d: Duration) -> String {

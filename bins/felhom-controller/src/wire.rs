@@ -1,22 +1,22 @@
 //! Builds the real collaborators from the config and hands them to the quiesce controller.
 
-use crate::config::Config;
+use crate::config::{Config, TokenSource};
 use crate::counted::{Counted, EngineWatch};
 use crate::metrics::Metrics;
 use crate::watch::Watch;
 use anyhow::{Context, Result};
-use felhom_agentapi::{AgentApi, AgentClient, ClientConfig};
-use felhom_marker::StateDir;
+use felhom_agentapi::{AgentApi, AgentClient, ClientConfig, ConfigError};
+use felhom_marker::{StateDir, StateView};
 use felhom_notify::Notifier;
 use felhom_quiesce::{Collaborators, Controller, CycleConfig, Observer};
-use felhom_stacks::{ComposeStacks, Stacks, StacksConfig};
+use felhom_stacks::{EngineStacks, Stacks, StacksConfig};
 use std::sync::Arc;
 
 /// The real collaborators, built from the config.
 pub(crate) struct Wired {
     pub controller: Controller,
     pub agent: Option<Arc<dyn AgentApi>>,
-    pub stacks: Arc<ComposeStacks>,
+    pub stacks: Arc<EngineStacks>,
 }
 
 /// The agent client, or `None` when `[agent]` is absent.
@@ -33,8 +33,30 @@ pub(crate) fn agent_client(config: &Config) -> Result<Option<AgentClient>> {
         connect_timeout: a.connect_timeout,
         request_timeout: a.request_timeout,
     })
-    .with_context(|| format!("agent (token from {})", a.token))?;
+    .map_err(|e| refused(e, &a.url, &a.token))?;
     Ok(Some(client))
+}
+
+/// What the agent client refused, named by its config key (the library names the setting,
+/// not this binary's key for it). A refused URL is not shown: the library's message quotes it,
+/// and it may carry a secret (`https://user:token@host`); its reason is enough.
+fn refused(error: ConfigError, url: &str, token: &TokenSource) -> anyhow::Error {
+    let key = match &error {
+        ConfigError::InvalidUrl { reason, .. } => {
+            let key = if url.contains('@') {
+                "agent.url (the token goes in agent.token or agent.token_file)"
+            } else {
+                "agent.url"
+            };
+            return anyhow::anyhow!("{key}: {reason} (the URL is not shown)");
+        }
+        ConfigError::InvalidPin { .. } => "agent.pin_sha256".to_owned(),
+        ConfigError::InvalidToken { .. } | ConfigError::TokenFile { .. } => {
+            format!("the agent's token (from {token})")
+        }
+        _ => "agent".to_owned(),
+    };
+    anyhow::Error::new(error).context(key)
 }
 
 /// The agent client as the controller sees it.
@@ -95,6 +117,13 @@ pub(crate) fn state_dir(config: &Config) -> Result<StateDir> {
     StateDir::open(dir).with_context(|| format!("quiesce.state_dir {}", dir.display()))
 }
 
+/// The state directory named by `quiesce.state_dir`, to read without changing anything (the
+/// `status` look, `/metrics`): whatever its mode or owner, and not created when missing.
+pub(crate) fn state_view(config: &Config) -> Result<StateView> {
+    let dir = &config.quiesce.state_dir;
+    StateView::open(dir).with_context(|| format!("quiesce.state_dir {}", dir.display()))
+}
+
 /// Builds the controller. The agent is built apart (see [`agent`]) so that `run` can recover
 /// a crashed cycle even when the agent's settings are broken.
 pub(crate) fn wire(
@@ -115,7 +144,7 @@ pub(crate) fn wire_watched(
     metrics: Option<&Arc<Metrics>>,
 ) -> Result<Wired> {
     let stacks = Arc::new(
-        ComposeStacks::new(StacksConfig {
+        EngineStacks::new(StacksConfig {
             root: config.stacks.root.clone(),
             protected: config.protected(),
             compose: config.stacks.compose,

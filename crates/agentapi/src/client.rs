@@ -476,7 +476,7 @@ fn base_url(url: &str) -> Result<String, ConfigError> {
         .ok_or_else(|| invalid("no host: write https://host:port"))?;
     if authority.as_str().contains('@') {
         return Err(invalid(
-            "credentials in the URL are not allowed: the token goes in agent.token or agent.token_file",
+            "credentials in the URL are not allowed: the token is sent in a header, never in the URL",
         ));
     }
     if uri.query().is_some() || url.contains('#') {

@@ -1,13 +1,13 @@
 //! Client of the host agent's backup API, v1 (SPEC §3).
 //!
-//! The controller talks to the agent only through the [`AgentApi`] trait; [`AgentClient`] is
-//! the real implementation:
+//! The controller talks to the agent only through the [`AgentApi`] trait; `AgentClient`
+//! (feature `client`, on by default) is the real implementation:
 //!
 //! - HTTPS on hyper and rustls (ring provider), one connection pool per client;
 //! - the agent's self-signed leaf is **pinned**: the connection is accepted only if the SHA-256
 //!   of the leaf's DER equals the configured [`Pin`]; chain, expiry and host name are not
 //!   checked, the handshake signature is;
-//! - `Authorization: Bearer` on every request, from a [`Token`] that never shows up in `Debug`
+//! - `Authorization: Bearer` on every request, from a `Token` that never shows up in `Debug`
 //!   or error messages;
 //! - a connect timeout and a bound on each whole request; answers over 64 KiB are refused;
 //! - typed answers: unknown phases are kept ([`BackupPhase::Unknown`]), a `409` to
@@ -51,10 +51,18 @@
 //!
 //! # Features
 //!
-//! - `client` (default): [`AgentClient`], the real HTTPS client, and with it hyper and rustls.
-//!   A crate that only drives the trait (the quiesce state machine) turns default features off
-//!   and so compiles no HTTP or TLS at all.
+//! - `client` (default): `AgentClient`, the real HTTPS client, and `Token`, and with them
+//!   hyper and rustls. A crate that only drives the trait (the quiesce state machine) turns
+//!   default features off and so compiles no HTTP or TLS at all.
 //! - `mock`: test doubles of [`AgentApi`].
+//!
+//! Times are [`chrono`]'s, re-exported so that an embedder needs no matching version of it.
+// Links only where the items exist: a link to an item of a feature that is off is broken.
+#![cfg_attr(
+    feature = "client",
+    doc = "\nThis build has `client`: [`AgentClient`](crate::AgentClient), \
+           [`Token`](crate::Token)."
+)]
 #![deny(missing_docs)]
 
 mod answered;
@@ -72,6 +80,7 @@ mod verifier;
 mod wire;
 
 pub use answered::{Answered, IgnoredField};
+pub use chrono;
 #[cfg(feature = "client")]
 pub use client::{AgentClient, ClientConfig};
 pub use pin::Pin;
@@ -87,7 +96,7 @@ use async_trait::async_trait;
 ///
 /// `backup_due_checked` and `backup_status_wait` have default implementations (the plain
 /// requests, nothing reported ignored, no long-poll), so an implementation written before them
-/// still compiles and still works; [`AgentClient`] implements all five.
+/// still compiles and still works; `AgentClient` (feature `client`) implements all five.
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait AgentApi: Send + Sync {

@@ -97,7 +97,7 @@ pub enum AgentError {
         message: String,
     },
     /// `401`: the agent refused the token.
-    #[error("{request}: the agent refused the token (401 Unauthorized): check agent.token / agent.token_file")]
+    #[error("{request}: the agent refused the token (401 Unauthorized)")]
     Unauthorized {
         /// The request.
         request: &'static str,

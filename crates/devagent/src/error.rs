@@ -3,7 +3,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-/// What can go wrong starting the development agent or parsing its settings.
+/// What can go wrong starting the development agent or parsing its settings. An OS error
+/// beneath is only the error's `source()`, not in its message.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DevAgentError {
@@ -19,7 +20,7 @@ pub enum DevAgentError {
         reason: String,
     },
     /// The output directory could not be created.
-    #[error("output directory {path}: {source}")]
+    #[error("output directory {path}")]
     OutDir {
         /// The configured output directory.
         path: PathBuf,
@@ -27,7 +28,7 @@ pub enum DevAgentError {
         source: std::io::Error,
     },
     /// The events file could not be opened for appending.
-    #[error("events file {path}: {source}")]
+    #[error("events file {path}")]
     EventsFile {
         /// The configured events file.
         path: PathBuf,
@@ -47,7 +48,7 @@ pub enum DevAgentError {
     #[error("TLS setup: {0}")]
     Tls(String),
     /// The listening socket could not be bound.
-    #[error("listen on {addr}: {source}")]
+    #[error("listen on {addr}")]
     Bind {
         /// The address.
         addr: SocketAddr,

@@ -24,6 +24,11 @@
 //!   an [`Event`], kept in memory ([`DevAgent::events`], [`DevAgent::wait_for_event`]) and
 //!   appended as a JSON line to `events_file` when set. Control requests are logged but are
 //!   not part of the timeline.
+//!
+//! # Features
+//!
+//! None: the library ([`DevAgent`]) and the binary `felhom-devagent` are always the whole
+//! server (hyper, rustls, a real backup command).
 #![deny(missing_docs)]
 
 mod backup;

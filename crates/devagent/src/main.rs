@@ -102,7 +102,13 @@ async fn run(cli: Cli) -> Result<(), String> {
     let mut sigterm = signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut sigint = signal(tokio::signal::unix::SignalKind::interrupt())?;
 
-    let agent = DevAgent::start(cfg).await.map_err(|e| e.to_string())?;
+    // The OS error beneath a start error is its source (one level: an `io::Error`).
+    let agent = DevAgent::start(cfg)
+        .await
+        .map_err(|e| match std::error::Error::source(&e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        })?;
     if let Some(path) = &cli.pin_file {
         std::fs::write(path, format!("{}\n", agent.pin()))
             .map_err(|e| format!("pin file {}: {e}", path.display()))?;

@@ -303,6 +303,29 @@ async fn bad_flags_exit_2_and_a_bad_source_exits_1_naming_it() {
             bad_source.stdout.is_empty(),
             "nothing printed before it listens"
         );
+
+        // An OS error is shown once, after what the agent was doing.
+        let blocker = d.join("a-file");
+        std::fs::write(&blocker, b"").expect("a file");
+        let under_a_file = blocker.join("out").display().to_string();
+        let bad_out = run(strings(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--token",
+            "t",
+            "--source",
+            &source,
+            "--out",
+            &under_a_file,
+        ]))
+        .await;
+        assert_eq!(bad_out.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&bad_out.stderr);
+        assert!(
+            stderr.contains(&format!("output directory {under_a_file}: ")),
+            "{stderr}"
+        );
+        assert_eq!(stderr.matches("Not a directory").count(), 1, "{stderr}");
     })
     .await;
 }

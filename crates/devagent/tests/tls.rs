@@ -169,6 +169,15 @@ async fn start_refuses_bad_settings_naming_the_culprit() {
         let err = start_error(d, |cfg| cfg.out_dir = d.join("a-file/out")).await;
         assert!(matches!(err, DevAgentError::OutDir { .. }), "{err}");
         assert!(err.to_string().contains("a-file/out"), "{err}");
+        // The OS error is the source only, not also in the message.
+        let cause = std::error::Error::source(&err).map(ToString::to_string);
+        assert!(
+            cause
+                .as_deref()
+                .is_some_and(|c| c.contains("Not a directory")),
+            "{cause:?}"
+        );
+        assert!(!err.to_string().contains("Not a directory"), "{err}");
 
         let err = start_error(d, |cfg| {
             cfg.tls = Some((d.join("missing.pem"), d.join("missing-key.pem")));

@@ -44,8 +44,8 @@ pub(crate) fn read(path: &Path) -> io::Result<Option<Vec<u8>>> {
 pub(crate) fn check_state_dir(dir: &Path, meta: &Metadata) -> Result<(), MarkerError> {
     let euid = rustix::process::geteuid().as_raw();
     let expected = format!(
-        "a directory (not a symbolic link) owned by uid {euid}, the user the controller runs \
-         as, with mode 0700"
+        "a directory (not a symbolic link) owned by uid {euid} (this process's effective user), \
+         with mode 0700"
     );
     let unsafe_dir = |found: String| MarkerError::UnsafeStateDir {
         path: dir.to_path_buf(),

@@ -6,6 +6,7 @@ use crate::store::{sync_dir, write_atomically, MarkerError, StateDir, StateFile}
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
 
 /// How many cycle records the history keeps; appending past it drops the oldest.
 pub const HISTORY_LIMIT: usize = 200;
@@ -67,18 +68,23 @@ impl HistoryStore for StateDir {
     }
 
     fn recent(&self, n: usize) -> Result<Vec<CycleRecord>, MarkerError> {
-        let path = self.history_path();
-        let bytes = match crate::files::read(&path) {
-            Ok(Some(bytes)) => bytes,
-            Ok(None) => return Ok(Vec::new()),
-            Err(e) => return Err(MarkerError::io("reading the history", path, e)),
-        };
-        let records: Vec<CycleRecord> = lines(&bytes)
-            .filter_map(|line| serde_json::from_slice(line).ok())
-            .collect();
-        let skip = records.len().saturating_sub(n);
-        Ok(records.into_iter().skip(skip).collect())
+        recent(&self.history_path(), n)
     }
+}
+
+/// The last `n` records of the history file `path`, oldest first; lines that do not parse are
+/// skipped.
+pub(crate) fn recent(path: &Path, n: usize) -> Result<Vec<CycleRecord>, MarkerError> {
+    let bytes = match crate::files::read(path) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Ok(Vec::new()),
+        Err(e) => return Err(MarkerError::io("reading the history", path, e)),
+    };
+    let records: Vec<CycleRecord> = lines(&bytes)
+        .filter_map(|line| serde_json::from_slice(line).ok())
+        .collect();
+    let skip = records.len().saturating_sub(n);
+    Ok(records.into_iter().skip(skip).collect())
 }
 
 /// The non-blank lines of a history file, as bytes: a damaged line must not make the whole

@@ -11,8 +11,8 @@
 //!
 //! The state machine uses these files only through the [`MarkerStore`], [`HistoryStore`] and
 //! [`StrandedStore`] traits; [`StateDir`] is the real implementation of all three, and
-//! [`StateLock`] the lock. With the `mock` feature, `MockMarkerStore`, `MockHistoryStore` and
-//! `MockStrandedStore` (mockall) are available to other crates' tests.
+//! [`StateLock`] the lock. [`StateView`] is for everyone else (a `status` command, a metrics
+//! scrape, another tool): it reads the same files and never changes anything.
 //!
 //! Every file is created `0600` and opened without following a symbolic link; a missing state
 //! directory is created `0700`, and an existing one must be a real directory of mode `0700`
@@ -49,6 +49,16 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! Errors say what went wrong with which file; the OS error beneath is only their
+//! [`source()`](std::error::Error::source), so print the chain (anyhow's `{:#}`) to show it.
+//! Times are [`chrono`]'s, re-exported so that an embedder needs no matching version of it.
+//!
+//! # Features
+//!
+//! - `mock`: `MockMarkerStore`, `MockHistoryStore` and `MockStrandedStore` (mockall), and
+//!   `fake::FakeState`, an in-memory state directory that records every call,
+//!   for other crates' tests. Off by default: no mockall in a shipped build.
 #![deny(missing_docs)]
 
 #[cfg(any(test, feature = "mock"))]
@@ -60,7 +70,9 @@ mod model;
 mod salvage;
 mod store;
 mod stranded;
+mod view;
 
+pub use chrono;
 #[cfg(any(test, feature = "mock"))]
 pub use history::MockHistoryStore;
 pub use history::{HistoryStore, HISTORY_LIMIT};
@@ -76,3 +88,4 @@ pub use store::{MarkerError, MarkerStore, StateDir};
 #[cfg(any(test, feature = "mock"))]
 pub use stranded::MockStrandedStore;
 pub use stranded::{Stranded, StrandedStore, StrandedView};
+pub use view::{MarkerView, StateView};

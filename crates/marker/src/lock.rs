@@ -28,9 +28,7 @@ pub struct StateLock {
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     /// Another process holds it.
-    #[error(
-        "another controller process (pid {pid}) holds the lock {path}: a cycle is already running"
-    )]
+    #[error("another process (pid {pid}) holds the lock {path}")]
     Held {
         /// The lock file.
         path: PathBuf,
@@ -38,13 +36,13 @@ pub enum LockError {
         pid: String,
     },
     /// A symbolic link is where the lock file goes; it is never followed.
-    #[error("the lock {path} is a symbolic link, which the controller never follows in its state directory; remove it")]
+    #[error("the lock {path} is a symbolic link, which is never followed in a state directory; remove it")]
     Symlink {
         /// The link.
         path: PathBuf,
     },
     /// The file system refused.
-    #[error("taking the lock {path}: {source}")]
+    #[error("taking the lock {path}")]
     Io {
         /// The lock file.
         path: PathBuf,
@@ -95,25 +93,31 @@ impl StateLock {
         Ok(StateLock { _file: file })
     }
 
-    /// The pid of the process holding the lock, or `None` when nobody holds it. For `status`:
-    /// it takes nothing that outlives the call.
+    /// The pid of the process holding the lock, or `None` when nobody holds it: it takes
+    /// nothing that outlives the call. A reader that is not the writer asks
+    /// [`StateView::lock_holder`](crate::StateView::lock_holder), the same probe.
     ///
     /// The pid is the text the holder wrote (`unknown` if it is unreadable).
     pub fn holder(dir: &StateDir) -> Result<Option<String>, LockError> {
-        let path = dir.lock_path();
-        let file = match no_follow(OpenOptions::new().read(true)).open(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(LockError::io(path, source)),
-        };
-        // Shared, so that two probes do not see each other as holders.
-        match file.try_lock_shared() {
-            Ok(()) => Ok(None),
-            Err(TryLockError::WouldBlock) => Ok(Some(
-                read_pid(&file).unwrap_or_else(|| "unknown".to_owned()),
-            )),
-            Err(TryLockError::Error(source)) => Err(LockError::Io { path, source }),
-        }
+        holder(dir.lock_path())
+    }
+}
+
+/// The pid of the process holding the lock file `path`, or `None` when nobody holds it: a
+/// shared lock is tried and, when it is had, dropped at once.
+pub(crate) fn holder(path: PathBuf) -> Result<Option<String>, LockError> {
+    let file = match no_follow(OpenOptions::new().read(true)).open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(LockError::io(path, source)),
+    };
+    // Shared, so that two probes do not see each other as holders.
+    match file.try_lock_shared() {
+        Ok(()) => Ok(None),
+        Err(TryLockError::WouldBlock) => Ok(Some(
+            read_pid(&file).unwrap_or_else(|| "unknown".to_owned()),
+        )),
+        Err(TryLockError::Error(source)) => Err(LockError::Io { path, source }),
     }
 }
 

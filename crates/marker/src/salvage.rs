@@ -86,53 +86,66 @@ impl fmt::Display for MarkerSalvage {
 }
 
 impl MarkerSalvage {
-    /// The marker that `bytes` still tells: its readable stacks, and what else can be read
-    /// (cycle id, phase, start, pid, backup id), with stand-ins for the rest. `written_at` is
-    /// the file's last write, the start when the file does not say.
+    /// The marker that `bytes` still tells ([`read_loosely`]), with the salvage noted in it.
     pub(crate) fn salvage(
         bytes: &[u8],
         written_at: Option<DateTime<Utc>>,
         moved: MovedAside,
     ) -> Marker {
-        let (entries, mut unreadable_stacks) = array_entries(bytes, "stacks");
-        let mut stacks: Vec<MarkedStack> = Vec::new();
-        for entry in entries {
-            match marked_stack(&entry) {
-                Some(stack) if stacks.iter().all(|s| s.name != stack.name) => stacks.push(stack),
-                // A duplicate: the first entry of a name is the one that counts.
-                Some(_) => {}
-                None => unreadable_stacks += 1,
-            }
-        }
         let moved_name = moved
             .moved_to
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        Marker {
-            version: FORMAT_VERSION,
-            cycle_id: string_at(bytes, "cycle_id")
-                .filter(|id| !id.is_empty())
-                .unwrap_or_else(|| format!("unknown ({moved_name})")),
-            phase: value_at(bytes, "phase")
-                .and_then(|v| serde_json::from_value(v).ok())
-                .unwrap_or(MarkerPhase::Quiescing),
-            started_at: value_at(bytes, "started_at")
-                .and_then(|v| serde_json::from_value(v).ok())
-                .or(written_at)
-                .unwrap_or_else(Utc::now),
-            pid: value_at(bytes, "pid")
-                .and_then(|v| v.as_u64())
-                .and_then(|pid| u32::try_from(pid).ok())
-                .unwrap_or(0),
-            backup_id: string_at(bytes, "backup_id"),
-            stacks,
-            salvage: Some(MarkerSalvage {
-                moved,
-                unreadable_stacks,
-            }),
+        let (mut marker, unreadable_stacks) = read_loosely(bytes, written_at, &moved_name);
+        marker.salvage = Some(MarkerSalvage {
+            moved,
+            unreadable_stacks,
+        });
+        marker
+    }
+}
+
+/// The marker that the bytes of an unusable marker file still tell: its readable stacks, and
+/// what else can be read (cycle id, phase, start, pid, backup id), with stand-ins for the rest;
+/// and how many stack entries could not be read. `written_at` is the file's last write, the
+/// start when the file does not say; `file_name` names the file in a stand-in cycle id.
+pub(crate) fn read_loosely(
+    bytes: &[u8],
+    written_at: Option<DateTime<Utc>>,
+    file_name: &str,
+) -> (Marker, usize) {
+    let (entries, mut unreadable_stacks) = array_entries(bytes, "stacks");
+    let mut stacks: Vec<MarkedStack> = Vec::new();
+    for entry in entries {
+        match marked_stack(&entry) {
+            Some(stack) if stacks.iter().all(|s| s.name != stack.name) => stacks.push(stack),
+            // A duplicate: the first entry of a name is the one that counts.
+            Some(_) => {}
+            None => unreadable_stacks += 1,
         }
     }
+    let marker = Marker {
+        version: FORMAT_VERSION,
+        cycle_id: string_at(bytes, "cycle_id")
+            .filter(|id| !id.is_empty())
+            .unwrap_or_else(|| format!("unknown ({file_name})")),
+        phase: value_at(bytes, "phase")
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or(MarkerPhase::Quiescing),
+        started_at: value_at(bytes, "started_at")
+            .and_then(|v| serde_json::from_value(v).ok())
+            .or(written_at)
+            .unwrap_or_else(Utc::now),
+        pid: value_at(bytes, "pid")
+            .and_then(|v| v.as_u64())
+            .and_then(|pid| u32::try_from(pid).ok())
+            .unwrap_or(0),
+        backup_id: string_at(bytes, "backup_id"),
+        stacks,
+        salvage: None,
+    };
+    (marker, unreadable_stacks)
 }
 
 fn marked_stack(entry: &Map<String, Value>) -> Option<MarkedStack> {
@@ -175,6 +188,24 @@ pub(crate) fn services(entry: &Map<String, Value>) -> Option<Vec<String>> {
             (first_ok && rest_ok).then(|| s.to_owned())
         })
         .collect()
+}
+
+/// The JSON document in `bytes` if it is of format version `known`. The version is read before
+/// the structure, so that a newer format is reported as such rather than as whichever of its
+/// fields fails to parse first.
+pub(crate) fn versioned_json(bytes: &[u8], known: u32) -> Result<Value, Unreadable> {
+    let corrupt = |detail: String| Unreadable::Corrupt { detail };
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+    let version = match value.get("version") {
+        Some(v) => v
+            .as_u64()
+            .ok_or_else(|| corrupt(format!("`version` is {v}, not a version number")))?,
+        None => return Err(corrupt("no `version` field".to_owned())),
+    };
+    if version != u64::from(known) {
+        return Err(Unreadable::UnknownVersion { version, known });
+    }
+    Ok(value)
 }
 
 /// The complete entries (objects) of the array under `key`, read one at a time so that an

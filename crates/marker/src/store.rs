@@ -2,7 +2,7 @@
 
 use crate::files::{check_state_dir, is_refused_link};
 use crate::model::{Marker, FORMAT_VERSION};
-use crate::salvage::{MarkerSalvage, Unreadable};
+use crate::salvage::{versioned_json, MarkerSalvage, Unreadable};
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -30,11 +30,15 @@ pub trait MarkerStore: Send + Sync {
     fn clear(&self) -> Result<(), MarkerError>;
 }
 
-/// What can go wrong with the marker.
+/// What can go wrong with the state directory's files.
+///
+/// As every error of the felhom crates, the message says what went wrong and the cause (the
+/// OS error) is only in [`source()`](std::error::Error::source): print the chain (anyhow's
+/// `{:#}`, or a loop over `source()`) to show both.
 #[derive(Debug, thiserror::Error)]
 pub enum MarkerError {
     /// The file system refused (read-only, full, permissions...).
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}")]
     Io {
         /// What was being done ("writing the marker", ...).
         action: &'static str,
@@ -45,7 +49,7 @@ pub enum MarkerError {
         source: std::io::Error,
     },
     /// A file of the state directory is a symbolic link, which is never followed.
-    #[error("{action} {path}: it is a symbolic link, which the controller never follows in its state directory; remove it")]
+    #[error("{action} {path}: it is a symbolic link, which is never followed in a state directory; remove it")]
     Symlink {
         /// What was being done ("reading the marker", ...).
         action: &'static str,
@@ -64,24 +68,13 @@ pub enum MarkerError {
     },
     /// The marker cannot be removed: until it is, every start of the controller and every
     /// recovery finds it again and restarts its stacks once more.
-    #[error(
-        "the marker {path} cannot be removed ({source}): the state directory must be writable"
-    )]
+    #[error("the marker {path} cannot be removed")]
     Stuck {
         /// The marker.
         path: PathBuf,
         /// The OS error.
         #[source]
         source: std::io::Error,
-    },
-    /// [`StateDir::peek`] found a marker it cannot use (corrupt, or of another format
-    /// version); unlike a load it left the file where it is.
-    #[error("the marker {path} cannot be used ({detail}); it was left in place")]
-    Unusable {
-        /// The marker.
-        path: PathBuf,
-        /// What is wrong with it.
-        detail: String,
     },
 }
 
@@ -107,9 +100,9 @@ pub struct StateDir {
     pub(crate) dir: PathBuf,
 }
 
-const MARKER_FILE: &str = "marker.json";
-const LOCK_FILE: &str = "lock";
-const HISTORY_FILE: &str = "history.jsonl";
+pub(crate) const MARKER_FILE: &str = "marker.json";
+pub(crate) const LOCK_FILE: &str = "lock";
+pub(crate) const HISTORY_FILE: &str = "history.jsonl";
 const MARKER_TEMP_PREFIX: &str = ".marker.json.tmp-";
 const HISTORY_TEMP_PREFIX: &str = ".history.jsonl.tmp-";
 const STRANDED_TEMP_PREFIX: &str = ".stranded.json.tmp-";
@@ -234,18 +227,11 @@ impl MarkerStore for StateDir {
         };
         let reason = match parse_marker(&bytes) {
             Ok(marker) => return Ok(Some(marker)),
-            Err(Unusable::Corrupt(detail)) => Unreadable::Corrupt { detail },
-            Err(Unusable::Version(version)) => Unreadable::UnknownVersion {
-                version,
-                known: FORMAT_VERSION,
-            },
+            Err(reason) => reason,
         };
         // Read before the move: the salvaged marker's start is the file's last write when
         // the file does not say.
-        let written_at = std::fs::symlink_metadata(&path)
-            .and_then(|m| m.modified())
-            .ok()
-            .map(chrono::DateTime::<chrono::Utc>::from);
+        let written_at = written_at(&path);
         let moved_to =
             self.move_aside(&path, CORRUPT_PREFIX, "moving the unusable marker aside")?;
         Ok(Some(MarkerSalvage::salvage(
@@ -279,50 +265,21 @@ impl MarkerStore for StateDir {
     }
 }
 
-impl StateDir {
-    /// The marker as it is on disk, read without changing anything: the format version is
-    /// checked as by a load, but a marker that cannot be used is reported
-    /// ([`MarkerError::Unusable`]) and left in place. For `status`, which never changes state.
-    pub fn peek(&self) -> Result<Option<Marker>, MarkerError> {
-        let path = self.marker_path();
-        let bytes = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(MarkerError::io("reading the marker", path, e)),
-        };
-        parse_marker(&bytes).map(Some).map_err(|why| {
-            let detail = match why {
-                Unusable::Corrupt(detail) => detail,
-                Unusable::Version(version) => {
-                    format!("format version {version}, this build knows {FORMAT_VERSION}")
-                }
-            };
-            MarkerError::Unusable { path, detail }
-        })
-    }
+/// The marker that `bytes` hold, or why they are not one.
+pub(crate) fn parse_marker(bytes: &[u8]) -> Result<Marker, Unreadable> {
+    let value = versioned_json(bytes, FORMAT_VERSION)?;
+    serde_json::from_value(value).map_err(|e| Unreadable::Corrupt {
+        detail: e.to_string(),
+    })
 }
 
-/// Why the bytes of a marker file are not a marker.
-enum Unusable {
-    Corrupt(String),
-    Version(u64),
-}
-
-fn parse_marker(bytes: &[u8]) -> Result<Marker, Unusable> {
-    // The version is read before the structure, so that a newer format is reported as such
-    // rather than as whichever of its fields fails to parse first.
-    let value: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| Unusable::Corrupt(e.to_string()))?;
-    let version = match value.get("version") {
-        Some(v) => v
-            .as_u64()
-            .ok_or_else(|| Unusable::Corrupt(format!("`version` is {v}, not a version number")))?,
-        None => return Err(Unusable::Corrupt("no `version` field".to_owned())),
-    };
-    if version != u64::from(FORMAT_VERSION) {
-        return Err(Unusable::Version(version));
-    }
-    serde_json::from_value(value).map_err(|e| Unusable::Corrupt(e.to_string()))
+/// When the file at `path` was last written, if that can be told: the stand-in for a salvaged
+/// entry's time.
+pub(crate) fn written_at(path: &Path) -> Option<chrono::DateTime<chrono::Utc>> {
+    std::fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .map(chrono::DateTime::<chrono::Utc>::from)
 }
 
 /// The files written whole through [`write_atomically`]; each names its own error actions.

@@ -3,8 +3,8 @@
 //! restarts until each runs again, so that `status`, the metrics and the retries see them.
 
 use crate::model::StrandedStack;
-use crate::salvage::{array_entries, services, stack_name, MovedAside, Unreadable};
-use crate::store::{sync_dir, write_atomically, MarkerError, StateDir, StateFile};
+use crate::salvage::{array_entries, services, stack_name, versioned_json, MovedAside, Unreadable};
+use crate::store::{sync_dir, write_atomically, written_at, MarkerError, StateDir, StateFile};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -13,7 +13,7 @@ use std::path::Path;
 
 /// The format version of `stranded.json` this build writes and reads.
 const STRANDED_VERSION: u32 = 1;
-const STRANDED_FILE: &str = "stranded.json";
+pub(crate) const STRANDED_FILE: &str = "stranded.json";
 const CORRUPT_PREFIX: &str = "stranded.corrupt-";
 
 /// Keeps the stranded stacks.
@@ -68,7 +68,7 @@ impl StrandedStore for StateDir {
             }
             Err(reason) => reason,
         };
-        let stacks = salvage(&bytes, written_at(&path));
+        let stacks = salvage(&bytes, written_at(&path).unwrap_or_else(Utc::now));
         let moved_to = self.move_aside(
             &path,
             CORRUPT_PREFIX,
@@ -109,8 +109,8 @@ impl StrandedStore for StateDir {
     }
 }
 
-/// The stranded stacks as the file says, read without changing anything (for `status`, which
-/// never changes state).
+/// The stranded stacks as the file says, read without changing anything
+/// ([`crate::StateView::stranded`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StrandedView {
     /// The stranded stacks; of a damaged file, those that can still be read.
@@ -120,27 +120,28 @@ pub struct StrandedView {
     pub damaged: Option<Unreadable>,
 }
 
-impl StateDir {
-    /// The stranded stacks, read without moving a damaged file aside or writing anything.
-    pub fn peek_stranded(&self) -> Result<StrandedView, MarkerError> {
-        let path = self.dir.join(STRANDED_FILE);
-        let bytes = match crate::files::read(&path) {
-            Ok(Some(bytes)) => bytes,
-            Ok(None) => return Ok(StrandedView::default()),
-            Err(e) => return Err(MarkerError::io("reading the stranded list", path, e)),
-        };
-        Ok(match parse(&bytes) {
-            Ok(stacks) => StrandedView {
-                stacks,
-                damaged: None,
-            },
-            Err(reason) => StrandedView {
-                stacks: salvage(&bytes, written_at(&path)),
-                damaged: Some(reason),
-            },
-        })
-    }
+/// The stranded stacks of the state directory `dir`, read without moving a damaged file aside
+/// or writing anything.
+pub(crate) fn look(dir: &Path) -> Result<StrandedView, MarkerError> {
+    let path = dir.join(STRANDED_FILE);
+    let bytes = match crate::files::read(&path) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Ok(StrandedView::default()),
+        Err(e) => return Err(MarkerError::io("reading the stranded list", path, e)),
+    };
+    Ok(match parse(&bytes) {
+        Ok(stacks) => StrandedView {
+            stacks,
+            damaged: None,
+        },
+        Err(reason) => StrandedView {
+            stacks: salvage(&bytes, written_at(&path).unwrap_or_else(Utc::now)),
+            damaged: Some(reason),
+        },
+    })
+}
 
+impl StateDir {
     /// Replaces `stranded.json` by `stacks`, or removes it when there are none (a state
     /// directory without stranded stacks holds no such file).
     fn write_stranded(&self, stacks: &[StrandedStack]) -> Result<(), MarkerError> {
@@ -164,32 +165,11 @@ impl StateDir {
     }
 }
 
-/// When the file at `path` was last written (now, if that cannot be told): the stand-in for
-/// a salvaged entry's `since`.
-fn written_at(path: &Path) -> DateTime<Utc> {
-    std::fs::symlink_metadata(path)
-        .and_then(|m| m.modified())
-        .ok()
-        .map(DateTime::<Utc>::from)
-        .unwrap_or_else(Utc::now)
-}
-
 fn parse(bytes: &[u8]) -> Result<Vec<StrandedStack>, Unreadable> {
-    let corrupt = |detail: String| Unreadable::Corrupt { detail };
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
-    let version = match value.get("version") {
-        Some(v) => v
-            .as_u64()
-            .ok_or_else(|| corrupt(format!("`version` is {v}, not a version number")))?,
-        None => return Err(corrupt("no `version` field".to_owned())),
-    };
-    if version != u64::from(STRANDED_VERSION) {
-        return Err(Unreadable::UnknownVersion {
-            version,
-            known: STRANDED_VERSION,
-        });
-    }
-    let file: StrandedFile = serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))?;
+    let value = versioned_json(bytes, STRANDED_VERSION)?;
+    let file: StrandedFile = serde_json::from_value(value).map_err(|e| Unreadable::Corrupt {
+        detail: e.to_string(),
+    })?;
     Ok(file.stacks)
 }
 

@@ -52,20 +52,37 @@ fn mount(args: &[&str], path: &Path) {
 }
 
 fn assert_io_error_in(dir: &Path, result: Result<(), MarkerError>, action: &str) {
-    match result {
-        Err(MarkerError::Io {
-            action: got, path, ..
-        }) => {
-            assert_eq!(got, action);
+    match &result {
+        Err(
+            err @ MarkerError::Io {
+                action: got,
+                path,
+                source,
+            },
+        ) => {
+            assert_eq!(*got, action);
             assert!(
                 path.starts_with(dir),
                 "{} is in {}",
                 path.display(),
                 dir.display()
             );
+            assert_cause_only_in_source(err, source);
         }
         other => panic!("expected an Io error while {action}, got {other:?}"),
     }
+}
+
+/// The error convention of the felhom crates: the message says what went wrong, and the OS
+/// error is its `source()`, not also part of the message (a chain printer shows it once).
+fn assert_cause_only_in_source(err: &MarkerError, cause: &std::io::Error) {
+    let (shown, cause_text) = (err.to_string(), cause.to_string());
+    assert!(
+        !shown.contains(&cause_text),
+        "{shown:?} repeats {cause_text:?}"
+    );
+    let source = std::error::Error::source(err).map(ToString::to_string);
+    assert_eq!(source, Some(cause_text));
 }
 
 #[test]
@@ -102,6 +119,10 @@ fn on_a_read_only_file_system_writes_fail_and_the_marker_is_intact() {
                     && message.contains("cannot be removed"),
                 "one clear error naming the marker: {message}"
             );
+            if let MarkerError::Stuck { source, .. } = &err {
+                assert_eq!(source.raw_os_error(), Some(30), "EROFS: {source}");
+                assert_cause_only_in_source(&err, source);
+            }
         }
         other => panic!("expected Stuck, got {other:?}"),
     }

@@ -5,7 +5,7 @@ mod common;
 
 use chrono::{TimeZone, Utc};
 use common::names_in;
-use felhom_marker::{StateDir, StrandedStack, StrandedStore, StrandedView, Unreadable};
+use felhom_marker::{StateDir, StrandedStack, StrandedStore, Unreadable};
 use std::os::unix::fs::PermissionsExt;
 
 fn stranded(name: &str, attempts: u32) -> StrandedStack {
@@ -200,31 +200,4 @@ fn garbage_and_an_empty_file_are_moved_aside_with_nothing_salvaged() {
             "an empty salvage leaves no file"
         );
     }
-}
-
-#[test]
-fn a_peek_reads_a_damaged_list_without_changing_anything() {
-    let tmp = common::private_dir();
-    let state = StateDir::open(tmp.path()).expect("the state dir opens");
-    let view = state.peek_stranded().expect("peeks");
-    assert_eq!(view, StrandedView::default(), "no file: nothing stranded");
-
-    let _ = state.strand(&[stranded("wiki", 5)]).expect("strands");
-    let view = state.peek_stranded().expect("peeks");
-    assert_eq!(view.stacks, vec![stranded("wiki", 5)]);
-    assert_eq!(view.damaged, None);
-
-    let path = tmp.path().join("stranded.json");
-    let damaged = br#"{"version": 1, "stacks": [{"name": "wiki", "services": ["app"]}, {"na"#;
-    std::fs::write(&path, damaged).expect("written");
-    let view = state.peek_stranded().expect("peeks");
-    assert!(matches!(view.damaged, Some(Unreadable::Corrupt { .. })));
-    let names: Vec<&str> = view.stacks.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["wiki"]);
-    assert_eq!(
-        std::fs::read(&path).expect("still there"),
-        damaged,
-        "a peek moves nothing aside and writes nothing"
-    );
-    assert_eq!(names_in(tmp.path()), ["stranded.json"]);
 }

@@ -5,12 +5,14 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::Duration;
 
-/// What went wrong in the `[notify]` section. Names the key; shows a URL only redacted.
+/// What went wrong in the `[notify]` section. Says which target (webhook, ntfy, ping); shows a
+/// URL only redacted. Deserialized, each error is raised by the field it is about, so that the
+/// config reader names the key in its own terms (figment: `notify.webhook`).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
     /// A value that does not parse as a URL (a space, `<`, `>`, ... must be percent-encoded).
-    #[error("notify.{key}: {shown} is not a valid URL (characters such as spaces or <> must be percent-encoded)")]
+    #[error("the {key} URL {shown} is not a valid URL (characters such as spaces or <> must be percent-encoded)")]
     Invalid {
         /// The key (`webhook`, `ntfy`, `ping`).
         key: &'static str,
@@ -18,7 +20,7 @@ pub enum ConfigError {
         shown: String,
     },
     /// A URL that is not an absolute `http://` or `https://` URL with a host.
-    #[error("notify.{key}: {shown} is not an http:// or https:// URL with a host")]
+    #[error("the {key} URL {shown} is not an http:// or https:// URL with a host")]
     NotHttp {
         /// The key (`webhook`, `ntfy`, `ping`).
         key: &'static str,
@@ -27,7 +29,7 @@ pub enum ConfigError {
     },
     /// A URL with `user:password@`: not sent by this client, so refused rather than ignored.
     #[error(
-        "notify.{key}: {shown} carries user-info (user:password@), which is not sent; \
+        "the {key} URL {shown} carries user-info (user:password@), which is not sent; \
          put a token in the path or query instead (ntfy: ?auth=...)"
     )]
     UserInfo {
@@ -37,7 +39,7 @@ pub enum ConfigError {
         shown: String,
     },
     /// `timeout = "0s"` would fail every delivery.
-    #[error("notify.timeout: must be more than zero")]
+    #[error("the timeout must be more than zero")]
     ZeroTimeout,
 }
 
@@ -144,20 +146,27 @@ impl fmt::Display for EventKind {
     }
 }
 
-/// The `[notify]` section. Deserialize it from the config file; every URL is checked then.
+/// The `[notify]` section. Deserialize it from the config file; every URL is checked then,
+/// and an empty one (the environment's way to switch a target off,
+/// `FELHOM_NOTIFY__WEBHOOK=`) means none.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(try_from = "RawNotifyConfig")]
+#[serde(deny_unknown_fields)]
 pub struct NotifyConfig {
     /// POST of one JSON [`Event`](crate::Event).
+    #[serde(default, deserialize_with = "webhook")]
     pub webhook: Option<Endpoint>,
     /// An ntfy topic URL: a short title and message.
+    #[serde(default, deserialize_with = "ntfy")]
     pub ntfy: Option<Endpoint>,
     /// Dead-man's switch: `GET <ping>` after a successful cycle, `GET <ping>/fail` after any
     /// other, whatever `events` says.
+    #[serde(default, deserialize_with = "ping")]
     pub ping: Option<Endpoint>,
     /// The kinds sent to `webhook` and `ntfy`.
+    #[serde(default = "default_events")]
     pub events: Vec<EventKind>,
     /// The bound of one try of one delivery.
+    #[serde(default = "default_timeout", deserialize_with = "timeout")]
     pub timeout: Duration,
 }
 
@@ -182,22 +191,6 @@ impl Default for NotifyConfig {
     }
 }
 
-/// The section as written; [`NotifyConfig`] is what survives the checks.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawNotifyConfig {
-    #[serde(default)]
-    webhook: Option<String>,
-    #[serde(default)]
-    ntfy: Option<String>,
-    #[serde(default)]
-    ping: Option<String>,
-    #[serde(default = "default_events")]
-    events: Vec<EventKind>,
-    #[serde(default = "default_timeout", with = "humantime_serde")]
-    timeout: Duration,
-}
-
 fn default_events() -> Vec<EventKind> {
     DEFAULT_EVENTS.to_vec()
 }
@@ -206,27 +199,39 @@ fn default_timeout() -> Duration {
     Duration::from_secs(10)
 }
 
-impl TryFrom<RawNotifyConfig> for NotifyConfig {
-    type Error = ConfigError;
-
-    fn try_from(raw: RawNotifyConfig) -> Result<Self, ConfigError> {
-        // An empty string is the environment's way to switch a target off
-        // (`FELHOM_NOTIFY__WEBHOOK=`), so it means "none", not a bad URL.
-        let endpoint = |key, value: Option<String>| match value {
-            Some(v) if !v.trim().is_empty() => Endpoint::parse(key, &v).map(Some),
-            _ => Ok(None),
-        };
-        if raw.timeout.is_zero() {
-            return Err(ConfigError::ZeroTimeout);
-        }
-        Ok(NotifyConfig {
-            webhook: endpoint("webhook", raw.webhook)?,
-            ntfy: endpoint("ntfy", raw.ntfy)?,
-            ping: endpoint("ping", raw.ping)?,
-            events: raw.events,
-            timeout: raw.timeout,
-        })
+/// An optional URL of the target `key`, checked; empty is none. Each field checks its own, so
+/// that the error is raised at the field and the config reader names it.
+fn endpoint<'de, D: serde::Deserializer<'de>>(
+    key: &'static str,
+    d: D,
+) -> Result<Option<Endpoint>, D::Error> {
+    match Option::<String>::deserialize(d)? {
+        Some(v) if !v.trim().is_empty() => Endpoint::parse(key, &v)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+        _ => Ok(None),
     }
+}
+
+fn webhook<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Endpoint>, D::Error> {
+    endpoint("webhook", d)
+}
+
+fn ntfy<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Endpoint>, D::Error> {
+    endpoint("ntfy", d)
+}
+
+fn ping<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Endpoint>, D::Error> {
+    endpoint("ping", d)
+}
+
+/// A human-readable duration (`"10s"`) longer than zero: `0s` would fail every delivery.
+fn timeout<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let timeout = humantime_serde::deserialize(d)?;
+    if timeout == Duration::ZERO {
+        return Err(serde::de::Error::custom(ConfigError::ZeroTimeout));
+    }
+    Ok(timeout)
 }
 
 #[cfg(test)]
@@ -292,7 +297,9 @@ mod tests {
             ("webhook", "https://user:SECRET@hooks.example.net/"),
         ] {
             let err = parse(&format!("[notify]\n{key} = \"{url}\"\n")).expect_err(url);
-            assert!(err.contains(&format!("notify.{key}")), "{err}");
+            // The message names the target; the field raised it, so figment names the key.
+            assert!(err.contains(&format!("the {key} URL")), "{err}");
+            assert!(err.contains(&format!("\"default.{key}.notify\"")), "{err}");
             assert!(!err.contains("SECRET"), "{err}");
         }
     }
@@ -310,7 +317,10 @@ mod tests {
         let err = parse("[notify]\nwebhok = \"https://x.example\"\n").expect_err("typo");
         assert!(err.contains("webhok"), "{err}");
         let err = parse("[notify]\ntimeout = \"0s\"\n").expect_err("zero");
-        assert!(err.contains("notify.timeout"), "{err}");
+        assert!(
+            err.contains("timeout must be more than zero") && err.contains("timeout.notify"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -6,6 +6,14 @@
 //! delivery and return at once; each try is bounded by `timeout` and retried with backoff; a
 //! delivery that fails after every try is a warning that names the target only as
 //! `scheme://host/…`, because notification URLs carry secrets (tokens in paths and queries).
+//!
+//! An event's time is [`chrono`]'s, re-exported so that an embedder needs no matching version
+//! of it.
+//!
+//! # Features
+//!
+//! None: the crate is the config section, the event and the [`Notifier`], which delivers over
+//! hyper and rustls (verified against the system's roots) on the caller's tokio runtime.
 #![deny(missing_docs)]
 
 mod config;
@@ -13,6 +21,7 @@ mod event;
 mod redact;
 mod send;
 
+pub use chrono;
 pub use config::{ConfigError, Endpoint, EventKind, NotifyConfig};
 pub use event::Event;
 pub use redact::redact;

@@ -70,3 +70,53 @@ fn assert_no_forbidden_dependency(package: &str) {
         "{package} depends on {found:?}; it must see them only through traits (SPEC §6)"
     );
 }
+
+/// The trait-only tree is what an embedder compiles: no tokio support for signals, sockets or
+/// child processes in it, which the quiesce crate never uses (the binary and the stacks
+/// crate's `engine` feature ask for them themselves). The workspace's tokio turns on no
+/// feature, so that one crate's needs do not leak into every other's tree.
+#[test]
+fn the_quiesce_crate_compiles_no_tokio_signal_net_or_process() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let output = Command::new(cargo)
+        .args([
+            "tree",
+            "-p",
+            "felhom-quiesce",
+            "-e",
+            "features",
+            "-i",
+            "tokio",
+            "--prefix",
+            "none",
+            "--offline",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo tree runs");
+    assert!(
+        output.status.success(),
+        "cargo tree failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let tree = String::from_utf8(output.stdout).expect("cargo tree prints UTF-8");
+    let features: std::collections::BTreeSet<&str> = tree
+        .lines()
+        .filter_map(|line| line.strip_prefix("tokio feature \""))
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    assert!(
+        features.contains("time") && features.contains("rt"),
+        "the tree does not look like felhom-quiesce's tokio features: {tree}"
+    );
+    let found: Vec<&str> = features
+        .iter()
+        .copied()
+        .filter(|f| ["signal", "net", "process"].contains(f))
+        .collect();
+    assert!(
+        found.is_empty(),
+        "felhom-quiesce's tree turns on tokio's {found:?}; a crate that needs them must ask \
+         for them itself, not the workspace dependency: {tree}"
+    );
+}

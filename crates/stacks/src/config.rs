@@ -14,8 +14,8 @@ pub const DEFAULT_PROTECTED: [&str; 3] = ["traefik", "cloudflared", "felhom-cont
 /// The stacks that are protected when the configuration names `configured`: [`DEFAULT_PROTECTED`]
 /// first, whatever the configuration says (a misconfiguration must never make the controller
 /// stop its own infrastructure), then the configured ones, each name once. The one place that
-/// decides this: [`EngineStacks::new`](crate::EngineStacks::new) protects exactly these, and
-/// the binary prints them.
+/// decides this: `EngineStacks::new` (feature `engine`) protects exactly these, and the binary
+/// prints them.
 pub fn protected_stacks(configured: &[String]) -> Vec<String> {
     let mut all: Vec<String> = DEFAULT_PROTECTED.iter().map(|s| (*s).to_owned()).collect();
     for name in configured {
@@ -64,7 +64,7 @@ impl fmt::Display for ComposeChoice {
     }
 }
 
-/// How [`ComposeStacks`](crate::ComposeStacks) finds and handles the stacks.
+/// How `EngineStacks` (feature `engine`) finds and handles the stacks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StacksConfig {
     /// The directory whose subdirectories are the stacks (`/opt/felhom/stacks`).

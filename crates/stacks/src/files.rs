@@ -179,10 +179,16 @@ mod tests {
         let file = root.path().join("file");
         touch(&file);
         let err = deployed(&file).expect_err("not a directory");
+        let StacksError::Root { root, source } = &err else {
+            panic!("expected Root, got {err}");
+        };
+        assert_eq!(root, &file);
+        assert_eq!(source.kind(), std::io::ErrorKind::NotADirectory);
+        let shown = err.to_string();
+        assert!(shown.contains(&*file.to_string_lossy()), "{shown}");
         assert!(
-            matches!(&err, StacksError::Root { root, .. } if root == &file),
-            "{err}"
+            !shown.contains(&source.to_string()),
+            "the OS error is the source only, not also in the message: {shown}"
         );
-        assert!(err.to_string().contains(&*file.to_string_lossy()), "{err}");
     }
 }

@@ -1,7 +1,7 @@
 //! The app stacks of a guest (SPEC §4): compose projects under `stacks.root`.
 //!
-//! The controller uses them only through the [`Stacks`] trait; [`EngineStacks`] is the real
-//! implementation: it stops and starts a stack's containers through the Docker Engine API, in
+//! The controller uses them only through the [`Stacks`] trait; `EngineStacks` (feature
+//! `engine`, on by default) is the real implementation: it stops and starts a stack's containers through the Docker Engine API, in
 //! dependency order, each with its own grace period. The compose command line (`docker
 //! compose` v2 or `docker-compose` v1) only brings back containers that vanished while a
 //! stack was down; it is run with argument vectors, never through a shell, and every stack
@@ -20,6 +20,22 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Features
+//!
+//! - `engine` (default): `EngineStacks`, the real implementation on the Docker Engine API
+//!   (bollard, hyper), the compose command line (tokio's `process`), and `unversioned`.
+//!   Off, the crate is the [`Stacks`] trait, its plain types, [`StacksConfig`] and the
+//!   protected names: what the quiesce state machine depends on, with no HTTP or engine client
+//!   in its tree.
+//! - `mock`: `MockStacks` (mockall) and `fake::FakeStacks`, a recording fake whose calls can
+//!   fail, hang or panic, for other crates' tests.
+// Links only where the items exist: a link to an item of a feature that is off is broken.
+#![cfg_attr(
+    feature = "engine",
+    doc = "\nThis build has `engine`: [`EngineStacks`](crate::EngineStacks), \
+           [`unversioned`](crate::unversioned)."
+)]
 #![deny(missing_docs)]
 
 #[cfg(feature = "engine")]
@@ -52,11 +68,12 @@ pub use config::{protected_stacks, ComposeChoice, StacksConfig, DEFAULT_PROTECTE
 #[cfg(feature = "engine")]
 pub use engine::unversioned;
 #[cfg(feature = "engine")]
-pub use engine_stacks::{ComposeStacks, EngineStacks, StartReport};
+pub use engine_stacks::{EngineStacks, StartReport};
 
 /// Checks a stack name against compose's project-name rules (only lowercase letters,
 /// digits, dashes and underscores; the first a letter or digit), e.g. to validate
-/// `stacks.protected`. Every method of [`EngineStacks`] does this before anything else.
+/// `stacks.protected`. Every method of `EngineStacks` (feature `engine`) does this before
+/// anything else.
 pub fn validate_name(name: &str) -> Result<(), StacksError> {
     name::check_stack_name(name)
 }
@@ -98,7 +115,8 @@ pub trait Stacks: Send + Sync {
 }
 
 /// What can go wrong with a stack. Messages name the stack, the container or service, and
-/// the engine's answer (or the compose command and the tail of its stderr).
+/// the engine's answer (or the compose command and the tail of its stderr). An OS error
+/// beneath ([`StacksError::Root`]) is only the error's `source()`, not in its message.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StacksError {
@@ -160,7 +178,7 @@ pub enum StacksError {
         dir: PathBuf,
     },
     /// The stacks root could not be read.
-    #[error("cannot read the stacks root {}: {source}", root.display())]
+    #[error("cannot read the stacks root {}", root.display())]
     Root {
         /// `stacks.root`.
         root: PathBuf,

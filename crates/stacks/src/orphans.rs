@@ -90,7 +90,7 @@ pub(crate) async fn wait_for_stops(stack: &str, bound: Duration) -> Vec<String> 
             tracing::warn!(
                 stack,
                 stops = ?stops,
-                "another compose stop of this stack is still running (left by a killed controller?): waiting for it before the start"
+                "another compose stop of this stack is still running (left by a killed process?): waiting for it before the start"
             );
         }
         tokio::time::sleep(POLL).await;

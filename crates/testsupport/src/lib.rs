@@ -4,6 +4,10 @@
 //! off and on to play "the engine is away" ([`EngineProxy`]).
 //!
 //! Dev-only (`publish = false`): never a normal dependency of a shipped crate.
+//!
+//! # Features
+//!
+//! None.
 #![deny(missing_docs)]
 
 pub mod agent;

@@ -1,6 +1,7 @@
 //! `check`: validates the config, reaches the agent, lists what a cycle would stop.
 
 use crate::config::Config;
+use crate::errors;
 use crate::wire::{agent, wire, Role};
 use anyhow::Result;
 use felhom_stacks::Stacks;
@@ -21,7 +22,7 @@ pub(crate) async fn check(config: Config) -> Result<ExitCode> {
             ),
             Err(e) => {
                 ok = false;
-                println!("agent: {e}");
+                println!("agent: {}", errors::chain(&e));
             }
         },
     }
@@ -29,7 +30,7 @@ pub(crate) async fn check(config: Config) -> Result<ExitCode> {
         Ok(c) => println!("compose: {c}"),
         Err(e) => {
             ok = false;
-            println!("compose: {e}");
+            println!("compose: {}", errors::chain(&e));
         }
     }
     println!("protected: {}", config.protected().join(", "));
@@ -63,7 +64,7 @@ pub(crate) async fn check(config: Config) -> Result<ExitCode> {
         }
         Err(e) => {
             ok = false;
-            println!("stacks: {e}");
+            println!("stacks: {}", errors::chain(&e));
         }
     }
     Ok(if ok {

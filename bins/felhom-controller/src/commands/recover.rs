@@ -6,7 +6,7 @@ use crate::metrics::Metrics;
 use crate::wire::{self, agent, wire, Role};
 use crate::{errors, status};
 use anyhow::Result;
-use felhom_quiesce::{error_chain, CancellationToken, CycleError};
+use felhom_quiesce::{CancellationToken, CycleError};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -14,8 +14,7 @@ pub(crate) async fn recover(config: Config, if_stale: bool) -> Result<ExitCode> 
     let cancel = CancellationToken::new();
     super::cancel_on_signals(cancel.clone())?;
     if if_stale {
-        let state = wire::state_dir(&config)?;
-        let look = status::Look::at(&state);
+        let look = status::Look::at(&wire::state_view(&config)?);
         if let Some(why) = look.leave_alone(config.quiesce.max_quiesce) {
             println!("nothing to recover: {why}");
             return Ok(ExitCode::SUCCESS);
@@ -29,7 +28,7 @@ pub(crate) async fn recover(config: Config, if_stale: bool) -> Result<ExitCode> 
     let agent = agent(&config).unwrap_or_else(|e| {
         tracing::warn!(
             "the agent cannot be asked about the backup: {}",
-            errors::chain(&e)
+            errors::chain(e.as_ref())
         );
         None
     });
@@ -50,7 +49,7 @@ pub(crate) async fn recover(config: Config, if_stale: bool) -> Result<ExitCode> 
     for problem in recovery.problems {
         match problem {
             CycleError::StrandedList(_) => {
-                tracing::error!("the stranded stacks: {}", error_chain(&problem));
+                tracing::error!("the stranded stacks: {}", errors::chain(&problem));
                 still = vec!["(unknown: the stranded list cannot be read)".to_owned()];
             }
             other => marker_problem = marker_problem.or(Some(other)),

@@ -41,14 +41,14 @@ pub(crate) async fn run(config: Config) -> Result<ExitCode> {
     // SPEC §7: READY=1 only once the recovery is done and the status listener is up.
     restore_metrics(&config, &metrics);
     if let Some(addr) = config.status.listen.0 {
-        let state = Arc::new(wire::state_dir(&config)?);
+        let state = Arc::new(wire::state_view(&config)?);
         let served = endpoint::Served {
             controller: wired.controller.clone(),
             metrics: metrics.clone(),
             state,
         };
         if let Err(e) = endpoint::serve(addr, served, cancel.clone()).await {
-            tracing::error!("the status endpoint is off: {}", errors::chain(&e));
+            tracing::error!("the status endpoint is off: {}", errors::chain(e.as_ref()));
         }
     }
     systemd::ready();
@@ -79,7 +79,10 @@ fn restore_metrics(config: &Config, metrics: &Metrics) {
             let success = records.iter().rev().find(|r| r.succeeded());
             metrics.restore(records.last(), success);
         }
-        Err(e) => tracing::warn!("reading the history for the metrics: {}", errors::chain(&e)),
+        Err(e) => tracing::warn!(
+            "reading the history for the metrics: {}",
+            errors::chain(e.as_ref())
+        ),
     }
 }
 

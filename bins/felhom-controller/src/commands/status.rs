@@ -6,15 +6,14 @@ use crate::status::Look;
 use crate::{errors, wire};
 use anyhow::{Context, Result};
 use felhom_agentapi::AgentApi;
-use felhom_marker::HistoryStore;
 use felhom_quiesce::max_downtime_ms;
 use serde_json::json;
 use std::process::ExitCode;
 
 pub(crate) async fn print(config: &Config, as_json: bool) -> Result<ExitCode> {
-    let state = wire::state_dir(config)?;
+    let state = wire::state_view(config)?;
     let look = Look::at(&state);
-    let history = state.recent(10).context("reading the history")?;
+    let history = state.history(10).context("reading the history")?;
     // SPEC §2 rule 6: the state directory's list, kept across cycles and restarts (not the
     // last record's, which the next cycle forgets).
     let stranded = look.stranded_names();
@@ -25,9 +24,9 @@ pub(crate) async fn print(config: &Config, as_json: bool) -> Result<ExitCode> {
         ExitCode::from(1)
     };
     let due = match wire::agent_client(config) {
-        Ok(Some(client)) => Some(client.backup_due().await.map_err(|e| e.to_string())),
+        Ok(Some(client)) => Some(client.backup_due().await.map_err(|e| errors::chain(&e))),
         Ok(None) => None,
-        Err(e) => Some(Err(errors::chain(&e))),
+        Err(e) => Some(Err(errors::chain(e.as_ref()))),
     };
     if as_json {
         let doc = json!({
@@ -136,25 +135,42 @@ pub(crate) async fn print(config: &Config, as_json: bool) -> Result<ExitCode> {
 mod tests {
     use super::*;
 
-    use felhom_marker::StateDir;
+    use felhom_marker::StateView;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn status_reads_the_marker_without_touching_it() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        // A state directory the store makes itself (0700): an existing one must already be.
+        // Not made yet (the daemon has not run): nothing, and nothing is created.
         let dir = tmp.path().join("state");
-        let state = StateDir::open(&dir).expect("state dir");
-        let look = Look::at(&state);
+        let look = Look::at(&StateView::open(&dir).expect("a view"));
         assert!(matches!(look.marker, Ok(None)));
         assert!(look.needs_attention().is_empty());
-        std::fs::write(dir.join("marker.json"), b"{not json").expect("write");
+        assert!(!dir.exists());
+        // A mode the writer would refuse (0750) is no obstacle to a look.
+        std::fs::create_dir(&dir).expect("mkdir");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o750)).expect("chmod");
+        let state = StateView::open(&dir).expect("a view");
+        std::fs::write(
+            dir.join("marker.json"),
+            br#"{"version": 1, "cycle_id": "c-1", "stacks": [{"name": "wiki", "services": ["app"]}, {"#,
+        )
+        .expect("write");
         let look = Look::at(&state);
         let err = look.marker.as_ref().expect_err("corrupt");
-        assert!(err.contains("marker.json"), "{err}");
+        assert!(
+            err.contains("marker.json") && err.contains("stacks still readable: wiki"),
+            "{err}"
+        );
         // An unreadable marker nobody holds needs a person; its age comes from the file.
         assert!(look.marker_age.is_some());
         assert_eq!(look.needs_attention().len(), 1, "{look:?}");
         // Still there: `status` never moves a marker aside.
         assert!(dir.join("marker.json").exists());
+        assert_eq!(
+            std::fs::read_dir(&dir).expect("lists").count(),
+            1,
+            "no lock file made"
+        );
     }
 }

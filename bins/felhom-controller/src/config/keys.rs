@@ -149,17 +149,20 @@ fn notify_is_read_from_the_file_and_the_environment() {
 fn a_bad_notify_value_names_its_key_and_hides_the_url() {
     let err = load("[notify]\nwebhook = \"ftp://hooks.example.net/s3cret-path\"\n")
         .expect_err("ftp is refused");
-    let text = errors::chain(&err);
+    let text = errors::chain(err.as_ref());
     assert!(text.contains("notify.webhook"), "{text}");
     assert!(
         !text.contains("s3cret-path"),
         "the URL's secret shows: {text}"
     );
     let err = load("[notify]\nwebhok = \"https://x.example\"\n").expect_err("a typo");
-    let text = errors::chain(&err);
+    let text = errors::chain(err.as_ref());
     assert!(text.contains("webhok") && text.contains("notify"), "{text}");
     let err = load("[notify]\nevents = [\"everything\"]\n").expect_err("an unknown event");
-    assert!(errors::chain(&err).contains("everything"), "{err:#}");
+    assert!(
+        errors::chain(err.as_ref()).contains("everything"),
+        "{err:#}"
+    );
 }
 
 #[test]

@@ -41,7 +41,7 @@ fn assert_hidden(text: &str, secret: &str, context: &str) {
 fn error_of(text: &str) -> (String, String) {
     let f = file(text);
     let err = jailed(|| Config::load(Some(f.path()))).expect_err(text);
-    (errors::chain(&err), f.path().display().to_string())
+    (errors::chain(err.as_ref()), f.path().display().to_string())
 }
 
 fn pin() -> String {
@@ -189,13 +189,37 @@ fn a_token_file_that_cannot_be_used_is_named_and_its_content_never_shown() {
         let f = file(&config);
         let config = jailed(|| Config::load(Some(f.path()))).expect("the config itself is fine");
         let err = crate::wire::agent_client(&config).expect_err(what);
-        let message = errors::chain(&err);
+        let message = errors::chain(err.as_ref());
         assert_hidden(&message, &t, what);
         assert!(
             message.contains(&token_file.display().to_string()),
             "{what}: names the file: {message}"
         );
         assert_hidden(&format!("{config:?}"), &t, what);
+    }
+}
+
+#[test]
+fn a_token_in_the_agent_url_is_not_shown() {
+    let t = random_token();
+    for url in [
+        "https://user:{t}@127.0.0.1:9",
+        "https://127.0.0.1:9/?token={t}",
+        "https://127.0.0.1:9/#{t}",
+    ] {
+        let text = format!(
+            "[agent]\nurl = \"{}\"\ntoken = \"y\"\npin_sha256 = \"{}\"\n",
+            planted(url, &t),
+            pin()
+        );
+        let f = file(&text);
+        // The client judges the URL, when it is built.
+        let config = jailed(|| Config::load(Some(f.path()))).expect("loads");
+        let err = crate::wire::agent_client(&config).expect_err(url);
+        let message = errors::chain(err.as_ref());
+        assert_hidden(&message, &t, url);
+        assert!(message.starts_with("agent.url"), "{url}: {message}");
+        assert_hidden(&format!("{config:?}"), &t, url);
     }
 }
 
@@ -225,7 +249,7 @@ fn load_with_credential(text: &str, credential: Option<&str>) -> Result<Config, 
         }
         let dir = jail.directory().join("creds");
         jail.set_env("CREDENTIALS_DIRECTORY", dir.display());
-        out = Some(Config::load(Some(Path::new("c.toml"))).map_err(|e| errors::chain(&e)));
+        out = Some(Config::load(Some(Path::new("c.toml"))).map_err(|e| errors::chain(e.as_ref())));
         Ok(())
     });
     out.expect("the jail ran the closure")
@@ -272,7 +296,7 @@ fn a_credential_that_cannot_be_used_is_named_not_shown() {
     let t = random_token();
     let config = load_with_credential(&base, Some(&format!("{t}\n{t}\n"))).expect("loads");
     let err = crate::wire::agent_client(&config).expect_err("two lines");
-    let message = errors::chain(&err);
+    let message = errors::chain(err.as_ref());
     assert_hidden(&message, &t, "a credential of two lines");
     assert!(message.contains(CREDENTIAL), "{message}");
 }

@@ -208,7 +208,7 @@ fn a_token_that_looks_like_a_number_is_a_string() {
 fn a_token_of_the_wrong_type_is_never_echoed() {
     let text = AGENT.replace("token = \"secret-token\"", "token = 987654321");
     let e = load(&text).expect_err("a number is not a token");
-    let message = crate::errors::chain(&e);
+    let message = crate::errors::chain(e.as_ref());
     assert!(message.contains("agent.token"), "{message}");
     assert!(!message.contains("987654321"), "{message}");
 }
@@ -223,15 +223,32 @@ fn absurd_durations_are_refused_naming_the_key() {
     ] {
         let text = format!("{AGENT}\n[quiesce]\n{key} = \"300000000000y\"\n");
         let e = load(&text).expect_err("refused");
-        let message = crate::errors::chain(&e);
+        let message = crate::errors::chain(e.as_ref());
         assert!(message.contains(&format!("quiesce.{key}")), "{message}");
     }
     let text = format!("{AGENT}\n[stacks]\nstart_timeout = \"400d\"\n");
-    let message = crate::errors::chain(&load(&text).expect_err("refused"));
+    let message = crate::errors::chain(load(&text).expect_err("refused").as_ref());
     assert!(message.contains("stacks.start_timeout"), "{message}");
     // A year is still a duration.
     load(&format!(
         "{AGENT}\n[quiesce]\nmin_cycle_interval = \"365d\"\n"
     ))
     .expect("accepted");
+}
+
+#[test]
+fn what_the_agent_client_refuses_is_named_by_its_config_key() {
+    let with_credentials = AGENT.replace("https://127.0.0.1", "https://user@127.0.0.1");
+    let c = load(&with_credentials).expect("the file itself is valid");
+    let e = crate::wire::agent_client(&c).expect_err("credentials in the URL");
+    let message = crate::errors::chain(e.as_ref());
+    assert!(
+        message.starts_with("agent.url (the token goes in agent.token or agent.token_file)")
+            && message.contains("credentials in the URL are not allowed"),
+        "{message}"
+    );
+    let with_query = AGENT.replace("8443\"", "8443/?x=1\"");
+    let e = crate::wire::agent_client(&load(&with_query).expect("valid")).expect_err("a query");
+    let message = crate::errors::chain(e.as_ref());
+    assert!(message.starts_with("agent.url: "), "{message}");
 }

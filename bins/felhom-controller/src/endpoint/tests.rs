@@ -105,7 +105,7 @@ async fn endpoint() -> (SocketAddr, Arc<Slots>, CancellationToken, tempfile::Tem
         felhom_quiesce::CycleConfig::default(),
     );
     let tmp = tempfile::tempdir().expect("tempdir");
-    let state = StateDir::open(tmp.path().join("state")).expect("state dir");
+    let state = StateView::open(tmp.path().join("state")).expect("state dir");
     let served = Served {
         controller,
         metrics: Arc::new(Metrics::new(Duration::from_secs(1800))),

@@ -43,9 +43,6 @@ pub struct EngineStacks {
     records: Records,
 }
 
-/// The name [`EngineStacks`] had when it drove the compose command line.
-pub type ComposeStacks = EngineStacks;
-
 impl EngineStacks {
     /// Checks the configuration (every protected name must be a valid stack name: a typo
     /// would otherwise silently protect nothing) and protects [`protected_stacks`]: the
