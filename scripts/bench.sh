@@ -8,10 +8,12 @@
 #   scripts/bench.sh --quick               # a smoke run, a few minutes
 #   scripts/bench.sh --stacks 10 --rounds 3 --archive 5s --archive-alt 30s --idle \
 #       --compose docker-compose --json results.json
+#   scripts/bench.sh --idle --svg /tmp/bench-A-svg --json /tmp/bench-A.json   # issue 22's runs
 #
 # Every option is felhom-bench's (`--help`). Provisions what is missing first
 # (scripts/provision.sh), builds the test image and the release binaries, and prints a
-# markdown table on stdout (progress on stderr). Takes about 10 minutes in full.
+# markdown table on stdout (progress on stderr); with --svg DIR also a picture of every measured
+# run. Takes about 15 minutes in full (--idle: 4 more).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -7,7 +7,7 @@
 #
 # It provisions Docker and compose if missing, builds the test image and the release binaries,
 # then works in /tmp/felhom-demo (removed at the start of each run; the containers are removed
-# at the end, the files are kept for a look).
+# at the end, the files are kept for a look, among them cycle.svg: the cycle as a picture).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -154,8 +154,11 @@ with tarfile.open(arch) as t:
         print(f"  {d:<10} {state:<42} last log line: {last[:70]}")
 PY
 echo
-echo "== felhom-controller status"
-ctl status
+echo "== felhom-controller status --svg $work/cycle.svg  (also draws the cycle)"
+ctl status --svg "$work/cycle.svg"
+echo
+echo "A picture of the cycle (a row per stack, down from its stop until it ran again; the"
+echo "snapshot and the cycle's end as lines): $work/cycle.svg — open it in a browser."
 echo
 echo "The protected stack (traefik) and the stopped-before stack (demo-oldapp) were not touched;"
-echo "files are kept in $work (controller.log, agent-events.jsonl, record.json, out/)."
+echo "files are kept in $work (cycle.svg, controller.log, agent-events.jsonl, record.json, out/)."

@@ -33,6 +33,9 @@ pub(crate) struct AgentSetup<'a> {
     pub(crate) archive: Duration,
     /// `always` or `never`.
     pub(crate) due: &'a str,
+    /// Faults active from the start (`--fault`), e.g. `no_long_poll` for an agent without
+    /// the long-poll extension.
+    pub(crate) faults: &'a [&'a str],
 }
 
 /// When the agent requested, snapshotted and finished one backup.
@@ -44,7 +47,19 @@ pub(crate) struct BackupTimes {
     /// The `GET /backup/status` requests answered from `requested` up to and including the
     /// first one after `finished`: the last one the asker needed. Runs follow each other, so
     /// these are the asker's own.
-    pub(crate) status_polls: Vec<DateTime<Utc>>,
+    pub(crate) status_polls: Vec<StatusRequest>,
+}
+
+/// One `GET /backup/status` as the agent saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StatusRequest {
+    /// When it arrived: for a long-poll the agent held, when it was held; else when it was
+    /// answered (a plain request is answered as it comes).
+    pub(crate) arrived: DateTime<Utc>,
+    /// When it was answered.
+    pub(crate) answered: DateTime<Utc>,
+    /// A long-poll the agent held until the phase changed or the wait ended.
+    pub(crate) held: bool,
 }
 
 impl AgentProcess {
@@ -67,6 +82,9 @@ impl AgentProcess {
             .arg(setup.due)
             .arg("--events")
             .arg(&events);
+        for fault in setup.faults {
+            cmd.arg("--fault").arg(fault);
+        }
         let process = felhom_testsupport::agent::AgentProcess::spawn(
             cmd,
             &setup.dir.join("agent.log"),
@@ -121,14 +139,26 @@ fn backup_times(events: &[Event], cycle_id: &str) -> Result<BackupTimes> {
     let finished = at(|k, id| matches!(k, EventKind::ArchiveFinished { id: i, .. } if i == id))
         .context("archive_finished")?;
     let mut status_polls = Vec::new();
+    // The client asks one status at a time: a held long-poll is answered by the next status
+    // `request` event.
+    let mut held_since = None;
     for event in events.iter().filter(|e| e.at >= requested) {
-        if let EventKind::Request { method, path, .. } = &event.kind {
-            if method == "GET" && path == "/backup/status" {
-                status_polls.push(event.at);
+        match &event.kind {
+            EventKind::StatusHeld { .. } => held_since = Some(event.at),
+            EventKind::Request { method, path, .. }
+                if method == "GET" && path == "/backup/status" =>
+            {
+                let held = held_since.take();
+                status_polls.push(StatusRequest {
+                    arrived: held.unwrap_or(event.at),
+                    answered: event.at,
+                    held: held.is_some(),
+                });
                 if event.at >= finished {
                     break;
                 }
             }
+            _ => {}
         }
     }
     Ok(BackupTimes {
@@ -196,9 +226,47 @@ mod tests {
         let after: Vec<i64> = times
             .status_polls
             .iter()
-            .map(|t| (*t - times.requested).num_milliseconds())
+            .map(|t| (t.answered - times.requested).num_milliseconds())
             .collect();
         assert_eq!(after, [50, 1100, 2500]);
+        assert!(times
+            .status_polls
+            .iter()
+            .all(|p| !p.held && p.arrived == p.answered));
+    }
+
+    #[test]
+    fn a_held_long_poll_arrives_when_held_and_is_answered_later() {
+        let poll = |at: &str| {
+            format!(
+                r#"{{"at":"{at}","event":"request","method":"GET","path":"/backup/status","status":200}}"#
+            )
+        };
+        let held = |at: &str| {
+            format!(r#"{{"at":"{at}","event":"status_held","phase":"running","wait_ms":30000}}"#)
+        };
+        let lines = [
+            r#"{"at":"2025-01-01T12:00:00Z","event":"backup_requested","id":"b-1","cycle_id":"c-1"}"#.to_owned(),
+            poll("2025-01-01T12:00:00.05Z"),
+            held("2025-01-01T12:00:00.1Z"),
+            r#"{"at":"2025-01-01T12:00:10Z","event":"snapshot_taken","id":"b-1"}"#.to_owned(),
+            poll("2025-01-01T12:00:10.002Z"),
+            held("2025-01-01T12:00:10.05Z"),
+            r#"{"at":"2025-01-01T12:00:11Z","event":"archive_finished","id":"b-1","path":"/o/b-1.tar"}"#.to_owned(),
+            poll("2025-01-01T12:00:11.001Z"),
+        ]
+        .join("\n");
+        let times = backup_times(&parse(&lines), "c-1").expect("c-1 is there");
+        let ms = |t: DateTime<Utc>| (t - times.requested).num_milliseconds();
+        let seen: Vec<(i64, i64, bool)> = times
+            .status_polls
+            .iter()
+            .map(|p| (ms(p.arrived), ms(p.answered), p.held))
+            .collect();
+        assert_eq!(
+            seen,
+            [(50, 50, false), (100, 10_002, true), (10_050, 11_001, true)]
+        );
     }
 
     #[test]

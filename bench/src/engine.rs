@@ -55,6 +55,9 @@ pub(crate) struct Outage {
     pub(crate) died: DateTime<Utc>,
     /// The last `start` of its containers: the app's process runs again.
     pub(crate) start: DateTime<Utc>,
+    /// When the engine last reported one of its containers `healthy` after that start (the
+    /// latest of its containers' first), if any has a health check.
+    pub(crate) healthy: Option<DateTime<Utc>>,
 }
 
 /// `docker events` of one set, streamed to a file from before a run until after it: the
@@ -162,7 +165,7 @@ pub(crate) fn outages(
         let mut containers: Vec<&str> = mine.iter().map(|e| e.container.as_str()).collect();
         containers.sort_unstable();
         containers.dedup();
-        let (mut died, mut start) = (kill, kill);
+        let (mut died, mut start, mut healthy) = (kill, kill, None);
         for container in containers {
             let after = |action: &str, from: DateTime<Utc>| {
                 mine.iter()
@@ -177,8 +180,19 @@ pub(crate) fn outages(
             };
             died = died.max(die);
             start = start.max(up);
+            if let Some(well) = after("health_status: healthy", up) {
+                healthy = healthy.max(Some(well));
+            }
         }
-        found.insert(stack.clone(), Outage { kill, died, start });
+        found.insert(
+            stack.clone(),
+            Outage {
+                kill,
+                died,
+                start,
+                healthy,
+            },
+        );
     }
     Ok(found)
 }
@@ -253,7 +267,25 @@ mod tests {
         assert_eq!(a.kill.timestamp(), 20);
         assert_eq!(a.died.timestamp(), 21);
         assert_eq!(a.start.timestamp(), 26);
+        assert_eq!(a.healthy, None);
         assert_eq!((found["b"].start - found["b"].kill).num_seconds(), 3);
+    }
+
+    #[test]
+    fn a_health_check_is_healthy_at_its_first_healthy_after_the_start() {
+        let lines = [
+            event("health_status: healthy", "a", "c1", 5 * S), // the run before
+            event("kill", "a", "c1", 20 * S),
+            event("die", "a", "c1", 22 * S),
+            event("start", "a", "c1", 23 * S),
+            event("health_status: starting", "a", "c1", 23 * S + 1),
+            event("health_status: healthy", "a", "c1", 26 * S),
+            event("health_status: healthy", "a", "c1", 27 * S),
+        ]
+        .join("\n");
+        let events = parse_events(&lines).expect("parses");
+        let found = outages(&events, &["a".into()]).expect("complete");
+        assert_eq!(found["a"].healthy.map(|t| t.timestamp()), Some(26));
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! Each stack's downtime is read from the engine (`docker events`: its `kill` → `die` →
 //! `start`) and the app's own log (`clean start`); the agent's part from its timeline. The idle
 //! daemon is `felhom-controller run` against an agent that is never due. The result is a
-//! markdown table (stdout) and, with `--json`, every figure. See docs/performance.md.
+//! markdown table (stdout), with `--json` every figure, and with `--svg` a picture of every
+//! measured run. See docs/performance.md.
 
 mod agent;
 mod engine;
@@ -16,6 +17,7 @@ mod engine_alone;
 mod fixture;
 mod idle;
 mod measure;
+mod picture;
 mod report;
 
 use std::path::{Path, PathBuf};
@@ -63,7 +65,8 @@ struct Cli {
     /// show how late a long snapshot is noticed and how many status requests that costs.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     detect_snapshot: Duration,
-    /// Skip the detection case.
+    /// Skip the detection case (run twice: against the dev agent, which answers long-polls,
+    /// and against it with fault `no_long_poll`, as an agent without the extension).
     #[arg(long)]
     no_detect: bool,
     /// The compose tool: "docker compose" or "docker-compose".
@@ -88,6 +91,10 @@ struct Cli {
     /// Also write every figure as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Also draw every measured run as an SVG picture into this directory (created if
+    /// missing): `<case>-r<round>-<who>.svg`.
+    #[arg(long, value_name = "DIR")]
+    svg: Option<PathBuf>,
     /// Where felhom-controller and felhom-devagent are (default: next to this binary).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
@@ -146,6 +153,9 @@ fn run(cli: &Cli, work: &Path) -> Result<Results> {
     check_image()?;
     fixture::remove_stale_sets()?;
     std::fs::create_dir_all(work).with_context(|| format!("creating {}", work.display()))?;
+    if let Some(dir) = &cli.svg {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
     let tag = std::process::id().to_string();
     let mut machine = Machine::probe(&tools.compose.name);
     let archive_alt = cli.archive_alt.filter(|_| cli.stacks.contains(&10));
@@ -164,6 +174,11 @@ fn run(cli: &Cli, work: &Path) -> Result<Results> {
             snapshot: case.snapshot,
             archive: case.archive,
             due: "always",
+            faults: if case.long_poll {
+                &[]
+            } else {
+                &["no_long_poll"]
+            },
         })?;
         for round in 1..=cli.rounds {
             // Rotate who goes first, so that none always runs on a warmer engine.
@@ -186,6 +201,11 @@ fn run(cli: &Cli, work: &Path) -> Result<Results> {
                     archive: case.archive,
                     dir: case_dir.join(format!("r{round}-{}", who.slug())),
                     round,
+                    long_poll: case.long_poll,
+                    svg: cli
+                        .svg
+                        .as_ref()
+                        .map(|dir| dir.join(format!("{}-r{round}-{}.svg", case.slug, who.slug()))),
                 };
                 let run = bench.run(who)?;
                 let worst = run
@@ -214,6 +234,7 @@ fn run(cli: &Cli, work: &Path) -> Result<Results> {
             snapshot: cli.snapshot,
             archive: cli.archive,
             due: "never",
+            faults: &[],
         })?;
         progress(&format!(
             "idle daemons (due_poll_interval 60s and 1s) for {}",
@@ -266,12 +287,16 @@ struct Case {
     snapshot: Duration,
     archive: Duration,
     who: Vec<Who>,
+    /// Whether the agent answers long-polls (else it runs with fault `no_long_poll`).
+    long_poll: bool,
     /// For the progress lines.
     what: String,
+    /// For the pictures' file names, e.g. `n10`, `n10-slow`, `n1-detect-s10s`.
+    slug: String,
 }
 
 /// The cases of a run: each N with every candidate; the second B at N = 10; the realistic
-/// case; the detection case.
+/// case; the detection case against an agent with and one without long-poll.
 fn cases(cli: &Cli, archive_alt: Option<Duration>) -> Vec<Case> {
     let configured = cli.parallelism.unwrap_or(measure::DEFAULT_PARALLELISM);
     let everyone = |n: usize| {
@@ -296,7 +321,9 @@ fn cases(cli: &Cli, archive_alt: Option<Duration>) -> Vec<Case> {
             snapshot: cli.snapshot,
             archive: cli.archive,
             who: everyone(n),
+            long_poll: true,
             what: b(cli.archive),
+            slug: format!("n{n}"),
         })
         .collect();
     if let Some(alt) = archive_alt {
@@ -306,7 +333,9 @@ fn cases(cli: &Cli, archive_alt: Option<Duration>) -> Vec<Case> {
             snapshot: cli.snapshot,
             archive: alt,
             who: vec![Who::Controller, Who::Naive, Who::ComposeAlone],
+            long_poll: true,
             what: b(alt),
+            slug: format!("n10-b{}", humantime::format_duration(alt)),
         });
     }
     if cli.slow_stacks > 0 {
@@ -319,17 +348,34 @@ fn cases(cli: &Cli, archive_alt: Option<Duration>) -> Vec<Case> {
             snapshot: cli.snapshot,
             archive: cli.archive,
             who: everyone(cli.slow_stacks),
+            long_poll: true,
             what: "slow apps".into(),
+            slug: format!("n{}-slow", cli.slow_stacks),
         });
     }
     if !cli.no_detect {
+        let s = humantime::format_duration(cli.detect_snapshot).to_string();
+        // The engine alone beside the controller: its own start latency is what the
+        // controller's snapshot → first start is judged against.
+        cases.push(Case {
+            n: 1,
+            app: App::default(),
+            snapshot: cli.detect_snapshot,
+            archive: Duration::from_secs(1),
+            who: vec![Who::Controller, Who::EngineAlone],
+            long_poll: true,
+            what: format!("S = {s}"),
+            slug: format!("n1-detect-s{s}"),
+        });
         cases.push(Case {
             n: 1,
             app: App::default(),
             snapshot: cli.detect_snapshot,
             archive: Duration::from_secs(1),
             who: vec![Who::Controller],
-            what: format!("S = {}", humantime::format_duration(cli.detect_snapshot)),
+            long_poll: false,
+            what: format!("S = {s}, agent without long-poll"),
+            slug: format!("n1-detect-s{s}-no-long-poll"),
         });
     }
     cases

@@ -17,6 +17,7 @@ use crate::agent::{AgentProcess, BackupTimes};
 use crate::engine::{self, Outage};
 use crate::engine_alone;
 use crate::fixture::{App, Compose, StackSet};
+use crate::picture;
 use felhom_testsupport::process;
 
 /// The controller's default `stacks.parallelism` (SPEC §5).
@@ -124,6 +125,9 @@ pub(crate) struct Run {
     pub(crate) round: usize,
     /// The stacks' app takes seconds to stop and to become ready (the realistic case).
     pub(crate) slow: bool,
+    /// The agent answered long-polls (`false`: it ran with fault `no_long_poll`, as an agent
+    /// without the extension).
+    pub(crate) long_poll: bool,
     /// The agent's part of the downtime: `backup_requested` → `snapshot_taken` for the
     /// controller (early resume), → `archive_finished` for the naive script (waits for done).
     pub(crate) agent_ms: f64,
@@ -142,8 +146,10 @@ pub(crate) struct Detection {
     pub(crate) to_first_start_ms: f64,
     /// The agent's `snapshot_taken` → the first status request answered after it.
     pub(crate) to_poll_ms: f64,
-    /// `GET /backup/status` requests in the first 10 s after `POST /backup`.
+    /// `GET /backup/status` requests that arrived in the first 10 s after `POST /backup`.
     pub(crate) status_requests_10s: usize,
+    /// Of those, the long-polls the agent held.
+    pub(crate) status_held_10s: usize,
 }
 
 /// What a run is measured with.
@@ -157,6 +163,23 @@ pub(crate) struct Bench<'a> {
     /// Where this run's config, state and logs go.
     pub(crate) dir: PathBuf,
     pub(crate) round: usize,
+    /// Whether the agent answers long-polls.
+    pub(crate) long_poll: bool,
+    /// Where to draw this run's picture (`--svg`), if anywhere.
+    pub(crate) svg: Option<PathBuf>,
+}
+
+/// What a candidate's run tells besides the engine's and the agent's records.
+#[derive(Debug, Default)]
+struct Ran {
+    /// The cycle id it posted to the agent, if it backed up.
+    cycle_id: Option<String>,
+    /// Each stack's downtime as the controller recorded it.
+    recorded: Vec<(String, Option<u64>)>,
+    /// When the controller's cycle started (its record's `started_at`).
+    started_at: Option<DateTime<Utc>>,
+    /// Engine alone: when it called the first start.
+    first_start_call: Option<DateTime<Utc>>,
 }
 
 /// The window in which status requests are counted (issue 11: about 20 at most).
@@ -171,18 +194,20 @@ impl Bench<'_> {
             engine::EventRecorder::start(&self.set.id, since, &self.dir.join("events.jsonl"))?;
         let all = self.set.names.len();
         let configured = self.tools.parallelism.unwrap_or(DEFAULT_PARALLELISM);
-        let mut first_start_call = None;
-        let (cycle_id, recorded) = match who {
+        let ran = match who {
             Who::Controller => self.controller_cycle(&self.tools.controller, None)?,
             Who::ControllerAllAtOnce => self.controller_cycle(&self.tools.controller, Some(all))?,
             Who::Baseline => match &self.tools.baseline {
                 Some(binary) => self.controller_cycle(binary, None)?,
                 None => bail!("no baseline build given (--baseline-bin-dir)"),
             },
-            Who::Naive => (Some(self.naive_cycle()?), Vec::new()),
+            Who::Naive => Ran {
+                cycle_id: Some(self.naive_cycle()?),
+                ..Ran::default()
+            },
             Who::ComposeAlone => {
                 self.compose_alone()?;
-                (None, Vec::new())
+                Ran::default()
             }
             Who::EngineAlone | Who::EngineAllAtOnce => {
                 let parallelism = if who == Who::EngineAlone {
@@ -190,8 +215,10 @@ impl Bench<'_> {
                 } else {
                     all
                 };
-                first_start_call = Some(engine_alone::cycle(&self.set.id, parallelism)?);
-                (None, Vec::new())
+                Ran {
+                    first_start_call: Some(engine_alone::cycle(&self.set.id, parallelism)?),
+                    ..Ran::default()
+                }
             }
         };
         self.set.wait_all_ready(Duration::from_secs(60))?;
@@ -199,32 +226,52 @@ impl Bench<'_> {
         let outages = engine::outages(&events, &self.set.names)
             .with_context(|| format!("{} run in {}", who.label(), self.dir.display()))?;
         let first_start = outages.values().map(|o| o.start).min();
-        let (agent_ms, detection) = match cycle_id {
-            Some(id) => {
-                let times = self.agent.backup_times(&id)?;
+        let times = match &ran.cycle_id {
+            Some(id) => Some(self.agent.backup_times(id)?),
+            None => None,
+        };
+        let (agent_ms, detection) = match &times {
+            Some(times) => {
                 let detection = who
                     .is_controller()
-                    .then(|| first_start.map(|start| detection(&times, start)))
+                    .then(|| first_start.map(|start| detection(times, start)))
                     .flatten();
-                (agent_part(who, &times), detection)
+                (agent_part(who, times), detection)
             }
             None => (0.0, None),
         };
-        let start_call_to_event_ms = first_start_call
+        let start_call_to_event_ms = ran
+            .first_start_call
             .zip(first_start)
             .map(|(call, event)| ms_between(call, event));
         let mut figures = Vec::new();
+        let mut ready_at = Vec::new();
         for (stack, outage) in &outages {
             let ready = engine::app_ready(
                 &self.set.data.join(stack),
                 outage.kill,
                 self.set.app.ready_line(),
             )?;
-            let recorded_ms = recorded
+            let recorded_ms = ran
+                .recorded
                 .iter()
                 .find(|(name, _)| name == stack)
                 .and_then(|(_, ms)| *ms);
             figures.push(stack_figures(stack, outage, ready, agent_ms, recorded_ms));
+            ready_at.push(ready.max(outage.start));
+        }
+        if let Some(path) = &self.svg {
+            let drawn = picture::Drawn {
+                title: format!("{}: {}, round {}", who.label(), self.what(), self.round),
+                start: ran.started_at.unwrap_or(since),
+                outages: &outages,
+                ready: &ready_at,
+                agent: times.as_ref(),
+                first_start_call: ran.first_start_call,
+                figures: &figures,
+            };
+            std::fs::write(path, drawn.timeline().to_svg())
+                .with_context(|| format!("writing {}", path.display()))?;
         }
         Ok(Run {
             who,
@@ -233,6 +280,7 @@ impl Bench<'_> {
             archive_ms: millis(self.archive),
             round: self.round,
             slow: self.set.app != App::default(),
+            long_poll: self.long_poll,
             agent_ms,
             detection,
             start_call_to_event_ms,
@@ -240,14 +288,26 @@ impl Bench<'_> {
         })
     }
 
-    /// `felhom-controller once` (with `parallelism`, or the configured one); the cycle id and
-    /// each stack's recorded downtime.
-    #[allow(clippy::type_complexity)]
-    fn controller_cycle(
-        &self,
-        binary: &Path,
-        parallelism: Option<usize>,
-    ) -> Result<(Option<String>, Vec<(String, Option<u64>)>)> {
+    /// The case, for the picture's title: `N = 10, S 0.2s, B 5s`.
+    fn what(&self) -> String {
+        let mut what = format!(
+            "N = {}, S {}, B {}",
+            self.set.names.len(),
+            humantime::format_duration(self.snapshot),
+            humantime::format_duration(self.archive)
+        );
+        if self.set.app != App::default() {
+            what.push_str(", slow apps");
+        }
+        if !self.long_poll {
+            what.push_str(", agent without long-poll");
+        }
+        what
+    }
+
+    /// `felhom-controller once` (with `parallelism`, or the configured one); the cycle id,
+    /// its start and each stack's recorded downtime.
+    fn controller_cycle(&self, binary: &Path, parallelism: Option<usize>) -> Result<Ran> {
         let config = self.dir.join("controller.toml");
         let parallelism = parallelism.or(self.tools.parallelism);
         std::fs::write(
@@ -285,7 +345,12 @@ impl Bench<'_> {
             .iter()
             .map(|s| (s.name.clone(), s.downtime_ms))
             .collect();
-        Ok((Some(record.cycle_id), recorded))
+        Ok(Ran {
+            cycle_id: Some(record.cycle_id),
+            recorded,
+            started_at: Some(record.started_at),
+            first_start_call: None,
+        })
     }
 
     /// `compose stop` of every stack, then at once `compose start` of every stack, as many at
@@ -382,16 +447,18 @@ fn detection(times: &BackupTimes, first_start: DateTime<Utc>) -> Detection {
     let first_poll_after = times
         .status_polls
         .iter()
-        .find(|&&at| at >= times.snapshot)
-        .copied();
+        .map(|p| p.answered)
+        .find(|&at| at >= times.snapshot);
+    let window: Vec<_> = times
+        .status_polls
+        .iter()
+        .filter(|p| p.arrived - times.requested <= REQUEST_WINDOW)
+        .collect();
     Detection {
         to_first_start_ms: ms_between(times.snapshot, first_start),
         to_poll_ms: first_poll_after.map_or(f64::NAN, |at| ms_between(times.snapshot, at)),
-        status_requests_10s: times
-            .status_polls
-            .iter()
-            .filter(|&&at| at - times.requested <= REQUEST_WINDOW)
-            .count(),
+        status_requests_10s: window.len(),
+        status_held_10s: window.iter().filter(|p| p.held).count(),
     }
 }
 
@@ -429,6 +496,7 @@ fn millis(d: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agent::StatusRequest;
 
     fn at(ms: i64) -> DateTime<Utc> {
         DateTime::from_timestamp_millis(1_700_000_000_000 + ms).expect("in range")
@@ -440,6 +508,7 @@ mod tests {
             kill: at(0),
             died: at(30),
             start: at(2_000),
+            healthy: None,
         };
         let figures = stack_figures("a", &outage, at(2_005), 1_200.0, Some(2_400));
         assert_eq!(figures.downtime_ms, 2_005.0);
@@ -465,6 +534,14 @@ mod tests {
         assert_eq!(agent_part(Who::Naive, &times), 5_230.0);
     }
 
+    fn plain(ms: i64) -> StatusRequest {
+        StatusRequest {
+            arrived: at(ms),
+            answered: at(ms),
+            held: false,
+        }
+    }
+
     #[test]
     fn detection_runs_from_the_snapshot_and_counts_the_polls_of_the_first_ten_seconds() {
         let polls = [50, 125, 237, 406, 9_000, 10_000, 10_001, 12_000];
@@ -472,11 +549,38 @@ mod tests {
             requested: at(0),
             snapshot: at(300),
             finished: at(12_000),
-            status_polls: polls.iter().map(|&ms| at(ms)).collect(),
+            status_polls: polls.iter().map(|&ms| plain(ms)).collect(),
         };
         let d = detection(&times, at(650));
         assert_eq!(d.to_first_start_ms, 350.0);
         assert_eq!(d.to_poll_ms, 106.0);
         assert_eq!(d.status_requests_10s, 6);
+        assert_eq!(d.status_held_10s, 0);
+    }
+
+    #[test]
+    fn a_held_long_poll_counts_when_it_arrived_and_answers_the_snapshot() {
+        let held = |from: i64, to: i64| StatusRequest {
+            arrived: at(from),
+            answered: at(to),
+            held: true,
+        };
+        let times = BackupTimes {
+            requested: at(0),
+            snapshot: at(10_000),
+            finished: at(11_000),
+            // A plain request, a long-poll held until its wait ended, one held until the
+            // snapshot (it arrived within the first 10 s: it counts) and one after the window.
+            status_polls: vec![
+                plain(40),
+                held(60, 9_400),
+                held(9_450, 10_003),
+                held(10_020, 11_001),
+            ],
+        };
+        let d = detection(&times, at(10_400));
+        assert_eq!(d.to_poll_ms, 3.0);
+        assert_eq!(d.status_requests_10s, 3);
+        assert_eq!(d.status_held_10s, 2);
     }
 }

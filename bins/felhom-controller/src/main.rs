@@ -70,6 +70,9 @@ enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Also draw the newest cycle of the history as a picture (SVG) into this file.
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
     },
     /// Validate the config, reach the agent, list what a cycle would stop. Stops nothing.
     Check,
@@ -165,7 +168,9 @@ async fn dispatch(command: Command, config: Config) -> Result<ExitCode> {
         Command::Run => commands::run::run(config).await,
         Command::Once { force } => commands::once::once(config, force).await,
         Command::Recover { if_stale } => commands::recover::recover(config, if_stale).await,
-        Command::Status { json } => commands::status::print(&config, json).await,
+        Command::Status { json, svg } => {
+            commands::status::print(&config, json, svg.as_deref()).await
+        }
         Command::Check => commands::check::check(config).await,
     }
 }

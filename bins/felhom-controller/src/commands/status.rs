@@ -1,19 +1,40 @@
 //! `status`: what the state directory and the agent say, for people (or `--json`). It never
 //! changes state: the marker is only peeked at. Exits 1 when something needs a person.
+//! `--svg FILE` also draws the newest cycle of the history as a picture (`felhom-timeline`).
 
 use crate::config::Config;
 use crate::status::Look;
 use crate::{errors, wire};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use felhom_agentapi::AgentApi;
+use felhom_marker::{CycleRecord, Outcome};
 use felhom_quiesce::max_downtime_ms;
+use felhom_timeline::{Line, Mark, Row, Timeline};
 use serde_json::json;
+use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
-pub(crate) async fn print(config: &Config, as_json: bool) -> Result<ExitCode> {
+pub(crate) async fn print(config: &Config, as_json: bool, svg: Option<&Path>) -> Result<ExitCode> {
     let state = wire::state_view(config)?;
     let look = Look::at(&state);
     let history = state.history(10).context("reading the history")?;
+    // Drawn before anything is printed, so that a picture that cannot be written is an error
+    // (exit 1) with nothing else to read past.
+    if let Some(path) = svg {
+        let Some(newest) = history.last() else {
+            bail!(
+                "--svg {}: the history holds no cycle yet, there is nothing to draw",
+                path.display()
+            );
+        };
+        let picture = timeline(newest, config.quiesce.max_quiesce).to_svg();
+        std::fs::write(path, picture)
+            .with_context(|| format!("--svg: writing {}", path.display()))?;
+        if !as_json {
+            println!("picture:  {} (cycle {})", path.display(), newest.cycle_id);
+        }
+    }
     // SPEC §2 rule 6: the state directory's list, kept across cycles and restarts (not the
     // last record's, which the next cycle forgets).
     let stranded = look.stranded_names();
@@ -129,6 +150,66 @@ pub(crate) async fn print(config: &Config, as_json: bool) -> Result<ExitCode> {
         }
     }
     Ok(code)
+}
+
+/// The picture of one cycle from its record: a row per stack from the beginning of its stop
+/// to running again, with the end of its stop marked; the snapshot, the bound (of a cycle it
+/// ended) and the cycle's end as lines. A stack the cycle left stranded never came back.
+fn timeline(record: &CycleRecord, max_quiesce: Duration) -> Timeline {
+    let outcome = record.outcome.as_str();
+    let mut t = Timeline::new(
+        format!("cycle {}: {outcome}", record.cycle_id),
+        record.started_at,
+    );
+    let mut about = vec![
+        record
+            .started_at
+            .format("%Y-%m-%d %H:%M:%S UTC")
+            .to_string(),
+        format!(
+            "{} stack(s), max downtime {:.2} s",
+            record.stacks.len(),
+            max_downtime_ms(record) as f64 / 1000.0
+        ),
+    ];
+    if let Some(backup) = &record.backup_id {
+        about.push(format!("backup {backup}"));
+    }
+    if let Some(phase) = &record.agent_phase {
+        about.push(format!("agent said {phase}"));
+    }
+    if !record.stranded.is_empty() {
+        about.push(format!("STRANDED: {}", record.stranded.join(", ")));
+    }
+    t.subtitle = about.join(" · ");
+    t.end = Some(record.finished_at);
+    for stack in &record.stacks {
+        let stranded = record.stranded.contains(&stack.name);
+        t.rows.push(Row {
+            name: stack.name.clone(),
+            down_from: stack.stop_started_at,
+            up_at: stack.started_at.filter(|_| !stranded),
+            marks: stack
+                .stopped_at
+                .map(|at| Mark::new(at, "stop ended"))
+                .into_iter()
+                .collect(),
+        });
+    }
+    if let Some(at) = record.snapshot_at {
+        t.lines.push(Line::new(at, "snapshot"));
+    }
+    if record.outcome == Outcome::Bounded {
+        if let Ok(bound) = chrono::TimeDelta::from_std(max_quiesce) {
+            t.lines
+                .push(Line::new(record.started_at + bound, "max_quiesce"));
+        }
+    }
+    t.lines.push(Line::new(
+        record.finished_at,
+        format!("cycle ended: {outcome}"),
+    ));
+    t
 }
 
 #[cfg(test)]
