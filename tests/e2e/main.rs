@@ -14,6 +14,7 @@ mod logs;
 mod metrics;
 mod notify;
 mod receiver;
+mod secrets;
 mod signals;
 mod single_flight;
 mod strand;
