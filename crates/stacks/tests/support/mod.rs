@@ -261,6 +261,15 @@ pub fn refs(project: &str, services: &[&str]) -> Vec<felhom_stacks::ContainerRef
         .collect()
 }
 
+/// The policy `running_app_stacks` lists for `services` of `stack` without labels.
+pub fn no_labels(stack: &str, services: &[&str]) -> felhom_stacks::StackPolicy {
+    let mut policy = felhom_stacks::StackPolicy::default();
+    for service in services {
+        policy.read_service(stack, service, std::iter::empty::<(&str, &str)>());
+    }
+    policy
+}
+
 /// Whether the project has a container for `service` at all.
 pub fn has_container(project: &str, service: &str) -> bool {
     !engine::container_ids(project, Some(service))
