@@ -230,6 +230,20 @@ pub(crate) enum State {
 }
 
 impl State {
+    /// From an inspect's `State.Status`; `Created` where it has none.
+    pub(crate) fn of(status: Option<bollard::models::ContainerStateStatusEnum>) -> Self {
+        use bollard::models::ContainerStateStatusEnum as S;
+        match status {
+            Some(S::RUNNING) => Self::Running,
+            Some(S::PAUSED) => Self::Paused,
+            Some(S::RESTARTING) => Self::Restarting,
+            Some(S::REMOVING) => Self::Removing,
+            Some(S::EXITED) => Self::Exited,
+            Some(S::DEAD) => Self::Dead,
+            _ => Self::Created,
+        }
+    }
+
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Created => "created",
@@ -297,7 +311,6 @@ impl Inspected {
     }
 
     fn from_response(r: ContainerInspectResponse) -> Self {
-        use bollard::models::ContainerStateStatusEnum as S;
         let config = r.config.unwrap_or_default();
         let host = r.host_config.unwrap_or_default();
         let state = r.state.unwrap_or_default();
@@ -316,15 +329,7 @@ impl Inspected {
                 .trim_start_matches('/')
                 .to_owned(),
             service: labels.remove(SERVICE_LABEL).unwrap_or_default(),
-            state: match state.status {
-                Some(S::RUNNING) => State::Running,
-                Some(S::PAUSED) => State::Paused,
-                Some(S::RESTARTING) => State::Restarting,
-                Some(S::REMOVING) => State::Removing,
-                Some(S::EXITED) => State::Exited,
-                Some(S::DEAD) => State::Dead,
-                _ => State::Created,
-            },
+            state: State::of(state.status),
             health,
             has_healthcheck: config
                 .healthcheck

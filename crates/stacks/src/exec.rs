@@ -67,21 +67,12 @@ struct ExecState {
 impl Engine {
     /// Inspects a container for an exec.
     pub(crate) async fn exec_target(&self, id: &str) -> Result<ExecTarget, EngineError> {
-        use bollard::models::ContainerStateStatusEnum as S;
         let docker = self.client()?;
         let r = self
             .bounded(self.call_timeout, docker.inspect_container(id, None))
             .await?;
         let mut labels = r.config.and_then(|c| c.labels).unwrap_or_default();
-        let state = match r.state.and_then(|s| s.status) {
-            Some(S::RUNNING) => State::Running,
-            Some(S::PAUSED) => State::Paused,
-            Some(S::RESTARTING) => State::Restarting,
-            Some(S::REMOVING) => State::Removing,
-            Some(S::EXITED) => State::Exited,
-            Some(S::DEAD) => State::Dead,
-            _ => State::Created,
-        };
+        let state = State::of(r.state.and_then(|s| s.status));
         Ok(ExecTarget {
             id: r.id.unwrap_or_else(|| id.to_owned()),
             name: r

@@ -285,7 +285,7 @@ impl ServicePolicy {
         (policy, errors)
     }
 
-    /// Whether the service has any non-default policy (for a compact listing).
+    /// Whether this is the policy of a service without labels (for a compact listing).
     pub fn is_default(&self) -> bool {
         *self == NO_LABELS
     }

@@ -6,7 +6,6 @@
 #[macro_use]
 mod support;
 
-use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -317,21 +316,13 @@ fn a_hooks_output_is_bounded_to_its_last_4_kib() {
     });
 }
 
-/// The newer engine (Docker 26) runs and kills hooks alike. CI provisions it; elsewhere the
-/// test says it did not run.
+/// The newer engine (Docker 26) runs and kills hooks alike.
 #[test]
 fn hooks_on_the_newer_engine() {
-    let socket = Path::new("/run/felhom-docker26/docker.sock");
-    if !socket.exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must provision the newer engine (scripts/provision.sh)"
-        );
-        eprintln!("skipped: no newer engine at {}", socket.display());
+    let Some(host) = support::newer_engine() else {
         return;
-    }
+    };
     let image = hooks_image();
-    let host = format!("unix://{}", socket.display());
     let on = |args: &[&str]| {
         let mut c = Command::new("docker");
         c.args(args).env("DOCKER_HOST", &host);
