@@ -424,6 +424,17 @@ impl ConfigFile {
         self
     }
 
+    /// Removes `section.key` (e.g. `"agent.token"`), if set.
+    pub fn remove(mut self, key: &str) -> Self {
+        let (section, key) = key
+            .split_once('.')
+            .unwrap_or_else(|| panic!("a config key is section.key: {key:?}"));
+        if let Some(toml::Value::Table(table)) = self.table.get_mut(section) {
+            table.remove(key);
+        }
+        self
+    }
+
     /// Writes the file under another name in the same directory.
     pub fn named(mut self, file_name: &str) -> Self {
         self.path.set_file_name(file_name);

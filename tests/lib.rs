@@ -97,6 +97,18 @@ pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// A fresh random token (`Tk` and 32 hex digits): planted in a test, it cannot be in any
+/// fixed text, so finding it in an output means the output leaked it.
+pub fn random_token() -> String {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .expect("reading /dev/urandom");
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("Tk{hex}")
+}
+
 /// A free TCP port on loopback (for the status endpoint).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

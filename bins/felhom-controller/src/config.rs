@@ -3,11 +3,12 @@
 //! address); the section defaults are the libraries' defaults.
 
 use anyhow::{bail, Context, Result};
-use felhom_agentapi::{ClientConfig, Pin};
+use felhom_agentapi::{ClientConfig, Pin, Token};
 use felhom_quiesce::CycleConfig;
 use felhom_stacks::{ComposeChoice, StacksConfig};
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::providers::{Env, Serialized};
 use figment::Figment;
+use file::TomlFile;
 use serde::{Deserialize, Deserializer};
 use std::fmt;
 use std::net::SocketAddr;
@@ -15,8 +16,9 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-/// The variable that holds the agent's token. It is read apart, as the string it is: figment
-/// reads a value that looks like a number (`12345678`) as one, and would echo it in its error.
+/// The variable that holds the agent's token (for tests: docs/configuration.md says why not in
+/// a unit). It is read apart, as the string it is: figment reads a value that looks like a
+/// number (`12345678`) as one.
 const TOKEN_VAR: &str = "FELHOM_AGENT__TOKEN";
 
 /// `FELHOM_` variables of the command line itself (`--config`, `--log-format`, see `--help`):
@@ -49,19 +51,91 @@ pub(crate) struct Config {
 }
 
 /// `[agent]`, checked as a whole: its keys depend on each other (`token` or `token_file`),
-/// and the url is judged before the pin whatever order the file has them in.
-#[derive(Debug, Deserialize)]
+/// and the url is judged before the pin whatever order the file has them in. Its `Debug`
+/// shows no secret (the token is a [`Token`]; a URL with user-info, a query or a fragment is
+/// not shown).
+#[derive(Deserialize)]
 #[serde(try_from = "RawAgentSection")]
 pub(crate) struct AgentSection {
     pub url: String,
-    pub token_file: Option<PathBuf>,
-    pub token: Option<String>,
+    /// Where the token comes from; the token itself only ever as a [`Token`].
+    pub token: TokenSource,
     pub pin_sha256: Pin,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
 }
 
-/// `[agent]` as written, before its values are checked and parsed into [`AgentSection`].
+impl fmt::Debug for AgentSection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let url = if self.url.contains(['@', '?', '#']) {
+            "(not shown: it holds user-info, a query or a fragment)"
+        } else {
+            self.url.as_str()
+        };
+        f.debug_struct("AgentSection")
+            .field("url", &url)
+            .field("token", &self.token)
+            .field("pin_sha256", &self.pin_sha256)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .finish()
+    }
+}
+
+/// The systemd credential that holds the agent's token: `LoadCredential=agent-token:<file>`
+/// in the unit, read from `$CREDENTIALS_DIRECTORY/agent-token`.
+pub(crate) const CREDENTIAL: &str = "agent-token";
+
+/// Where the agent's token comes from (docs/configuration.md, "The agent's token"). Its
+/// `Debug` shows no secret: the token itself is held only as a [`Token`].
+#[derive(Debug)]
+pub(crate) enum TokenSource {
+    /// `agent.token` or `FELHOM_AGENT__TOKEN`: the token itself.
+    Inline(Token),
+    /// `agent.token_file`: a file read when the client is built.
+    File(PathBuf),
+    /// The systemd credential [`CREDENTIAL`], which wins over the file's keys: the unit was
+    /// told to use it.
+    Credential(PathBuf),
+}
+
+impl TokenSource {
+    /// The token. A file's error names the file, never its content.
+    pub(crate) fn load(&self) -> Result<Token> {
+        match self {
+            TokenSource::Inline(token) => Ok(token.clone()),
+            TokenSource::File(path) | TokenSource::Credential(path) => {
+                Token::from_file(path).with_context(|| self.to_string())
+            }
+        }
+    }
+}
+
+impl fmt::Display for TokenSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TokenSource::Inline(_) => f.write_str("agent.token"),
+            TokenSource::File(path) => write!(f, "agent.token_file {}", path.display()),
+            TokenSource::Credential(path) => {
+                write!(
+                    f,
+                    "the systemd credential {CREDENTIAL} ({})",
+                    path.display()
+                )
+            }
+        }
+    }
+}
+
+/// `$CREDENTIALS_DIRECTORY/agent-token`, when systemd handed the process that credential.
+fn credential() -> Option<PathBuf> {
+    let dir = std::env::var_os("CREDENTIALS_DIRECTORY")?;
+    let path = Path::new(&dir).join(CREDENTIAL);
+    path.is_file().then_some(path)
+}
+
+/// `[agent]` as written, before its values are checked and parsed into [`AgentSection`]. No
+/// `Debug`: it holds the token as text, for as long as the conversion takes.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAgentSection {
@@ -81,23 +155,31 @@ impl TryFrom<RawAgentSection> for AgentSection {
     type Error = String;
 
     fn try_from(raw: RawAgentSection) -> Result<Self, String> {
+        // Not shown: a token pasted into the wrong key would be, and a URL may hold a password.
         if !raw.url.starts_with("https://") {
-            return Err(format!(
-                "agent.url = {:?}: the agent is reached over https:// only",
-                raw.url
-            ));
+            return Err("agent.url must start with https:// (the value is not shown)".to_owned());
         }
-        match (&raw.token, &raw.token_file) {
-            (None, None) => {
-                return Err(
-                    "set agent.token_file (or agent.token / FELHOM_AGENT__TOKEN)".to_owned(),
-                )
-            }
-            (Some(_), Some(_)) => {
-                return Err("set agent.token or agent.token_file, not both".to_owned())
-            }
-            _ => {}
+        if raw.token.is_some() && raw.token_file.is_some() {
+            return Err("set agent.token or agent.token_file, not both".to_owned());
         }
+        // A token pasted into `token_file` would be shown by any error about the file; a
+        // relative path would also depend on the working directory (`/` under systemd).
+        if raw.token_file.as_ref().is_some_and(|f| !f.is_absolute()) {
+            return Err(
+                "agent.token_file must be an absolute path (the value is not shown)".to_owned(),
+            );
+        }
+        let token = match (credential(), raw.token, raw.token_file) {
+            (Some(path), _, _) => TokenSource::Credential(path),
+            (None, Some(token), _) => TokenSource::Inline(Token::new(token)),
+            (None, None, Some(file)) => TokenSource::File(file),
+            (None, None, None) => {
+                return Err(format!(
+                    "set agent.token_file (or give the unit the credential {CREDENTIAL}, \
+                     or set agent.token / FELHOM_AGENT__TOKEN)"
+                ))
+            }
+        };
         let pin_sha256 = raw
             .pin_sha256
             .parse()
@@ -110,8 +192,7 @@ impl TryFrom<RawAgentSection> for AgentSection {
         }
         Ok(AgentSection {
             url: raw.url,
-            token_file: raw.token_file,
-            token: raw.token,
+            token,
             pin_sha256,
             connect_timeout: raw.connect_timeout,
             request_timeout: raw.request_timeout,
@@ -193,12 +274,16 @@ pub(crate) struct StatusSection {
     /// `""` turns the endpoint off.
     #[serde(deserialize_with = "parsed")]
     pub listen: Listen,
+    /// Whether `listen` may be an address other hosts reach: the endpoint has no
+    /// authentication, so that takes a decision of its own.
+    pub allow_remote: bool,
 }
 
 impl Default for StatusSection {
     fn default() -> Self {
         StatusSection {
             listen: Listen(Some(SocketAddr::from(([127, 0, 0, 1], 9787)))),
+            allow_remote: false,
         }
     }
 }
@@ -256,7 +341,8 @@ fn request_timeout() -> Duration {
 
 impl Config {
     /// Reads `path` (which must exist when given explicitly) and the `FELHOM_` environment,
-    /// then validates. Every error names the key and the file.
+    /// then validates. Every error names the key and the file (and the line, for the file);
+    /// none shows a secret's value, whatever is wrong (`config/file.rs`).
     pub(crate) fn load(path: Option<&Path>) -> Result<Config> {
         let file = match path {
             Some(p) => p.to_path_buf(),
@@ -270,7 +356,8 @@ impl Config {
                 file.display()
             );
         }
-        let mut figment = Figment::new().merge(Toml::file_exact(&file)).merge(
+        let toml = TomlFile::read(&file)?;
+        let mut figment = Figment::new().merge(&toml).merge(
             Env::prefixed("FELHOM_")
                 .ignore(&NOT_KEYS)
                 .ignore(&["agent__token"])
@@ -280,11 +367,20 @@ impl Config {
             let token = token
                 .into_string()
                 .map_err(|_| anyhow::anyhow!("{TOKEN_VAR} is not valid UTF-8"))?;
+            // systemd sets INVOCATION_ID for what it runs: a unit's environment is readable by
+            // every local user (systemd.exec(5), "Environment=").
+            if std::env::var_os("INVOCATION_ID").is_some() {
+                tracing::warn!(
+                    "the agent token comes from {TOKEN_VAR} in a systemd unit: any local user \
+                     can read a unit's environment (`systemctl show -p Environment`); use \
+                     agent.token_file or LoadCredential={CREDENTIAL}:<file> instead"
+                );
+            }
             figment = figment.merge(Serialized::default("agent.token", token));
         }
         let config: Config = figment
             .extract()
-            .map_err(|e| anyhow::anyhow!("{}", describe(e, &file)))?;
+            .map_err(|e| anyhow::anyhow!("{}", toml.describe(e)))?;
         config
             .validate()
             .with_context(|| format!("in {}", file.display()))?;
@@ -307,6 +403,16 @@ impl Config {
             self.quiesce.status_poll_interval,
         )?;
         nonzero("quiesce.max_quiesce", self.quiesce.max_quiesce)?;
+        if let Some(addr) = self.status.listen.0 {
+            if !addr.ip().is_loopback() && !self.status.allow_remote {
+                bail!(
+                    "status.listen = \"{addr}\" is not a loopback address: /status and /metrics \
+                     have no authentication; set status.allow_remote = true to serve them to \
+                     other hosts (docs/configuration.md says what they show), or listen on \
+                     127.0.0.1"
+                );
+            }
+        }
         for (key, d) in self.durations() {
             if d > MAX_DURATION {
                 bail!(
@@ -352,36 +458,10 @@ fn nonzero(key: &str, d: Duration) -> Result<()> {
     Ok(())
 }
 
-/// figment's errors name the key; add the file when figment did not.
-fn describe(e: figment::Error, file: &Path) -> String {
-    let mut out = Vec::new();
-    for err in e {
-        let key = if err.path.is_empty() {
-            String::new()
-        } else {
-            format!(" (key `{}`)", err.path.join("."))
-        };
-        let source = match &err.metadata {
-            Some(m) => match &m.source {
-                // figment shows files relative to the working directory; name it in full.
-                Some(figment::Source::File(path)) => format!(" in {}", path.display()),
-                Some(s) => format!(" in {s}"),
-                None => format!(" in {}", m.name),
-            },
-            None => format!(" in {}", file.display()),
-        };
-        // The token is a secret: whatever is wrong with it, its value is not shown.
-        let kind = if err.path.join(".") == "agent.token" {
-            "agent.token must be a string (its value is not shown)".to_owned()
-        } else {
-            err.kind.to_string()
-        };
-        out.push(format!("{kind}{key}{source}"));
-    }
-    out.join("; ")
-}
-
+mod file;
 #[cfg(test)]
 mod keys;
+#[cfg(test)]
+mod no_secrets;
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,13 @@
 //! The status endpoint: `/status` (the live status as JSON) and `/metrics` (Prometheus text).
+//!
+//! It has no authentication: it carries no app output (every text of `/status` is one line of
+//! the controller's own words, see `brief.rs`), listens on loopback unless
+//! `status.allow_remote` says otherwise, and no client can keep the others out: a bounded
+//! number of connections, each closed after one answer, and when all are taken a newcomer
+//! closes a connection that is still waiting for its request, from the peer that holds the
+//! most.
 
+use crate::brief;
 use crate::metrics::{Metrics, CONTENT_TYPE};
 use crate::status::Look;
 use anyhow::{Context, Result};
@@ -9,18 +17,21 @@ use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::{Request, Response, StatusCode};
 use serde_json::json;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
 
 /// `/status`: the controller's overview as the quiesce crate serialises it, plus the
-/// stranded stacks.
+/// stranded stacks; every text in it cut to its first line (an error's later lines, such as a
+/// failed start's container log lines, stay in the journal and the state directory).
 fn status_json(overview: &Overview) -> serde_json::Value {
     let mut doc =
         serde_json::to_value(overview).unwrap_or_else(|e| json!({ "error": e.to_string() }));
     doc["stranded"] = json!(overview.stranded());
+    brief::one_line_strings(&mut doc);
     doc
 }
 
@@ -51,15 +62,15 @@ impl Served {
     }
 }
 
-/// The most connections served at once; one more is closed at once. The endpoint is for a
-/// local scraper and a person: a few are plenty, and a pile of idle connections must not take
-/// the file descriptors the resume needs.
+/// The most connections open at once. The endpoint is for a scraper and a person: a few are
+/// plenty, and a pile of connections must not take the file descriptors the resume needs.
 const MAX_CONNECTIONS: usize = 16;
-/// How long a client may take to send its request's headers, also the first one: an idle
-/// connection is closed after this.
+/// How long a client may take to send its request's headers: a connection that sends none is
+/// closed after this (or sooner, to make room).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
-/// The longest a connection lives, whatever it does.
-const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
+/// The longest a connection lives, whatever it does. It serves one request (no keep-alive):
+/// a connection held open between requests would keep a slot from a scraper.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(10);
 
 /// Serves `/status` and `/metrics` on `addr` (`status.listen`) until `cancel` fires.
 pub(crate) async fn serve(
@@ -71,16 +82,101 @@ pub(crate) async fn serve(
         .await
         .with_context(|| format!("status.listen: binding {addr}"))?;
     tracing::info!("status endpoint on http://{addr}/status and /metrics");
-    tokio::spawn(accept(listener, served, cancel));
+    tokio::spawn(accept(listener, served, Arc::new(Slots::default()), cancel));
     Ok(())
 }
 
+/// The open connections, oldest first.
+#[derive(Debug, Default)]
+struct Slots {
+    open: std::sync::Mutex<Vec<Slot>>,
+    next_id: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Slot {
+    id: u64,
+    peer: IpAddr,
+    /// Until its request's head has arrived: until then it may be closed to make room.
+    waiting: Arc<AtomicBool>,
+    evict: Option<oneshot::Sender<()>>,
+}
+
+/// A connection's place among the [`Slots`], given up when dropped.
+#[derive(Debug)]
+struct Admitted {
+    id: u64,
+    slots: Arc<Slots>,
+    waiting: Arc<AtomicBool>,
+    evicted: oneshot::Receiver<()>,
+}
+
+impl Slots {
+    fn open(&self) -> std::sync::MutexGuard<'_, Vec<Slot>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A place for a new connection from `peer`. When all [`MAX_CONNECTIONS`] are taken, the
+    /// one to close is a connection still waiting for its request, of the peer that holds the
+    /// most connections, the oldest of them: a client looping on connections then only ever
+    /// displaces itself, and a scraper, which sends its request at once, gets in. `None` when
+    /// every open connection is being answered (which takes milliseconds).
+    fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<Admitted> {
+        let mut open = self.open();
+        if open.len() >= MAX_CONNECTIONS {
+            let held_by = |ip: IpAddr| open.iter().filter(|s| s.peer == ip).count();
+            let victim = open
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.waiting.load(Ordering::SeqCst))
+                // The most held first; of those, the oldest (`max_by_key` keeps the last max).
+                .rev()
+                .max_by_key(|(_, s)| held_by(s.peer))
+                .map(|(i, _)| i)?;
+            let mut slot = open.remove(victim);
+            if let Some(evict) = slot.evict.take() {
+                let _ = evict.send(());
+            }
+        }
+        let (evict, evicted) = oneshot::channel();
+        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        let waiting = Arc::new(AtomicBool::new(true));
+        open.push(Slot {
+            id,
+            peer,
+            waiting: waiting.clone(),
+            evict: Some(evict),
+        });
+        Some(Admitted {
+            id,
+            slots: self.clone(),
+            waiting,
+            evicted,
+        })
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.open().len()
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.slots.open().retain(|s| s.id != self.id);
+    }
+}
+
 /// Accepts connections until `cancel` fires, at most [`MAX_CONNECTIONS`] at once, each
-/// bounded by [`HEADER_TIMEOUT`] and [`CONNECTION_LIFETIME`].
-async fn accept(listener: TcpListener, served: Served, cancel: CancellationToken) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+/// bounded by [`HEADER_TIMEOUT`] and [`CONNECTION_LIFETIME`] and answering one request.
+async fn accept(
+    listener: TcpListener,
+    served: Served,
+    slots: Arc<Slots>,
+    cancel: CancellationToken,
+) {
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -92,15 +188,18 @@ async fn accept(listener: TcpListener, served: Served, cancel: CancellationToken
             },
             () = cancel.cancelled() => return,
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::debug!("status endpoint: {MAX_CONNECTIONS} connections open, one refused");
+        let Some(mut admitted) = slots.admit(peer.ip()) else {
+            tracing::debug!(
+                "status endpoint: {MAX_CONNECTIONS} connections being answered, one refused"
+            );
             drop(stream);
             continue;
         };
         let served = served.clone();
         tokio::spawn(async move {
-            let _slot = slot;
+            let waiting = admitted.waiting.clone();
             let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                waiting.store(false, Ordering::SeqCst);
                 let response = respond(req.uri().path(), &served);
                 async move { response }
             });
@@ -108,13 +207,23 @@ async fn accept(listener: TcpListener, served: Served, cancel: CancellationToken
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
+                .keep_alive(false)
                 .serve_connection(io, service);
-            match tokio::time::timeout(CONNECTION_LIFETIME, connection).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::debug!("status endpoint connection: {e}"),
-                Err(_) => tracing::debug!("status endpoint connection: open too long, closed"),
+            tokio::select! {
+                served = tokio::time::timeout(CONNECTION_LIFETIME, connection) => match served {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::debug!("status endpoint connection: {e}"),
+                    Err(_) => tracing::debug!("status endpoint connection: open too long, closed"),
+                },
+                _ = &mut admitted.evicted => {
+                    tracing::debug!("status endpoint connection: no request yet, closed to make room");
+                }
             }
+            drop(admitted);
         });
+        // The new connection's task reads its request before the next accept may pick it to
+        // make room.
+        tokio::task::yield_now().await;
     }
 }
 
@@ -139,104 +248,4 @@ fn respond(path: &str, served: &Served) -> Result<Response<Full<Bytes>>, hyper::
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::Utc;
-    use felhom_marker::{CycleRecord, Outcome, StrandedStack};
-
-    #[test]
-    fn the_status_json_names_the_stranded_stacks_and_counts_by_outcome() {
-        let now = Utc::now();
-        let record = CycleRecord {
-            cycle_id: "c-1".into(),
-            started_at: now,
-            finished_at: now,
-            outcome: Outcome::Done,
-            backup_id: None,
-            snapshot_at: None,
-            agent_phase: None,
-            stacks: vec![],
-            stranded: vec!["b".into()],
-            waiting_for_engine: vec![],
-            errors: vec![],
-        };
-        let overview = Overview {
-            phase: None,
-            last: Some(record),
-            cycles: vec![(Outcome::Done, 3), (Outcome::Bounded, 1)],
-            next_check_at: None,
-            // The persisted list (SPEC §2 rule 6), which the daemon keeps in its live status.
-            stranded_stacks: vec![StrandedStack {
-                name: "b".into(),
-                services: vec!["app".into()],
-                cycle_id: "c-1".into(),
-                since: now,
-                attempts: 5,
-                last_error: "it exited".into(),
-                containers: vec![],
-            }],
-            ..Overview::default()
-        };
-        let json = status_json(&overview);
-        assert_eq!(json["stranded"], serde_json::json!(["b"]));
-        assert_eq!(json["cycles"]["done"], 3);
-    }
-
-    /// Whether the server closed `stream` (a read ends) within `limit`.
-    async fn closed_within(stream: &mut tokio::net::TcpStream, limit: Duration) -> bool {
-        use tokio::io::AsyncReadExt;
-        let mut buf = [0u8; 64];
-        matches!(
-            tokio::time::timeout(limit, stream.read(&mut buf)).await,
-            Ok(Ok(0) | Err(_))
-        )
-    }
-
-    #[tokio::test]
-    async fn idle_connections_are_limited_and_closed() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        use tokio::net::TcpStream;
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let cancel = CancellationToken::new();
-        let controller = felhom_quiesce::Controller::new(
-            felhom_quiesce::Collaborators::in_memory(
-                None,
-                Arc::new(felhom_stacks::fake::FakeStacks::default()),
-                Arc::new(felhom_marker::fake::FakeState::default()),
-            ),
-            felhom_quiesce::CycleConfig::default(),
-        );
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let state = StateView::open(tmp.path().join("state")).expect("state dir");
-        let served = Served {
-            controller,
-            metrics: Arc::new(Metrics::new(Duration::from_secs(1800))),
-            state: Arc::new(state),
-        };
-        tokio::spawn(accept(listener, served, cancel.clone()));
-        // Idle connections that never send a byte take every slot...
-        let mut idle = Vec::new();
-        for _ in 0..MAX_CONNECTIONS {
-            idle.push(TcpStream::connect(addr).await.expect("connect"));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        // ...so one more is closed at once, not kept open beside them.
-        let mut extra = TcpStream::connect(addr).await.expect("connect");
-        assert!(closed_within(&mut extra, Duration::from_secs(3)).await);
-        // Each idle one is closed after the header timeout (bound generous: it catches a hang).
-        for stream in &mut idle {
-            assert!(closed_within(stream, HEADER_TIMEOUT * 3).await);
-        }
-        // And the endpoint answers again.
-        let mut client = TcpStream::connect(addr).await.expect("connect");
-        client
-            .write_all(b"GET /status HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-            .await
-            .expect("write");
-        let mut answer = String::new();
-        client.read_to_string(&mut answer).await.expect("read");
-        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-        cancel.cancel();
-    }
-}
+mod tests;

@@ -2,6 +2,7 @@
 //! quiesce controller and runs one command (SPEC §5). Everything that decides anything lives in
 //! the library crates; this file only wires.
 
+mod brief;
 mod commands;
 mod config;
 mod counted;
@@ -90,6 +91,7 @@ fn main() -> ExitCode {
         }
     };
     init_logging(cli.log_format);
+    no_core_dumps();
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -121,14 +123,29 @@ fn main() -> ExitCode {
     }
 }
 
-/// Removes the `FELHOM_` variables (the agent's token among them) from the environment once
-/// the config is read, so that no child process (compose, docker) inherits them. Done before
-/// the runtime starts its threads: the process is still single-threaded here.
+/// Removes the `FELHOM_` variables (the agent's token among them) and the path of systemd's
+/// credentials from the environment once the config is read, so that no child process
+/// (compose, docker) inherits them. Done before the runtime starts its threads: the process is
+/// still single-threaded here.
 fn forget_environment() {
     for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("FELHOM_") {
+        let key_text = key.to_string_lossy();
+        if key_text.starts_with("FELHOM_") || key_text == "CREDENTIALS_DIRECTORY" {
             std::env::remove_var(key);
         }
+    }
+}
+
+/// Makes the process non-dumpable (`PR_SET_DUMPABLE 0`) before the config, and with it the
+/// agent's token, is read: no core dump on a crash or on the watchdog's SIGABRT (in an LXC
+/// guest the host's `core_pattern` decides where a core goes), and no ptrace or
+/// `/proc/<pid>/mem` by other processes without `CAP_SYS_PTRACE`. The units add
+/// `LimitCORE=0`. The compose and docker children are dumpable again after their exec; they
+/// never see the token.
+fn no_core_dumps() {
+    use rustix::process::{set_dumpable_behavior, DumpableBehavior};
+    if let Err(e) = set_dumpable_behavior(DumpableBehavior::NotDumpable) {
+        tracing::warn!("could not make the process non-dumpable (PR_SET_DUMPABLE): {e}");
     }
 }
 

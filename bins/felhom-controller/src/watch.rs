@@ -2,6 +2,7 @@
 //! (`STATUS=`, `WATCHDOG=1`, `EXTEND_TIMEOUT_USEC` while a stop resumes stacks), metrics, and
 //! `[notify]` events. Every call only queues or sets something: nothing here may delay a cycle.
 
+use crate::brief;
 use crate::metrics::Metrics;
 use crate::systemd;
 use felhom_notify::{Event, EventKind, Notifier};
@@ -128,15 +129,11 @@ impl Observer for Watch {
         let Some(notifier) = &self.notifier else {
             return;
         };
-        let Some(kind) = event_kind(notice.event) else {
+        let Some(event) = event_of(notice) else {
             tracing::debug!(event = ?notice.event, "a notice of a kind this build does not send");
             return;
         };
-        let mut event = Event::new(kind, notice.message.clone());
-        event.cycle_id = notice.cycle_id.clone();
-        event.outcome = notice.outcome.clone();
-        event.stacks = notice.stacks.clone();
-        event.stranded = notice.stranded.clone();
+        let kind = event.event;
         notifier.send(event);
         // The dead-man's switch hears of every cycle's end, whatever `events` says; a
         // recovered cycle took no backup (docs/decisions.md, "Notifications").
@@ -148,6 +145,37 @@ impl Observer for Watch {
             _ => {}
         }
     }
+}
+
+/// The event sent for `notice`: its fields, and one bounded line of the controller's own
+/// words. A notification may go to a public ntfy topic: it never carries an app's output.
+fn event_of(notice: &Notice) -> Option<Event> {
+    let kind = event_kind(notice.event)?;
+    let mut event = Event::new(kind, notice_message(notice));
+    event.cycle_id = notice.cycle_id.clone();
+    event.outcome = notice.outcome.clone();
+    event.stacks = notice.stacks.clone();
+    event.stranded = notice.stranded.clone();
+    Some(event)
+}
+
+/// A failed cycle is told from its fields: the quiesce crate's message appends the cycle's
+/// first error, which may be a failed start's with the container's log lines. The other
+/// notices' messages are the controller's own words (stack names, times, paths), cut to one
+/// line all the same. The errors themselves stay in the journal and the history.
+fn notice_message(notice: &Notice) -> String {
+    if notice.event != NoticeKind::Failed {
+        return brief::one_line(&notice.message);
+    }
+    let mut message = format!(
+        "backup cycle ended {}",
+        notice.outcome.as_deref().unwrap_or("without a backup")
+    );
+    if !notice.stranded.is_empty() {
+        message.push_str(&format!("; stranded: {}", notice.stranded.join(", ")));
+    }
+    message.push_str("; why: `felhom-controller status` and the journal on the guest");
+    brief::one_line(&message)
 }
 
 fn event_kind(kind: NoticeKind) -> Option<EventKind> {
@@ -177,5 +205,74 @@ fn status_line(overview: &Overview) -> String {
         (Some(p), _) => format!("cycle: {p}"),
         (None, Some(at)) => format!("idle; next due check at {}", at.format("%H:%M:%S UTC")),
         (None, None) => "idle".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn notice(event: NoticeKind, message: &str) -> Notice {
+        Notice {
+            event,
+            cycle_id: Some("c-1".into()),
+            outcome: Some("failed".into()),
+            stacks: vec!["notes".into(), "photos".into()],
+            stranded: vec!["notes".into()],
+            message: message.to_owned(),
+        }
+    }
+
+    /// The quiesce crate's message of a failed cycle whose first error is a failed start.
+    const FAILED: &str = "backup cycle ended failed; stranded: notes; first error: stack \
+        \"notes\": start of container notes-app-1: service \"app\" failed to start (Exited \
+        (1)); its last log lines:\napp-secret-line password=hunter2\nmore app output";
+
+    #[test]
+    fn a_failed_cycle_is_told_in_our_words_without_its_errors() {
+        let event = event_of(&notice(NoticeKind::Failed, FAILED)).expect("sent");
+        assert_eq!(event.event, EventKind::Failed);
+        assert_eq!(
+            event.message,
+            "backup cycle ended failed; stranded: notes; why: `felhom-controller status` and \
+             the journal on the guest"
+        );
+        assert!(!event.message.contains("hunter2") && !event.message.contains("first error"));
+        assert_eq!(event.stacks, ["notes", "photos"]);
+        assert_eq!(event.stranded, ["notes"]);
+        assert_eq!(event.cycle_id.as_deref(), Some("c-1"));
+        assert_eq!(event.outcome.as_deref(), Some("failed"));
+    }
+
+    #[test]
+    fn every_notice_is_one_bounded_line() {
+        for kind in [
+            NoticeKind::Done,
+            NoticeKind::Failed,
+            NoticeKind::Stranded,
+            NoticeKind::Recovered,
+            NoticeKind::EngineUnreachable,
+            NoticeKind::MarkerCorrupt,
+        ] {
+            let long = format!("{}\nsecond line", "x".repeat(5 * brief::MAX_CHARS));
+            let event = event_of(&notice(kind, &long)).expect("sent");
+            assert!(!event.message.contains('\n'), "{kind:?}: {}", event.message);
+            assert!(
+                event.message.chars().count() <= brief::MAX_CHARS + 4,
+                "{kind:?}: {}",
+                event.message
+            );
+            assert!(!event.message.contains("second line"), "{kind:?}");
+        }
+        // A message of ours that fits is sent as it is.
+        let event = event_of(&notice(
+            NoticeKind::Recovered,
+            "recovered an interrupted cycle: 2 stack(s) started again",
+        ))
+        .expect("sent");
+        assert_eq!(
+            event.message,
+            "recovered an interrupted cycle: 2 stack(s) started again"
+        );
     }
 }

@@ -1,11 +1,11 @@
 //! Builds the real collaborators from the config and hands them to the quiesce controller.
 
-use crate::config::Config;
+use crate::config::{Config, TokenSource};
 use crate::counted::{Counted, EngineWatch};
 use crate::metrics::Metrics;
 use crate::watch::Watch;
 use anyhow::{Context, Result};
-use felhom_agentapi::{AgentApi, AgentClient, ClientConfig, ConfigError, Token};
+use felhom_agentapi::{AgentApi, AgentClient, ClientConfig, ConfigError};
 use felhom_marker::{StateDir, StateView};
 use felhom_notify::Notifier;
 use felhom_quiesce::{Collaborators, Controller, CycleConfig, Observer};
@@ -24,11 +24,8 @@ pub(crate) fn agent_client(config: &Config) -> Result<Option<AgentClient>> {
     let Some(a) = &config.agent else {
         return Ok(None);
     };
-    let token = match (&a.token, &a.token_file) {
-        (Some(t), _) => Token::new(t.clone()),
-        (None, Some(file)) => Token::from_file(file).context("agent.token_file")?,
-        (None, None) => anyhow::bail!("agent: no token configured"),
-    };
+    let token = a.token.load()?;
+    tracing::debug!("the agent's token: from {}", a.token);
     let client = AgentClient::new(ClientConfig {
         url: a.url.clone(),
         token,
@@ -36,26 +33,30 @@ pub(crate) fn agent_client(config: &Config) -> Result<Option<AgentClient>> {
         connect_timeout: a.connect_timeout,
         request_timeout: a.request_timeout,
     })
-    .map_err(|e| {
-        let key = config_key(&e, &a.url);
-        anyhow::Error::new(e).context(key)
-    })?;
+    .map_err(|e| refused(e, &a.url, &a.token))?;
     Ok(Some(client))
 }
 
-/// The config key of what the agent client refused (the library names the setting, not
-/// this binary's key for it).
-fn config_key(error: &ConfigError, url: &str) -> &'static str {
-    match error {
-        ConfigError::InvalidUrl { .. } if url.contains('@') => {
-            "agent.url (the token goes in agent.token or agent.token_file)"
+/// What the agent client refused, named by its config key (the library names the setting,
+/// not this binary's key for it). A refused URL is not shown: the library's message quotes it,
+/// and it may carry a secret (`https://user:token@host`); its reason is enough.
+fn refused(error: ConfigError, url: &str, token: &TokenSource) -> anyhow::Error {
+    let key = match &error {
+        ConfigError::InvalidUrl { reason, .. } => {
+            let key = if url.contains('@') {
+                "agent.url (the token goes in agent.token or agent.token_file)"
+            } else {
+                "agent.url"
+            };
+            return anyhow::anyhow!("{key}: {reason} (the URL is not shown)");
         }
-        ConfigError::InvalidUrl { .. } => "agent.url",
-        ConfigError::InvalidPin { .. } => "agent.pin_sha256",
-        ConfigError::InvalidToken { .. } => "agent.token / agent.token_file",
-        ConfigError::TokenFile { .. } => "agent.token_file",
-        _ => "agent",
-    }
+        ConfigError::InvalidPin { .. } => "agent.pin_sha256".to_owned(),
+        ConfigError::InvalidToken { .. } | ConfigError::TokenFile { .. } => {
+            format!("the agent's token (from {token})")
+        }
+        _ => "agent".to_owned(),
+    };
+    anyhow::Error::new(error).context(key)
 }
 
 /// The agent client as the controller sees it.

@@ -76,6 +76,7 @@ fn running(names: &[&str]) -> Vec<RunningStack> {
             name: (*n).to_owned(),
             services: vec!["app".into()],
             containers: vec![container(n, "app")],
+            policy: Default::default(),
         })
         .collect()
 }
@@ -823,6 +824,7 @@ async fn only_the_containers_we_stopped_are_started_again() {
             name: "alpha".into(),
             services: vec!["web".into(), "worker".into()],
             containers: all.clone(),
+            policy: Default::default(),
         }])
     });
     let first = Arc::new(Mutex::new(true));

@@ -76,6 +76,7 @@ impl Stacks for TimedStacks {
                 name: (*n).to_owned(),
                 services: vec!["app".into()],
                 containers: vec![app(n)],
+                policy: Default::default(),
             })
             .collect())
     }

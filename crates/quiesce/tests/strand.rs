@@ -573,6 +573,7 @@ impl Stacks for Hung {
             name: "alpha".into(),
             services: vec!["app".into()],
             containers: vec![app()],
+            policy: Default::default(),
         }])
     }
     async fn is_running(&self, _stack: &str) -> Result<bool, StacksError> {

@@ -5,6 +5,7 @@
 use super::tests::{file, jailed, load};
 use super::*;
 use crate::errors;
+use figment::providers::{Format, Toml};
 
 /// The sections of the file and the keys of each, asked of the parser itself: an unknown key
 /// makes serde list the known ones.
@@ -162,4 +163,18 @@ fn a_bad_notify_value_names_its_key_and_hides_the_url() {
         errors::chain(err.as_ref()).contains("everything"),
         "{err:#}"
     );
+}
+
+#[test]
+fn the_units_name_the_credential_the_binary_reads_and_dump_no_core() {
+    for unit in [
+        "deploy/systemd/felhom-controller.service",
+        "deploy/systemd/felhom-controller-recover.service",
+    ] {
+        let text = repo_file(unit);
+        let has = |line: &str| text.lines().any(|l| l == line);
+        assert!(has("LimitCORE=0"), "{unit} lacks LimitCORE=0");
+        let example = format!("#LoadCredential={CREDENTIAL}:/etc/felhom/agent.token");
+        assert!(has(&example), "{unit} lacks {example}");
+    }
 }
