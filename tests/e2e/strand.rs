@@ -125,7 +125,8 @@ fn once_killed_while_the_daemon_idles_is_recovered_within_two_due_polls() {
     // Never due: only the daemon's tick can find the orphan.
     rig.agent.set_due(DueMode::Never);
     let mut daemon = rig.spawn(&["run"]);
-    daemon.wait_log("felhom-controller running");
+    // Its start-up recovery holds the cycle lock for a moment: `once` comes after it.
+    daemon.wait_log("the start-up recovery is done");
     let mut once = rig.spawn(&["once", "--force"]);
     once.wait_log("backup started");
     // The daemon leaves a live process's marker alone.

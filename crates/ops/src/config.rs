@@ -1,10 +1,14 @@
 //! The configuration file (SPEC §5): TOML, every key overridable as `FELHOM_<SECTION>__<KEY>`.
 //! Parsed once, into the libraries' own types (a [`Pin`], a [`ComposeChoice`], a socket
-//! address); the section defaults are the libraries' defaults.
+//! address); the section defaults are the libraries' defaults. Every error names the key and
+//! the file (and the line, for the file) and shows no secret (`config/file.rs`).
+//!
+//! `[agent]` is judged apart ([`AgentSetting`]): a daemon whose agent settings are unusable
+//! still recovers markers, retries stranded stacks and serves its metrics; the commands that
+//! need the agent refuse it ([`AgentSetting::usable`]).
 
-use anyhow::{bail, Context, Result};
-use felhom_agentapi::{ClientConfig, Pin, Token};
-use felhom_quiesce::CycleConfig;
+use felhom_agentapi::{AgentClient, ClientConfig, Pin, Token};
+use felhom_quiesce::{CycleConfig, MIN_CYCLE_GAP};
 use felhom_stacks::{ComposeChoice, StacksConfig};
 use figment::providers::{Env, Serialized};
 use figment::Figment;
@@ -15,6 +19,31 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
+
+/// Why the configuration cannot be used. Every message names the key (and, for the file, the
+/// file and the line) and shows no secret, whatever is wrong.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The configuration file does not exist.
+    #[error("configuration file {} does not exist", path.display())]
+    Missing {
+        /// The file looked for.
+        path: PathBuf,
+    },
+    /// The file, or a value in it or in the environment, is not accepted: what and where.
+    #[error("{0}")]
+    Invalid(String),
+    /// The agent client refused a setting of `[agent]`; `key` names it, the source says why.
+    #[error("{key}")]
+    Agent {
+        /// The setting (`agent.url`, `the agent's token (from agent.token_file …)`, ...).
+        key: String,
+        /// What the client said of it.
+        #[source]
+        source: felhom_agentapi::ConfigError,
+    },
+}
 
 /// The variable that holds the agent's token (for tests: docs/configuration.md says why not in
 /// a unit). It is read apart, as the string it is: figment reads a value that looks like a
@@ -27,27 +56,74 @@ const NOT_KEYS: [&str; 2] = ["config", "log_format"];
 
 /// The longest duration any key accepts. Anything longer is a typo (`"300000000000y"`), and
 /// would overflow the clock arithmetic of the cycle.
-pub(crate) const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
 
 /// The default location of the configuration file.
-pub(crate) const DEFAULT_PATH: &str = "/etc/felhom/controller.toml";
+pub const DEFAULT_PATH: &str = "/etc/felhom/controller.toml";
 
-/// The whole file.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Config {
-    /// Absent: the guest is not provisioned, the loop stays off.
-    #[serde(default)]
-    pub agent: Option<AgentSection>,
-    #[serde(default)]
+/// The whole configuration, from the file and the environment.
+#[derive(Debug)]
+pub struct Config {
+    /// `[agent]`: absent (the guest is not provisioned, the loop stays off), usable, or not.
+    pub agent: AgentSetting,
+    /// `[stacks]`.
     pub stacks: StacksSection,
-    #[serde(default)]
+    /// `[quiesce]`.
     pub quiesce: QuiesceSection,
-    #[serde(default)]
+    /// `[status]`.
     pub status: StatusSection,
-    /// Absent: no notifications. Checked by `felhom-notify` (its errors name the key).
-    #[serde(default)]
+    /// `[notify]`; absent: no notifications. Checked by `felhom-notify` (its errors name the
+    /// key).
     pub notify: Option<felhom_notify::NotifyConfig>,
+}
+
+/// The file's sections as figment reads them; `[agent]` is only skipped here (it is read on
+/// its own, see [`AgentOnly`]), so that its errors cannot make the rest unusable.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    #[allow(dead_code)] // read by `AgentOnly`
+    agent: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    stacks: StacksSection,
+    #[serde(default)]
+    quiesce: QuiesceSection,
+    #[serde(default)]
+    status: StatusSection,
+    #[serde(default)]
+    notify: Option<felhom_notify::NotifyConfig>,
+}
+
+/// `[agent]` alone, read from the same figment: its errors carry the same key paths
+/// (`agent.url`) as when it was part of the whole.
+#[derive(Deserialize)]
+struct AgentOnly {
+    #[serde(default)]
+    agent: Option<AgentSection>,
+}
+
+/// `[agent]` as the configuration has it.
+#[derive(Debug)]
+pub enum AgentSetting {
+    /// No `[agent]`: the guest is not provisioned.
+    Absent,
+    /// A usable `[agent]`.
+    Set(AgentSection),
+    /// An `[agent]` that cannot be used: why (naming the key, the file and the line).
+    Unusable(ConfigError),
+}
+
+impl AgentSetting {
+    /// The section, `None` when absent; the error when it cannot be used, for a command that
+    /// needs the agent or checks the configuration (exit status 2).
+    pub fn usable(&self) -> Result<Option<&AgentSection>, &ConfigError> {
+        match self {
+            AgentSetting::Absent => Ok(None),
+            AgentSetting::Set(section) => Ok(Some(section)),
+            AgentSetting::Unusable(e) => Err(e),
+        }
+    }
 }
 
 /// `[agent]`, checked as a whole: its keys depend on each other (`token` or `token_file`),
@@ -56,12 +132,16 @@ pub(crate) struct Config {
 /// not shown).
 #[derive(Deserialize)]
 #[serde(try_from = "RawAgentSection")]
-pub(crate) struct AgentSection {
+pub struct AgentSection {
+    /// `agent.url`, the agent's base URL (`https://`).
     pub url: String,
     /// Where the token comes from; the token itself only ever as a [`Token`].
     pub token: TokenSource,
+    /// `agent.pin_sha256`.
     pub pin_sha256: Pin,
+    /// `agent.connect_timeout`.
     pub connect_timeout: Duration,
+    /// `agent.request_timeout`.
     pub request_timeout: Duration,
 }
 
@@ -84,12 +164,12 @@ impl fmt::Debug for AgentSection {
 
 /// The systemd credential that holds the agent's token: `LoadCredential=agent-token:<file>`
 /// in the unit, read from `$CREDENTIALS_DIRECTORY/agent-token`.
-pub(crate) const CREDENTIAL: &str = "agent-token";
+pub const CREDENTIAL: &str = "agent-token";
 
 /// Where the agent's token comes from (docs/configuration.md, "The agent's token"). Its
 /// `Debug` shows no secret: the token itself is held only as a [`Token`].
 #[derive(Debug)]
-pub(crate) enum TokenSource {
+pub enum TokenSource {
     /// `agent.token` or `FELHOM_AGENT__TOKEN`: the token itself.
     Inline(Token),
     /// `agent.token_file`: a file read when the client is built.
@@ -101,12 +181,14 @@ pub(crate) enum TokenSource {
 
 impl TokenSource {
     /// The token. A file's error names the file, never its content.
-    pub(crate) fn load(&self) -> Result<Token> {
+    pub fn load(&self) -> Result<Token, ConfigError> {
         match self {
             TokenSource::Inline(token) => Ok(token.clone()),
-            TokenSource::File(path) | TokenSource::Credential(path) => {
-                Token::from_file(path).with_context(|| self.to_string())
-            }
+            TokenSource::File(path) | TokenSource::Credential(path) => Token::from_file(path)
+                .map_err(|source| ConfigError::Agent {
+                    key: format!("the agent's token (from {self})"),
+                    source,
+                }),
         }
     }
 }
@@ -188,7 +270,7 @@ impl TryFrom<RawAgentSection> for AgentSection {
             ("agent.connect_timeout", raw.connect_timeout),
             ("agent.request_timeout", raw.request_timeout),
         ] {
-            nonzero(key, d).map_err(|e| e.to_string())?;
+            bounded(key, d)?;
         }
         Ok(AgentSection {
             url: raw.url,
@@ -200,17 +282,59 @@ impl TryFrom<RawAgentSection> for AgentSection {
     }
 }
 
+impl AgentSection {
+    /// The agent client these settings describe: the token read (from its file or
+    /// credential), the URL judged. An error names the key to fix.
+    pub fn client(&self) -> Result<AgentClient, ConfigError> {
+        let token = self.token.load()?;
+        tracing::debug!("the agent's token: from {}", self.token);
+        AgentClient::new(ClientConfig {
+            url: self.url.clone(),
+            token,
+            pin: self.pin_sha256,
+            connect_timeout: self.connect_timeout,
+            request_timeout: self.request_timeout,
+        })
+        .map_err(|e| self.refused(e))
+    }
+
+    /// What the agent client refused, named by its config key (the client names the setting,
+    /// not this file's key for it).
+    fn refused(&self, source: felhom_agentapi::ConfigError) -> ConfigError {
+        use felhom_agentapi::ConfigError as Refused;
+        let key = match &source {
+            Refused::InvalidUrl { .. } if self.url.contains('@') => {
+                "agent.url (the token goes in agent.token or agent.token_file)".to_owned()
+            }
+            Refused::InvalidUrl { .. } => "agent.url".to_owned(),
+            Refused::InvalidPin { .. } => "agent.pin_sha256".to_owned(),
+            Refused::InvalidToken { .. } | Refused::TokenFile { .. } => {
+                format!("the agent's token (from {})", self.token)
+            }
+            _ => "agent".to_owned(),
+        };
+        ConfigError::Agent { key, source }
+    }
+}
+
+/// `[stacks]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct StacksSection {
+pub struct StacksSection {
+    /// `stacks.root`: where the deployed stacks' directories are.
     pub root: PathBuf,
+    /// `stacks.protected`, as written (see [`Config::protected`]).
     pub protected: Vec<String>,
+    /// `stacks.compose`.
     #[serde(deserialize_with = "parsed")]
     pub compose: ComposeChoice,
+    /// `stacks.stop_timeout`.
     #[serde(with = "humantime_serde")]
     pub stop_timeout: Duration,
+    /// `stacks.start_timeout`.
     #[serde(with = "humantime_serde")]
     pub start_timeout: Duration,
+    /// `stacks.parallelism`.
     pub parallelism: usize,
 }
 
@@ -228,20 +352,29 @@ impl Default for StacksSection {
     }
 }
 
+/// `[quiesce]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct QuiesceSection {
+pub struct QuiesceSection {
+    /// `quiesce.enabled`.
     pub enabled: bool,
+    /// `quiesce.state_dir`: the marker, the lock, the history, the stranded stacks.
     pub state_dir: PathBuf,
+    /// `quiesce.due_poll_interval`.
     #[serde(with = "humantime_serde")]
     pub due_poll_interval: Duration,
+    /// `quiesce.status_poll_interval`.
     #[serde(with = "humantime_serde")]
     pub status_poll_interval: Duration,
+    /// `quiesce.max_quiesce`.
     #[serde(with = "humantime_serde")]
     pub max_quiesce: Duration,
+    /// `quiesce.resume_on_snapshot`.
     pub resume_on_snapshot: bool,
+    /// `quiesce.min_cycle_interval`.
     #[serde(with = "humantime_serde")]
     pub min_cycle_interval: Duration,
+    /// `quiesce.failure_cooldown`.
     #[serde(with = "humantime_serde")]
     pub failure_cooldown: Duration,
 }
@@ -265,14 +398,15 @@ impl Default for QuiesceSection {
 /// Where the marker, the lock and the history live (SPEC §5).
 const DEFAULT_STATE_DIR: &str = "/var/lib/felhom-controller";
 
+/// `[status]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct StatusSection {
-    /// `""` turns the endpoint off.
+pub struct StatusSection {
+    /// `status.listen`; `""` turns the endpoint off.
     #[serde(deserialize_with = "parsed")]
     pub listen: Listen,
-    /// Whether `listen` may be an address other hosts reach: the endpoint has no
-    /// authentication, so that takes a decision of its own.
+    /// `status.allow_remote`: whether `listen` may be an address other hosts reach: the
+    /// endpoint has no authentication, so that takes a decision of its own.
     pub allow_remote: bool,
 }
 
@@ -287,7 +421,7 @@ impl Default for StatusSection {
 
 /// `status.listen`: the address of the status endpoint, or `None` when it is off (`""`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Listen(pub Option<SocketAddr>);
+pub struct Listen(pub Option<SocketAddr>);
 
 impl FromStr for Listen {
     type Err = std::net::AddrParseError;
@@ -337,21 +471,15 @@ fn request_timeout() -> Duration {
 }
 
 impl Config {
-    /// Reads `path` (which must exist when given explicitly) and the `FELHOM_` environment,
-    /// then validates. Every error names the key and the file (and the line, for the file);
-    /// none shows a secret's value, whatever is wrong (`config/file.rs`).
-    pub(crate) fn load(path: Option<&Path>) -> Result<Config> {
-        let file = match path {
-            Some(p) => p.to_path_buf(),
-            None => PathBuf::from(DEFAULT_PATH),
-        };
-        // Said plainly, with what to do: figment's own words for it are an I/O error.
+    /// Reads `path` (default [`DEFAULT_PATH`]) and the `FELHOM_` environment, then validates.
+    /// Every error names the key and the file (and the line, for the file); none shows a
+    /// secret's value, whatever is wrong (`config/file.rs`). An unusable `[agent]` is no error
+    /// here: it is [`AgentSetting::Unusable`].
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let file = path.map_or_else(|| PathBuf::from(DEFAULT_PATH), Path::to_path_buf);
+        // Said plainly: figment's own words for it are an I/O error.
         if !file.exists() {
-            bail!(
-                "configuration file {} does not exist (the package installs a commented \
-                 sample there; or name one with --config or FELHOM_CONFIG)",
-                file.display()
-            );
+            return Err(ConfigError::Missing { path: file });
         }
         let toml = TomlFile::read(&file)?;
         let mut figment = Figment::new().merge(&toml).merge(
@@ -363,7 +491,7 @@ impl Config {
         if let Some(token) = std::env::var_os(TOKEN_VAR) {
             let token = token
                 .into_string()
-                .map_err(|_| anyhow::anyhow!("{TOKEN_VAR} is not valid UTF-8"))?;
+                .map_err(|_| ConfigError::Invalid(format!("{TOKEN_VAR} is not valid UTF-8")))?;
             // systemd sets INVOCATION_ID for what it runs: a unit's environment is readable by
             // every local user (systemd.exec(5), "Environment=").
             if std::env::var_os("INVOCATION_ID").is_some() {
@@ -375,81 +503,143 @@ impl Config {
             }
             figment = figment.merge(Serialized::default("agent.token", token));
         }
-        let config: Config = figment
-            .extract()
-            .map_err(|e| anyhow::anyhow!("{}", toml.describe(e)))?;
+        let described = |e: figment::Error| ConfigError::Invalid(toml.describe(e));
+        let sections: FileConfig = figment.extract().map_err(described)?;
+        let agent = match figment.extract::<AgentOnly>() {
+            Ok(AgentOnly { agent: None }) => AgentSetting::Absent,
+            Ok(AgentOnly { agent: Some(a) }) => AgentSetting::Set(a),
+            Err(e) => AgentSetting::Unusable(described(e)),
+        };
+        let config = Config {
+            agent,
+            stacks: sections.stacks,
+            quiesce: sections.quiesce,
+            status: sections.status,
+            notify: sections.notify,
+        };
         config
             .validate()
-            .with_context(|| format!("in {}", file.display()))?;
+            .map_err(|e| ConfigError::Invalid(format!("{e} (in {})", file.display())))?;
         Ok(config)
     }
 
-    fn validate(&self) -> Result<()> {
+    fn validate(&self) -> Result<(), String> {
         for name in &self.stacks.protected {
-            felhom_stacks::validate_name(name)
-                .map_err(|e| anyhow::anyhow!("stacks.protected: {e}"))?;
+            felhom_stacks::validate_name(name).map_err(|e| format!("stacks.protected: {e}"))?;
         }
         if self.stacks.parallelism == 0 {
-            bail!("stacks.parallelism = 0: it must be at least 1");
+            return Err("stacks.parallelism = 0: it must be at least 1".to_owned());
         }
-        nonzero("stacks.stop_timeout", self.stacks.stop_timeout)?;
-        nonzero("stacks.start_timeout", self.stacks.start_timeout)?;
-        nonzero("quiesce.due_poll_interval", self.quiesce.due_poll_interval)?;
-        nonzero(
-            "quiesce.status_poll_interval",
-            self.quiesce.status_poll_interval,
-        )?;
-        nonzero("quiesce.max_quiesce", self.quiesce.max_quiesce)?;
+        let (s, q) = (&self.stacks, &self.quiesce);
+        for (key, d, may_be_zero) in [
+            ("stacks.stop_timeout", s.stop_timeout, false),
+            ("stacks.start_timeout", s.start_timeout, false),
+            ("quiesce.due_poll_interval", q.due_poll_interval, false),
+            (
+                "quiesce.status_poll_interval",
+                q.status_poll_interval,
+                false,
+            ),
+            ("quiesce.max_quiesce", q.max_quiesce, false),
+            ("quiesce.min_cycle_interval", q.min_cycle_interval, true),
+            ("quiesce.failure_cooldown", q.failure_cooldown, true),
+        ] {
+            if may_be_zero {
+                within_max(key, d)?;
+            } else {
+                bounded(key, d)?;
+            }
+        }
         if let Some(addr) = self.status.listen.0 {
             if !addr.ip().is_loopback() && !self.status.allow_remote {
-                bail!(
+                return Err(format!(
                     "status.listen = \"{addr}\" is not a loopback address: /status and /metrics \
                      have no authentication; set status.allow_remote = true to serve them to \
                      other hosts (docs/configuration.md says what they show), or listen on \
                      127.0.0.1"
-                );
-            }
-        }
-        for (key, d) in self.durations() {
-            if d > MAX_DURATION {
-                bail!(
-                    "{key} = {}: longer than the most any duration may be ({})",
-                    humantime::format_duration(d),
-                    humantime::format_duration(MAX_DURATION)
-                );
+                ));
             }
         }
         Ok(())
     }
 
-    /// Every duration of the file, with its key.
-    fn durations(&self) -> Vec<(&'static str, Duration)> {
-        let (s, q) = (&self.stacks, &self.quiesce);
-        let mut all = vec![
-            ("stacks.stop_timeout", s.stop_timeout),
-            ("stacks.start_timeout", s.start_timeout),
-            ("quiesce.due_poll_interval", q.due_poll_interval),
-            ("quiesce.status_poll_interval", q.status_poll_interval),
-            ("quiesce.max_quiesce", q.max_quiesce),
-            ("quiesce.min_cycle_interval", q.min_cycle_interval),
-            ("quiesce.failure_cooldown", q.failure_cooldown),
-        ];
-        if let Some(a) = &self.agent {
-            all.push(("agent.connect_timeout", a.connect_timeout));
-            all.push(("agent.request_timeout", a.request_timeout));
-        }
-        all
+    /// The protected stacks, as the stacks crate decides them from `stacks.protected`.
+    pub fn protected(&self) -> Vec<String> {
+        felhom_stacks::protected_stacks(&self.stacks.protected)
     }
 
-    /// The protected stacks, as the stacks crate decides them from `stacks.protected`.
-    pub(crate) fn protected(&self) -> Vec<String> {
-        felhom_stacks::protected_stacks(&self.stacks.protected)
+    /// The stacks manager's settings.
+    pub fn stacks_config(&self) -> StacksConfig {
+        StacksConfig {
+            root: self.stacks.root.clone(),
+            protected: self.protected(),
+            compose: self.stacks.compose,
+            stop_timeout: self.stacks.stop_timeout,
+            start_timeout: self.stacks.start_timeout,
+            ..StacksConfig::default()
+        }
+    }
+
+    /// The cycle's knobs from `[quiesce]` and `[stacks]`; the caller says who runs it
+    /// ([`CycleConfig::for_daemon`], [`CycleConfig::for_command`]).
+    pub fn cycle_config(&self) -> CycleConfig {
+        let q = &self.quiesce;
+        CycleConfig {
+            enabled: q.enabled,
+            due_poll_interval: q.due_poll_interval,
+            status_poll_interval: q.status_poll_interval,
+            max_quiesce: q.max_quiesce,
+            resume_on_snapshot: q.resume_on_snapshot,
+            min_cycle_interval: q.min_cycle_interval,
+            failure_cooldown: q.failure_cooldown,
+            parallelism: self.stacks.parallelism,
+            start_call_timeout: CycleConfig::start_call_timeout_for(
+                self.stacks.start_timeout,
+                self.stacks.stop_timeout,
+            ),
+            ..CycleConfig::default()
+        }
+    }
+
+    /// What the file asks for that the controller does otherwise, each naming its key: a gap
+    /// between cycles below the floor [`MIN_CYCLE_GAP`] is raised to it. Said by `check` and
+    /// at the daemon's start.
+    pub fn notes(&self) -> Vec<String> {
+        let q = &self.quiesce;
+        [
+            ("quiesce.min_cycle_interval", q.min_cycle_interval),
+            ("quiesce.failure_cooldown", q.failure_cooldown),
+        ]
+        .into_iter()
+        .filter(|(_, d)| *d < MIN_CYCLE_GAP)
+        .map(|(key, d)| {
+            format!(
+                "{key} = {} is below the floor of {} between two cycles: cycles start at least \
+                 {} apart",
+                humantime::format_duration(d),
+                humantime::format_duration(MIN_CYCLE_GAP),
+                humantime::format_duration(MIN_CYCLE_GAP)
+            )
+        })
+        .collect()
     }
 }
 
-fn nonzero(key: &str, d: Duration) -> Result<()> {
+/// `d` is longer than zero and not longer than [`MAX_DURATION`].
+fn bounded(key: &str, d: Duration) -> Result<(), String> {
     if d.is_zero() {
-        bail!("{key} = 0s: it must be longer than zero");
+        return Err(format!("{key} = 0s: it must be longer than zero"));
+    }
+    within_max(key, d)
+}
+
+fn within_max(key: &str, d: Duration) -> Result<(), String> {
+    if d > MAX_DURATION {
+        return Err(format!(
+            "{key} = {}: longer than the most any duration may be ({})",
+            humantime::format_duration(d),
+            humantime::format_duration(MAX_DURATION)
+        ));
     }
     Ok(())
 }
