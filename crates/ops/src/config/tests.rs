@@ -276,3 +276,42 @@ fn what_the_agent_client_refuses_is_named_by_its_config_key() {
     let message = chain(&e);
     assert!(message.starts_with("agent.url: "), "{message}");
 }
+
+#[test]
+fn an_unusable_agent_section_leaves_the_rest_of_the_file_usable() {
+    let f = file(
+        "[agent]\nurl = \"https://x\"\ntoken = \"t\"\npin_sha256 = \"00\"\n\
+         [quiesce]\nmax_quiesce = \"10m\"\n",
+    );
+    let c = jailed(|| Config::load(Some(f.path()))).expect("the rest loads");
+    assert_eq!(c.quiesce.max_quiesce, Duration::from_secs(600));
+    let AgentSetting::Unusable(e) = &c.agent else {
+        panic!("{:?}", c.agent);
+    };
+    let message = chain(e);
+    assert!(message.contains("agent.pin_sha256"), "{message}");
+    assert!(
+        message.contains(&format!("{} line", f.path().display())),
+        "{message}"
+    );
+    assert!(c.agent.usable().is_err());
+}
+
+#[test]
+fn a_gap_below_the_floor_is_noted_naming_its_key() {
+    let c =
+        load("[quiesce]\nmin_cycle_interval = \"1m\"\nfailure_cooldown = \"0s\"\n").expect("valid");
+    let notes = c.notes();
+    assert_eq!(notes.len(), 2, "{notes:?}");
+    assert!(
+        notes[0].starts_with("quiesce.min_cycle_interval = 1m is below the floor of 5m"),
+        "{notes:?}"
+    );
+    assert!(
+        notes[1].starts_with("quiesce.failure_cooldown = 0s"),
+        "{notes:?}"
+    );
+    // The knob itself is handed over as written: the floor is the loop's to apply.
+    assert_eq!(c.cycle_config().min_cycle_interval, Duration::from_secs(60));
+    assert!(load("").expect("defaults").notes().is_empty());
+}
