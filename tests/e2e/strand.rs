@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 
 use felhom_devagent::{DueMode, Fault};
 use felhom_e2e::{
-    container, free_port, http_get, run_controller, Agent, ConfigFile, Controller, EngineProxy,
-    Env, WAIT,
+    container, http_get, run_controller, Agent, ConfigFile, Controller, EngineProxy, Env, WAIT,
 };
 use felhom_marker::Outcome;
 
@@ -208,11 +207,9 @@ fn recover_waits_for_the_engine_up_to_max_quiesce_then_keeps_the_marker() {
 
 #[test]
 fn a_stranded_stack_is_kept_across_a_restart_and_brought_back() {
-    let port = free_port();
-    let rig = Rig::new("strd", |c| {
-        c.set("status.listen", format!("127.0.0.1:{port}"))
-    });
+    let rig = Rig::new("strd", |c| c.set("status.listen", "127.0.0.1:0"));
     let mut run = rig.spawn(&["run"]);
+    let port = run.endpoint_port();
     run.wait_log("backup started");
     // While it is down, a directory takes the place of the second app's running flag: the app
     // cannot write it and dies at every start (the same container each time), so it is stranded.
