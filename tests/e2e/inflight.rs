@@ -44,6 +44,13 @@ fn stopping(lines: &[String]) -> bool {
     lines.iter().any(|l| l.ends_with(" stopping"))
 }
 
+/// Waits until the shutdown under way since the app's first `from` log lines ended and the
+/// app started again after it.
+fn wait_shut_down_and_back(env: &Env, app: &str, from: usize) {
+    let what = "the end of its shutdown, then a start";
+    wait_app_log(env, app, from, what, shut_down_and_back);
+}
+
 /// The shutdown that was under way ended, and the app started again after it: no stop is
 /// left that could take it down once it looks back.
 fn shut_down_and_back(lines: &[String]) -> bool {
@@ -90,13 +97,7 @@ fn kill_mid_stop(tag: &str, what: &str, kill: fn(&mut Controller)) {
     agent.set_due(DueMode::Never);
     let recover = run_controller(&config, &["recover"]);
     assert_eq!(recover.code, Some(0), "{recover}");
-    wait_app_log(
-        &env,
-        &app,
-        logged,
-        "the end of its shutdown, then a start",
-        shut_down_and_back,
-    );
+    wait_shut_down_and_back(&env, &app, logged);
     assert_run_again(&before, &format!("after recovering from {what}"));
     assert!(env.marker().is_none());
 }
@@ -117,13 +118,7 @@ fn the_bound_during_a_slow_stop_leaves_no_stack_down() {
     let once = run_controller(&config, &["once", "--force"]);
     assert_eq!(once.code, Some(1), "{once}");
     assert_eq!(once.record().outcome, Outcome::Bounded, "{once}");
-    wait_app_log(
-        &env,
-        &app,
-        logged,
-        "the end of its shutdown, then a start",
-        shut_down_and_back,
-    );
+    wait_shut_down_and_back(&env, &app, logged);
     assert_run_again(&before, "after a bound that ended the wait mid-stop");
     assert!(container(&app).running);
 }

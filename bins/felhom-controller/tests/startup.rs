@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{wait_metric, Notifications, Running, HANG};
+use common::{wait_metric, Running, HANG};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -71,10 +71,7 @@ fn unusable_agent_settings_keep_the_daemon_up_recovering_and_serving_metrics() {
             ),
         )
         .expect("config");
-        let mut sd = Notifications::bind();
-        let mut cmd = common::command(&config, &["run"]);
-        cmd.env("NOTIFY_SOCKET", &sd.path);
-        let mut run = Running::spawn(cmd);
+        let (mut sd, mut run) = common::daemon(&config, &[]);
         let port = run.endpoint_port();
         assert!(
             sd.wait_for("READY=1", HANG).is_some(),
@@ -121,10 +118,7 @@ fn a_busy_status_port_does_not_stop_the_recovery_or_the_daemon() {
         ),
     )
     .expect("config");
-    let mut sd = Notifications::bind();
-    let mut cmd = common::command(&config, &["run"]);
-    cmd.env("NOTIFY_SOCKET", &sd.path);
-    let mut run = Running::spawn(cmd);
+    let (mut sd, mut run) = common::daemon(&config, &[]);
     run.wait_line("the status endpoint is off");
     // The daemon went on to its loop, and the loop recovered the marker.
     assert!(sd.wait_for("READY=1", HANG).is_some(), "{:?}", sd.seen);

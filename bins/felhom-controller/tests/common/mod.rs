@@ -199,6 +199,15 @@ impl Running {
     }
 }
 
+/// `felhom-controller --config <config> run` under a notification socket of the test's own.
+pub(crate) fn daemon(config: &Path, vars: &[(&str, &str)]) -> (Notifications, Running) {
+    let sd = Notifications::bind();
+    let mut cmd = command(config, &["run"]);
+    cmd.env("NOTIFY_SOCKET", &sd.path);
+    cmd.envs(vars.iter().copied());
+    (sd, Running::spawn(cmd))
+}
+
 /// `GET http://127.0.0.1:<port><path>`: the body of a 200 answer, `None` otherwise.
 pub(crate) fn http_get(port: u16, path: &str) -> Option<String> {
     use std::io::{Read, Write};
