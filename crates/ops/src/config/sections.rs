@@ -16,7 +16,7 @@ use std::time::Duration;
 pub struct StacksSection {
     /// `stacks.root`: where the deployed stacks' directories are.
     pub root: PathBuf,
-    /// `stacks.protected`, as written (see [`Config::protected`]).
+    /// `stacks.protected`, as written (see [`super::Config::protected`]).
     pub protected: Vec<String>,
     /// `stacks.compose`.
     #[serde(deserialize_with = "parsed")]
