@@ -115,7 +115,7 @@ impl CountedAgent {
         match &answer {
             Err(e @ AgentError::Unauthorized { .. }) => {
                 if !self.told_token.swap(true, Ordering::Relaxed) {
-                    tracing::warn!("{}", error_chain(e));
+                    tracing::warn!("{}: check agent.token / agent.token_file", error_chain(e));
                 }
             }
             _ => self.told_token.store(false, Ordering::Relaxed),
