@@ -54,8 +54,9 @@ enum Command {
     },
     /// Restart the stacks named in a marker, clear it, and try the stranded stacks again.
     Recover {
-        /// Only when the marker is older than `max_quiesce` plus one minute and no live
-        /// process holds the lock; else do nothing and exit 0 (for a timer).
+        /// Only when the marker is older than `max_quiesce` plus one minute (or dated ahead
+        /// of the clock) and no live process holds the lock; else do nothing and exit 0 (for
+        /// a timer).
         #[arg(long)]
         if_stale: bool,
     },

@@ -76,6 +76,21 @@ impl StateReport {
     }
 
     fn write_text(&self, out: &mut String, due: &DueAnswer) -> std::fmt::Result {
+        self.write_state(out)?;
+        write_due(out, due)?;
+        self.write_history(out)?;
+        let attention = self.needs_attention();
+        if attention.is_empty() {
+            writeln!(out, "attention: nothing needs a person")?;
+        }
+        for why in &attention {
+            writeln!(out, "ATTENTION: {why}")?;
+        }
+        Ok(())
+    }
+
+    /// The marker, the lock's holder, the stranded stacks.
+    fn write_state(&self, out: &mut String) -> std::fmt::Result {
         let look = &self.inspection;
         match &look.marker {
             Ok(None) => writeln!(out, "marker:   none")?,
@@ -119,22 +134,10 @@ impl StateReport {
                 )?;
             }
         }
-        match due {
-            None => writeln!(out, "due:      no agent configured")?,
-            Some(Ok(d)) => writeln!(
-                out,
-                "due:      {}{}{}",
-                if d.due { "now" } else { "not now" },
-                d.reason
-                    .as_ref()
-                    .map(|r| format!(" ({r})"))
-                    .unwrap_or_default(),
-                d.next_due_at
-                    .map(|t| format!(", next at {}", t.to_rfc3339()))
-                    .unwrap_or_default()
-            )?,
-            Some(Err(e)) => writeln!(out, "due:      {e}")?,
-        }
+        Ok(())
+    }
+
+    fn write_history(&self, out: &mut String) -> std::fmt::Result {
         if self.history.is_empty() {
             writeln!(out, "last cycles: none")?;
         } else {
@@ -159,15 +162,29 @@ impl StateReport {
                 )?;
             }
         }
-        let attention = self.needs_attention();
-        if attention.is_empty() {
-            writeln!(out, "attention: nothing needs a person")?;
-        }
-        for why in &attention {
-            writeln!(out, "ATTENTION: {why}")?;
-        }
         Ok(())
     }
+}
+
+/// Whether a backup is due, as the agent said.
+fn write_due(out: &mut String, due: &DueAnswer) -> std::fmt::Result {
+    match due {
+        None => writeln!(out, "due:      no agent configured")?,
+        Some(Ok(d)) => writeln!(
+            out,
+            "due:      {}{}{}",
+            if d.due { "now" } else { "not now" },
+            d.reason
+                .as_ref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default(),
+            d.next_due_at
+                .map(|t| format!(", next at {}", t.to_rfc3339()))
+                .unwrap_or_default()
+        )?,
+        Some(Err(e)) => writeln!(out, "due:      {e}")?,
+    }
+    Ok(())
 }
 
 /// The picture (SVG) of one cycle from its record: a row per stack from the beginning of its
