@@ -31,6 +31,9 @@ pub struct Overview {
     pub marker_corrupt: Option<String>,
     /// A marker that cannot be removed although its stacks run: it needs a person.
     pub marker_stuck: Option<String>,
+    /// Whether the daemon's start-up recovery runs: the loop's first work (a crashed cycle's
+    /// marker, the stranded stacks), which may wait as long as the engine is away.
+    pub recovering: bool,
 }
 
 impl Overview {
