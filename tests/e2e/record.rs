@@ -74,7 +74,20 @@ fn a_container_killed_at_the_end_of_its_grace_is_killed() {
         "it was killed mid-shutdown: {}",
         env.app_log(&app)
     );
+    assert!(
+        once.stderr.contains(&format!(
+            "the backup is not app-consistent for {app}: its capture is killed"
+        )),
+        "{once}"
+    );
     assert_run_again(&before, "after the cycle");
+    // `status` names it until a clean cycle follows.
+    let status = run_controller(&config, &["status"]);
+    assert_eq!(status.code, Some(1), "{status}");
+    assert!(
+        status.stdout.contains(&format!("{app} killed (")),
+        "{status}"
+    );
 }
 
 /// An app that dies 2 s after each start is not "back": each death within `stacks.settle`
