@@ -183,10 +183,12 @@ async fn bring_back(
             Ok(started) => {
                 shared.engine.answers(&shared.shown);
                 noticed(name, &started, report);
+                // Back when its containers ran, not when the settle watch ended: that watch
+                // is the cycle's time, not the app's downtime.
                 report.send(Progress::StackBack {
                     stack: name.clone(),
                     attempt,
-                    at: Utc::now(),
+                    at: started.ready_at.unwrap_or_else(Utc::now),
                 });
                 lock(down).stacks.retain(|s| s != name);
                 shared.stranded.runs(&shared.shown, name).await;

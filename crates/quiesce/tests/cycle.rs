@@ -861,6 +861,44 @@ async fn only_the_containers_we_stopped_are_started_again() {
     assert_eq!(starts, [format!("start alpha {}", web1.id)]);
 }
 
+/// A stack is back when its containers ran (`StartReport::ready_at`), not when the start call
+/// returns after the settle watch: that watch is the cycle's time, not the app's downtime.
+#[tokio::test(start_paused = true)]
+async fn a_stack_is_back_when_its_containers_ran_not_after_the_settle_watch() {
+    let r = rig();
+    let mut s = MockStacks::new();
+    s.expect_running_app_stacks()
+        .returning(|| Ok(running(&["alpha"])));
+    let first = Arc::new(Mutex::new(true));
+    s.expect_running_containers().returning(move |name| {
+        let mut first = first.lock().expect("first");
+        Ok(if std::mem::take(&mut *first) {
+            vec![container(name, "app")]
+        } else {
+            vec![]
+        })
+    });
+    s.expect_stop_containers()
+        .returning(|_, containers, _| Ok(stopped(containers)));
+    s.expect_check_down()
+        .returning(|_, _, _| Ok(DownCheck::default()));
+    let ran = Utc::now() + chrono::Duration::seconds(1);
+    s.expect_start_containers().returning(move |_, _, _| {
+        Ok(StartReport {
+            ready_at: Some(ran),
+            ..StartReport::default()
+        })
+    });
+    let record = r.stacks(s).cycle().await;
+    let alpha = &record.stacks[0];
+    assert_eq!(alpha.started_at, Some(ran), "{record:?}");
+    let began = alpha.stop_started_at.expect("stopped");
+    assert_eq!(
+        alpha.downtime_ms,
+        Some((ran - began).num_milliseconds() as u64)
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn early_resume_on_snapshot_then_the_outcome_is_recorded() {
     let r = rig().answering(vec![

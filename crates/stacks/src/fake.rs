@@ -536,6 +536,7 @@ impl Stacks for FakeStacks {
         report.recreated.dedup();
         drop(slot);
         tokio::time::sleep(self.timing.ready).await;
+        report.ready_at = Some(Utc::now());
         for c in started {
             if self.take_fact(stack, &c.service, Fact::DiesAfterStart) {
                 let now = Utc::now();
@@ -677,7 +678,14 @@ mod tests {
             .start_containers("a", &request, &slots)
             .await
             .expect("start");
-        assert_eq!(started, StartReport::default());
+        assert!(started.ready_at.is_some());
+        assert_eq!(
+            started,
+            StartReport {
+                ready_at: started.ready_at,
+                ..StartReport::default()
+            }
+        );
         assert_eq!(fake.running_now("a"), containers);
         assert_eq!(fake.calls(), ["stop a", "start a db,web"]);
     }

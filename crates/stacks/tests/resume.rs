@@ -85,6 +85,34 @@ fn a_death_within_the_settle_window_is_a_failed_start() {
     });
 }
 
+/// The stack is back when its containers run, not when the settle watch ends: `ready_at`
+/// comes about `settle` before the start call returns.
+#[test]
+fn a_start_reports_when_its_containers_ran_before_the_settle_watch() {
+    let mut root = Root::new(Tool::V2);
+    let name = root.name("ready");
+    root.deploy(
+        &name,
+        "compose.yaml",
+        &format!("services:\n{}", serve("web", &[], "")),
+    );
+    root.up(&name);
+    let stacks = root.stacks_with(|c| c.settle = Duration::from_secs(3));
+    block_on(LIMIT, async {
+        let web = support::stop(&stacks, &name).await.expect("stop");
+        let asked = chrono::Utc::now();
+        let report = support::start(&stacks, &name, &web).await.expect("start");
+        let returned = chrono::Utc::now();
+        let ready = report.ready_at.expect("it ran");
+        assert!(ready >= asked, "{ready} before {asked}");
+        let watched = (returned - ready).to_std().unwrap_or_default();
+        assert!(
+            watched >= Duration::from_millis(2500) && watched < Duration::from_secs(60),
+            "the settle watch came after it ran: {watched:?}"
+        );
+    });
+}
+
 /// Issue 18's test: a 60 s shutdown (grace 90 s) whose stop call was abandoned 2 s in; the
 /// engine goes on stopping it. A start with `stop_may_be_in_flight` (by another instance, as
 /// after a crash) returns only once the container has exited and been started again, without

@@ -77,6 +77,8 @@ impl From<StacksError> for Interrupted {
 struct Noticed {
     already_running: Vec<ContainerRef>,
     waited_for_stop: Vec<ContainerRef>,
+    /// When every container was last seen ready (the settle watch then begins).
+    ready_at: Option<chrono::DateTime<Utc>>,
 }
 
 /// What stays the same through one start.
@@ -182,6 +184,7 @@ impl EngineStacks {
                 Ok(noticed) => {
                     report.already_running = noticed.already_running;
                     report.waited_for_stop = noticed.waited_for_stop;
+                    report.ready_at = noticed.ready_at;
                     break;
                 }
                 Err(Interrupted::Failed(e)) => return Err(e),
@@ -307,6 +310,13 @@ impl EngineStacks {
                 }
             }
             let over = settled(&live, containers, self.config.settle, now);
+            // The end of the stack's downtime: every container runs (healthy where waited
+            // for); the watch for `settle` that follows is the cycle's time, not the app's.
+            match (over, noticed.ready_at) {
+                (Some(_), None) => noticed.ready_at = Some(Utc::now()),
+                (None, Some(_)) => noticed.ready_at = None,
+                _ => {}
+            }
             if over.is_some_and(|at| now >= at) {
                 return Ok(noticed);
             }
