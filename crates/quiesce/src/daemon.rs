@@ -4,7 +4,7 @@ use crate::observer::TICK;
 use crate::recovery::Recovery;
 use crate::{after, error_chain, Controller, CycleError};
 use chrono::{DateTime, Utc};
-use felhom_agentapi::AgentApi;
+use felhom_agentapi::{AgentApi, IgnoredField};
 use felhom_marker::CycleRecord;
 use std::future::Future;
 use std::sync::Arc;
@@ -27,6 +27,10 @@ pub struct Daemon {
     controller: Controller,
     /// The last problem a recovery logged: a lasting one is logged once, not every tick.
     last_problem: Option<String>,
+    /// The optional fields of the due answers that did not parse, as last warned about: an
+    /// agent that keeps sending a malformed field is warned about once per change, not at
+    /// every due poll.
+    due_ignored: Vec<IgnoredField>,
 }
 
 impl Controller {
@@ -45,6 +49,7 @@ impl Controller {
         let mut daemon = Daemon {
             controller: self.clone(),
             last_problem: None,
+            due_ignored: Vec::new(),
         };
         let shown = &self.shared.shown;
         shown.set(|o| o.recovering = true);
@@ -141,13 +146,17 @@ impl Daemon {
     ) -> Option<CycleRecord> {
         let due = self.ticking(async {
             tokio::select! {
-                due = agent.backup_due() => Some(due),
+                due = agent.backup_due_checked() => Some(due),
                 () = cancel.cancelled() => None,
             }
         });
         match due.await? {
-            Ok(due) if due.due => {}
-            Ok(_) => return None,
+            Ok(answered) => {
+                self.ignored(answered.ignored);
+                if !answered.answer.due {
+                    return None;
+                }
+            }
             Err(e) => {
                 tracing::warn!("{}", error_chain(&e));
                 return None;
@@ -185,6 +194,22 @@ impl Daemon {
         let problems: Vec<String> = recovery.problems.iter().map(|e| error_chain(e)).collect();
         self.problem((!problems.is_empty()).then(|| problems.join("; ")));
         Some(recovery)
+    }
+
+    /// The due answer's optional fields that did not parse (only `due` decides): warned
+    /// about when they change.
+    fn ignored(&mut self, ignored: Vec<IgnoredField>) {
+        if ignored == self.due_ignored {
+            return;
+        }
+        if !ignored.is_empty() {
+            let fields: Vec<String> = ignored.iter().map(ToString::to_string).collect();
+            tracing::warn!(
+                "the agent's due answers hold optional fields that do not parse; ignored: {}",
+                fields.join("; ")
+            );
+        }
+        self.due_ignored = ignored;
     }
 
     fn problem(&mut self, problem: Option<String>) {
