@@ -61,6 +61,7 @@
 pub mod fake;
 mod files;
 mod history;
+mod hooks;
 mod lock;
 mod model;
 mod salvage;
@@ -72,6 +73,7 @@ pub use chrono;
 #[cfg(any(test, feature = "mock"))]
 pub use history::MockHistoryStore;
 pub use history::{HistoryStore, HISTORY_LIMIT};
+pub use hooks::{HookKind, HookRecord, MarkedHooks, MarkedRun, ServiceMode, ServiceRecord};
 pub use lock::{LockError, StateLock};
 pub use model::{
     Capture, ContainerFact, CycleRecord, Fact, MarkedContainer, MarkedStack, Marker, MarkerPhase,

@@ -1,6 +1,7 @@
 //! The on-disk types: the marker, the cycle record and the stranded stack. Their field names
 //! are a file format, so renaming one is a format change.
 
+use crate::hooks::{MarkedHooks, ServiceRecord};
 use crate::salvage::MarkerSalvage;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -79,6 +80,18 @@ pub struct MarkedStack {
     /// it.
     #[serde(default)]
     pub stop_began: bool,
+    /// The stack's `felhom.stop-order` (issue 23): lower values stop first and start last.
+    /// 0 in a marker of a build before it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub stop_order: i32,
+    /// Its services that have hooks, and how far their hooks got (issue 23): a recovery runs
+    /// the `post-resume` hooks still due ([`MarkedHooks::post_resume_due`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<MarkedHooks>,
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
 }
 
 impl MarkedStack {
@@ -94,6 +107,8 @@ impl MarkedStack {
             restart_attempts: 0,
             containers,
             stop_began: false,
+            stop_order: 0,
+            hooks: Vec::new(),
         }
     }
 }
@@ -193,7 +208,7 @@ pub struct CycleRecord {
 impl CycleRecord {
     /// Whether the cycle is a success: the agent reported `done`, every stack it stopped
     /// runs again (none stranded, none still waiting for the engine) and no stack's capture
-    /// is [`Capture::Killed`] or [`Capture::Live`]. Anything else is a failed cycle (SPEC §2
+    /// needs a person ([`Capture::Killed`], [`Capture::Live`], [`Capture::HookFailed`]). Anything else is a failed cycle (SPEC §2
     /// rule 7's cooldown, no success ping, exit status 1).
     pub fn succeeded(&self) -> bool {
         self.outcome == Outcome::Done
@@ -240,11 +255,24 @@ pub struct StackRecord {
     /// killed, ran or appeared, and when.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub facts: Vec<ContainerFact>,
+    /// Its `felhom.stop-order` (issue 23).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub stop_order: i32,
+    /// Each of its services (issue 23): how it was quiesced, its own verdict, its hooks. The
+    /// stack's `capture` is the first of `live`, `killed`, `hook-failed`, `unknown`,
+    /// `skipped`, `hooked`, `clean` that any of them has ([`Capture::first_of`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub by_service: Vec<ServiceRecord>,
+    /// Its labels with bad values, one line each naming the service and the full label: each
+    /// service was then treated as if that label were absent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub label_errors: Vec<String>,
 }
 
-/// What the backup captured of one stack (SPEC §2 rule 10), from the engine's evidence.
-/// Serialised as one word: `clean`, `killed`, `live`, `unknown`. Issue 23's per-service policy
-/// adds `skipped`, `hooked` and `hook-failed`: those words are reserved.
+/// What the backup captured of one stack or service (SPEC §2 rule 10), from the engine's
+/// evidence and the hooks' exits. Serialised as one word: `clean`, `killed`, `live`,
+/// `unknown`, and for the per-service policy of `docs/labels.md` `skipped`, `hooked`,
+/// `hook-failed`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
@@ -263,6 +291,14 @@ pub enum Capture {
     /// times.
     #[default]
     Unknown,
+    /// `felhom.quiesce: skip`: not stopped, nothing claimed.
+    Skipped,
+    /// `felhom.quiesce: hook`: not stopped, its `pre-snapshot` hook exited 0 within its
+    /// timeout.
+    Hooked,
+    /// `skip` or `hook` with `felhom.on-hook-error: continue` (or a cycle given up): not
+    /// stopped, its `pre-snapshot` hook failed.
+    HookFailed,
 }
 
 impl Capture {
@@ -273,13 +309,35 @@ impl Capture {
             Capture::Killed => "killed",
             Capture::Live => "live",
             Capture::Unknown => "unknown",
+            Capture::Skipped => "skipped",
+            Capture::Hooked => "hooked",
+            Capture::HookFailed => "hook-failed",
         }
     }
 
+    /// Every verdict, in the order of their weight: a stack's verdict is the first of these
+    /// that any of its services has.
+    pub const BY_WEIGHT: [Capture; 7] = [
+        Capture::Live,
+        Capture::Killed,
+        Capture::HookFailed,
+        Capture::Unknown,
+        Capture::Skipped,
+        Capture::Hooked,
+        Capture::Clean,
+    ];
+
+    /// The first of [`Capture::BY_WEIGHT`] among `verdicts`; `None` when there is none.
+    pub fn first_of(verdicts: impl IntoIterator<Item = Capture>) -> Option<Capture> {
+        let weight = |c: &Capture| Capture::BY_WEIGHT.iter().position(|w| w == c);
+        verdicts.into_iter().min_by_key(weight)
+    }
+
     /// Whether the verdict needs a person: the backup holds the stack in a state that may not
-    /// restore cleanly (`killed`, `live`).
+    /// restore cleanly (`killed`, `live`), or a hook that was to make it consistent failed
+    /// (`hook-failed`).
     pub fn needs_attention(self) -> bool {
-        matches!(self, Capture::Killed | Capture::Live)
+        matches!(self, Capture::Killed | Capture::Live | Capture::HookFailed)
     }
 }
 
@@ -396,12 +454,15 @@ mod tests {
     }
 
     #[test]
-    fn a_capture_is_one_word_and_only_killed_and_live_need_a_person() {
+    fn a_capture_is_one_word_and_only_killed_live_and_hook_failed_need_a_person() {
         for (word, needs) in [
             ("clean", false),
             ("killed", true),
             ("live", true),
             ("unknown", false),
+            ("skipped", false),
+            ("hooked", false),
+            ("hook-failed", true),
         ] {
             let capture: Capture = serde_json::from_value(json!(word)).expect("a verdict");
             assert_eq!(capture.as_str(), word);
@@ -415,6 +476,27 @@ mod tests {
             let fact: Fact = serde_json::from_value(json!(word)).expect("a fact");
             assert_eq!(fact.as_str(), word);
         }
+    }
+
+    /// docs/labels.md: a stack's capture is the first of live, killed, hook-failed, unknown,
+    /// skipped, hooked, clean that any of its services has.
+    #[test]
+    fn a_stacks_verdict_is_the_weightiest_of_its_services() {
+        use Capture::*;
+        assert_eq!(Capture::first_of([]), None);
+        let cases: [(&[Capture], Capture); 7] = [
+            (&[Clean, Hooked, Live], Live),
+            (&[HookFailed, Killed, Clean], Killed),
+            (&[Unknown, HookFailed, Skipped], HookFailed),
+            (&[Hooked, Unknown, Skipped], Unknown),
+            (&[Hooked, Skipped, Clean], Skipped),
+            (&[Clean, Hooked], Hooked),
+            (&[Clean, Clean], Clean),
+        ];
+        for (services, stack) in cases {
+            assert_eq!(Capture::first_of(services.iter().copied()), Some(stack));
+        }
+        assert_eq!(Capture::BY_WEIGHT.len(), 7, "every verdict has a weight");
     }
 
     #[test]
@@ -436,7 +518,8 @@ mod tests {
             .expect("a record")
         };
         assert!(record(&["clean", "unknown"], &[]).succeeded());
-        for dirty in ["killed", "live"] {
+        assert!(record(&["skipped", "hooked"], &[]).succeeded());
+        for dirty in ["killed", "live", "hook-failed"] {
             let r = record(&["clean", dirty], &[]);
             assert!(!r.succeeded(), "{dirty}");
             assert_eq!(r.inconsistent().len(), 1);

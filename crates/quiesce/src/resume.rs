@@ -13,19 +13,30 @@
 //!
 //! An engine that cannot be reached is not a failed attempt (SPEC §2 rule 6): the start waits
 //! for it (see `engine`), and a stack still waiting when that wait ends stays in the marker.
+//!
+//! `felhom.stop-order` (issue 23) groups the stacks: the highest order's starts first, and a
+//! group's starts begin only when the previous group's have ended (each stack runs, is
+//! stranded or waits for the engine). The `post-resume` hooks run beside the starts: a
+//! stopped service's once its stack runs again, every other's once every start of the
+//! resume has been issued; one at a time within a stack, never holding up a start.
 
 use crate::backoff::Backoff;
 use crate::controller::Shared;
 use crate::cycle::marked;
 use crate::engine::{self, Waiting};
+use crate::hooks::HookCall;
+use crate::policy::groups;
 use crate::progress::{Level, Progress, Reporter};
 use crate::{error_chain, humanize, LANDING};
 use chrono::{DateTime, Utc};
-use felhom_marker::{MarkedStack, StrandedStack};
-use felhom_stacks::{ContainerRef, DownCheck, Slots, StacksError, StartReport, StartRequest};
+use felhom_marker::{HookKind, MarkedStack, StrandedStack};
+use felhom_stacks::{
+    ContainerRef, DownCheck, HookCommand, Slots, StacksError, StartReport, StartRequest,
+};
 use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
+use tokio::sync::watch;
 use tokio::time::{sleep, timeout};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -56,11 +67,27 @@ pub(crate) enum Wanted {
 pub(crate) struct StackPlan {
     /// The stack as the marker names it.
     pub(crate) stack: MarkedStack,
+    /// Its `felhom.stop-order`: the highest group starts first.
+    pub(crate) stop_order: i32,
     /// What to start; `None`: its stop never began, it is left as it is.
     pub(crate) start: Option<Wanted>,
     /// The check before its start, once the snapshot was reported: the containers its stop
     /// stopped, and since when the engine says they are down.
     pub(crate) check: Option<(Vec<ContainerRef>, DateTime<Utc>)>,
+    /// Its `post-resume` hooks that are due.
+    pub(crate) post_resume: Vec<PostRun>,
+}
+
+/// One `post-resume` hook to run in one container.
+#[derive(Debug, Clone)]
+pub(crate) struct PostRun {
+    pub(crate) service: String,
+    pub(crate) container: ContainerRef,
+    /// The command; `Err`: its line in the marker does not parse (it is then not run), why.
+    pub(crate) command: Result<HookCommand, String>,
+    pub(crate) timeout: Duration,
+    /// After the stack's start (a service it stopped); else once every start is issued.
+    pub(crate) after_start: bool,
 }
 
 /// What a resume brings back.
@@ -96,8 +123,10 @@ enum Restart {
     Waiting,
 }
 
-/// Brings every stack of `plan` back, all launched at once (the slots bound the engine's
-/// work), and reports the stranded ones (in the plan's order) at the end.
+/// Brings every stack of `plan` back — in groups of their stop order, the highest first,
+/// each group's stacks launched at once (the slots bound the engine's work) — runs the due
+/// `post-resume` hooks beside the starts, and reports the stranded stacks (in the plan's
+/// order) at the end.
 pub(crate) async fn resume(
     shared: &Shared,
     plan: Plan,
@@ -115,13 +144,42 @@ pub(crate) async fn resume(
             .collect(),
     });
     let slots = &plan.slots;
-    // Every stack at once, in the plan's order: the slots (first come, first served) bound
-    // the engine's work, and no stack's wait holds up another's start.
-    let ended: Vec<Restart> = futures::future::join_all(plan.stacks.iter().cloned().map(|stack| {
-        let down = &down;
-        async move { bring_back(shared, &stack, slots, report, down, cancel).await }
-    }))
-    .await;
+    // How many stacks have issued their start (or have none): the hooks of the services
+    // kept running wait for all of them.
+    let (issued, _) = watch::channel(0usize);
+    let total = plan.stacks.len();
+    // Each stack's fate, for its stopped services' hooks: `Some(true)` once it runs.
+    let fates: Vec<watch::Sender<Option<bool>>> =
+        plan.stacks.iter().map(|_| watch::channel(None).0).collect();
+    let indexed: Vec<(usize, StackPlan)> = plan.stacks.iter().cloned().enumerate().collect();
+    let starts = async {
+        let mut ended: Vec<(usize, Restart)> = Vec::new();
+        for group in groups(indexed, |(_, s)| s.stop_order, false) {
+            // Every stack of the group at once, in the plan's order: the slots (first come,
+            // first served) bound the engine's work, and no stack's wait holds up another's
+            // start. The next group begins when this one's starts have ended.
+            let (issued, fates, down) = (&issued, &fates, &down);
+            let group_ended =
+                futures::future::join_all(group.into_iter().map(|(i, stack)| async move {
+                    let on = Launch {
+                        issued,
+                        fate: &fates[i],
+                    };
+                    let ended = bring_back(shared, &stack, slots, report, down, cancel, &on).await;
+                    on.fate.send_replace(Some(matches!(ended, Restart::Runs)));
+                    (i, ended)
+                }))
+                .await;
+            ended.extend(group_ended);
+        }
+        ended.sort_by_key(|(i, _)| *i);
+        ended.into_iter().map(|(_, e)| e).collect::<Vec<Restart>>()
+    };
+    let hooks = futures::future::join_all(plan.stacks.iter().enumerate().map(|(i, stack)| {
+        let (issued, fate) = (issued.subscribe(), fates[i].subscribe());
+        post_resume(shared, stack, issued, total, fate, report)
+    }));
+    let (ended, _) = futures::future::join(starts, hooks).await;
     for (plan_of, ended) in plan.stacks.into_iter().zip(ended) {
         if let Restart::Stranded {
             attempts,
@@ -148,6 +206,98 @@ pub(crate) async fn resume(
     }
 }
 
+/// What a stack's start tells the hooks waiting for it.
+struct Launch<'a> {
+    /// How many stacks issued their start.
+    issued: &'a watch::Sender<usize>,
+    /// Whether this stack runs again (`None` until known).
+    fate: &'a watch::Sender<Option<bool>>,
+}
+
+impl Launch<'_> {
+    fn issued(&self) {
+        self.issued.send_modify(|n| *n += 1);
+    }
+}
+
+/// The due `post-resume` hooks of one stack, one at a time: those of the services kept
+/// running once every stack's start is issued (`total`), those of its stopped services once
+/// it runs again (never in a container that does not run: a stack that stays down runs
+/// none). Each bounded by its timeout.
+async fn post_resume(
+    shared: &Shared,
+    plan: &StackPlan,
+    mut issued: watch::Receiver<usize>,
+    total: usize,
+    mut fate: watch::Receiver<Option<bool>>,
+    report: &Reporter,
+) {
+    let (after, kept): (Vec<&PostRun>, Vec<&PostRun>) =
+        plan.post_resume.iter().partition(|p| p.after_start);
+    if !kept.is_empty() {
+        let _ = issued.wait_for(|n| *n >= total).await;
+        run_posts(shared, &plan.stack.name, &kept, report).await;
+    }
+    if !after.is_empty() {
+        let runs = matches!(
+            fate.wait_for(Option::is_some).await.map(|f| *f),
+            Ok(Some(true))
+        );
+        if runs {
+            run_posts(shared, &plan.stack.name, &after, report).await;
+        } else {
+            let services: Vec<&str> = after.iter().map(|p| p.service.as_str()).collect();
+            let message = format!(
+                "stack {}: the post-resume hooks of {} were not run: it does not run",
+                plan.stack.name,
+                services.join(", ")
+            );
+            report.note(Level::Warn, message);
+        }
+    }
+}
+
+async fn run_posts(shared: &Shared, stack: &str, posts: &[&PostRun], report: &Reporter) {
+    for post in posts {
+        let command = match &post.command {
+            Ok(command) => command,
+            Err(why) => {
+                // A marker changed by hand, or damaged: a failed run, not due any more.
+                report.send(Progress::HookEnded {
+                    stack: stack.to_owned(),
+                    service: post.service.clone(),
+                    container: post.container.clone(),
+                    run: felhom_marker::HookRecord {
+                        hook: HookKind::PostResume,
+                        container: post.container.name.clone(),
+                        program: String::new(),
+                        started_at: Utc::now(),
+                        duration_ms: 0,
+                        exit_code: None,
+                        timed_out: false,
+                        succeeded: false,
+                        error: Some(format!(
+                            "its command line in the marker does not parse: {why}"
+                        )),
+                        output: String::new(),
+                    },
+                });
+                continue;
+            }
+        };
+        let call = HookCall {
+            stack: stack.to_owned(),
+            service: post.service.clone(),
+            hook: HookKind::PostResume,
+            container: post.container.clone(),
+            command: command.clone(),
+            timeout: post.timeout,
+        };
+        report.hook_about(&call).await;
+        call.run(shared.parts.stacks.clone(), report).await;
+    }
+}
+
 /// One stack: its check, if any, then its start, retried with backoff; each attempt's end is
 /// reported at once.
 async fn bring_back(
@@ -157,6 +307,7 @@ async fn bring_back(
     report: &Reporter,
     down: &Mutex<Waiting>,
     cancel: &CancellationToken,
+    on: &Launch<'_>,
 ) -> Restart {
     let name = &plan.stack.name;
     if let Some((containers, since)) = &plan.check {
@@ -170,8 +321,10 @@ async fn bring_back(
         report.send(Progress::LeftAlone {
             stack: name.clone(),
         });
+        on.issued();
         return Restart::LeftAlone;
     };
+    on.issued();
     let config = &shared.config;
     let mut backoff = Backoff::new(config.restart_backoff, 2.0, RESTART_BACKOFF_CAP);
     let mut looks = engine::looks();
