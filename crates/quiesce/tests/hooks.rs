@@ -39,15 +39,15 @@ fn config() -> CycleConfig {
 
 /// The fake stacks, with each call's begin and end on a timeline (tokio's clock, from the
 /// watch's creation) and the containers each stop and start was given.
-struct Watch {
+struct Watched {
     inner: FakeStacks,
     t0: Instant,
     seen: Mutex<Vec<(Duration, String)>>,
 }
 
-impl Watch {
+impl Watched {
     fn new(inner: FakeStacks) -> Self {
-        Watch {
+        Watched {
             inner,
             t0: Instant::now(),
             seen: Mutex::default(),
@@ -83,7 +83,7 @@ fn names(containers: &[ContainerRef]) -> String {
 }
 
 #[async_trait]
-impl Stacks for Watch {
+impl Stacks for Watched {
     async fn running_app_stacks(&self) -> Result<Vec<RunningStack>, StacksError> {
         self.inner.running_app_stacks().await
     }
@@ -143,7 +143,7 @@ impl Stacks for Watch {
 /// A cycle's world: the stacks watched, the state and the agent logging into one log.
 struct World {
     log: Log,
-    stacks: Arc<Watch>,
+    stacks: Arc<Watched>,
     state: Arc<FakeState>,
     recorder: Arc<Recorder>,
 }
@@ -152,7 +152,7 @@ impl World {
     fn new(stacks: FakeStacks) -> Self {
         let log = Log::default();
         World {
-            stacks: Arc::new(Watch::new(stacks.log_into(log.clone()))),
+            stacks: Arc::new(Watched::new(stacks.log_into(log.clone()))),
             state: Arc::new(FakeState::default().log_into(log.clone())),
             recorder: Arc::new(Recorder::default()),
             log,
@@ -162,7 +162,7 @@ impl World {
     fn with_marker(stacks: FakeStacks, marker: Marker) -> Self {
         let log = Log::default();
         World {
-            stacks: Arc::new(Watch::new(stacks.log_into(log.clone()))),
+            stacks: Arc::new(Watched::new(stacks.log_into(log.clone()))),
             state: Arc::new(FakeState::with_marker(marker).log_into(log.clone())),
             recorder: Arc::new(Recorder::default()),
             log,
