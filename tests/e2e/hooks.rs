@@ -21,12 +21,17 @@ const DUMP: &str = "/app dump /data/dump.sql";
 const RESUMED: &str = "/app dump /data/resumed";
 
 fn service<'a>(record: &'a CycleRecord, stack: &str, service: &str) -> &'a ServiceRecord {
-    record
-        .stacks
-        .iter()
-        .find(|s| s.name == stack)
-        .and_then(|s| s.by_service.iter().find(|x| x.service == service))
-        .unwrap_or_else(|| panic!("{stack}/{service} in {record:#?}"))
+    let found = record.stack(stack).and_then(|s| s.service(service));
+    found.unwrap_or_else(|| panic!("{stack}/{service} in {record:#?}"))
+}
+
+/// The PostgreSQL-like service: kept up, dumped by its `pre-snapshot` hook, with a
+/// `post-resume` hook that leaves a file.
+fn hooked_db() -> StackSpec {
+    StackSpec::app()
+        .label("felhom.quiesce", "hook")
+        .label("felhom.pre-snapshot", DUMP)
+        .label("felhom.post-resume", RESUMED)
 }
 
 /// The time in a test-app dump file (`dump <RFC 3339>`).
@@ -50,13 +55,7 @@ fn a_hooked_database_is_dumped_not_stopped_its_dump_in_the_backup_and_a_skip_ser
     let shop = env.deploy_services(
         "shop",
         &[
-            (
-                "db",
-                StackSpec::app()
-                    .label("felhom.quiesce", "hook")
-                    .label("felhom.pre-snapshot", DUMP)
-                    .label("felhom.post-resume", RESUMED),
-            ),
+            ("db", hooked_db()),
             ("front", StackSpec::app().label("felhom.quiesce", "skip")),
             ("web", StackSpec::app()),
         ],
@@ -285,19 +284,7 @@ fn a_hook_that_hangs_is_killed_at_its_timeout_with_its_children() {
 #[test]
 fn kill_9_after_a_pre_snapshot_ran_recovery_runs_the_post_resume() {
     let mut env = Env::new("hkkill");
-    let shop = env.deploy_services(
-        "shop",
-        &[
-            (
-                "db",
-                StackSpec::app()
-                    .label("felhom.quiesce", "hook")
-                    .label("felhom.pre-snapshot", DUMP)
-                    .label("felhom.post-resume", RESUMED),
-            ),
-            ("web", StackSpec::app()),
-        ],
-    );
+    let shop = env.deploy_services("shop", &[("db", hooked_db()), ("web", StackSpec::app())]);
     env.up(&shop);
     let db_before = service_container(&shop, "db");
     // The backup hangs: the cycle waits with web down and db's hook done.

@@ -183,6 +183,28 @@ pub struct HookRecord {
 }
 
 impl HookRecord {
+    /// A run of `hook` with program `program` in `container`, started at `started_at`, with
+    /// nothing known of it yet: no exit, no time, not succeeded.
+    pub fn new(
+        hook: HookKind,
+        container: impl Into<String>,
+        program: impl Into<String>,
+        started_at: DateTime<Utc>,
+    ) -> Self {
+        HookRecord {
+            hook,
+            container: container.into(),
+            program: program.into(),
+            started_at,
+            duration_ms: 0,
+            exit_code: None,
+            timed_out: false,
+            succeeded: false,
+            error: None,
+            output: String::new(),
+        }
+    }
+
     /// `exit 3 after 1.2s`, `killed at its timeout after 10.0s`, `did not run: …`: the run in
     /// a few words, without its output.
     pub fn summary(&self) -> String {
@@ -278,16 +300,10 @@ mod tests {
     #[test]
     fn a_run_is_summed_up_without_its_output() {
         let run = HookRecord {
-            hook: HookKind::PreSnapshot,
-            container: "shop-db-1".into(),
-            program: "pg_dumpall".into(),
-            started_at: Utc::now(),
             duration_ms: 1234,
             exit_code: Some(3),
-            timed_out: false,
-            succeeded: false,
-            error: None,
             output: "secret=1".into(),
+            ..HookRecord::new(HookKind::PreSnapshot, "shop-db-1", "pg_dumpall", Utc::now())
         };
         assert_eq!(run.summary(), "exit 3 after 1.2s");
         let killed = HookRecord {

@@ -217,6 +217,11 @@ impl CycleRecord {
             && self.inconsistent().is_empty()
     }
 
+    /// The record of stack `name`, if the cycle touched it.
+    pub fn stack(&self, name: &str) -> Option<&StackRecord> {
+        self.stacks.iter().find(|s| s.name == name)
+    }
+
     /// The stacks whose capture needs a person ([`Capture::needs_attention`]), in the
     /// record's order.
     pub fn inconsistent(&self) -> Vec<&StackRecord> {
@@ -267,6 +272,13 @@ pub struct StackRecord {
     /// service was then treated as if that label were absent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub label_errors: Vec<String>,
+}
+
+impl StackRecord {
+    /// The record of its service `name` (issue 23), if it has one.
+    pub fn service(&self, name: &str) -> Option<&ServiceRecord> {
+        self.by_service.iter().find(|s| s.service == name)
+    }
 }
 
 /// What the backup captured of one stack or service (SPEC §2 rule 10), from the engine's

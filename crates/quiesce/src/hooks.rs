@@ -60,18 +60,7 @@ impl HookCall {
             async move { stacks.run_hook(&stack, &container, &command, bound).await }
                 .in_current_span(),
         ));
-        let mut run = HookRecord {
-            hook: self.hook,
-            container: self.container.name.clone(),
-            program: self.command.program().to_owned(),
-            started_at,
-            duration_ms: 0,
-            exit_code: None,
-            timed_out: false,
-            succeeded: false,
-            error: None,
-            output: String::new(),
-        };
+        let mut run = self.record(started_at);
         match timeout(limit, &mut task.0).await {
             Ok(Ok(Ok(ran))) => {
                 run.succeeded = ran.succeeded();
@@ -94,6 +83,21 @@ impl HookCall {
         if run.duration_ms == 0 {
             run.duration_ms = millis(begun.elapsed());
         }
+        self.ended(run, report)
+    }
+
+    /// A record of this run, started at `started_at`, nothing known of its end yet.
+    fn record(&self, started_at: chrono::DateTime<Utc>) -> HookRecord {
+        HookRecord::new(
+            self.hook,
+            self.container.name.clone(),
+            self.command.program(),
+            started_at,
+        )
+    }
+
+    /// Tells the driver that the run ended as `run` says; returns it.
+    fn ended(self, run: HookRecord, report: &Reporter) -> HookRecord {
         report.send(Progress::HookEnded {
             stack: self.stack,
             service: self.service,
@@ -188,23 +192,9 @@ impl HookCall {
     /// The hook is not run, for `why`: told to the driver as a failed run.
     pub(crate) fn not_run(self, why: &str, report: &Reporter) -> HookRecord {
         let run = HookRecord {
-            hook: self.hook,
-            container: self.container.name.clone(),
-            program: self.command.program().to_owned(),
-            started_at: Utc::now(),
-            duration_ms: 0,
-            exit_code: None,
-            timed_out: false,
-            succeeded: false,
             error: Some(why.to_owned()),
-            output: String::new(),
+            ..self.record(Utc::now())
         };
-        report.send(Progress::HookEnded {
-            stack: self.stack,
-            service: self.service,
-            container: self.container,
-            run: run.clone(),
-        });
-        run
+        self.ended(run, report)
     }
 }

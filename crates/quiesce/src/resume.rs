@@ -268,18 +268,15 @@ async fn run_posts(shared: &Shared, stack: &str, posts: &[&PostRun], report: &Re
                     service: post.service.clone(),
                     container: post.container.clone(),
                     run: felhom_marker::HookRecord {
-                        hook: HookKind::PostResume,
-                        container: post.container.name.clone(),
-                        program: String::new(),
-                        started_at: Utc::now(),
-                        duration_ms: 0,
-                        exit_code: None,
-                        timed_out: false,
-                        succeeded: false,
                         error: Some(format!(
                             "its command line in the marker does not parse: {why}"
                         )),
-                        output: String::new(),
+                        ..felhom_marker::HookRecord::new(
+                            HookKind::PostResume,
+                            post.container.name.clone(),
+                            "",
+                            Utc::now(),
+                        )
                     },
                 });
                 continue;

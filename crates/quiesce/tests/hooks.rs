@@ -205,20 +205,14 @@ impl World {
 
 fn service<'a>(record: &'a CycleRecord, stack: &str, service: &str) -> &'a ServiceRecord {
     record
-        .stacks
-        .iter()
-        .find(|s| s.name == stack)
-        .and_then(|s| s.by_service.iter().find(|x| x.service == service))
+        .stack(stack)
+        .and_then(|s| s.service(service))
         .unwrap_or_else(|| panic!("{stack}/{service} in {record:#?}"))
 }
 
 fn capture(record: &CycleRecord, stack: &str) -> Capture {
-    record
-        .stacks
-        .iter()
-        .find(|s| s.name == stack)
-        .map(|s| s.capture)
-        .unwrap_or_else(|| panic!("{stack} in {record:#?}"))
+    let found = record.stack(stack).map(|s| s.capture);
+    found.unwrap_or_else(|| panic!("{stack} in {record:#?}"))
 }
 
 const DUMP: &str = "dump /data/db.sql";
@@ -496,13 +490,19 @@ async fn a_stop_services_failed_pre_snapshot_is_noted_and_it_is_stopped_as_plann
     assert!(record.succeeded());
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_hook_that_hangs_is_killed_at_its_timeout_and_counts_as_failed() {
-    let stacks = shop(&[
+/// `shop` whose `db` hook has 10 s and goes on without it when it fails; its first hook
+/// does `script`.
+fn shop_10s_continue(script: HookScript) -> FakeStacks {
+    shop(&[
         ("felhom.hook-timeout", "10s"),
         ("felhom.on-hook-error", "continue"),
     ])
-    .hook("shop", "db", HookScript::Hang);
+    .hook("shop", "db", script)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hook_that_hangs_is_killed_at_its_timeout_and_counts_as_failed() {
+    let stacks = shop_10s_continue(HookScript::Hang);
     let w = World::new(stacks);
     let record = w.cycle().await;
     assert_eq!(
@@ -554,11 +554,7 @@ async fn hook_timeouts_are_bounded_by_max_quiesce_and_the_bound_cuts_a_running_h
 
 #[tokio::test(start_paused = true)]
 async fn an_engine_call_that_never_returns_is_abandoned_after_its_timeout_and_a_margin() {
-    let stacks = shop(&[
-        ("felhom.hook-timeout", "10s"),
-        ("felhom.on-hook-error", "continue"),
-    ])
-    .hook("shop", "db", HookScript::Stuck);
+    let stacks = shop_10s_continue(HookScript::Stuck);
     let w = World::new(stacks);
     let record = w.cycle().await;
     let run = &service(&record, "shop", "db").hooks[0];

@@ -9,7 +9,8 @@ use crate::progress::{Applied, Level};
 use crate::resume::PostRun;
 use chrono::{DateTime, Utc};
 use felhom_marker::{
-    Capture, HookKind, HookRecord, MarkedRun, MarkedStack, ServiceMode, ServiceRecord,
+    Capture, HookKind, HookRecord, MarkedHooks, MarkedRun, MarkedStack, Marker, ServiceMode,
+    ServiceRecord,
 };
 use felhom_stacks::{ContainerRef, HookCommand, OnHookError};
 use std::collections::BTreeSet;
@@ -38,12 +39,7 @@ impl Cycle {
         program: String,
     ) -> Applied {
         self.change_marker(|m| {
-            let Some(h) = m
-                .stacks
-                .iter_mut()
-                .find(|s| s.name == stack)
-                .and_then(|s| s.hooks.iter_mut().find(|h| h.service == service))
-            else {
+            let Some(h) = hooks_of(m, stack, service) else {
                 return;
             };
             if hook == HookKind::PreSnapshot {
@@ -78,12 +74,7 @@ impl Cycle {
     ) -> Applied {
         let hook = run.hook;
         self.change_marker(|m| {
-            let Some(h) = m
-                .stacks
-                .iter_mut()
-                .find(|s| s.name == stack)
-                .and_then(|s| s.hooks.iter_mut().find(|h| h.service == service))
-            else {
+            let Some(h) = hooks_of(m, stack, service) else {
                 return;
             };
             match h
@@ -167,17 +158,10 @@ impl Cycle {
         let cut: Vec<Running> = std::mem::take(&mut self.running);
         for r in cut {
             let run = HookRecord {
-                hook: r.hook,
-                container: r.container.name.clone(),
-                program: r.program,
-                started_at: r.at,
                 duration_ms: u64::try_from((Utc::now() - r.at).num_milliseconds().max(0))
                     .unwrap_or(0),
-                exit_code: None,
-                timed_out: false,
-                succeeded: false,
                 error: Some("cut short: the cycle stopped waiting (max_quiesce, a cancellation or a failure) and it was killed".to_owned()),
-                output: String::new(),
+                ..HookRecord::new(r.hook, r.container.name.clone(), r.program, r.at)
             };
             let message = format!(
                 "stack {}, service {}: {} hook {:?} (container {}) was cut short with the cycle's wait",
@@ -302,6 +286,14 @@ impl Cycle {
         }
         plan
     }
+}
+
+/// The marker's account of the hooks of `service` of `stack`, if it has any.
+fn hooks_of<'a>(m: &'a mut Marker, stack: &str, service: &str) -> Option<&'a mut MarkedHooks> {
+    m.stacks
+        .iter_mut()
+        .find(|s| s.name == stack)
+        .and_then(|s| s.hooks.iter_mut().find(|h| h.service == service))
 }
 
 /// The verdict of a service the cycle kept running: `hook-failed` when a `pre-snapshot` hook
