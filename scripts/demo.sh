@@ -109,13 +109,17 @@ docker events --since "$since" --until "$(date +%s.%N)" --filter type=container 
 # The cycle's outcome arrives after the archive; let the agent finish writing it.
 sleep 0.5
 
-python3 - "$work" "$since" <<'PY'
+python3 - "$work" "$since" "$stacks" <<'PY'
 import json, sys, os, tarfile
-work, since = sys.argv[1], float(sys.argv[2])
+work, since, ours = sys.argv[1], float(sys.argv[2]), sys.argv[3].split()
 rows = []
 for line in open(f"{work}/docker-events.jsonl"):
     e = json.loads(line)
-    name = e.get("Actor", {}).get("Attributes", {}).get("name", "?")
+    attributes = e.get("Actor", {}).get("Attributes", {})
+    # Only the demo's stacks: other containers on this engine (tests, say) are not the demo's.
+    if attributes.get("com.docker.compose.project") not in ours:
+        continue
+    name = attributes.get("name", "?")
     act = e.get("Action") or e.get("status")
     if act in ("kill", "die", "start", "stop"):
         words = {"kill": "stop begins (SIGTERM)", "die": "stopped", "start": "started", "stop": "stop done"}
