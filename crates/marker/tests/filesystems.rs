@@ -9,51 +9,8 @@ use common::{full_marker, names_in, record};
 use felhom_marker::{
     HistoryStore, LockError, MarkerError, MarkerStore, StateDir, StateLock, StrandedStore,
 };
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-/// A tmpfs mounted for one test, unmounted when dropped.
-struct Tmpfs {
-    path: PathBuf,
-}
-
-impl Tmpfs {
-    fn mount(path: &Path, options: &str) -> Tmpfs {
-        std::fs::create_dir_all(path).expect("the mount point is created");
-        mount(&["-t", "tmpfs", "-o", options, "tmpfs"], path);
-        Tmpfs {
-            path: path.to_path_buf(),
-        }
-    }
-
-    fn remount_read_only(&self) {
-        mount(&["-o", "remount,ro"], &self.path);
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        // Lazy: a file still open in a failed test must not keep the mount around.
-        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-    }
-}
-
-fn mount(args: &[&str], path: &Path) {
-    let out = Command::new("mount")
-        .args(args)
-        .arg(path)
-        .output()
-        .expect("`mount` runs (util-linux is installed)");
-    assert!(
-        out.status.success(),
-        "this test needs to mount a tmpfs (root with CAP_SYS_ADMIN, as in the project's test \
-         container): `mount {} {}` failed: {}",
-        args.join(" "),
-        path.display(),
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-}
+use felhom_testsupport::tmpfs::Tmpfs;
+use std::path::Path;
 
 fn assert_io_error_in(dir: &Path, result: Result<(), MarkerError>, action: &str) {
     match &result {
@@ -163,13 +120,7 @@ fn on_a_full_file_system_a_save_fails_cleanly_and_the_marker_is_intact() {
         .save(&before)
         .expect("the marker saves while there is room");
 
-    let filler_path = fs.path.join("filler");
-    let mut filler = std::fs::File::create(&filler_path).expect("the filler is created");
-    let chunk = [0u8; 4096];
-    // Bounded: 64 KiB of tmpfs fills within a few dozen chunks.
-    let full = (0..1000).any(|_| filler.write_all(&chunk).is_err());
-    assert!(full, "the 64 KiB tmpfs never filled");
-    drop(filler);
+    let filler_path = fs.fill();
 
     let after = full_marker("cycle-after");
     assert_io_error_in(&dir, state.save(&after), "writing the marker's temp file");
@@ -191,17 +142,6 @@ fn on_a_full_file_system_a_save_fails_cleanly_and_the_marker_is_intact() {
     }
     saved.expect("the marker saves once there is room");
     assert_eq!(state.load().expect("the marker loads"), Some(after));
-}
-
-/// Fills the file system at `mount` until a write fails; the filler is `<mount>/filler`.
-fn fill(mount: &Path) -> PathBuf {
-    let path = mount.join("filler");
-    let mut filler = std::fs::File::create(&path).expect("the filler is created");
-    let chunk = [0u8; 4096];
-    // Bounded: a test's tmpfs of a few dozen KiB fills within a few dozen chunks.
-    let full = (0..1000).any(|_| filler.write_all(&chunk).is_err());
-    assert!(full, "the tmpfs never filled");
-    path
 }
 
 #[test]
@@ -237,7 +177,7 @@ fn on_a_full_file_system_the_lock_is_taken_though_its_pid_cannot_be_written() {
     let tmp = common::private_dir();
     let fs = Tmpfs::mount(&tmp.path().join("mnt"), "size=64k,mode=0755");
     let state = StateDir::open(fs.path.join("state")).expect("opens");
-    fill(&fs.path);
+    fs.fill();
     // Before: the pid's write failed with ENOSPC after the lock was had, and the lock was
     // given up as an I/O error.
     let _lock = StateLock::acquire(&state).expect("the lock is taken");
@@ -303,7 +243,7 @@ fn on_a_full_file_system_a_damaged_marker_is_salvaged_and_left_as_it_is() {
     let state = StateDir::open(&dir).expect("opens");
     let bytes = br#"{"version": 9, "cycle_id": "c-new", "stacks": [{"name": "wiki", "services": ["app"]}]}"#;
     std::fs::write(dir.join("marker.json"), bytes).expect("a marker of a newer build");
-    fill(&fs.path);
+    fs.fill();
 
     let marker = state.load().expect("loads").expect("a salvage");
     assert_eq!(marker.stacks.len(), 1);
