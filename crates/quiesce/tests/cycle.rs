@@ -74,6 +74,7 @@ fn running(names: &[&str]) -> Vec<RunningStack> {
             name: (*n).to_owned(),
             services: vec!["app".into(), "db".into()],
             containers: Vec::new(),
+            policy: Default::default(),
         })
         .collect()
 }
@@ -748,11 +749,13 @@ async fn only_the_stacks_we_stopped_are_restarted_with_their_services() {
                 name: "alpha".into(),
                 services: vec!["web".into()],
                 containers: Vec::new(),
+                policy: Default::default(),
             },
             RunningStack {
                 name: "beta".into(),
                 services: vec!["api".into(), "db".into()],
                 containers: Vec::new(),
+                policy: Default::default(),
             },
         ])
     });

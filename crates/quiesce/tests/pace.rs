@@ -60,6 +60,7 @@ impl Stacks for TimedStacks {
                 name: (*n).to_owned(),
                 services: vec!["app".into()],
                 containers: Vec::new(),
+                policy: Default::default(),
             })
             .collect())
     }

@@ -540,6 +540,7 @@ impl Stacks for Hung {
             name: "alpha".into(),
             services: vec!["app".into()],
             containers: Vec::new(),
+            policy: Default::default(),
         }])
     }
     async fn stop(&self, _stack: &str) -> Result<Vec<String>, StacksError> {

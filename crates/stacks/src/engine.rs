@@ -6,7 +6,7 @@
 //! 1.44) without a negotiation round trip or state that an engine upgrade would make stale.
 //! Every field read here exists, with the same meaning, from API 1.25 on.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -69,7 +69,7 @@ impl fmt::Display for EngineError {
     }
 }
 
-fn classify(host: &str, err: bollard::errors::Error) -> EngineError {
+pub(crate) fn classify(host: &str, err: bollard::errors::Error) -> EngineError {
     use bollard::errors::Error as B;
     match err {
         B::DockerResponseServerError {
@@ -132,6 +132,20 @@ pub fn unversioned<B>(mut request: http::Request<B>) -> http::Request<B> {
         }
     }
     request
+}
+
+/// The prefix of the labels of an app's quiesce policy (`felhom.quiesce`, ...): only these are
+/// kept from a listing.
+const POLICY_LABEL_PREFIX: &str = "felhom.";
+
+/// A running container of a project, as the listing of the running app stacks needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RunningMember {
+    pub(crate) container: ContainerRef,
+    /// When it was created (seconds since the epoch; 0 when unknown).
+    pub(crate) created: i64,
+    /// Its `felhom.*` labels (its own and its image's).
+    pub(crate) labels: BTreeMap<String, String>,
 }
 
 /// One container of a project, as the engine lists it.
@@ -216,6 +230,20 @@ pub(crate) enum State {
 }
 
 impl State {
+    /// From an inspect's `State.Status`; `Created` where it has none.
+    pub(crate) fn of(status: Option<bollard::models::ContainerStateStatusEnum>) -> Self {
+        use bollard::models::ContainerStateStatusEnum as S;
+        match status {
+            Some(S::RUNNING) => Self::Running,
+            Some(S::PAUSED) => Self::Paused,
+            Some(S::RESTARTING) => Self::Restarting,
+            Some(S::REMOVING) => Self::Removing,
+            Some(S::EXITED) => Self::Exited,
+            Some(S::DEAD) => Self::Dead,
+            _ => Self::Created,
+        }
+    }
+
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Created => "created",
@@ -283,7 +311,6 @@ impl Inspected {
     }
 
     fn from_response(r: ContainerInspectResponse) -> Self {
-        use bollard::models::ContainerStateStatusEnum as S;
         let config = r.config.unwrap_or_default();
         let host = r.host_config.unwrap_or_default();
         let state = r.state.unwrap_or_default();
@@ -302,15 +329,7 @@ impl Inspected {
                 .trim_start_matches('/')
                 .to_owned(),
             service: labels.remove(SERVICE_LABEL).unwrap_or_default(),
-            state: match state.status {
-                Some(S::RUNNING) => State::Running,
-                Some(S::PAUSED) => State::Paused,
-                Some(S::RESTARTING) => State::Restarting,
-                Some(S::REMOVING) => State::Removing,
-                Some(S::EXITED) => State::Exited,
-                Some(S::DEAD) => State::Dead,
-                _ => State::Created,
-            },
+            state: State::of(state.status),
             health,
             has_healthcheck: config
                 .healthcheck
@@ -374,7 +393,7 @@ pub(crate) struct Engine {
     host: String,
     client: Mutex<Option<Docker>>,
     /// The bound on the quick calls ([`CALL_TIMEOUT`]).
-    call_timeout: Duration,
+    pub(crate) call_timeout: Duration,
 }
 
 impl Engine {
@@ -426,7 +445,7 @@ impl Engine {
         }
     }
 
-    fn client(&self) -> Result<Docker, EngineError> {
+    pub(crate) fn client(&self) -> Result<Docker, EngineError> {
         let mut slot = self.client.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(docker) = slot.as_ref() {
             return Ok(docker.clone());
@@ -439,7 +458,7 @@ impl Engine {
         Ok(docker)
     }
 
-    async fn bounded<T>(
+    pub(crate) async fn bounded<T>(
         &self,
         limit: Duration,
         call: impl std::future::Future<Output = Result<T, bollard::errors::Error>>,
@@ -464,15 +483,15 @@ impl Engine {
     }
 
     /// The running containers, by project (one-offs left out), each project's sorted by
-    /// service, then id.
+    /// service, then id, each with its `felhom.*` labels.
     pub(crate) async fn running_by_project(
         &self,
-    ) -> Result<BTreeMap<String, Vec<ContainerRef>>, EngineError> {
+    ) -> Result<BTreeMap<String, Vec<RunningMember>>, EngineError> {
         let filters = HashMap::from([
             ("label", vec![PROJECT_LABEL.to_owned()]),
             ("status", vec!["running".to_owned()]),
         ]);
-        let mut projects: BTreeMap<String, BTreeSet<ContainerRef>> = BTreeMap::new();
+        let mut projects: BTreeMap<String, Vec<RunningMember>> = BTreeMap::new();
         for summary in self.list(filters).await? {
             let mut labels = summary.labels.unwrap_or_default();
             if is_one_off(&labels) {
@@ -484,16 +503,22 @@ impl Engine {
                 summary.id,
             ) {
                 let name = first_name(summary.names.as_deref());
-                projects
-                    .entry(project)
-                    .or_default()
-                    .insert(ContainerRef { service, id, name });
+                labels.retain(|key, _| key.starts_with(POLICY_LABEL_PREFIX));
+                projects.entry(project).or_default().push(RunningMember {
+                    container: ContainerRef { service, id, name },
+                    created: summary.created.unwrap_or_default(),
+                    labels: labels.into_iter().collect(),
+                });
             }
         }
-        Ok(projects
-            .into_iter()
-            .map(|(project, set)| (project, sorted(set)))
-            .collect())
+        for members in projects.values_mut() {
+            members.sort_by(|a, b| {
+                (&a.container.service, &a.container.id)
+                    .cmp(&(&b.container.service, &b.container.id))
+            });
+            members.dedup_by(|a, b| a.container.id == b.container.id);
+        }
+        Ok(projects)
     }
 
     /// Every container of the project (orphans included, one-offs left out).
@@ -622,12 +647,6 @@ fn first_name(names: Option<&[String]>) -> String {
         .and_then(|n| n.first())
         .map(|n| n.trim_start_matches('/').to_owned())
         .unwrap_or_default()
-}
-
-fn sorted(set: BTreeSet<ContainerRef>) -> Vec<ContainerRef> {
-    let mut all: Vec<ContainerRef> = set.into_iter().collect();
-    all.sort_by(|a, b| (&a.service, &a.id).cmp(&(&b.service, &b.id)));
-    all
 }
 
 fn is_one_off(labels: &HashMap<String, String>) -> bool {

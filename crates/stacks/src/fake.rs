@@ -14,12 +14,12 @@
 //! they only keep the model up to date.
 
 use crate::{
-    ContainerRef, DownCheck, RunningStack, Slots, Stacks, StacksError, StartReport, StartRequest,
-    StopReport, StoppedContainer,
+    ContainerRef, DownCheck, HookCommand, HookError, HookRun, RunningStack, Slots, StackPolicy,
+    Stacks, StacksError, StartReport, StartRequest, StopReport, StoppedContainer,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -72,6 +72,41 @@ pub struct Timing {
     pub ready: Duration,
 }
 
+/// What one hook run by the fake's [`Stacks::run_hook`] does. Scripted per service
+/// ([`FakeStacks::hook`]), each used once, in order; without one a hook exits 0 at once,
+/// with no output. Every run is logged `hook STACK SERVICE COMMAND-LINE`; a container that
+/// does not run in the model is [`HookError::NotRunning`] before any script is used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HookScript {
+    /// Runs for `after` (tokio's clock), then exits `code` having printed `output`. One whose
+    /// `after` is longer than its timeout is killed at the timeout: `timed_out`, exit 137.
+    Exit {
+        /// Its exit code.
+        code: i64,
+        /// What it printed.
+        output: String,
+        /// How long it runs.
+        after: Duration,
+    },
+    /// Never ends by itself: killed at its timeout.
+    Hang,
+    /// The call fails with this error (e.g. [`HookError::NotKilled`]).
+    Fail(HookError),
+    /// The call never returns (an engine that hangs).
+    Stuck,
+}
+
+impl HookScript {
+    /// Exits `code` at once with `output`.
+    pub fn exit(code: i64, output: &str) -> Self {
+        Self::Exit {
+            code,
+            output: output.to_owned(),
+            after: Duration::ZERO,
+        }
+    }
+}
+
 /// A log shared between fakes, so a test sees the order of everything that happened.
 pub type CallLog = Arc<Mutex<Vec<String>>>;
 
@@ -98,11 +133,21 @@ pub struct FakeStacks {
     world: Mutex<HashMap<String, Vec<Model>>>,
     facts: Mutex<HashMap<(String, String), Vec<Fact>>>,
     timing: Timing,
+    hooks: Mutex<HashMap<(String, String), VecDeque<HookScript>>>,
 }
 
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A test that panicked mid-call must not hide its own failure behind a poisoned lock.
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The policy of services without labels.
+fn no_labels(stack: &str, services: &[&str]) -> StackPolicy {
+    let mut policy = StackPolicy::default();
+    for service in services {
+        policy.read_service(stack, service, std::iter::empty::<(&str, &str)>());
+    }
+    policy
 }
 
 fn container(stack: &str, service: &str) -> ContainerRef {
@@ -124,6 +169,7 @@ impl FakeStacks {
                 name: name.to_owned(),
                 services: services.iter().map(|s| (*s).to_owned()).collect(),
                 containers: services.iter().map(|s| container(name, s)).collect(),
+                policy: no_labels(name, services),
             })
             .collect();
         let world = running
@@ -187,6 +233,26 @@ impl FakeStacks {
     /// How long the v2 stops and starts take (see [`Timing`]).
     pub fn timing(mut self, timing: Timing) -> Self {
         self.timing = timing;
+        self
+    }
+
+    /// The containers of `service` of `stack` carry `labels`: its policy in
+    /// `running_app_stacks` is read from them by the real reader, label errors included.
+    pub fn labels(mut self, stack: &str, service: &str, labels: &[(&str, &str)]) -> Self {
+        if let Some(s) = self.running.iter_mut().find(|s| s.name == stack) {
+            s.policy
+                .read_service(stack, service, labels.iter().copied());
+        }
+        self
+    }
+
+    /// The next hook run in the container of `service` of `stack` does `script` (see
+    /// [`HookScript`]).
+    pub fn hook(self, stack: &str, service: &str, script: HookScript) -> Self {
+        locked(&self.hooks)
+            .entry((stack.to_owned(), service.to_owned()))
+            .or_default()
+            .push_back(script);
         self
     }
 
@@ -531,6 +597,63 @@ impl Stacks for FakeStacks {
         }
         Ok(report)
     }
+
+    async fn run_hook(
+        &self,
+        stack: &str,
+        container: &ContainerRef,
+        command: &HookCommand,
+        timeout: Duration,
+    ) -> Result<HookRun, HookError> {
+        locked(&self.log).push(format!(
+            "hook {stack} {} {}",
+            container.service,
+            command.line()
+        ));
+        let status = locked(&self.world)
+            .get(stack)
+            .and_then(|models| models.iter().find(|m| m.container.id == container.id))
+            .map(|m| if m.running { "running" } else { "exited" });
+        if status != Some("running") {
+            return Err(HookError::NotRunning {
+                stack: stack.to_owned(),
+                service: container.service.clone(),
+                container: container.name.clone(),
+                program: command.program().to_owned(),
+                status: status.unwrap_or("gone").to_owned(),
+            });
+        }
+        let script = locked(&self.hooks)
+            .get_mut(&(stack.to_owned(), container.service.clone()))
+            .and_then(VecDeque::pop_front)
+            .unwrap_or(HookScript::exit(0, ""));
+        let (code, output, after) = match script {
+            HookScript::Exit {
+                code,
+                output,
+                after,
+            } => (code, output, after),
+            HookScript::Hang => (0, String::new(), Duration::MAX),
+            HookScript::Fail(e) => return Err(e),
+            HookScript::Stuck => return std::future::pending().await,
+        };
+        if after > timeout {
+            tokio::time::sleep(timeout).await;
+            return Ok(HookRun {
+                exit_code: Some(137),
+                output,
+                duration: timeout,
+                timed_out: true,
+            });
+        }
+        tokio::time::sleep(after).await;
+        Ok(HookRun {
+            exit_code: Some(code),
+            output,
+            duration: after,
+            timed_out: false,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -743,5 +866,70 @@ mod tests {
             .await
             .expect_err("fails");
         assert!(matches!(err, StacksError::Other(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn labels_give_the_listed_policy_through_the_real_reader() {
+        let fake = FakeStacks::running([("a", &["db", "web"][..])])
+            .labels(
+                "a",
+                "db",
+                &[("felhom.quiesce", "hook"), ("felhom.pre-snapshot", "dump")],
+            )
+            .labels("a", "web", &[("felhom.stop-order", "soon")]);
+        let listed = fake.running_app_stacks().await.expect("listed");
+        let policy = &listed[0].policy;
+        assert_eq!(policy.service("db").quiesce, crate::QuiesceMode::Hook);
+        assert_eq!(policy.services.len(), 2, "every service has one");
+        assert_eq!(policy.errors.len(), 1);
+        assert_eq!(policy.errors[0].label, "felhom.stop-order");
+        let plain = FakeStacks::running([("b", &["x"][..])]);
+        let listed = plain.running_app_stacks().await.expect("listed");
+        assert!(listed[0].policy.stops_everything());
+        assert_eq!(listed[0].policy.services.len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn hooks_run_as_scripted_and_time_out_at_their_timeout() {
+        let fake = FakeStacks::running([("a", &["db"][..])])
+            .hook("a", "db", HookScript::exit(3, "no space"))
+            .hook(
+                "a",
+                "db",
+                HookScript::Exit {
+                    code: 0,
+                    output: "slow".into(),
+                    after: Duration::from_secs(20),
+                },
+            )
+            .hook("a", "db", HookScript::Hang);
+        let db = container("a", "db");
+        let dump = HookCommand::parse("dump --all").expect("parses");
+        let limit = Duration::from_secs(10);
+        let run = fake.run_hook("a", &db, &dump, limit).await.expect("ran");
+        assert_eq!((run.exit_code, run.output.as_str()), (Some(3), "no space"));
+        assert!(!run.succeeded());
+        let begun = tokio::time::Instant::now();
+        let run = fake.run_hook("a", &db, &dump, limit).await.expect("ran");
+        assert!(run.timed_out && run.exit_code == Some(137), "{run:?}");
+        assert_eq!(begun.elapsed(), limit);
+        let run = fake.run_hook("a", &db, &dump, limit).await.expect("ran");
+        assert!(run.timed_out, "{run:?}");
+        // Nothing scripted: exit 0 at once.
+        let run = fake.run_hook("a", &db, &dump, limit).await.expect("ran");
+        assert!(run.succeeded(), "{run:?}");
+        assert_eq!(fake.calls(), ["hook a db dump --all"; 4]);
+        // A stopped container runs no hook.
+        fake.stop_containers("a", std::slice::from_ref(&db), &Slots::new(1))
+            .await
+            .expect("stop");
+        let err = fake
+            .run_hook("a", &db, &dump, limit)
+            .await
+            .expect_err("down");
+        assert!(
+            matches!(&err, HookError::NotRunning { status, .. } if status == "exited"),
+            "{err}"
+        );
     }
 }

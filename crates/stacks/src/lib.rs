@@ -7,6 +7,18 @@
 //! stack was down; it is run with argument vectors, never through a shell, and every stack
 //! name is checked against compose's project-name rules first.
 //!
+//! # Policy and hooks
+//!
+//! An app's author sets how each service is quiesced with compose labels (`felhom.quiesce`,
+//! `felhom.pre-snapshot`, `felhom.post-resume`, `felhom.hook-timeout`, `felhom.on-hook-error`,
+//! `felhom.stop-order`; the reference is the project's `docs/labels.md`). They are read from
+//! the running containers, so they hold for orphans too: [`RunningStack::policy`] holds each
+//! running service's [`ServicePolicy`], the [`LabelError`]s of bad values (the service is then
+//! as if that label were absent) and the stack's stop order. Reading them stops nothing.
+//! [`Stacks::run_hook`] runs a hook's [`HookCommand`] in a container through the engine
+//! (exec, no shell), bounded by its timeout: a hook that outlives it is killed, and reported
+//! [`HookRun::timed_out`].
+//!
 //! # Containers, evidence and slots
 //!
 //! The calls a cycle makes name containers, not services, and answer with what the engine
@@ -98,16 +110,22 @@ mod config;
 mod engine;
 #[cfg(feature = "engine")]
 mod engine_stacks;
+#[cfg(feature = "engine")]
+mod exec;
 mod facts;
 #[cfg(any(test, feature = "mock"))]
 pub mod fake;
 #[cfg(feature = "engine")]
 mod files;
+mod hook;
+#[cfg(feature = "engine")]
+mod kill;
 #[cfg(feature = "engine")]
 mod model;
 mod name;
 #[cfg(feature = "engine")]
 mod order;
+mod policy;
 mod slots;
 
 use std::path::PathBuf;
@@ -122,6 +140,11 @@ pub use engine::unversioned;
 #[cfg(feature = "engine")]
 pub use engine_stacks::EngineStacks;
 pub use facts::{ContainerRef, DownCheck, StartReport, StartRequest, StopReport, StoppedContainer};
+pub use hook::{HookError, HookRun, HOOK_OUTPUT_LIMIT};
+pub use policy::{
+    label, CommandLineError, HookCommand, LabelError, OnHookError, QuiesceMode, ServicePolicy,
+    StackPolicy,
+};
 pub use slots::{Slot, Slots};
 
 /// Checks a stack name against compose's project-name rules (only lowercase letters,
@@ -149,6 +172,9 @@ pub struct RunningStack {
     pub services: Vec<String>,
     /// Its running containers now (one-offs left out), sorted by service, then id.
     pub containers: Vec<ContainerRef>,
+    /// Each running service's policy from its containers' labels, the labels with bad values,
+    /// and the stack's stop order ([`StackPolicy::stop_order`]).
+    pub policy: StackPolicy,
 }
 
 /// Finds, stops and starts app stacks.
@@ -168,6 +194,26 @@ pub trait Stacks: Send + Sync {
     async fn start(&self, stack: &str, services: &[String]) -> Result<(), StacksError>;
     /// Whether at least one of the stack's containers runs.
     async fn is_running(&self, stack: &str) -> Result<bool, StacksError>;
+
+    /// Runs `command` in `container` of `stack` through the engine (exec: no shell, the
+    /// container's own user, working directory and environment), its stdout and stderr
+    /// collected (the last [`HOOK_OUTPUT_LIMIT`] bytes), until it ends or `timeout` has passed
+    /// since its start: then it is killed (its process group, through the pid the engine
+    /// reports) and reported [`HookRun::timed_out`]. A container that does not run is
+    /// [`HookError::NotRunning`]; a container that is not the stack's is refused. Dropping
+    /// the call kills a hook still running, too (where a tokio runtime is left to do it).
+    /// The calls to the engine around the hook are bounded apart; the caller bounds the whole
+    /// (by its `max_quiesce`).
+    async fn run_hook(
+        &self,
+        stack: &str,
+        container: &ContainerRef,
+        command: &HookCommand,
+        timeout: Duration,
+    ) -> Result<HookRun, HookError> {
+        let _ = (stack, container, command, timeout);
+        Err(HookError::Unsupported { call: "run_hook" })
+    }
 
     /// The running containers of one stack now (one-offs left out), sorted by service, then
     /// id: the driver records them before a stop, and again after it to catch a container that

@@ -52,6 +52,7 @@ fn running_stopped_and_partially_running(tool: Tool) {
                 name: name.clone(),
                 services: vec!["db".into(), "web".into()],
                 containers: support::refs(&name, &["db", "web"]),
+                policy: support::no_labels(&name, &["db", "web"]),
             }]
         );
 
@@ -64,6 +65,7 @@ fn running_stopped_and_partially_running(tool: Tool) {
                 name: name.clone(),
                 services: vec!["db".into()],
                 containers: support::refs(&name, &["db"]),
+                policy: support::no_labels(&name, &["db"]),
             }]
         );
         let db_before = container(&name, "db");
@@ -183,6 +185,7 @@ fn an_exited_one_shot_stays_exited(tool: Tool) {
                 name: name.clone(),
                 services: vec!["app".into()],
                 containers: support::refs(&name, &["app"]),
+                policy: support::no_labels(&name, &["app"]),
             }]
         );
         let services = stacks.stop(&name).await.expect("stop");
@@ -386,6 +389,7 @@ fn protected_and_undeployed_stacks_are_never_listed() {
                 name: app.clone(),
                 services: vec!["web".into()],
                 containers: support::refs(&app, &["web"]),
+                policy: support::no_labels(&app, &["web"]),
             }]
         );
         let err = stacks.stop(&guarded).await.expect_err("protected");

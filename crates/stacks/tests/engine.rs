@@ -337,16 +337,9 @@ fn unhealthy_db_and_web() -> String {
 /// says it did not run.
 #[test]
 fn a_round_trip_on_the_newer_engine() {
-    let socket = Path::new("/run/felhom-docker26/docker.sock");
-    if !socket.exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must provision the newer engine (scripts/provision.sh)"
-        );
-        eprintln!("skipped: no newer engine at {}", socket.display());
+    let Some(host) = support::newer_engine() else {
         return;
-    }
-    let host = format!("unix://{}", socket.display());
+    };
     let on = |program: &str, args: &[&str]| {
         let mut c = Command::new(program);
         c.args(args).env("DOCKER_HOST", &host);

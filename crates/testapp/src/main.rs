@@ -10,6 +10,10 @@
 //! felhom-testapp health [--health-file PATH]
 //! felhom-testapp oneshot
 //! felhom-testapp crash
+//! felhom-testapp dump FILE
+//! felhom-testapp exit CODE [WORD...]
+//! felhom-testapp lines N
+//! felhom-testapp hang [--children N]
 //! ```
 //!
 //! `serve` runs until SIGTERM or SIGINT. With `--data DIR` it keeps a `running` flag file in DIR
@@ -21,6 +25,13 @@
 //! visible, or to stand in for a database's slow clean shutdown). `--crash-after` makes it
 //! exit 2 that long after its start, uncleanly (an app that dies soon after a resume).
 //! `oneshot` exits 0 at once, `crash` logs `fatal: boom` and exits 1.
+//!
+//! The rest stand in for the hooks an app's author runs in a container (`felhom.pre-snapshot`,
+//! `felhom.post-resume`), since a `FROM scratch` image has no shell: `dump` writes a dump file
+//! (`dump <timestamp>`, as `pg_dumpall > FILE` would) and says so; `exit` prints its words on
+//! stdout and `exiting with CODE` on stderr, and exits CODE; `lines` prints `line 1` to
+//! `line N`; `hang` prints `hanging` and never ends, after starting `--children` copies of
+//! itself that hang too (a hook's whole process group must be killed).
 //!
 //! Every log line starts with an RFC 3339 UTC timestamp with milliseconds (benchmarks read
 //! them); with `--data` the lines are also appended to `DIR/log`.
@@ -41,7 +52,8 @@ const TICK: Duration = Duration::from_millis(20);
 
 const USAGE: &str =
     "usage: felhom-testapp serve [--data DIR] [--healthy-after DUR] [--never-healthy] \
-[--health-file PATH] [--stop-delay DUR] [--crash-after DUR] | health [--health-file PATH] | oneshot | crash";
+[--health-file PATH] [--stop-delay DUR] [--crash-after DUR] | health [--health-file PATH] | oneshot | crash \
+| dump FILE | exit CODE [WORD...] | lines N | hang [--children N]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -56,6 +68,10 @@ fn main() -> ExitCode {
             log_stderr("fatal: boom");
             return ExitCode::from(1);
         }
+        Some("dump") => dump(&args[1..]),
+        Some("exit") => return exit_with(&args[1..]),
+        Some("lines") => lines(&args[1..]),
+        Some("hang") => hang(&args[1..]),
         _ => Err(USAGE.to_owned()),
     };
     match result {
@@ -183,6 +199,64 @@ fn health(args: &[String]) -> ExitCode {
     } else {
         println!("not healthy: {} is missing", path.display());
         ExitCode::from(1)
+    }
+}
+
+/// `dump FILE`: a dump of the "database", as a pre-snapshot hook makes one.
+fn dump(args: &[String]) -> Result<(), String> {
+    let [file] = args else {
+        return Err(USAGE.to_owned());
+    };
+    fs::write(file, format!("dump {}\n", rfc3339_now()))
+        .map_err(|e| format!("cannot write {file}: {e}"))?;
+    println!("dumped to {file}");
+    Ok(())
+}
+
+/// `exit CODE [WORD...]`: a hook that fails, with something to say on both streams.
+fn exit_with(args: &[String]) -> ExitCode {
+    let Some(code) = args.first().and_then(|c| c.parse::<u8>().ok()) else {
+        log_stderr(USAGE);
+        return ExitCode::from(2);
+    };
+    println!("{}", args[1..].join(" "));
+    eprintln!("exiting with {code}");
+    ExitCode::from(code)
+}
+
+/// `lines N`: more output than a hook's record keeps.
+fn lines(args: &[String]) -> Result<(), String> {
+    let count: u64 = match args {
+        [n] => n.parse().map_err(|_| format!("bad count {n:?}"))?,
+        _ => return Err(USAGE.to_owned()),
+    };
+    let mut out = std::io::stdout().lock();
+    for n in 1..=count {
+        writeln!(out, "line {n}").map_err(|e| format!("stdout: {e}"))?;
+    }
+    Ok(())
+}
+
+/// `hang [--children N]`: a hook that never ends, with children in its process group.
+fn hang(args: &[String]) -> Result<(), String> {
+    let children: u32 = match args {
+        [] => 0,
+        [flag, n] if flag == "--children" => n.parse().map_err(|_| format!("bad count {n:?}"))?,
+        _ => return Err(USAGE.to_owned()),
+    };
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find myself: {e}"))?;
+    for _ in 0..children {
+        std::process::Command::new(&exe)
+            .arg("hang")
+            .spawn()
+            .map_err(|e| format!("cannot start a child: {e}"))?;
+    }
+    println!("hanging");
+    std::io::stdout()
+        .flush()
+        .map_err(|e| format!("stdout: {e}"))?;
+    loop {
+        thread::sleep(Duration::from_secs(3600));
     }
 }
 

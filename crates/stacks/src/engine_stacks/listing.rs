@@ -7,11 +7,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::fallback::CLI_TIMEOUT;
 use super::{command_error, engine_error, EngineStacks};
-use crate::engine::{EngineError, Health, Inspected, Listed};
+use crate::engine::{EngineError, Health, Inspected, Listed, RunningMember};
 use crate::model;
 use crate::name::check_stack_name;
 use crate::order::{self, Condition, Member, ServiceDeps};
-use crate::{ContainerRef, RunningStack, StacksError};
+use crate::{ContainerRef, RunningStack, StackPolicy, StacksError};
 
 /// A container about to be stopped or started, and its dependencies.
 #[derive(Debug, Clone)]
@@ -59,13 +59,17 @@ impl EngineStacks {
         Ok(candidates
             .into_iter()
             .filter_map(|name| {
-                let containers = running.remove(&name)?;
-                let services: BTreeSet<String> =
-                    containers.iter().map(|c| c.service.clone()).collect();
+                let members = running.remove(&name)?;
+                let policy = policy_of(&name, &members);
+                let services: BTreeSet<String> = members
+                    .iter()
+                    .map(|m| m.container.service.clone())
+                    .collect();
                 Some(RunningStack {
                     name,
                     services: services.into_iter().collect(),
-                    containers,
+                    containers: members.into_iter().map(|m| m.container).collect(),
+                    policy,
                 })
             })
             .collect())
@@ -166,6 +170,24 @@ impl EngineStacks {
             }
         }
     }
+}
+
+/// The policy of a stack from its running containers' labels. A service's containers normally
+/// carry the same labels; where they differ (a recreate under way, a replica left from an older
+/// file), the newest container's say what the compose file says now.
+fn policy_of(stack: &str, members: &[RunningMember]) -> StackPolicy {
+    let mut newest: BTreeMap<&str, &RunningMember> = BTreeMap::new();
+    for m in members {
+        let slot = newest.entry(m.container.service.as_str()).or_insert(m);
+        if m.created > slot.created {
+            *slot = m;
+        }
+    }
+    let mut policy = StackPolicy::default();
+    for (service, m) in newest {
+        policy.read_service(stack, service, &m.labels);
+    }
+    policy
 }
 
 pub(super) fn dependencies(containers: &[Prepared]) -> Vec<Vec<(usize, Condition)>> {

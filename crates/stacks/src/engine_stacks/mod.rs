@@ -9,6 +9,7 @@
 
 mod down;
 mod fallback;
+mod hooks;
 mod listing;
 mod progress;
 mod records;
@@ -27,8 +28,8 @@ use crate::engine::{Engine, EngineError, Inspected};
 use crate::files::{self, ComposeFiles};
 use crate::name::check_stack_name;
 use crate::{
-    protected_stacks, ComposeChoice, ContainerRef, DownCheck, RunningStack, Slots, Stacks,
-    StacksConfig, StacksError, StartReport, StartRequest, StopReport,
+    protected_stacks, ComposeChoice, ContainerRef, DownCheck, HookCommand, HookError, HookRun,
+    RunningStack, Slots, Stacks, StacksConfig, StacksError, StartReport, StartRequest, StopReport,
 };
 
 use records::Records;
@@ -188,6 +189,16 @@ impl Stacks for EngineStacks {
             slots,
         };
         self.start_plan(stack, plan).await
+    }
+
+    async fn run_hook(
+        &self,
+        stack: &str,
+        container: &ContainerRef,
+        command: &HookCommand,
+        timeout: Duration,
+    ) -> Result<HookRun, HookError> {
+        self.hook(stack, container, command, timeout).await
     }
 }
 

@@ -261,6 +261,30 @@ pub fn refs(project: &str, services: &[&str]) -> Vec<felhom_stacks::ContainerRef
         .collect()
 }
 
+/// The policy `running_app_stacks` lists for `services` of `stack` without labels.
+pub fn no_labels(stack: &str, services: &[&str]) -> felhom_stacks::StackPolicy {
+    let mut policy = felhom_stacks::StackPolicy::default();
+    for service in services {
+        policy.read_service(stack, service, std::iter::empty::<(&str, &str)>());
+    }
+    policy
+}
+
+/// The newer engine of `scripts/provision.sh` (Docker 26) as a `DOCKER_HOST`: CI provisions
+/// it; elsewhere `None`, and the test says it did not run.
+pub fn newer_engine() -> Option<String> {
+    let socket = Path::new("/run/felhom-docker26/docker.sock");
+    if !socket.exists() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must provision the newer engine (scripts/provision.sh)"
+        );
+        eprintln!("skipped: no newer engine at {}", socket.display());
+        return None;
+    }
+    Some(format!("unix://{}", socket.display()))
+}
+
 /// Whether the project has a container for `service` at all.
 pub fn has_container(project: &str, service: &str) -> bool {
     !engine::container_ids(project, Some(service))
