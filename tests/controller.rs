@@ -206,6 +206,21 @@ impl Controller {
         }
     }
 
+    /// The port of the status endpoint, as the controller logs it once bound: a config may
+    /// name port 0, whose port the kernel picks and no other test can take meanwhile.
+    pub fn endpoint_port(&mut self) -> u16 {
+        let line = self.wait_log_where("the status endpoint's address", |l| {
+            l.message.contains("status endpoint on http://")
+        });
+        line.message
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|address| address.rsplit(':').next())
+            .and_then(|port| port.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {:?}", line.raw))
+    }
+
     /// Sends SIGTERM to the controller (not to its children: the controller handles it).
     pub fn terminate(&self) {
         self.signal("TERM");

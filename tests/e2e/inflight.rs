@@ -5,18 +5,62 @@
 //! stranded down, with nobody told. These tests make the app take seconds to shut down and end
 //! the cycle's view of the stop in the three ways it can end.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use felhom_devagent::{DueMode, Fault};
-use felhom_e2e::{container, run_controller, Agent, Controller, Env, StackSpec};
+use felhom_e2e::{container, run_controller, Agent, Controller, Env, StackSpec, WAIT};
 use felhom_marker::Outcome;
 
 use crate::{assert_run_again, states};
 
 /// The app's own shutdown time: longer than the cycle's view of its stop lasts.
 const STOP_DELAY: &str = "4s";
-/// Past the app's shutdown, so a stop that was still under way has surely ended.
-const SETTLED: Duration = Duration::from_secs(6);
+
+/// The lines of the app's own log (`<data>/<app>/log`: `<time> <message>`).
+fn app_log(env: &Env, app: &str) -> Vec<String> {
+    env.app_log(app).lines().map(str::to_owned).collect()
+}
+
+/// Waits (bounded by `WAIT`) until the app's log, past its first `from` lines, satisfies
+/// `done`; the lines past `from`.
+fn wait_app_log(env: &Env, app: &str, from: usize, what: &str, done: impl Fn(&[String]) -> bool) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let lines = app_log(env, app);
+        let new = lines.get(from..).unwrap_or_default();
+        if done(new) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{app}: {what} within {WAIT:?}: {new:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The app got its stop signal: the engine is shutting it down.
+fn stopping(lines: &[String]) -> bool {
+    lines.iter().any(|l| l.ends_with(" stopping"))
+}
+
+/// Waits until the shutdown under way since the app's first `from` log lines ended and the
+/// app started again after it.
+fn wait_shut_down_and_back(env: &Env, app: &str, from: usize) {
+    let what = "the end of its shutdown, then a start";
+    wait_app_log(env, app, from, what, shut_down_and_back);
+}
+
+/// The shutdown that was under way ended, and the app started again after it: no stop is
+/// left that could take it down once it looks back.
+fn shut_down_and_back(lines: &[String]) -> bool {
+    let Some(down) = lines.iter().position(|l| l.ends_with(" shut down cleanly")) else {
+        return false;
+    };
+    lines[down..].iter().any(|l| {
+        l.ends_with(" clean start") || l.ends_with(" recovering after an unclean shutdown")
+    })
+}
 
 #[test]
 fn kill_9_of_the_controller_alone_mid_stop_leaves_no_stack_down() {
@@ -44,15 +88,16 @@ fn kill_mid_stop(tag: &str, what: &str, kill: fn(&mut Controller)) {
     let agent = Agent::start(&env, |_| {});
     let config = env.config(&agent.access()).write();
 
+    let logged = app_log(&env, &app).len();
     let mut run = Controller::spawn(&config, &["run"]);
     run.wait_log("cycle started: marker written");
-    // compose has asked the engine to stop the app, which takes STOP_DELAY to shut down.
-    std::thread::sleep(Duration::from_millis(1500));
+    // The engine has told the app to stop, which takes it STOP_DELAY to do.
+    wait_app_log(&env, &app, logged, "the stop signal", stopping);
     kill(&mut run);
     agent.set_due(DueMode::Never);
     let recover = run_controller(&config, &["recover"]);
     assert_eq!(recover.code, Some(0), "{recover}");
-    std::thread::sleep(SETTLED);
+    wait_shut_down_and_back(&env, &app, logged);
     assert_run_again(&before, &format!("after recovering from {what}"));
     assert!(env.marker().is_none());
 }
@@ -69,10 +114,11 @@ fn the_bound_during_a_slow_stop_leaves_no_stack_down() {
         .config(&agent.access())
         .set("quiesce.max_quiesce", "1500ms")
         .write();
+    let logged = app_log(&env, &app).len();
     let once = run_controller(&config, &["once", "--force"]);
     assert_eq!(once.code, Some(1), "{once}");
     assert_eq!(once.record().outcome, Outcome::Bounded, "{once}");
-    std::thread::sleep(SETTLED);
+    wait_shut_down_and_back(&env, &app, logged);
     assert_run_again(&before, "after a bound that ended the wait mid-stop");
     assert!(container(&app).running);
 }

@@ -40,18 +40,18 @@ fn running_apps(env: &mut felhom_e2e::Env) -> (Vec<String>, States) {
     (apps, before)
 }
 
-/// Starts the daemon (`run`) against `agent` with the status endpoint on a free port, and
-/// waits until its first cycle finished `done`: the daemon, and the endpoint's port.
+/// Starts the daemon (`run`) against `agent` with the status endpoint on a port the kernel
+/// picks, and waits until its first cycle finished `done`: the daemon, and the endpoint's port.
 fn daemon_after_a_cycle(
     env: &felhom_e2e::Env,
     agent: &felhom_e2e::Access,
 ) -> (felhom_e2e::Controller, u16) {
-    let port = felhom_e2e::free_port();
     let config = env
         .config(agent)
-        .set("status.listen", format!("127.0.0.1:{port}"))
+        .set("status.listen", "127.0.0.1:0")
         .write();
     let mut run = felhom_e2e::Controller::spawn(&config, &["run"]);
+    let port = run.endpoint_port();
     let finished = run.wait_log("cycle finished");
     assert_eq!(
         finished.field("outcome").as_deref(),

@@ -10,8 +10,7 @@ use std::path::Path;
 
 use felhom_devagent::Fault;
 use felhom_e2e::{
-    container, free_port, http_get, random_token, Access, Agent, Controller, Env, Finished,
-    StackSpec,
+    container, http_get, random_token, Access, Agent, Controller, Env, Finished, StackSpec,
 };
 
 use crate::receiver::Receiver;
@@ -81,10 +80,9 @@ fn a_planted_token_shows_in_no_output_of_any_command() {
     let token = random_token();
     let agent = Agent::start(&env, |c| c.token = token.clone());
     let receiver = Receiver::answering();
-    let port = free_port();
     let base = env
         .config(&agent.access())
-        .set("status.listen", format!("127.0.0.1:{port}"))
+        .set("status.listen", "127.0.0.1:0")
         .set("notify.webhook", receiver.url("/hook"))
         .set("notify.ntfy", receiver.url("/topic"))
         .set("notify.events", vec!["done", "failed", "recovered"]);
@@ -121,6 +119,7 @@ fn a_planted_token_shows_in_no_output_of_any_command() {
     // The daemon, JSON log: a whole cycle, then /status and /metrics, then SIGTERM.
     let vars = with(&DEBUG);
     let mut run = Controller::spawn_with(Some(&for_run("json")), &["run"], &vars);
+    let port = run.endpoint_port();
     run.wait_log("cycle finished");
     for path in ["/status", "/metrics"] {
         let body = http_get(port, path).unwrap_or_else(|| panic!("{path} answers"));
@@ -380,15 +379,15 @@ fn an_apps_output_stays_out_of_status_metrics_and_notifications() {
     env.up(&app);
     let agent = Agent::start(&env, |c| c.faults = vec![Fault::Hang]);
     let receiver = Receiver::answering();
-    let port = free_port();
     let config = env
         .config(&agent.access())
-        .set("status.listen", format!("127.0.0.1:{port}"))
+        .set("status.listen", "127.0.0.1:0")
         .set("notify.webhook", receiver.url("/hook"))
         .set("notify.ntfy", receiver.url("/topic"))
         .write();
     let vars = with(&DEBUG);
     let mut run = Controller::spawn_with(Some(&config), &["run"], &vars);
+    let port = run.endpoint_port();
     run.wait_log("backup started");
     // While it is down, a directory takes the place of the app's running flag: it dies at every
     // start, logging why, and is stranded.

@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 
 use felhom_devagent::{DueMode, Fault};
 use felhom_e2e::{
-    container, free_port, http_get, run_controller, Agent, ConfigFile, Controller, EngineProxy,
-    Env, WAIT,
+    container, http_get, run_controller, Agent, ConfigFile, Controller, EngineProxy, Env, WAIT,
 };
 use felhom_marker::Outcome;
 
@@ -125,7 +124,8 @@ fn once_killed_while_the_daemon_idles_is_recovered_within_two_due_polls() {
     // Never due: only the daemon's tick can find the orphan.
     rig.agent.set_due(DueMode::Never);
     let mut daemon = rig.spawn(&["run"]);
-    daemon.wait_log("felhom-controller running");
+    // Its start-up recovery holds the cycle lock for a moment: `once` comes after it.
+    daemon.wait_log("the start-up recovery is done");
     let mut once = rig.spawn(&["once", "--force"]);
     once.wait_log("backup started");
     // The daemon leaves a live process's marker alone.
@@ -207,11 +207,9 @@ fn recover_waits_for_the_engine_up_to_max_quiesce_then_keeps_the_marker() {
 
 #[test]
 fn a_stranded_stack_is_kept_across_a_restart_and_brought_back() {
-    let port = free_port();
-    let rig = Rig::new("strd", |c| {
-        c.set("status.listen", format!("127.0.0.1:{port}"))
-    });
+    let rig = Rig::new("strd", |c| c.set("status.listen", "127.0.0.1:0"));
     let mut run = rig.spawn(&["run"]);
+    let port = run.endpoint_port();
     run.wait_log("backup started");
     // While it is down, a directory takes the place of the second app's running flag: the app
     // cannot write it and dies at every start (the same container each time), so it is stranded.

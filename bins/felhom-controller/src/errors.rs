@@ -5,6 +5,7 @@
 //! binary's to name (docs/decisions.md, "Error messages").
 
 use felhom_agentapi::AgentError;
+use felhom_ops::config::ConfigError;
 use felhom_quiesce::CycleError;
 use std::error::Error;
 
@@ -30,13 +31,21 @@ pub(crate) fn chain(error: &(dyn Error + 'static)) -> String {
 /// What an operator of this binary does about `error`, where that is a config key or a
 /// command the library that made the error cannot know.
 fn hint(error: &(dyn Error + 'static)) -> Option<&'static str> {
-    let agent = error.downcast_ref::<AgentError>().or_else(|| {
-        // Whether the cycle's error carries the agent's as its source or in itself.
-        match error.downcast_ref::<CycleError>() {
-            Some(CycleError::Agent(agent)) => Some(agent),
-            _ => None,
+    if let Some(ConfigError::Missing { .. }) = error.downcast_ref::<ConfigError>() {
+        return Some(
+            "the package installs a commented sample there; or name one with --config or \
+             FELHOM_CONFIG",
+        );
+    }
+    let agent = match error.downcast_ref::<CycleError>() {
+        Some(CycleError::MarkerPresent { .. }) => {
+            return Some("run `felhom-controller recover` (or restart the daemon) first")
         }
-    });
+        Some(CycleError::NoAgent) => return Some("[agent] is absent from the configuration"),
+        // Whether the cycle's error carries the agent's as its source or in itself.
+        Some(CycleError::Agent(agent)) => Some(agent),
+        _ => error.downcast_ref::<AgentError>(),
+    };
     match agent? {
         AgentError::Unauthorized { .. } => Some("check agent.token / agent.token_file"),
         _ => None,
@@ -104,6 +113,27 @@ mod tests {
         assert_eq!(
             chain(&other),
             "POST /backup: the agent cannot back up now: busy"
+        );
+    }
+
+    #[test]
+    fn the_commands_and_keys_that_fix_a_library_error_are_added_here() {
+        let present = CycleError::MarkerPresent {
+            cycle_id: "c-1".into(),
+        };
+        assert_eq!(
+            chain(&present),
+            "a marker of cycle c-1 is present: its stacks must be recovered first: run \
+             `felhom-controller recover` (or restart the daemon) first"
+        );
+        assert!(chain(&CycleError::NoAgent).ends_with("[agent] is absent from the configuration"));
+        let missing = ConfigError::Missing {
+            path: "/etc/felhom/controller.toml".into(),
+        };
+        assert!(
+            chain(&missing).starts_with("configuration file /etc/felhom/controller.toml does not exist: the package installs"),
+            "{}",
+            chain(&missing)
         );
     }
 }

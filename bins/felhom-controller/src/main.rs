@@ -1,22 +1,16 @@
 //! `felhom-controller`: reads the config, builds the real collaborators, wires them into the
 //! quiesce controller and runs one command (SPEC §5). Everything that decides anything lives in
-//! the library crates; this file only wires.
+//! the library crates (the cycle in `felhom-quiesce`, the service around it in `felhom-ops`);
+//! this program owns the process: its arguments, logs, environment and signals.
 
-mod brief;
 mod commands;
-mod config;
-mod counted;
-mod endpoint;
 mod errors;
-mod metrics;
-mod status;
-mod systemd;
-mod watch;
 mod wire;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use config::Config;
+use felhom_ops::config::{Config, ConfigError};
+use felhom_ops::NotifySocket;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -60,8 +54,9 @@ enum Command {
     },
     /// Restart the stacks named in a marker, clear it, and try the stranded stacks again.
     Recover {
-        /// Only when the marker is older than `max_quiesce` plus one minute and no live
-        /// process holds the lock; else do nothing and exit 0 (for a timer).
+        /// Only when the marker is older than `max_quiesce` plus one minute (or dated ahead
+        /// of the clock) and no live process holds the lock; else do nothing and exit 0 (for
+        /// a timer).
         #[arg(long)]
         if_stale: bool,
     },
@@ -73,6 +68,12 @@ enum Command {
         /// Also draw the newest cycle of the history as a picture (SVG) into this file.
         #[arg(long, value_name = "FILE")]
         svg: Option<PathBuf>,
+    },
+    /// Drop a stranded stack from the state: it was taken down on purpose, and is no longer
+    /// retried nor reported. Exits 1 when it is not stranded.
+    Forget {
+        /// The stack (its compose project name).
+        stack: String,
     },
     /// Validate the config, reach the agent, list what a cycle would stop. Stops nothing.
     Check,
@@ -94,14 +95,16 @@ fn main() -> ExitCode {
     no_core_dumps();
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!(
-                "felhom-controller: bad configuration: {}",
-                errors::chain(e.as_ref())
-            );
-            return ExitCode::from(2);
-        }
+        Err(e) => return bad_configuration(&e),
     };
+    // `check` and `once` refuse an `[agent]` that cannot be used; the daemon, `recover`,
+    // `status` and `forget` go on without it (SPEC §2 rules 3 and 6: the stacks first).
+    if matches!(cli.command, Command::Check | Command::Once { .. }) {
+        if let Err(e) = config.agent.usable() {
+            return bad_configuration(e);
+        }
+    }
+    let manager = NotifySocket::from_env();
     forget_environment();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -114,7 +117,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(dispatch(cli.command, config)) {
+    match runtime.block_on(dispatch(cli.command, config, manager)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("felhom-controller: {}", errors::chain(e.as_ref()));
@@ -123,14 +126,25 @@ fn main() -> ExitCode {
     }
 }
 
-/// Removes the `FELHOM_` variables (the agent's token among them) and the path of systemd's
-/// credentials from the environment once the config is read, so that no child process
-/// (compose, docker) inherits them. Done before the runtime starts its threads: the process is
-/// still single-threaded here.
+fn bad_configuration(e: &ConfigError) -> ExitCode {
+    eprintln!("felhom-controller: bad configuration: {}", errors::chain(e));
+    ExitCode::from(2)
+}
+
+/// Removes the `FELHOM_` variables (the agent's token among them), the path of systemd's
+/// credentials and its notification socket from the environment once they are read, so that
+/// no child process (compose, docker) inherits them. Done before the runtime starts its
+/// threads: the process is still single-threaded here.
 fn forget_environment() {
+    const SYSTEMD: [&str; 4] = [
+        "CREDENTIALS_DIRECTORY",
+        "NOTIFY_SOCKET",
+        "WATCHDOG_USEC",
+        "WATCHDOG_PID",
+    ];
     for (key, _) in std::env::vars_os() {
         let key_text = key.to_string_lossy();
-        if key_text.starts_with("FELHOM_") || key_text == "CREDENTIALS_DIRECTORY" {
+        if key_text.starts_with("FELHOM_") || SYSTEMD.contains(&key_text.as_ref()) {
             std::env::remove_var(key);
         }
     }
@@ -163,14 +177,14 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-async fn dispatch(command: Command, config: Config) -> Result<ExitCode> {
+async fn dispatch(command: Command, config: Config, manager: NotifySocket) -> Result<ExitCode> {
+    use commands::{check, forget, once, recover, run, status};
     match command {
-        Command::Run => commands::run::run(config).await,
-        Command::Once { force } => commands::once::once(config, force).await,
-        Command::Recover { if_stale } => commands::recover::recover(config, if_stale).await,
-        Command::Status { json, svg } => {
-            commands::status::print(&config, json, svg.as_deref()).await
-        }
-        Command::Check => commands::check::check(config).await,
+        Command::Run => run::run(config, manager).await,
+        Command::Once { force } => once::once(config, manager, force).await,
+        Command::Recover { if_stale } => recover::recover(config, manager, if_stale).await,
+        Command::Status { json, svg } => status::print(&config, json, svg.as_deref()).await,
+        Command::Forget { stack } => forget::forget(&config, &stack).await,
+        Command::Check => check::check(config).await,
     }
 }

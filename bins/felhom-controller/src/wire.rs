@@ -1,114 +1,79 @@
 //! Builds the real collaborators from the config and hands them to the quiesce controller.
 
-use crate::config::{Config, TokenSource};
-use crate::counted::{Counted, EngineWatch};
-use crate::metrics::Metrics;
-use crate::watch::Watch;
-use anyhow::{Context, Result};
-use felhom_agentapi::{AgentApi, AgentClient, ClientConfig, ConfigError};
+use crate::errors;
+use anyhow::{anyhow, Context, Result};
+use felhom_agentapi::{AgentApi, AgentClient};
 use felhom_marker::{StateDir, StateView};
 use felhom_notify::Notifier;
+use felhom_ops::config::{AgentSetting, Config};
+use felhom_ops::{CountedAgent, Metrics, OpsObserver, ServiceManager};
 use felhom_quiesce::{Collaborators, Controller, CycleConfig, Observer};
-use felhom_stacks::{EngineStacks, Stacks, StacksConfig};
+use felhom_stacks::EngineStacks;
 use std::sync::Arc;
-
-/// The real collaborators, built from the config.
-pub(crate) struct Wired {
-    pub controller: Controller,
-    pub agent: Option<Arc<dyn AgentApi>>,
-    pub stacks: Arc<EngineStacks>,
-}
 
 /// The agent client, or `None` when `[agent]` is absent.
 pub(crate) fn agent_client(config: &Config) -> Result<Option<AgentClient>> {
-    let Some(a) = &config.agent else {
-        return Ok(None);
-    };
-    let token = a.token.load()?;
-    tracing::debug!("the agent's token: from {}", a.token);
-    let client = AgentClient::new(ClientConfig {
-        url: a.url.clone(),
-        token,
-        pin: a.pin_sha256,
-        connect_timeout: a.connect_timeout,
-        request_timeout: a.request_timeout,
-    })
-    .map_err(|e| refused(e, &a.url, &a.token))?;
-    Ok(Some(client))
-}
-
-/// What the agent client refused, named by its config key (the library names the setting,
-/// not this binary's key for it). A refused URL is not shown: the library's message quotes it,
-/// and it may carry a secret (`https://user:token@host`); its reason is enough.
-fn refused(error: ConfigError, url: &str, token: &TokenSource) -> anyhow::Error {
-    let key = match &error {
-        ConfigError::InvalidUrl { reason, .. } => {
-            let key = if url.contains('@') {
-                "agent.url (the token goes in agent.token or agent.token_file)"
-            } else {
-                "agent.url"
-            };
-            return anyhow::anyhow!("{key}: {reason} (the URL is not shown)");
-        }
-        ConfigError::InvalidPin { .. } => "agent.pin_sha256".to_owned(),
-        ConfigError::InvalidToken { .. } | ConfigError::TokenFile { .. } => {
-            format!("the agent's token (from {token})")
-        }
-        _ => "agent".to_owned(),
-    };
-    anyhow::Error::new(error).context(key)
-}
-
-/// The agent client as the controller sees it.
-pub(crate) fn agent(config: &Config) -> Result<Option<Arc<dyn AgentApi>>> {
-    Ok(agent_client(config)?.map(|c| Arc::new(c) as Arc<dyn AgentApi>))
-}
-
-/// Who runs the controller: the daemon waits for an engine that is away as long as it takes,
-/// a command run by hand or by a timer up to `max_quiesce` (SPEC §2 rule 6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Role {
-    Daemon,
-    Command,
-}
-
-/// The agent, its failures counted into `metrics`.
-pub(crate) fn counted(agent: Arc<dyn AgentApi>, metrics: &Arc<Metrics>) -> Arc<dyn AgentApi> {
-    Arc::new(Counted::new(agent, metrics.clone()))
-}
-
-/// The observer of every command that may stop or start stacks: systemd, `metrics` and the
-/// `[notify]` targets. Built inside the runtime (the notifier spawns its deliveries there).
-pub(crate) fn watch(config: &Config, metrics: Arc<Metrics>) -> Result<Arc<Watch>> {
-    let notifier = match &config.notify {
-        Some(notify) => Some(Notifier::new(notify.clone()).context("notify")?),
-        None => None,
-    };
-    Ok(Arc::new(Watch::new(notifier, metrics)))
-}
-
-/// The cycle's knobs, from `[quiesce]` and `[stacks]`.
-fn cycle_config(config: &Config, role: Role) -> CycleConfig {
-    let q = &config.quiesce;
-    CycleConfig {
-        enabled: q.enabled,
-        due_poll_interval: q.due_poll_interval,
-        status_poll_interval: q.status_poll_interval,
-        max_quiesce: q.max_quiesce,
-        resume_on_snapshot: q.resume_on_snapshot,
-        min_cycle_interval: q.min_cycle_interval,
-        failure_cooldown: q.failure_cooldown,
-        parallelism: config.stacks.parallelism,
-        start_call_timeout: CycleConfig::start_call_timeout_for(
-            config.stacks.start_timeout,
-            config.stacks.stop_timeout,
-        ),
-        engine_wait: match role {
-            Role::Daemon => None,
-            Role::Command => Some(q.max_quiesce),
-        },
-        ..CycleConfig::default()
+    match config.agent.usable() {
+        Ok(None) => Ok(None),
+        Ok(Some(section)) => Ok(Some(section.client()?)),
+        Err(e) => Err(anyhow!("{}", errors::chain(e))),
     }
+}
+
+/// The agent of a command that goes on without it (`recover`): `None`, with a warning, when
+/// it cannot be built.
+pub(crate) fn agent_if_usable(config: &Config) -> Option<Arc<dyn AgentApi>> {
+    match agent_client(config) {
+        Ok(agent) => agent.map(|c| Arc::new(c) as Arc<dyn AgentApi>),
+        Err(e) => {
+            tracing::warn!("the agent cannot be asked: {}", errors::chain(e.as_ref()));
+            None
+        }
+    }
+}
+
+/// The daemon's agent: counted into `metrics`, and built at its first use — settings that
+/// cannot be used keep the backups off, not the daemon (SPEC §2 rules 3, 6 and 9).
+pub(crate) fn daemon_agent(
+    setting: AgentSetting,
+    metrics: &Arc<Metrics>,
+) -> Option<Arc<dyn AgentApi>> {
+    let agent = match setting {
+        AgentSetting::Absent => return None,
+        AgentSetting::Set(section) => CountedAgent::when_usable(
+            move || {
+                let client = section.client().map_err(|e| errors::chain(&e))?;
+                Ok(Arc::new(client) as Arc<dyn AgentApi>)
+            },
+            metrics.clone(),
+        ),
+        AgentSetting::Unusable(e) => {
+            let why = errors::chain(&e);
+            CountedAgent::when_usable(move || Err(why.clone()), metrics.clone())
+        }
+    };
+    Some(Arc::new(agent))
+}
+
+/// The observer of every command that may stop or start stacks: the service manager,
+/// `metrics` and the `[notify]` targets. Built inside the runtime (the notifier spawns its
+/// deliveries there); notifications that cannot be set up are off, with an error.
+pub(crate) fn observer(
+    config: &Config,
+    metrics: Arc<Metrics>,
+    manager: Arc<dyn ServiceManager>,
+) -> Arc<OpsObserver> {
+    let notifier = config
+        .notify
+        .as_ref()
+        .and_then(|notify| match Notifier::new(notify.clone()) {
+            Ok(notifier) => Some(notifier),
+            Err(e) => {
+                tracing::error!("notify: notifications are off: {}", errors::chain(&e));
+                None
+            }
+        });
+    Arc::new(OpsObserver::new(manager, notifier, metrics))
 }
 
 /// The state directory named by `quiesce.state_dir`.
@@ -118,58 +83,35 @@ pub(crate) fn state_dir(config: &Config) -> Result<StateDir> {
 }
 
 /// The state directory named by `quiesce.state_dir`, to read without changing anything (the
-/// `status` look, `/metrics`): whatever its mode or owner, and not created when missing.
+/// `status` look, `recover --if-stale`): whatever its mode or owner, and not created.
 pub(crate) fn state_view(config: &Config) -> Result<StateView> {
     let dir = &config.quiesce.state_dir;
     StateView::open(dir).with_context(|| format!("quiesce.state_dir {}", dir.display()))
 }
 
-/// Builds the controller. The agent is built apart (see [`agent`]) so that `run` can recover
-/// a crashed cycle even when the agent's settings are broken.
-pub(crate) fn wire(
-    config: &Config,
-    role: Role,
-    agent: Option<Arc<dyn AgentApi>>,
-    observer: Arc<dyn Observer>,
-) -> Result<Wired> {
-    wire_watched(config, role, agent, observer, None)
+/// The stacks manager on the Docker engine.
+pub(crate) fn stacks(config: &Config) -> Result<Arc<EngineStacks>> {
+    Ok(Arc::new(
+        EngineStacks::new(config.stacks_config()).context("stacks")?,
+    ))
 }
 
-/// [`wire`], the engine's answers watched into `metrics` when given (the daemon).
-pub(crate) fn wire_watched(
+/// The controller over the real stacks manager and the state directory `state`.
+pub(crate) fn controller(
     config: &Config,
-    role: Role,
+    cycle: CycleConfig,
     agent: Option<Arc<dyn AgentApi>>,
+    state: Arc<StateDir>,
     observer: Arc<dyn Observer>,
-    metrics: Option<&Arc<Metrics>>,
-) -> Result<Wired> {
-    let stacks = Arc::new(
-        EngineStacks::new(StacksConfig {
-            root: config.stacks.root.clone(),
-            protected: config.protected(),
-            compose: config.stacks.compose,
-            stop_timeout: config.stacks.stop_timeout,
-            start_timeout: config.stacks.start_timeout,
-            ..StacksConfig::default()
-        })
-        .context("stacks")?,
-    );
-    let state = Arc::new(state_dir(config)?);
+) -> Result<Controller> {
     let parts = Collaborators {
-        agent: agent.clone(),
-        stacks: match metrics {
-            Some(m) => Arc::new(EngineWatch::new(stacks.clone(), m.clone())),
-            None => stacks.clone() as Arc<dyn Stacks>,
-        },
+        agent,
+        stacks: stacks(config)?,
         marker: state.clone(),
         history: state.clone(),
         stranded: state.clone(),
         lock: state,
         observer,
     };
-    Ok(Wired {
-        controller: Controller::new(parts, cycle_config(config, role)),
-        agent,
-        stacks,
-    })
+    Ok(Controller::new(parts, cycle))
 }

@@ -1,18 +1,18 @@
 //! The real binary as systemd and an operator's timer and monitoring see it: the sd_notify
-//! protocol over a real datagram socket, `recover --if-stale`, and `status`'s exit status.
-//! The markers here name no stack, so no Docker engine is needed.
+//! protocol over a real datagram socket, `recover --if-stale`, `forget`, and `status`'s exit
+//! status. The markers here name no stack, or name one while the engine is away (a
+//! `DOCKER_HOST` nobody listens on), so no Docker engine is needed.
+
+mod common;
 
 use chrono::{DateTime, Utc};
-use felhom_marker::{StateDir, StateLock, StrandedStack, StrandedStore};
-use std::os::unix::net::UnixDatagram;
+use common::{http_get, wait_metric, Notifications, Running, HANG};
+use felhom_marker::{
+    MarkedStack, Marker, MarkerStore, StateDir, StateLock, StrandedStack, StrandedStore,
+};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_felhom-controller");
-
-/// A generous bound that only catches a hang.
-const HANG: Duration = Duration::from_secs(60);
+use std::process::{Command, Output};
+use std::time::Duration;
 
 /// A temporary world: a config (no agent) with its state directory.
 struct World {
@@ -67,15 +67,14 @@ impl World {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(BIN);
-        cmd.arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .stdin(Stdio::null())
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("WATCHDOG_USEC")
-            .env_remove("WATCHDOG_PID");
-        cmd
+        common::command(&self.config, args)
+    }
+
+    /// Adds `lines` to the config file (sections or keys at its end).
+    fn add_config(&self, lines: &str) {
+        let mut config = std::fs::read_to_string(&self.config).expect("config");
+        config.push_str(lines);
+        std::fs::write(&self.config, config).expect("config");
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -119,6 +118,11 @@ fn recover_if_stale_leaves_a_fresh_marker_alone() {
 fn recover_if_stale_recovers_a_stale_marker_nobody_holds() {
     let world = World::new("");
     world.write_marker(hours_ago(2));
+    assert_recovered_if_stale(&world);
+}
+
+/// `recover --if-stale` brings the marker back: exit 0, marker gone, recorded.
+fn assert_recovered_if_stale(world: &World) {
     let out = world.run(&["recover", "--if-stale"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(!world.marker().exists(), "{}", text(&out));
@@ -190,131 +194,78 @@ fn status_exits_1_only_when_something_needs_a_person() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
 
-/// The datagrams the daemon sends to a socket the test binds, read on a thread.
-struct Notifications {
-    got: std::sync::mpsc::Receiver<(Instant, String)>,
-    seen: Vec<(Instant, String)>,
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-}
-
-impl Notifications {
-    fn bind() -> Notifications {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("notify.sock");
-        let socket = UnixDatagram::bind(&path).expect("bind");
-        let (tx, got) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = socket.recv(&mut buf) {
-                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-                if tx.send((Instant::now(), text)).is_err() {
-                    return;
-                }
-            }
-        });
-        Notifications {
-            got,
-            seen: Vec::new(),
-            _dir: dir,
-            path,
-        }
-    }
-
-    /// Waits (bounded) for a datagram that starts with `prefix`; the ones before are kept.
-    fn wait_for(&mut self, prefix: &str, within: Duration) -> Option<Instant> {
-        let deadline = Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.got.recv_timeout(left) {
-                Ok((at, text)) => {
-                    let hit = text.starts_with(prefix);
-                    self.seen.push((at, text));
-                    if hit {
-                        return Some(at);
-                    }
-                }
-                Err(_) => return None,
-            }
-        }
-    }
-
-    fn count(&self, prefix: &str) -> usize {
-        self.seen
-            .iter()
-            .filter(|(_, t)| t.starts_with(prefix))
-            .count()
-    }
-}
-
-fn spawn_run(world: &World, socket: &Path, watchdog_usec: Option<u64>) -> Child {
+fn spawn_run(world: &World, socket: &Path, watchdog_usec: Option<u64>) -> Running {
     let mut cmd = world.command(&["run"]);
-    cmd.env("NOTIFY_SOCKET", socket)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    cmd.env("NOTIFY_SOCKET", socket);
     if let Some(usec) = watchdog_usec {
         cmd.env("WATCHDOG_USEC", usec.to_string());
     }
-    cmd.spawn().expect("spawn run")
+    Running::spawn(cmd)
 }
 
-fn stop(mut child: Child) -> (Option<i32>, String) {
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    let deadline = Instant::now() + HANG;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "no exit after SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
-        .expect("read");
-    (status.code(), stderr)
-}
-
+/// SPEC §7: `READY=1` once the status listener is up and the loop runs — its first work, the
+/// crash recovery, shown by `STATUS=` and `felhom_recovering` — even while an engine that is
+/// away keeps that recovery waiting; `STOPPING=1` and `EXTEND_TIMEOUT_USEC` from the first
+/// signal on, also during that recovery. No watchdog fed unasked.
 #[test]
-fn ready_comes_after_the_recovery_and_the_listener_and_no_watchdog_unasked() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let world = World::new(&format!("127.0.0.1:{port}"));
-    world.write_marker(hours_ago(1));
+fn ready_comes_with_the_listener_while_the_recovery_waits_for_an_engine_away_at_boot() {
+    let world = World::new("127.0.0.1:0");
+    // A crashed cycle's marker naming a stack, and an engine that does not answer.
+    let state = StateDir::open(world.state()).expect("state");
+    let stacks = vec![MarkedStack {
+        name: "notes".into(),
+        services: vec!["app".into()],
+        restart_attempts: 0,
+    }];
+    state
+        .save(&Marker::new("c-boot", hours_ago(1), stacks))
+        .expect("marker");
     let mut sd = Notifications::bind();
-    let child = spawn_run(&world, &sd.path.clone(), None);
+    let mut cmd = world.command(&["run"]);
+    cmd.env("NOTIFY_SOCKET", &sd.path).env(
+        "DOCKER_HOST",
+        format!("unix://{}/no-engine.sock", world.dir.path().display()),
+    );
+    let mut run = Running::spawn(cmd);
+    let port = run.endpoint_port();
     let ready = sd.wait_for("READY=1", HANG);
-    // At READY=1 the recovery is done and the listener answers.
-    let recovered = !world.marker().exists() && world.history().contains("\"recovered\"");
-    let listening = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+    let recovering = sd.wait_for("STATUS=recovering", HANG);
+    // The listener answers, and says the recovery runs and waits for the engine.
+    wait_metric(port, "felhom_recovering 1");
+    let metrics = wait_metric(port, "felhom_engine_reachable 0");
+    let status = http_get(port, "/status").expect("/status answers");
     // No watchdog asked for: none fed, across more than one tick of the loop (10 s).
     let fed = sd.wait_for("WATCHDOG=1", Duration::from_secs(12));
-    let (code, stderr) = stop(child);
-    assert!(ready.is_some(), "no READY=1: {:?}\n{stderr}", sd.seen);
-    assert!(recovered, "READY=1 before the recovery: {stderr}");
-    assert!(listening, "READY=1 before the status listener: {stderr}");
+    let alive = run.is_running();
+    let (code, log) = run.stop();
+    assert!(ready.is_some(), "no READY=1: {:?}\n{log}", sd.seen);
+    assert!(recovering.is_some(), "no STATUS=recovering: {:?}", sd.seen);
+    assert!(
+        metrics.contains("felhom_marker_age_seconds 36"),
+        "{metrics}"
+    );
+    assert!(status.contains("\"recovering\":true"), "{status}");
     assert!(
         fed.is_none(),
         "WATCHDOG=1 without WATCHDOG_USEC: {:?}",
         sd.seen
     );
+    assert!(alive, "the daemon waits for the engine: {log}");
     assert!(
         sd.wait_for("STOPPING=1", HANG).is_some(),
-        "no STOPPING=1 on SIGTERM: {:?}\n{stderr}",
+        "no STOPPING=1 on a SIGTERM during the recovery: {:?}\n{log}",
         sd.seen
     );
-    // The stop then asks for more time while stacks come back.
     assert!(
         sd.wait_for("EXTEND_TIMEOUT_USEC=30000000", HANG).is_some(),
         "no EXTEND_TIMEOUT_USEC after STOPPING=1: {:?}",
         sd.seen
     );
-    assert!(sd.count("STATUS=") >= 1, "no STATUS= line: {:?}", sd.seen);
-    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        world.marker().exists(),
+        "the engine never answered: the marker is kept for the next start: {log}"
+    );
 }
 
 #[test]
@@ -325,7 +276,7 @@ fn the_watchdog_is_fed_by_the_loop_at_the_asked_interval() {
     let child = spawn_run(&world, &sd.path.clone(), Some(20_000_000));
     let first = sd.wait_for("WATCHDOG=1", HANG);
     let second = sd.wait_for("WATCHDOG=1", HANG);
-    let (code, stderr) = stop(child);
+    let (code, stderr) = child.stop();
     let (Some(first), Some(second)) = (first, second) else {
         panic!("the watchdog was not fed twice: {:?}\n{stderr}", sd.seen);
     };
@@ -343,12 +294,10 @@ fn the_watchdog_is_fed_by_the_loop_at_the_asked_interval() {
 #[test]
 fn check_shows_the_notify_targets_without_their_secrets() {
     let world = World::new("");
-    let mut config = std::fs::read_to_string(&world.config).expect("config");
-    config.push_str(
+    world.add_config(
         "[notify]\nwebhook = \"https://hooks.example.net/s3cr3t-hook?token=t0k3n\"\n\
          events = [\"failed\", \"done\"]\n",
     );
-    std::fs::write(&world.config, config).expect("config");
     let out = world.run(&["check"]);
     let all = text(&out);
     assert!(
@@ -525,4 +474,103 @@ fn status_svg_says_why_it_cannot_draw() {
     let texts: Vec<&str> = doc.descendants().filter_map(|n| n.text()).collect();
     assert!(texts.contains(&"no stack was stopped"), "{texts:?}");
     assert!(texts.contains(&"max_quiesce +1800 s"), "{texts:?}");
+}
+
+/// `recover --if-stale` ages a marker by the wall clock; a clock set back since the marker
+/// was written makes it look younger than it is, or dated in the future. A marker that no
+/// live process holds is a dead process's whatever its date (the lock dies with its
+/// holder): one from the future is recovered, not left for the clock to catch up.
+#[test]
+fn recover_if_stale_recovers_a_marker_from_the_future_that_nobody_holds() {
+    let world = World::new("");
+    world.write_marker(Utc::now() + chrono::Duration::hours(2));
+    let out = world.run(&["status"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("ahead of this clock"), "{}", text(&out));
+    assert_recovered_if_stale(&world);
+}
+
+fn stranded(name: &str) -> StrandedStack {
+    StrandedStack {
+        name: name.into(),
+        services: vec!["app".into()],
+        cycle_id: "c-1".into(),
+        since: Utc::now(),
+        attempts: 5,
+        last_error: "no such image".into(),
+    }
+}
+
+/// SPEC §5 `forget <stack>`: a stranded stack taken down on purpose leaves the state, under
+/// the cycle lock (it waits while a cycle or a recovery holds it); a stack that is not
+/// stranded is exit 1, and changes nothing.
+#[test]
+fn forget_drops_a_stranded_stack_under_the_lock_and_refuses_one_that_is_not() {
+    let world = World::new("");
+    let state = StateDir::open(world.state()).expect("state");
+    let _ = state
+        .strand(&[stranded("nextcloud"), stranded("wiki")])
+        .expect("strand");
+    // A recovery (here: this test) holds the lock: `forget` waits for it.
+    let lock = StateLock::acquire(&state).expect("lock");
+    let mut forget = Running::spawn(world.command(&["forget", "nextcloud"]));
+    forget.wait_line("waiting for the cycle lock");
+    assert_eq!(state.stranded().expect("reads").stacks.len(), 2);
+    drop(lock);
+    let (code, log) = forget.finish();
+    assert_eq!(code, Some(0), "{log}");
+    let left: Vec<String> = state
+        .stranded()
+        .expect("reads")
+        .stacks
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(left, ["wiki"]);
+    let out = world.run(&["forget", "nextcloud"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("nextcloud is not stranded"),
+        "{}",
+        text(&out)
+    );
+    let out = world.run(&["forget", "wiki"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // Nothing is stranded any more: nothing needs a person.
+    let out = world.run(&["status"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+/// A gap between cycles below the floor (`MIN_CYCLE_GAP`, 5 min) is not what the controller
+/// does: `check` and the daemon's start say so, naming the key.
+#[test]
+fn a_cycle_gap_below_the_floor_is_said_by_check_and_at_the_daemons_start() {
+    let world = World::new("");
+    let mut check = world.command(&["check"]);
+    check
+        .env("FELHOM_QUIESCE__MIN_CYCLE_INTERVAL", "1m")
+        .env("FELHOM_QUIESCE__FAILURE_COOLDOWN", "2m");
+    let out = check.output().expect("check runs");
+    let all = text(&out);
+    for key in [
+        "quiesce.min_cycle_interval = 1m",
+        "quiesce.failure_cooldown = 2m",
+    ] {
+        assert!(
+            all.contains(&format!("note: {key} is below the floor of 5m")),
+            "{all}"
+        );
+    }
+    let (mut sd, mut run) = common::daemon(
+        &world.config,
+        &[("FELHOM_QUIESCE__MIN_CYCLE_INTERVAL", "1m")],
+    );
+    run.wait_line("quiesce.min_cycle_interval = 1m is below the floor of 5m");
+    assert!(sd.wait_for("READY=1", HANG).is_some(), "{:?}", sd.seen);
+    let (code, log) = run.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        !log.contains("quiesce.failure_cooldown"),
+        "at the floor already: {log}"
+    );
 }

@@ -1,12 +1,14 @@
-//! The real binary at startup: crash recovery comes before anything that can fail for an
-//! unrelated reason (SPEC §2 rule 3). A marker naming no stack needs no Docker engine, so these
-//! run anywhere; the end-to-end tests in `tests/` do the same with real stacks.
+//! The real binary at startup: the daemon reaches its loop — whose first work is the crash
+//! recovery (SPEC §2 rule 3) — whatever else is wrong: an `[agent]` that cannot be used or a
+//! busy status port turn a part off, not the daemon. A marker naming no stack needs no Docker
+//! engine, so these run anywhere; the end-to-end tests in `tests/` do the same with real
+//! stacks.
 
+mod common;
+
+use common::{wait_metric, Running, HANG};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_felhom-controller");
 
 fn write_marker(state: &Path) {
     // An existing state dir must be the controller's own, mode 0700 (felhom-marker refuses
@@ -30,44 +32,72 @@ fn history(state: &Path) -> String {
     std::fs::read_to_string(state.join("history.jsonl")).unwrap_or_default()
 }
 
+/// Waits (bounded) until the marker in `state` is gone: the recovery is done.
+fn until_recovered(state: &Path, run: &mut Running) {
+    let deadline = Instant::now() + HANG;
+    while state.join("marker.json").exists() {
+        assert!(Instant::now() < deadline, "not recovered:\n{}", run.text());
+        assert!(run.is_running(), "the daemon exited:\n{}", run.text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `[agent]` settings that cannot be used — a token file that is not there, a pin that is
+/// not one — keep the backups off, not the daemon: it recovers the marker, is ready, serves
+/// its metrics, and says why once, naming the setting.
 #[test]
-fn a_broken_agent_setting_does_not_stop_the_recovery() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let state = dir.path().join("state");
-    write_marker(&state);
-    let config = dir.path().join("controller.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[agent]\nurl = \"https://127.0.0.1:1\"\ntoken_file = \"{}/missing.token\"\n\
-             pin_sha256 = \"{}\"\n[stacks]\nroot = \"{}/stacks\"\n[quiesce]\nstate_dir = \"{}\"\n\
-             [status]\nlisten = \"\"\n",
-            dir.path().display(),
-            "ab".repeat(32),
-            dir.path().display(),
-            state.display()
+fn unusable_agent_settings_keep_the_daemon_up_recovering_and_serving_metrics() {
+    for (what, pin, names) in [
+        ("a missing token file", "ab".repeat(32), "missing.token"),
+        (
+            "a pin that is not one",
+            "not-a-pin".to_owned(),
+            "agent.pin_sha256",
         ),
-    )
-    .expect("config");
-    let out = Command::new(BIN)
-        .args(["--config", &config.display().to_string(), "run"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run the binary");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("missing.token"),
-        "the error names the token file: {stderr}"
-    );
-    assert!(
-        !state.join("marker.json").exists(),
-        "the marker was recovered first: {stderr}"
-    );
-    assert!(
-        history(&state).contains("\"outcome\":\"recovered\""),
-        "{stderr}"
-    );
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().join("state");
+        write_marker(&state);
+        let config = dir.path().join("controller.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[agent]\nurl = \"https://127.0.0.1:1\"\ntoken_file = \"{}/missing.token\"\n\
+                 pin_sha256 = \"{pin}\"\n[stacks]\nroot = \"{}/stacks\"\n\
+                 [quiesce]\nstate_dir = \"{}\"\n[status]\nlisten = \"127.0.0.1:0\"\n",
+                dir.path().display(),
+                dir.path().display(),
+                state.display()
+            ),
+        )
+        .expect("config");
+        let (mut sd, mut run) = common::daemon(&config, &[]);
+        let port = run.endpoint_port();
+        assert!(
+            sd.wait_for("READY=1", HANG).is_some(),
+            "{what}: {:?}",
+            sd.seen
+        );
+        let said = run.wait_line("the agent's settings cannot be used");
+        assert!(said.contains(names), "{what}: names the setting: {said}");
+        until_recovered(&state, &mut run);
+        wait_metric(port, "felhom_agent_errors_total{kind=\"config\"} 1");
+        let (code, log) = run.stop();
+        assert_eq!(code, Some(0), "{what}: {log}");
+        assert!(
+            history(&state).contains("\"outcome\":\"recovered\""),
+            "{what}: {log}"
+        );
+        // `check` and `once` need the agent: a bad configuration for them (exit 2).
+        if what == "a pin that is not one" {
+            let check = common::command(&config, &["check"])
+                .output()
+                .expect("check runs");
+            let stderr = String::from_utf8_lossy(&check.stderr);
+            assert_eq!(check.status.code(), Some(2), "{stderr}");
+            assert!(stderr.contains("agent.pin_sha256"), "{stderr}");
+        }
+    }
 }
 
 #[test]
@@ -88,52 +118,16 @@ fn a_busy_status_port_does_not_stop_the_recovery_or_the_daemon() {
         ),
     )
     .expect("config");
-    let mut child = Command::new(BIN)
-        .args(["--config", &config.display().to_string(), "run"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while state.join("marker.json").exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the marker was not recovered within 30 s"
-        );
-        assert!(
-            child.try_wait().expect("wait").is_none(),
-            "the daemon exited"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(
-        child.try_wait().expect("wait").is_none(),
-        "the daemon keeps running"
-    );
-    // SIGTERM: a clean exit.
-    let pid = child.id().to_string();
-    Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "no exit within 30 s of SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
-        .expect("read");
-    assert_eq!(status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("the status endpoint is off"), "{stderr}");
+    let (mut sd, mut run) = common::daemon(&config, &[]);
+    run.wait_line("the status endpoint is off");
+    // The daemon went on to its loop, and the loop recovered the marker.
+    assert!(sd.wait_for("READY=1", HANG).is_some(), "{:?}", sd.seen);
+    until_recovered(&state, &mut run);
+    let (code, log) = run.stop();
+    assert_eq!(code, Some(0), "{log}");
     assert!(
         history(&state).contains("\"outcome\":\"recovered\""),
-        "{stderr}"
+        "{log}"
     );
     drop(busy);
 }

@@ -161,7 +161,7 @@ impl AgentClient {
                 .http
                 .request(req)
                 .await
-                .map_err(|e| self.transport_error(request, &e))?;
+                .map_err(|e| self.transport_error(request, e))?;
             let status = response.status();
             Ok((status, read_capped(request, response).await))
         };
@@ -210,9 +210,9 @@ impl AgentClient {
     fn transport_error(
         &self,
         request: &'static str,
-        error: &hyper_util::client::legacy::Error,
+        error: hyper_util::client::legacy::Error,
     ) -> AgentError {
-        let root: &(dyn StdError + 'static) = error;
+        let root: &(dyn StdError + 'static) = &error;
         if let Some(tls) = find::<rustls::Error>(root) {
             if let rustls::Error::InvalidCertificate(CertificateError::Other(other)) = tls {
                 if let Some(mismatch) = other.0.downcast_ref::<PinMismatch>() {
@@ -245,11 +245,15 @@ impl AgentClient {
             }
             _ => {}
         }
-        let detail = describe(error.source().unwrap_or(root));
-        if error.is_connect() {
-            connect(format!("could not connect: {detail}"))
+        let what = if error.is_connect() {
+            "could not connect"
         } else {
-            AgentError::Other { request, detail }
+            "the exchange failed"
+        };
+        AgentError::Transport {
+            request,
+            what,
+            source: Box::new(error),
         }
     }
 
@@ -446,16 +450,17 @@ async fn read_capped(
     match Limited::new(response.into_body(), MAX_BODY).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large),
-        Err(e) => Err(AgentError::Other {
+        Err(source) => Err(AgentError::Transport {
             request,
-            detail: format!("reading the answer's body failed: {}", describe(&*e)),
+            what: "reading the answer's body failed",
+            source,
         }),
     }
 }
 
 fn base_url(url: &str) -> Result<String, ConfigError> {
     let invalid = |reason: &str| ConfigError::InvalidUrl {
-        url: url.to_owned(),
+        url: shown_url(url),
         reason: reason.to_owned(),
     };
     let uri: Uri = url
@@ -489,6 +494,26 @@ fn base_url(url: &str) -> Result<String, ConfigError> {
         authority.as_str(),
         uri.path().trim_end_matches('/')
     ))
+}
+
+/// What an error may show of `url`: its scheme and host, and `/…` for whatever followed —
+/// user-info, a path, a query or a fragment may each hold a token.
+fn shown_url(url: &str) -> String {
+    let url = url.trim();
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "(not shown: no scheme)".to_owned();
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    let plain = |text: &str| {
+        text.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-.:[]_".contains(c))
+    };
+    if !plain(scheme) || !plain(host) {
+        return "(not shown)".to_owned();
+    }
+    let more = if host.len() < rest.len() { "/…" } else { "" };
+    format!("{scheme}://{host}{more}")
 }
 
 fn authorization(token: &Token) -> Result<HeaderValue, ConfigError> {
@@ -528,22 +553,6 @@ fn find<'a, T: StdError + 'static>(error: &'a (dyn StdError + 'static)) -> Optio
     None
 }
 
-/// The messages of a chain joined by `: `, without repeating a level that the previous one
-/// already printed.
-fn describe(error: &(dyn StdError + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut current = error.source();
-    while let Some(e) = current {
-        let part = e.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        current = e.source();
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -576,18 +585,30 @@ mod tests {
 
     #[test]
     fn base_url_refuses_what_cannot_be_pinned_or_would_leak() {
-        for (url, why) in [
-            ("http://10.0.0.1:8443", "only https://"),
-            ("10.0.0.1:8443", "scheme"),
-            ("https://", "not a URL"),
-            ("https://user:pw@10.0.0.1", "credentials"),
-            ("https://10.0.0.1/?token=x", "query"),
-            ("https://10.0.0.1/#x", "fragment"),
-            ("not a url", "not a URL"),
+        // (the URL, why it is refused, how the error shows it)
+        for (url, why, shown) in [
+            (
+                "http://10.0.0.1:8443",
+                "only https://",
+                "http://10.0.0.1:8443",
+            ),
+            ("10.0.0.1:8443", "scheme", "(not shown: no scheme)"),
+            ("https://", "not a URL", "https://"),
+            (
+                "https://user:pw@10.0.0.1",
+                "credentials",
+                "https://10.0.0.1/…",
+            ),
+            ("https://10.0.0.1/?token=x", "query", "https://10.0.0.1/…"),
+            ("https://10.0.0.1/#x", "fragment", "https://10.0.0.1/…"),
+            ("not a url", "not a URL", "(not shown: no scheme)"),
         ] {
             let err = base_url(url).expect_err(url);
             assert!(err.to_string().contains(why), "{url}: {err}");
-            assert!(err.to_string().contains(url), "{url}: {err}");
+            assert!(
+                err.to_string().starts_with(&format!("agent url {shown}: ")),
+                "{url}: {err}"
+            );
         }
     }
 
@@ -659,5 +680,37 @@ mod tests {
     fn new_refuses_http() {
         let err = AgentClient::new(config("http://127.0.0.1:8443", "t")).expect_err("http");
         assert!(matches!(err, ConfigError::InvalidUrl { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("agent url http://127.0.0.1:8443: "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_refused_url_shows_no_user_info_path_query_or_fragment() {
+        for (url, shown) in [
+            ("https://user:s3cretTok@agent:8443", "https://agent:8443/…"),
+            (
+                "https://agent:8443/?token=s3cretTok",
+                "https://agent:8443/…",
+            ),
+            ("https://agent:8443/#s3cretTok", "https://agent:8443/…"),
+            ("http://agent/s3cretTok", "http://agent/…"),
+            ("s3cretTok", "(not shown: no scheme)"),
+            ("https://s3cret\nTok/x", "(not shown)"),
+        ] {
+            let err = AgentClient::new(config(url, "t")).expect_err(url);
+            let ConfigError::InvalidUrl { url: field, .. } = &err else {
+                panic!("{url}: {err:?}");
+            };
+            assert_eq!(field, shown, "{url}");
+            for text in [err.to_string(), format!("{err:?}")] {
+                assert!(
+                    !text.contains("s3cret") && !text.contains("Tok"),
+                    "{url}: {text}"
+                );
+            }
+        }
     }
 }

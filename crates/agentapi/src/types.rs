@@ -102,7 +102,20 @@ pub enum AgentError {
         /// The request.
         request: &'static str,
     },
-    /// Anything else: transport, TLS, timeout, unexpected status, bad body.
+    /// The exchange failed beneath HTTP: a name that does not resolve, a connection that
+    /// breaks, a body cut short. What failed is the error's [`source`](std::error::Error::source).
+    #[error("{request}: {what}")]
+    Transport {
+        /// The request.
+        request: &'static str,
+        /// What failed: `could not connect`, `the exchange failed`, `reading the answer's
+        /// body failed`.
+        what: &'static str,
+        /// The transport's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Anything else that is not one of the other kinds.
     #[error("{request}: {detail}")]
     Other {
         /// The request.
@@ -184,9 +197,10 @@ pub enum AgentError {
 #[non_exhaustive]
 pub enum ConfigError {
     /// `agent.url` is not a usable `https://` URL.
-    #[error("agent url {url:?}: {reason}")]
+    #[error("agent url {url}: {reason}")]
     InvalidUrl {
-        /// The URL as given.
+        /// The URL as an error may show it: its scheme and host; user-info, path, query and
+        /// fragment, any of which may hold a token, are left out (`/…`).
         url: String,
         /// What is wrong with it.
         reason: String,
@@ -266,6 +280,11 @@ mod tests {
             AgentError::Other {
                 request,
                 detail: "x".into(),
+            },
+            AgentError::Transport {
+                request,
+                what: "the exchange failed",
+                source: "x".into(),
             },
             AgentError::PinMismatch {
                 request,

@@ -109,7 +109,12 @@ async fn a_truncated_body_is_an_error() {
         })
         .await;
         let err = server.client().backup_due().await.expect_err("cut short");
-        assert!(matches!(err, AgentError::Other { .. }), "{err:?}");
+        assert!(matches!(err, AgentError::Transport { .. }), "{err:?}");
+        // The cause is the error's source, not a copy of it in its text.
+        let cause = std::error::Error::source(&err)
+            .expect("a cause")
+            .to_string();
+        assert!(!err.to_string().contains(&cause), "{err}: {cause}");
         let text = err.to_string();
         assert!(
             text.starts_with("GET /backup/due: reading the answer's body failed"),
@@ -208,7 +213,7 @@ async fn a_server_that_closes_without_answering_is_an_error() {
             .backup_status()
             .await
             .expect_err("no answer");
-        assert!(matches!(err, AgentError::Other { .. }), "{err:?}");
+        assert!(matches!(err, AgentError::Transport { .. }), "{err:?}");
         assert!(err.to_string().starts_with("GET /backup/status: "), "{err}");
         assert_no_token(&err);
     })
@@ -221,7 +226,7 @@ async fn garbage_instead_of_http_is_an_error() {
         let server =
             TlsServer::start(|_| Reply::Raw(b"SSH-2.0-OpenSSH_9.2\r\n\r\n".to_vec())).await;
         let err = server.client().backup_due().await.expect_err("not HTTP");
-        assert!(matches!(err, AgentError::Other { .. }), "{err:?}");
+        assert!(matches!(err, AgentError::Transport { .. }), "{err:?}");
         assert!(err.to_string().starts_with("GET /backup/due: "), "{err}");
     })
     .await;

@@ -30,6 +30,16 @@ pub trait StrandedStore: Send + Sync {
     /// Removes the stack `name` (it runs again) and returns the list as it is now; no error
     /// when it was not there.
     fn unstrand(&self, name: &str) -> Result<Stranded, MarkerError>;
+    /// Drops the stack `name` from the list because a person took it down on purpose: it is
+    /// no longer retried nor shown. Returns its entry, `None` when it was not stranded.
+    fn forget(&self, name: &str) -> Result<Option<StrandedStack>, MarkerError> {
+        let list = self.stranded()?;
+        let Some(entry) = list.stacks.into_iter().find(|s| s.name == name) else {
+            return Ok(None);
+        };
+        let _ = self.unstrand(name)?;
+        Ok(Some(entry))
+    }
 }
 
 /// The stranded stacks, and whether the file was found unusable on the way.

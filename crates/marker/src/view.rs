@@ -55,6 +55,16 @@ pub struct MarkerView {
     pub unreadable_stacks: usize,
 }
 
+impl crate::StateDir {
+    /// A read-only view of this state directory, for readers that share the writer's process
+    /// (a status endpoint): the same files, through [`StateView`]'s reads.
+    pub fn view(&self) -> StateView {
+        StateView {
+            dir: self.path().to_path_buf(),
+        }
+    }
+}
+
 impl StateView {
     /// A view of the state directory `dir`: a directory, not a symbolic link (which its writer
     /// refuses as well: [`MarkerError::UnsafeStateDir`]). A directory that does not exist

@@ -202,3 +202,31 @@ fn garbage_and_an_empty_file_are_moved_aside_with_nothing_salvaged() {
         );
     }
 }
+
+#[test]
+fn a_forgotten_stack_leaves_the_list_for_good_and_only_a_stranded_one_can_be() {
+    let tmp = common::private_dir();
+    let state = StateDir::open(tmp.path()).expect("the state dir opens");
+    let _ = state
+        .strand(&[stranded("wiki", 5), stranded("photos", 5)])
+        .expect("strands");
+    let forgotten = state.forget("wiki").expect("forgets");
+    assert_eq!(forgotten, Some(stranded("wiki", 5)));
+    // Another process (the daemon's next retry) reads the list without it.
+    let next = StateDir::open(tmp.path()).expect("the state dir opens again");
+    assert_eq!(
+        next.stranded().expect("reads").stacks,
+        vec![stranded("photos", 5)]
+    );
+    // Not stranded (any more): nothing to forget, nothing changed.
+    assert_eq!(next.forget("wiki").expect("reads"), None);
+    assert_eq!(next.forget("mail").expect("reads"), None);
+    assert_eq!(
+        next.forget("photos").expect("forgets"),
+        Some(stranded("photos", 5))
+    );
+    assert!(
+        !tmp.path().join("stranded.json").exists(),
+        "an empty list is no file"
+    );
+}

@@ -21,6 +21,10 @@ use tokio::task::JoinSet;
 /// longer than that is the receiver's problem; the next event tries again.
 const TRIES: u32 = 3;
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// How much of a receiver's answer is read (its status decides; the body is only read so that
+/// the connection can be used again), and for how long at most.
+const ANSWER_LIMIT: usize = 16 * 1024;
+const ANSWER_WAIT: Duration = Duration::from_secs(1);
 
 /// Why a [`Notifier`] could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -269,8 +273,10 @@ impl Inner {
             retry: true,
         })?;
         let status = res.status();
-        // Read the (short) answer so that the connection can be reused.
-        let _ = res.into_body().collect().await;
+        // Read a short answer so that the connection can be used again; a long or endless one
+        // is cut (the connection is then closed): the status is all that counts.
+        let answer = http_body_util::Limited::new(res.into_body(), ANSWER_LIMIT).collect();
+        let _ = tokio::time::timeout(ANSWER_WAIT, answer).await;
         if status.is_success() {
             return Ok(());
         }

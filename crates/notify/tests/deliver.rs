@@ -430,3 +430,52 @@ async fn building_outside_a_runtime_is_an_error_not_a_panic() {
         .expect("no panic");
     assert!(err.is_err());
 }
+
+/// A receiver on 127.0.0.1 that answers every request `200 OK` with a body that never ends
+/// (chunks for as long as the client reads); counts the requests.
+async fn endless_receiver() -> (SocketAddr, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counter = requests.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                // The request's head and its (small) body, then the endless answer.
+                let mut buf = vec![0u8; 64 * 1024];
+                if stream.read(&mut buf).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                counter.fetch_add(1, Ordering::SeqCst);
+                let head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+                if stream.write_all(head).await.is_err() {
+                    return;
+                }
+                let chunk = format!("1000\r\n{}\r\n", "x".repeat(0x1000));
+                while stream.write_all(chunk.as_bytes()).await.is_ok() {}
+            });
+        }
+    });
+    (addr, requests)
+}
+
+#[tokio::test]
+async fn an_endless_answer_is_read_bounded_and_the_delivery_counts() {
+    let logs = Logs::default();
+    let _guard = logs.install();
+    let (addr, requests) = endless_receiver().await;
+    // A try's bound well past the answer's read bound.
+    let notifier = webhook_notifier(addr, "/hook", Duration::from_secs(5));
+    spawns_then_drains(&notifier, |n| n.send(stranded_event())).await;
+    assert_eq!(
+        requests.load(Ordering::SeqCst),
+        1,
+        "delivered at the first try, not retried: {}",
+        logs.text()
+    );
+    let text = logs.text();
+    assert!(text.contains("webhook delivered"), "{text}");
+    assert!(!text.contains("not delivered"), "{text}");
+}

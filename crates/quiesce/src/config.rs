@@ -65,6 +65,25 @@ impl Default for CycleConfig {
 }
 
 impl CycleConfig {
+    /// These knobs for the daemon: a resume waits for an engine that is away as long as it
+    /// takes (SPEC §2 rule 6), the stacks' only chance is that it comes back.
+    pub fn for_daemon(self) -> Self {
+        CycleConfig {
+            engine_wait: None,
+            ..self
+        }
+    }
+
+    /// These knobs for a command run by hand or by a timer (`once`, `recover`): a resume
+    /// waits for an engine that is away up to `max_quiesce`, then gives up with the marker
+    /// kept for the daemon (SPEC §2 rule 6). Call it once `max_quiesce` is set.
+    pub fn for_command(self) -> Self {
+        CycleConfig {
+            engine_wait: Some(self.max_quiesce),
+            ..self
+        }
+    }
+
     /// The bound of one start call for a stacks manager that waits up to `start_timeout` for a
     /// stack to run and gives each container up to `stop_timeout` to stop: its whole wait,
     /// plus a stop's grace (a start may first wait out a shutdown), plus 30 s for the engine
@@ -85,5 +104,17 @@ mod tests {
             CycleConfig::start_call_timeout_for(Duration::from_secs(120), Duration::from_secs(30));
         assert_eq!(bound, Duration::from_secs(180));
         assert_eq!(bound, CycleConfig::default().start_call_timeout);
+    }
+
+    #[test]
+    fn the_daemon_waits_for_the_engine_as_long_as_it_takes_a_command_up_to_max_quiesce() {
+        let config = CycleConfig {
+            max_quiesce: Duration::from_secs(600),
+            ..CycleConfig::default()
+        };
+        assert_eq!(config.clone().for_daemon().engine_wait, None);
+        let command = config.for_command();
+        assert_eq!(command.engine_wait, Some(Duration::from_secs(600)));
+        assert_eq!(command.for_daemon().engine_wait, None);
     }
 }

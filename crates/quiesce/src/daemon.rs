@@ -35,17 +35,23 @@ impl Controller {
     }
 
     /// The daemon's start: crash recovery, once — a marker no live process holds is brought
-    /// back, and every stranded stack is tried — before anything else. An embedder that must
-    /// know when it is done (systemd's `READY=1`) then runs the loop itself.
+    /// back, and every stranded stack is tried — before anything else. While it runs the
+    /// overview says so ([`crate::Overview::recovering`]): it is the loop's first work, and it
+    /// waits as long as the engine is away, so an embedder tells its service manager it is
+    /// ready before, not after it.
     pub async fn start_daemon(&self, cancel: &CancellationToken) -> Daemon {
         let mut daemon = Daemon {
             controller: self.clone(),
         };
+        let shown = &self.shared.shown;
+        shown.set(|o| o.recovering = true);
         if let Some(recovery) = daemon.recover(cancel).await {
             if !recovery.stranded.is_empty() {
                 tracing::warn!(stranded = ?recovery.stranded, "stacks are still stranded: tried again with a slow backoff");
             }
         }
+        shown.set(|o| o.recovering = false);
+        tracing::info!("the start-up recovery is done");
         daemon
     }
 }

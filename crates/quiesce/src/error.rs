@@ -28,7 +28,7 @@ pub enum CycleError {
     #[error("cancelled before the cycle began: nothing was stopped")]
     Cancelled,
     /// A marker is present: a crashed cycle must be recovered first.
-    #[error("a marker of cycle {cycle_id} is present: run `felhom-controller recover` (or restart the daemon) first")]
+    #[error("a marker of cycle {cycle_id} is present: its stacks must be recovered first")]
     MarkerPresent {
         /// The cycle that left it.
         cycle_id: String,
@@ -50,7 +50,7 @@ pub enum CycleError {
     #[error("listing the running stacks")]
     Stacks(#[from] felhom_stacks::StacksError),
     /// No agent is configured.
-    #[error("no agent is configured ([agent] is absent): the guest is not provisioned")]
+    #[error("no agent is configured: the guest is not provisioned")]
     NoAgent,
     /// Asking the agent whether a backup is due failed.
     #[error("asking the agent whether a backup is due")]

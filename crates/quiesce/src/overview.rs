@@ -42,6 +42,9 @@ pub struct Overview {
     /// (`felhom_state_errors_total`). Each is logged; the truth is kept (in the marker, in
     /// memory) where the disk would not take it.
     pub state_errors: u64,
+    /// Whether the daemon's start-up recovery runs: the loop's first work (a crashed cycle's
+    /// marker, the stranded stacks), which may wait as long as the engine is away.
+    pub recovering: bool,
 }
 
 impl Overview {

@@ -1,18 +1,22 @@
 //! `check`: validates the config, reaches the agent, lists what a cycle would stop.
 
-use crate::config::Config;
-use crate::errors;
-use crate::wire::{agent, wire, Role};
+use crate::{errors, wire};
 use anyhow::Result;
+use felhom_agentapi::AgentApi;
+use felhom_ops::config::Config;
 use felhom_stacks::Stacks;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 pub(crate) async fn check(config: Config) -> Result<ExitCode> {
-    let wired = wire(&config, Role::Command, agent(&config)?, Arc::new(()))?;
+    let agent = wire::agent_client(&config)?;
+    let stacks = wire::stacks(&config)?;
+    wire::state_dir(&config)?;
     println!("config: ok");
+    for note in config.notes() {
+        println!("note: {note}");
+    }
     let mut ok = true;
-    match &wired.agent {
+    match &agent {
         None => println!("agent: not configured ([agent] absent): the loop stays off"),
         Some(agent) => match agent.backup_due().await {
             Ok(due) => println!(
@@ -26,7 +30,7 @@ pub(crate) async fn check(config: Config) -> Result<ExitCode> {
             }
         },
     }
-    match wired.stacks.compose_command().await {
+    match stacks.compose_command().await {
         Ok(c) => println!("compose: {c}"),
         Err(e) => {
             ok = false;
@@ -52,7 +56,7 @@ pub(crate) async fn check(config: Config) -> Result<ExitCode> {
             );
         }
     }
-    match wired.stacks.running_app_stacks().await {
+    match stacks.running_app_stacks().await {
         Ok(stacks) if stacks.is_empty() => {
             println!("a cycle would stop: nothing (no running app stack)")
         }

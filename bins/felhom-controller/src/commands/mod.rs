@@ -1,7 +1,8 @@
 //! One file per command of SPEC §5; each builds what it needs through [`crate::wire`] and
-//! leaves every decision to the libraries.
+//! leaves every decision to the libraries. The signals are here: they are the process's.
 
 pub(crate) mod check;
+pub(crate) mod forget;
 pub(crate) mod once;
 pub(crate) mod recover;
 pub(crate) mod run;
@@ -10,12 +11,7 @@ pub(crate) mod status;
 use anyhow::Result;
 use felhom_marker::CycleRecord;
 use std::process::ExitCode;
-use std::time::Duration;
 use tokio::signal::unix::SignalKind;
-
-/// How long a command waits, before it exits, for notifications still being delivered (the
-/// stacks are back by then; this only delays the process's exit).
-const DRAIN: Duration = Duration::from_secs(5);
 
 /// Exit 0 for a cycle that ended `done` with nothing stranded, else 1 (SPEC §5).
 fn exit_for(record: &CycleRecord) -> ExitCode {

@@ -1,20 +1,25 @@
 //! `once [--force]`: one cycle now if due.
 
-use crate::config::Config;
-use crate::metrics::Metrics;
-use crate::wire::{self, agent, wire, Role};
+use crate::wire;
 use anyhow::Result;
+use felhom_agentapi::AgentApi;
+use felhom_ops::config::Config;
+use felhom_ops::{Metrics, NotifySocket, DRAIN};
 use felhom_quiesce::{CancellationToken, IfDue};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-pub(crate) async fn once(config: Config, force: bool) -> Result<ExitCode> {
+pub(crate) async fn once(config: Config, manager: NotifySocket, force: bool) -> Result<ExitCode> {
     // First: a signal from here on resumes whatever is down, then the process exits.
     let cancel = CancellationToken::new();
     super::cancel_on_signals(cancel.clone())?;
-    let watch = wire::watch(&config, Arc::new(Metrics::new(config.quiesce.max_quiesce)))?;
-    let wired = wire(&config, Role::Command, agent(&config)?, watch.clone())?;
-    let code = match wired.controller.run_if_due(force, &cancel).await? {
+    let metrics = Arc::new(Metrics::new(config.quiesce.max_quiesce));
+    let observer = wire::observer(&config, metrics, Arc::new(manager));
+    let agent = wire::agent_client(&config)?.map(|c| Arc::new(c) as Arc<dyn AgentApi>);
+    let state = Arc::new(wire::state_dir(&config)?);
+    let cycle = config.cycle_config().for_command();
+    let controller = wire::controller(&config, cycle, agent, state, observer.clone())?;
+    let code = match controller.run_if_due(force, &cancel).await? {
         IfDue::NotDue(due) => {
             println!(
                 "not due{}{}",
@@ -27,7 +32,7 @@ pub(crate) async fn once(config: Config, force: bool) -> Result<ExitCode> {
         }
         IfDue::Ran(record) => {
             super::print_record(&record)?;
-            if super::left_undone(&wired.controller) {
+            if super::left_undone(&controller) {
                 ExitCode::from(1)
             } else {
                 super::exit_for(&record)
@@ -35,6 +40,6 @@ pub(crate) async fn once(config: Config, force: bool) -> Result<ExitCode> {
         }
     };
     // The record is out; the notifications of the cycle get a bounded time to leave.
-    watch.drain(super::DRAIN).await;
+    observer.drain(DRAIN).await;
     Ok(code)
 }

@@ -1,21 +1,24 @@
 //! `recover [--if-stale]`: restarts the stacks named in a marker and clears it; tries the
 //! stranded stacks again at once.
 
-use crate::config::Config;
-use crate::metrics::Metrics;
-use crate::wire::{self, agent, wire, Role};
-use crate::{errors, status};
+use crate::{errors, wire};
 use anyhow::Result;
+use felhom_ops::config::Config;
+use felhom_ops::{Inspection, Metrics, NotifySocket, DRAIN};
 use felhom_quiesce::{CancellationToken, CycleError};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-pub(crate) async fn recover(config: Config, if_stale: bool) -> Result<ExitCode> {
+pub(crate) async fn recover(
+    config: Config,
+    manager: NotifySocket,
+    if_stale: bool,
+) -> Result<ExitCode> {
     let cancel = CancellationToken::new();
     super::cancel_on_signals(cancel.clone())?;
     if if_stale {
-        let look = status::Look::at(&wire::state_view(&config)?);
-        if let Some(why) = look.leave_alone(config.quiesce.max_quiesce) {
+        let look = Inspection::of(&wire::state_view(&config)?);
+        if let Some(why) = look.why_not_stale(config.quiesce.max_quiesce) {
             println!("nothing to recover: {why}");
             return Ok(ExitCode::SUCCESS);
         }
@@ -25,16 +28,12 @@ pub(crate) async fn recover(config: Config, if_stale: bool) -> Result<ExitCode> 
     }
     // The agent is only asked how the marker's backup ended: a broken agent setting must not
     // keep the stacks down.
-    let agent = agent(&config).unwrap_or_else(|e| {
-        tracing::warn!(
-            "the agent cannot be asked about the backup: {}",
-            errors::chain(e.as_ref())
-        );
-        None
-    });
-    let watch = wire::watch(&config, Arc::new(Metrics::new(config.quiesce.max_quiesce)))?;
-    let wired = wire(&config, Role::Command, agent, watch.clone())?;
-    let controller = &wired.controller;
+    let agent = wire::agent_if_usable(&config);
+    let metrics = Arc::new(Metrics::new(config.quiesce.max_quiesce));
+    let observer = wire::observer(&config, metrics, Arc::new(manager));
+    let state = Arc::new(wire::state_dir(&config)?);
+    let cycle = config.cycle_config().for_command();
+    let controller = wire::controller(&config, cycle, agent, state, observer.clone())?;
     let recovery = match controller.recover(&cancel).await {
         Ok(recovery) => recovery,
         // Between the look and the lock a daemon began a cycle: that one is alive.
@@ -58,9 +57,8 @@ pub(crate) async fn recover(config: Config, if_stale: bool) -> Result<ExitCode> 
     if let Some(e) = marker_problem {
         return Err(e.into());
     }
-    let recovered = recovery.record;
     let mut ok = true;
-    match recovered {
+    match recovery.record {
         Some(record) => {
             super::print_record(&record)?;
             ok &= record.stranded.is_empty();
@@ -69,13 +67,14 @@ pub(crate) async fn recover(config: Config, if_stale: bool) -> Result<ExitCode> 
     }
     if !still.is_empty() {
         eprintln!(
-            "felhom-controller: still stranded: {} — start them by hand and check their logs",
+            "felhom-controller: still stranded: {} — start them by hand and check their logs \
+             (`felhom-controller forget <stack>` for one taken down on purpose)",
             still.join(", ")
         );
         ok = false;
     }
-    ok &= !super::left_undone(controller);
-    watch.drain(super::DRAIN).await;
+    ok &= !super::left_undone(&controller);
+    observer.drain(DRAIN).await;
     Ok(if ok {
         ExitCode::SUCCESS
     } else {

@@ -107,6 +107,7 @@ fn a_fresh_registry_has_every_series_at_its_start_value() {
     assert_eq!(value(&s, "felhom_cycle_running", &[]), 0.0);
     assert_eq!(value(&s, "felhom_stacks_quiesced", &[]), 0.0);
     assert_eq!(value(&s, "felhom_marker_age_seconds", &[]), 0.0);
+    assert_eq!(value(&s, "felhom_recovering", &[]), 0.0);
     assert_eq!(
         value(
             &s,
@@ -202,7 +203,13 @@ fn the_setters_show_in_the_text() {
     let m = Metrics::new(Duration::from_secs(60));
     m.set_stranded(2);
     m.set_marker_age(Some(Duration::from_millis(90_500)));
-    m.set_engine_reachable(false, Some(at(5)));
+    // The driver's own view: stacks wait for an engine away since `at(5)`; the start-up
+    // recovery runs.
+    m.overview(&Overview {
+        engine_unreachable_since: Some(at(5)),
+        recovering: true,
+        ..Overview::default()
+    });
     m.agent_error("timeout");
     m.agent_error("timeout");
     m.agent_error("connect");
@@ -210,6 +217,7 @@ fn the_setters_show_in_the_text() {
     assert_eq!(value(&s, "felhom_stranded_stacks", &[]), 2.0);
     assert_eq!(value(&s, "felhom_marker_age_seconds", &[]), 90.5);
     assert_eq!(value(&s, "felhom_engine_reachable", &[]), 0.0);
+    assert_eq!(value(&s, "felhom_recovering", &[]), 1.0);
     assert_eq!(
         value(&s, "felhom_engine_unreachable_since_timestamp_seconds", &[]),
         at(5).timestamp() as f64
@@ -223,7 +231,7 @@ fn the_setters_show_in_the_text() {
         1.0
     );
 
-    m.set_engine_reachable(true, None);
+    m.overview(&Overview::default());
     m.set_marker_age(None);
     let s = scrape(&m);
     assert_eq!(value(&s, "felhom_engine_reachable", &[]), 1.0);
@@ -232,4 +240,5 @@ fn the_setters_show_in_the_text() {
         0.0
     );
     assert_eq!(value(&s, "felhom_marker_age_seconds", &[]), 0.0);
+    assert_eq!(value(&s, "felhom_recovering", &[]), 0.0);
 }

@@ -5,24 +5,25 @@
 //! `status.allow_remote` says otherwise, and no client can keep the others out: a bounded
 //! number of connections, each closed after one answer, and when all are taken a newcomer
 //! closes a connection that is still waiting for its request, from the peer that holds the
-//! most.
+//! most. The state directory is read off the runtime's workers: a disk that hangs holds up a
+//! scrape, never the loop or the other answers.
 
 use crate::brief;
+use crate::inspection::Inspection;
 use crate::metrics::{Metrics, CONTENT_TYPE};
-use crate::status::Look;
-use anyhow::{Context, Result};
 use felhom_marker::StateView;
-use felhom_quiesce::{CancellationToken, Controller, Overview};
+use felhom_quiesce::{Controller, Overview};
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::{Request, Response, StatusCode};
 use serde_json::json;
-use std::net::{IpAddr, SocketAddr};
+use std::future::Future;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 /// `/status`: the controller's overview as the quiesce crate serialises it, plus the
 /// stranded stacks; every text in it cut to its first line (an error's later lines, such as a
@@ -37,28 +38,58 @@ fn status_json(overview: &Overview) -> serde_json::Value {
 
 /// What the endpoint serves from: the live status, the metrics, the state directory.
 #[derive(Debug, Clone)]
-pub(crate) struct Served {
+pub struct Endpoint {
+    /// The controller whose overview `/status` shows.
     pub controller: Controller,
+    /// The registry `/metrics` encodes.
     pub metrics: Arc<Metrics>,
-    pub state: Arc<StateView>,
+    /// The state directory, read (never written) at each scrape.
+    pub state: StateView,
 }
 
-impl Served {
-    /// `/metrics`: the gauges that describe the present are read now (the marker's age, the
-    /// stranded list, the stacks held down), the rest were counted as things happened.
-    fn metrics(&self) -> String {
-        let look = Look::files(&self.state);
-        let overview = self.controller.overview();
-        self.metrics.set_marker_age(look.marker_age);
-        self.metrics.set_stranded(look.stranded.len());
-        let held = match &look.marker {
-            Ok(Some(m)) => m.stacks.len(),
-            _ => 0,
-        };
-        self.metrics.set_stacks_quiesced(held);
-        self.metrics.set_cycle_running(overview.phase.is_some());
-        // The engine's reachability is set from the stacks calls' answers (counted.rs).
+impl Endpoint {
+    /// Serves `/status` and `/metrics` on `listener` until `shutdown` completes (connections
+    /// being answered then finish on their own, within their bound).
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        accept(listener, self, Arc::new(Slots::default()), shutdown).await;
+    }
+
+    /// `/metrics`: the gauges that describe the present are set now — from the state
+    /// directory (the marker's age, the stranded list, the stacks held down), read on a
+    /// blocking thread, and from the overview — the rest were counted as things happened.
+    async fn metrics(&self) -> String {
+        let state = self.state.clone();
+        match tokio::task::spawn_blocking(move || Inspection::files(&state)).await {
+            Ok(look) => {
+                self.metrics
+                    .set_marker_age(look.marker_age.map(|a| a.seconds()));
+                self.metrics.set_stranded(look.stranded.len());
+                self.metrics.set_stacks_quiesced(look.stacks_held());
+            }
+            Err(e) => tracing::warn!("status endpoint: reading the state directory: {e}"),
+        }
+        self.metrics.overview(&self.controller.overview());
         self.metrics.encode()
+    }
+
+    async fn respond(&self, path: &str) -> Result<Response<Full<Bytes>>, hyper::http::Error> {
+        let (status, kind, body) = match path {
+            "/status" => (
+                StatusCode::OK,
+                "application/json",
+                status_json(&self.controller.overview()).to_string(),
+            ),
+            "/metrics" => (StatusCode::OK, CONTENT_TYPE, self.metrics().await),
+            _ => (
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                "not found\n".to_owned(),
+            ),
+        };
+        Response::builder()
+            .status(status)
+            .header("content-type", kind)
+            .body(Full::new(Bytes::from(body)))
     }
 }
 
@@ -72,25 +103,23 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// a connection held open between requests would keep a slot from a scraper.
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(10);
 
-/// Serves `/status` and `/metrics` on `addr` (`status.listen`) until `cancel` fires.
-pub(crate) async fn serve(
-    addr: SocketAddr,
-    served: Served,
-    cancel: CancellationToken,
-) -> Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("status.listen: binding {addr}"))?;
-    tracing::info!("status endpoint on http://{addr}/status and /metrics");
-    tokio::spawn(accept(listener, served, Arc::new(Slots::default()), cancel));
-    Ok(())
-}
-
 /// The open connections, oldest first.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Slots {
     open: std::sync::Mutex<Vec<Slot>>,
     next_id: AtomicU64,
+    /// How many are open, for whoever waits for a number (the tests).
+    count: watch::Sender<usize>,
+}
+
+impl Default for Slots {
+    fn default() -> Self {
+        Slots {
+            open: std::sync::Mutex::default(),
+            next_id: AtomicU64::default(),
+            count: watch::Sender::new(0),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -147,6 +176,7 @@ impl Slots {
             waiting: waiting.clone(),
             evict: Some(evict),
         });
+        self.count.send_replace(open.len());
         Some(Admitted {
             id,
             slots: self.clone(),
@@ -163,18 +193,21 @@ impl Slots {
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        self.slots.open().retain(|s| s.id != self.id);
+        let mut open = self.slots.open();
+        open.retain(|s| s.id != self.id);
+        self.slots.count.send_replace(open.len());
     }
 }
 
-/// Accepts connections until `cancel` fires, at most [`MAX_CONNECTIONS`] at once, each
+/// Accepts connections until `shutdown` completes, at most [`MAX_CONNECTIONS`] at once, each
 /// bounded by [`HEADER_TIMEOUT`] and [`CONNECTION_LIFETIME`] and answering one request.
 async fn accept(
     listener: TcpListener,
-    served: Served,
+    endpoint: Endpoint,
     slots: Arc<Slots>,
-    cancel: CancellationToken,
+    shutdown: impl Future<Output = ()>,
 ) {
+    tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -186,7 +219,7 @@ async fn accept(
                     continue;
                 }
             },
-            () = cancel.cancelled() => return,
+            () = &mut shutdown => return,
         };
         let Some(mut admitted) = slots.admit(peer.ip()) else {
             tracing::debug!(
@@ -195,13 +228,13 @@ async fn accept(
             drop(stream);
             continue;
         };
-        let served = served.clone();
+        let endpoint = endpoint.clone();
         tokio::spawn(async move {
             let waiting = admitted.waiting.clone();
             let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 waiting.store(false, Ordering::SeqCst);
-                let response = respond(req.uri().path(), &served);
-                async move { response }
+                let (endpoint, path) = (endpoint.clone(), req.uri().path().to_owned());
+                async move { endpoint.respond(&path).await }
             });
             let io = hyper_util::rt::TokioIo::new(stream);
             let connection = hyper::server::conn::http1::Builder::new()
@@ -225,26 +258,6 @@ async fn accept(
         // make room.
         tokio::task::yield_now().await;
     }
-}
-
-fn respond(path: &str, served: &Served) -> Result<Response<Full<Bytes>>, hyper::http::Error> {
-    let (status, kind, body) = match path {
-        "/status" => (
-            StatusCode::OK,
-            "application/json",
-            status_json(&served.controller.overview()).to_string(),
-        ),
-        "/metrics" => (StatusCode::OK, CONTENT_TYPE, served.metrics()),
-        _ => (
-            StatusCode::NOT_FOUND,
-            "text/plain",
-            "not found\n".to_owned(),
-        ),
-    };
-    Response::builder()
-        .status(status)
-        .header("content-type", kind)
-        .body(Full::new(Bytes::from(body)))
 }
 
 #[cfg(test)]

@@ -1,11 +1,14 @@
 //! The Prometheus metrics (SPEC §7), through `prometheus-client`: the names here are the
 //! contract of `deploy/prometheus/alerts.yml` and of operators' dashboards.
 //!
-//! The status listener serves [`Metrics::encode`] at `/metrics` (OpenMetrics text; its
-//! content type is [`CONTENT_TYPE`]). The loop calls the small setters as things happen.
+//! The status endpoint serves [`Metrics::encode`] at `/metrics` (OpenMetrics text; its
+//! content type is [`CONTENT_TYPE`]). The observer sets them as things happen
+//! ([`crate::OpsObserver`]), from the controller's own [`Overview`]; the endpoint sets those
+//! that describe the state directory when it is scraped.
 
 use chrono::{DateTime, Utc};
 use felhom_marker::{CycleRecord, Outcome};
+use felhom_quiesce::Overview;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -17,7 +20,7 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 /// The content type of [`Metrics::encode`]'s text.
-pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Every outcome, so that each `felhom_cycles_total{outcome}` series exists from the start
 /// (a series that appears only on its first increment defeats `increase()` in alerts).
@@ -44,7 +47,7 @@ type FloatGauge = Gauge<f64, AtomicU64>;
 
 /// The controller's metrics. Shared by reference (`Arc`); every setter takes `&self`.
 #[derive(Debug)]
-pub(crate) struct Metrics {
+pub struct Metrics {
     registry: Registry,
     cycles: Family<OutcomeLabel, Counter>,
     stranded: Gauge,
@@ -56,6 +59,7 @@ pub(crate) struct Metrics {
     marker_age: FloatGauge,
     engine_reachable: Gauge,
     engine_unreachable_since: FloatGauge,
+    recovering: Gauge,
     agent_errors: Family<KindLabel, Counter>,
     cycle_duration: Histogram,
     stack_downtime: Histogram,
@@ -63,7 +67,7 @@ pub(crate) struct Metrics {
 
 impl Metrics {
     /// Every metric registered, at zero; `max_quiesce` is published for the stale-marker alert.
-    pub(crate) fn new(max_quiesce: Duration) -> Metrics {
+    pub fn new(max_quiesce: Duration) -> Metrics {
         let mut m = Metrics {
             cycles: Family::default(),
             stranded: Gauge::default(),
@@ -76,6 +80,7 @@ impl Metrics {
             // Assumed reachable until a call says otherwise: no alert at startup.
             engine_reachable: Gauge::default(),
             engine_unreachable_since: FloatGauge::default(),
+            recovering: Gauge::default(),
             agent_errors: Family::default(),
             // 10 s .. ~2.8 h: a cycle lasts from seconds (nothing to stop) to max_quiesce.
             cycle_duration: Histogram::new(exponential_buckets(10.0, 2.0, 11)),
@@ -140,13 +145,18 @@ impl Metrics {
         );
         m.registry.register(
             "felhom_engine_reachable",
-            "Whether the Docker engine answered the last call (1) or not (0)",
+            "Whether the Docker engine answers (1), or stacks the controller stopped wait for it (0)",
             m.engine_reachable.clone(),
         );
         m.registry.register(
             "felhom_engine_unreachable_since_timestamp_seconds",
-            "Since when the Docker engine has not answered (Unix time; 0: it answers)",
+            "Since when stacks the controller stopped wait for a Docker engine that does not answer (Unix time; 0: it answers)",
             m.engine_unreachable_since.clone(),
+        );
+        m.registry.register(
+            "felhom_recovering",
+            "Whether the daemon's start-up recovery runs (a crashed cycle's stacks, the stranded stacks)",
+            m.recovering.clone(),
         );
         m.registry.register(
             "felhom_agent_errors",
@@ -172,7 +182,7 @@ impl Metrics {
     }
 
     /// The text for `/metrics`.
-    pub(crate) fn encode(&self) -> String {
+    pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail; an encoder error would be a bug in a metric,
         // and a partial page is still more use than none.
@@ -240,15 +250,15 @@ impl Metrics {
         self.marker_age.set(age.map_or(0.0, |a| a.as_secs_f64()));
     }
 
-    /// Whether the engine answers; `since` is when it stopped answering.
-    pub(crate) fn set_engine_reachable(&self, reachable: bool, since: Option<DateTime<Utc>>) {
-        self.engine_reachable.set(i64::from(reachable));
-        let since = if reachable {
-            0.0
-        } else {
-            since.map_or(0.0, unix)
-        };
-        self.engine_unreachable_since.set(since);
+    /// What the controller's overview says now: whether a cycle runs, whether the start-up
+    /// recovery runs, and since when stacks wait for an engine that does not answer (the
+    /// driver's own state: `Overview::engine_unreachable_since`).
+    pub(crate) fn overview(&self, overview: &Overview) {
+        self.set_cycle_running(overview.phase.is_some());
+        self.recovering.set(i64::from(overview.recovering));
+        let since = overview.engine_unreachable_since;
+        self.engine_reachable.set(i64::from(since.is_none()));
+        self.engine_unreachable_since.set(since.map_or(0.0, unix));
     }
 
     /// A call to the agent failed; `kind` is a short fixed word (`timeout`, `connect`,

@@ -3,9 +3,8 @@
 //! that cannot be used; the same for the `[notify]` URLs. Each error still names the file and
 //! the line.
 
-use super::tests::{file, jailed};
+use super::tests::{agent_of, chain, file, jailed, strict};
 use super::*;
-use crate::errors;
 
 /// A token no fixed text holds: fresh for every call.
 fn random_token() -> String {
@@ -40,8 +39,8 @@ fn assert_hidden(text: &str, secret: &str, context: &str) {
 /// The error of loading `text` as the config file, and the file's path.
 fn error_of(text: &str) -> (String, String) {
     let f = file(text);
-    let err = jailed(|| Config::load(Some(f.path()))).expect_err(text);
-    (errors::chain(err.as_ref()), f.path().display().to_string())
+    let err = jailed(|| Config::load(Some(f.path())).and_then(strict)).expect_err(text);
+    (chain(&err), f.path().display().to_string())
 }
 
 fn pin() -> String {
@@ -188,8 +187,11 @@ fn a_token_file_that_cannot_be_used_is_named_and_its_content_never_shown() {
         );
         let f = file(&config);
         let config = jailed(|| Config::load(Some(f.path()))).expect("the config itself is fine");
-        let err = crate::wire::agent_client(&config).expect_err(what);
-        let message = errors::chain(err.as_ref());
+        let err = agent_of(&config)
+            .expect("[agent]")
+            .client()
+            .expect_err(what);
+        let message = chain(&err);
         assert_hidden(&message, &t, what);
         assert!(
             message.contains(&token_file.display().to_string()),
@@ -215,8 +217,8 @@ fn a_token_in_the_agent_url_is_not_shown() {
         let f = file(&text);
         // The client judges the URL, when it is built.
         let config = jailed(|| Config::load(Some(f.path()))).expect("loads");
-        let err = crate::wire::agent_client(&config).expect_err(url);
-        let message = errors::chain(err.as_ref());
+        let err = agent_of(&config).expect("[agent]").client().expect_err(url);
+        let message = chain(&err);
         assert_hidden(&message, &t, url);
         assert!(message.starts_with("agent.url"), "{url}: {message}");
         assert_hidden(&format!("{config:?}"), &t, url);
@@ -249,7 +251,11 @@ fn load_with_credential(text: &str, credential: Option<&str>) -> Result<Config, 
         }
         let dir = jail.directory().join("creds");
         jail.set_env("CREDENTIALS_DIRECTORY", dir.display());
-        out = Some(Config::load(Some(Path::new("c.toml"))).map_err(|e| errors::chain(e.as_ref())));
+        out = Some(
+            Config::load(Some(Path::new("c.toml")))
+                .and_then(strict)
+                .map_err(|e| chain(&e)),
+        );
         Ok(())
     });
     out.expect("the jail ran the closure")
@@ -259,8 +265,10 @@ fn load_with_credential(text: &str, credential: Option<&str>) -> Result<Config, 
 fn a_systemd_credential_wins_over_the_files_token_keys() {
     let base = format!("[agent]\nurl = \"https://x\"\npin_sha256 = \"{}\"\n", pin());
     let with_file = format!("{base}token_file = \"/etc/felhom/agent.token\"\n");
-    let source =
-        |r: Result<Config, String>| r.expect("loads").agent.map(|a| a.token).expect("[agent]");
+    let source = |r: Result<Config, String>| match r.expect("loads").agent {
+        AgentSetting::Set(a) => a.token,
+        other => panic!("[agent]: {other:?}"),
+    };
     // Given by the unit: it wins over token_file, and over token.
     let token = source(load_with_credential(&with_file, Some("s3cret\n")));
     assert!(
@@ -295,8 +303,11 @@ fn a_credential_that_cannot_be_used_is_named_not_shown() {
     );
     let t = random_token();
     let config = load_with_credential(&base, Some(&format!("{t}\n{t}\n"))).expect("loads");
-    let err = crate::wire::agent_client(&config).expect_err("two lines");
-    let message = errors::chain(err.as_ref());
+    let err = agent_of(&config)
+        .expect("[agent]")
+        .client()
+        .expect_err("two lines");
+    let message = chain(&err);
     assert_hidden(&message, &t, "a credential of two lines");
     assert!(message.contains(CREDENTIAL), "{message}");
 }

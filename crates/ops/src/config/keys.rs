@@ -2,9 +2,8 @@
 //! `docs/configuration.md` and the sample `deploy/controller.toml`. Also the `[notify]`
 //! section's parsing (felhom-notify's config inside ours).
 
-use super::tests::{file, jailed, load};
+use super::tests::{chain, file, jailed, load, strict};
 use super::*;
-use crate::errors;
 use figment::providers::{Format, Toml};
 
 /// The sections of the file and the keys of each, asked of the parser itself: an unknown key
@@ -21,9 +20,13 @@ fn expected(section: Option<&str>) -> Vec<&'static str> {
         None => "zz_probe = 1".to_owned(),
         Some(s) => format!("[{s}]\nzz_probe = 1"),
     };
-    let err = Figment::from(Toml::string(&probe))
-        .extract::<Config>()
-        .expect_err("an unknown key is refused");
+    let figment = Figment::from(Toml::string(&probe));
+    // `[agent]` is read on its own (`AgentOnly`), the rest as the file's sections.
+    let err = match section {
+        Some("agent") => figment.extract::<AgentOnly>().err(),
+        _ => figment.extract::<FileConfig>().err(),
+    }
+    .expect("an unknown key is refused");
     for e in err {
         if let figment::error::Kind::UnknownField(_, keys) = e.kind {
             return keys.to_vec();
@@ -99,14 +102,16 @@ fn uncommented_sample() -> String {
 fn the_sample_config_parses_as_shipped_and_uncommented() {
     let f = file(&repo_file("deploy/controller.toml"));
     let shipped = jailed(|| Config::load(Some(f.path()))).expect("the sample as shipped");
-    assert!(shipped.agent.is_none() && shipped.notify.is_none());
+    assert!(matches!(shipped.agent, AgentSetting::Absent) && shipped.notify.is_none());
 
     let text = uncommented_sample();
     figment::Jail::expect_with(|jail| {
         jail.create_file("c.toml", &text)?;
         // The sample's pin is a placeholder; the environment gives a real one.
         jail.set_env("FELHOM_AGENT__PIN_SHA256", "ab".repeat(32));
-        let c = Config::load(Some(Path::new("c.toml"))).map_err(|e| format!("{e:#}\n{text}"))?;
+        let c = Config::load(Some(Path::new("c.toml")))
+            .and_then(strict)
+            .map_err(|e| format!("{}\n{text}", chain(&e)))?;
         let notify = c.notify.as_ref().expect("[notify] uncommented");
         assert!(notify.webhook.is_some() && notify.ntfy.is_some() && notify.ping.is_some());
         assert_eq!(notify.timeout, Duration::from_secs(10));
@@ -149,20 +154,17 @@ fn notify_is_read_from_the_file_and_the_environment() {
 fn a_bad_notify_value_names_its_key_and_hides_the_url() {
     let err = load("[notify]\nwebhook = \"ftp://hooks.example.net/s3cret-path\"\n")
         .expect_err("ftp is refused");
-    let text = errors::chain(err.as_ref());
+    let text = chain(&err);
     assert!(text.contains("notify.webhook"), "{text}");
     assert!(
         !text.contains("s3cret-path"),
         "the URL's secret shows: {text}"
     );
     let err = load("[notify]\nwebhok = \"https://x.example\"\n").expect_err("a typo");
-    let text = errors::chain(err.as_ref());
+    let text = chain(&err);
     assert!(text.contains("webhok") && text.contains("notify"), "{text}");
     let err = load("[notify]\nevents = [\"everything\"]\n").expect_err("an unknown event");
-    assert!(
-        errors::chain(err.as_ref()).contains("everything"),
-        "{err:#}"
-    );
+    assert!(chain(&err).contains("everything"), "{}", chain(&err));
 }
 
 #[test]

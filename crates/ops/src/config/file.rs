@@ -7,7 +7,7 @@
 //! value that does not fit its key is shown only for keys that cannot hold a secret; a name
 //! from the file (an unknown key) only when it looks like a key.
 
-use anyhow::{anyhow, Result};
+use super::ConfigError;
 use figment::error::{Actual, Kind};
 use figment::providers::{Format, Toml};
 use figment::value::{Dict, Map};
@@ -38,9 +38,9 @@ pub(super) struct TomlFile {
 impl TomlFile {
     /// Reads and parses `path`. A syntax error names the file, the line and the column, and
     /// says what the parser expected — never what it found.
-    pub(super) fn read(path: &Path) -> Result<TomlFile> {
+    pub(super) fn read(path: &Path) -> Result<TomlFile, ConfigError> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow!("reading {}: {e}", path.display()))?;
+            .map_err(|e| ConfigError::Invalid(format!("reading {}: {e}", path.display())))?;
         match ImDocument::parse(text.clone()) {
             Ok(doc) => Ok(TomlFile {
                 path: path.to_path_buf(),
@@ -52,12 +52,12 @@ impl TomlFile {
                     Some(span) => line_column(&text, span.start),
                     None => (0, 0),
                 };
-                Err(anyhow!(
+                Err(ConfigError::Invalid(format!(
                     "{} line {line}, column {column}: not valid TOML: {} (the line is not \
                      shown: it may hold a secret)",
                     path.display(),
                     parser_words(e.message())
-                ))
+                )))
             }
         }
     }

@@ -1,7 +1,9 @@
 use super::*;
 use chrono::Utc;
 use felhom_marker::{CycleRecord, Outcome, StrandedStack};
+use felhom_quiesce::CancellationToken;
 use std::io::{Read, Write};
+use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -90,12 +92,8 @@ fn the_status_json_carries_no_app_output() {
     );
 }
 
-/// The endpoint on a free loopback port, over fakes: its address, its connections, and the
-/// token that stops it (the temporary state directory must outlive it).
-async fn endpoint() -> (SocketAddr, Arc<Slots>, CancellationToken, tempfile::TempDir) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let cancel = CancellationToken::new();
+/// The endpoint over fakes and an empty state directory in `tmp`.
+fn fake_endpoint(tmp: &tempfile::TempDir) -> Endpoint {
     let controller = felhom_quiesce::Controller::new(
         felhom_quiesce::Collaborators::in_memory(
             None,
@@ -104,15 +102,32 @@ async fn endpoint() -> (SocketAddr, Arc<Slots>, CancellationToken, tempfile::Tem
         ),
         felhom_quiesce::CycleConfig::default(),
     );
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let state = StateView::open(tmp.path().join("state")).expect("state dir");
-    let served = Served {
+    Endpoint {
         controller,
         metrics: Arc::new(Metrics::new(Duration::from_secs(1800))),
-        state: Arc::new(state),
-    };
+        state: StateView::open(tmp.path().join("state")).expect("state dir"),
+    }
+}
+
+/// The endpoint on a loopback listener the test binds, over fakes: its address, its
+/// connections, and the token that stops it (the temporary state directory must outlive it).
+async fn endpoint() -> (
+    std::net::SocketAddr,
+    Arc<Slots>,
+    CancellationToken,
+    tempfile::TempDir,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let cancel = CancellationToken::new();
+    let tmp = tempfile::tempdir().expect("tempdir");
     let slots = Arc::new(Slots::default());
-    tokio::spawn(accept(listener, served, slots.clone(), cancel.clone()));
+    tokio::spawn(accept(
+        listener,
+        fake_endpoint(&tmp),
+        slots.clone(),
+        cancel.clone().cancelled_owned(),
+    ));
     (addr, slots, cancel, tmp)
 }
 
@@ -127,11 +142,13 @@ async fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
 
 /// Waits (bounded: it catches a hang) until `slots` holds `n` connections.
 async fn until_open(slots: &Slots, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while slots.len() != n {
-        assert!(Instant::now() < deadline, "{} open, not {n}", slots.len());
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let mut count = slots.count.subscribe();
+    let reached = tokio::time::timeout(Duration::from_secs(10), count.wait_for(|open| *open == n));
+    assert!(
+        matches!(reached.await, Ok(Ok(_))),
+        "{} open, not {n}",
+        slots.len()
+    );
 }
 
 /// `GET <path>` on a new connection: the whole answer (the server closes after it).
@@ -275,4 +292,101 @@ fn room_is_made_from_the_peer_that_holds_the_most_oldest_first() {
     drop(held);
     assert_eq!(slots.len(), 2);
     assert!(slots.admit(local).is_some());
+}
+
+#[tokio::test]
+async fn the_endpoint_serves_the_listener_it_is_given_until_its_shutdown() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(fake_endpoint(&tmp).serve(listener, async {
+        let _ = stopped.await;
+    }));
+    let answer = get(addr, "/metrics").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("felhom_recovering 0"), "{answer}");
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("the server ends at its shutdown")
+        .expect("no panic");
+    // Its listener is gone with it.
+    assert!(TcpStream::connect(addr).await.is_err());
+}
+
+/// A blocking `GET <path>` on a new connection, its answer within `limit` (empty if none).
+fn get_within(addr: SocketAddr, path: &str, limit: Duration) -> String {
+    let mut client = std::net::TcpStream::connect(addr).expect("connect");
+    client.set_read_timeout(Some(limit)).expect("timeout");
+    client
+        .write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+        .expect("write");
+    let mut answer = String::new();
+    let _ = client.read_to_string(&mut answer);
+    answer
+}
+
+/// A state directory whose stranded list hangs (a FIFO nobody writes, as a file on a dead
+/// NFS mount would): a scrape waits for it, on a blocking thread; the endpoint's own runtime
+/// (one thread here, as a worker of the daemon's) still answers `/status`.
+#[test]
+fn a_state_directory_read_that_hangs_holds_up_the_scrape_not_the_runtime() {
+    use rustix::fs::{Mode, OFlags};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let state = tmp.path().join("state");
+    std::fs::create_dir(&state).expect("state dir");
+    let fifo = state.join("stranded.json");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        Mode::from_raw_mode(0o600),
+        0,
+    )
+    .expect("mkfifo");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let endpoint = fake_endpoint(&tmp);
+    let server = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let listener = TcpListener::from_std(listener).expect("listener");
+            endpoint
+                .serve(listener, async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+    });
+    let scrape = std::thread::spawn(move || get_within(addr, "/metrics", Duration::from_secs(60)));
+    // The scrape has reached the state directory once its read end of the FIFO is open: a
+    // writer can open the other end then. Held open, the read waits on.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let writer = loop {
+        match rustix::fs::open(&fifo, OFlags::WRONLY | OFlags::NONBLOCK, Mode::empty()) {
+            Ok(fd) => break fd,
+            Err(e) => assert!(
+                Instant::now() < deadline,
+                "the scrape never read the state directory: {e}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let status = get_within(addr, "/status", Duration::from_secs(10));
+    // The read ends (the FIFO's end of file), the scrape is answered, the server stops.
+    drop(writer);
+    let scraped = scrape.join().expect("the scrape ran");
+    let _ = stop.send(());
+    server.join().expect("the server ran");
+    assert!(
+        status.starts_with("HTTP/1.1 200"),
+        "/status was not answered while a scrape waited on the disk: {status:?}"
+    );
+    assert!(scraped.starts_with("HTTP/1.1 200"), "{scraped}");
 }

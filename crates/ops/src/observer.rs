@@ -1,10 +1,11 @@
-//! The binary's [`Observer`]: turns what the controller does into systemd notifications
-//! (`STATUS=`, `WATCHDOG=1`, `EXTEND_TIMEOUT_USEC` while a stop resumes stacks), metrics, and
-//! `[notify]` events. Every call only queues or sets something: nothing here may delay a cycle.
+//! [`OpsObserver`], the controller's [`Observer`] in a service: what the controller does
+//! becomes systemd notifications (`STATUS=`, `WATCHDOG=1`, `EXTEND_TIMEOUT_USEC` while a stop
+//! resumes stacks), metrics, and `[notify]` events. Every call only queues or sets something:
+//! nothing here may delay a cycle.
 
 use crate::brief;
 use crate::metrics::Metrics;
-use crate::systemd;
+use crate::systemd::ServiceManager;
 use felhom_notify::{Event, EventKind, Notifier};
 use felhom_quiesce::machine::Phase;
 use felhom_quiesce::{Notice, NoticeKind, Observer, Overview, TICK};
@@ -16,11 +17,12 @@ use std::time::{Duration, Instant};
 /// that the extension lapses soon after a wedged loop stops ticking.
 const EXTEND_BY: Duration = Duration::from_secs(3 * TICK.as_secs());
 
-/// What the process tells systemd, the metrics and the notification targets.
-pub(crate) struct Watch {
+/// What the process tells its service manager, the metrics and the notification targets.
+pub struct OpsObserver {
+    manager: Arc<dyn ServiceManager>,
     notifier: Option<Notifier>,
     metrics: Arc<Metrics>,
-    /// Half of `WATCHDOG_USEC` when systemd watches this process.
+    /// Half of `WATCHDOG_USEC` when the service manager watches this process.
     watchdog: Option<Duration>,
     seen: Mutex<Seen>,
     stopping: AtomicBool,
@@ -34,30 +36,35 @@ struct Seen {
     fed: Option<Instant>,
 }
 
-impl std::fmt::Debug for Watch {
+impl std::fmt::Debug for OpsObserver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Watch")
+        f.debug_struct("OpsObserver")
+            .field("manager", &self.manager)
             .field("notifier", &self.notifier)
             .field("watchdog", &self.watchdog)
             .finish_non_exhaustive()
     }
 }
 
-impl Watch {
-    /// A watch that sends through `notifier` (if `[notify]` is set) and counts into `metrics`.
-    pub(crate) fn new(notifier: Option<Notifier>, metrics: Arc<Metrics>) -> Watch {
-        let watchdog = systemd::watchdog_interval();
-        if let Some(every) = watchdog {
-            if every < TICK {
-                tracing::warn!(
-                    "WatchdogSec is below {}s: the loop ticks only every {}s, so systemd may \
-                     restart a healthy daemon; raise WatchdogSec",
-                    2 * TICK.as_secs(),
-                    TICK.as_secs()
-                );
-            }
+impl OpsObserver {
+    /// An observer that notifies `manager`, sends through `notifier` (if `[notify]` is set)
+    /// and counts into `metrics`.
+    pub fn new(
+        manager: Arc<dyn ServiceManager>,
+        notifier: Option<Notifier>,
+        metrics: Arc<Metrics>,
+    ) -> OpsObserver {
+        let watchdog = manager.watchdog_interval();
+        if watchdog.is_some_and(|every| every < TICK) {
+            tracing::warn!(
+                "WatchdogSec is below {}s: the loop ticks only every {}s, so systemd may \
+                 restart a healthy daemon; raise WatchdogSec",
+                2 * TICK.as_secs(),
+                TICK.as_secs()
+            );
         }
-        Watch {
+        OpsObserver {
+            manager,
             notifier,
             metrics,
             watchdog,
@@ -66,19 +73,32 @@ impl Watch {
         }
     }
 
-    /// The daemon begins to stop: `STOPPING=1`, and from now on every tick extends systemd's
-    /// stop timeout while the stacks come back.
-    pub(crate) fn stopping(&self) {
-        self.stopping.store(true, Ordering::SeqCst);
-        systemd::stopping();
-        systemd::extend_timeout(EXTEND_BY);
+    /// `READY=1`: the status listener is up and the loop runs (its first work, the crash
+    /// recovery, shows in `STATUS=` and `felhom_recovering`).
+    pub fn ready(&self) {
+        self.manager.notify("READY=1");
+    }
+
+    /// The daemon begins to stop: `STOPPING=1`, and from now on every tick extends the
+    /// manager's stop timeout while the stacks come back.
+    pub fn stopping(&self) {
+        if self.stopping.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.manager.notify("STOPPING=1");
+        self.extend();
     }
 
     /// Waits up to `bound` for notifications still in flight (before the process exits).
-    pub(crate) async fn drain(&self, bound: Duration) {
+    pub async fn drain(&self, bound: Duration) {
         if let Some(notifier) = &self.notifier {
             notifier.drain(bound).await;
         }
+    }
+
+    fn extend(&self) {
+        let usec = EXTEND_BY.as_micros();
+        self.manager.notify(&format!("EXTEND_TIMEOUT_USEC={usec}"));
     }
 
     fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
@@ -86,7 +106,7 @@ impl Watch {
     }
 }
 
-impl Observer for Watch {
+impl Observer for OpsObserver {
     fn changed(&self, overview: &Overview) {
         let text = status_line(overview);
         let finished = {
@@ -100,28 +120,28 @@ impl Observer for Watch {
             };
             if seen.status != text {
                 seen.status = text.clone();
-                systemd::status(&text);
+                self.manager.notify(&format!("STATUS={text}"));
             }
             finished
         };
         if let Some(record) = finished {
             self.metrics.cycle_finished(record);
         }
-        self.metrics.set_cycle_running(overview.phase.is_some());
+        self.metrics.overview(overview);
     }
 
     fn tick(&self) {
         if let Some(every) = self.watchdog {
             let mut seen = self.seen();
             // Fed on the first tick after half the interval, so a burst of ticks (a new wait
-            // starts ticking at once) does not flood systemd.
+            // starts ticking at once) does not flood the manager.
             if seen.fed.is_none_or(|at| at.elapsed() >= every / 2) {
                 seen.fed = Some(Instant::now());
-                systemd::watchdog();
+                self.manager.notify("WATCHDOG=1");
             }
         }
         if self.stopping.load(Ordering::SeqCst) {
-            systemd::extend_timeout(EXTEND_BY);
+            self.extend();
         }
     }
 
@@ -188,8 +208,14 @@ fn event_kind(kind: NoticeKind) -> Option<EventKind> {
     })
 }
 
-/// The one line `systemctl status` shows: the cycle's phase, or when the next check is.
+/// The one line `systemctl status` shows: the start-up recovery, the cycle's phase, or when
+/// the next check is.
 fn status_line(overview: &Overview) -> String {
+    if overview.recovering {
+        return "recovering: bringing back the stacks of an interrupted cycle and the stranded \
+                stacks (the loop's first work)"
+            .to_owned();
+    }
     let phase = match overview.phase {
         None => None,
         Some(Phase::Quiescing) => Some("stopping the app stacks"),
@@ -271,5 +297,84 @@ mod tests {
             event.message,
             "recovered an interrupted cycle: 2 stack(s) started again"
         );
+    }
+
+    /// A service manager that records what it is told.
+    #[derive(Debug, Default)]
+    struct Told {
+        sent: Mutex<Vec<String>>,
+        watchdog: Option<Duration>,
+    }
+
+    impl ServiceManager for Told {
+        fn notify(&self, message: &str) {
+            self.sent.lock().expect("told").push(message.to_owned());
+        }
+        fn watchdog_interval(&self) -> Option<Duration> {
+            self.watchdog
+        }
+    }
+
+    fn observer(watchdog: Option<Duration>) -> (Arc<Told>, OpsObserver, Arc<Metrics>) {
+        let told = Arc::new(Told {
+            watchdog,
+            ..Told::default()
+        });
+        let metrics = Arc::new(Metrics::new(Duration::from_secs(60)));
+        let observer = OpsObserver::new(told.clone(), None, metrics.clone());
+        (told, observer, metrics)
+    }
+
+    fn sent(told: &Told) -> Vec<String> {
+        told.sent.lock().expect("told").clone()
+    }
+
+    #[test]
+    fn the_recovery_and_each_phase_are_a_status_line_sent_when_it_changes() {
+        let (told, observer, metrics) = observer(None);
+        let recovering = Overview {
+            recovering: true,
+            ..Overview::default()
+        };
+        observer.changed(&recovering);
+        observer.changed(&recovering);
+        assert!(metrics.encode().contains("felhom_recovering 1"));
+        observer.changed(&Overview {
+            phase: Some(Phase::Quiescing),
+            ..Overview::default()
+        });
+        observer.changed(&Overview::default());
+        let sent = sent(&told);
+        assert_eq!(sent.len(), 3, "{sent:?}");
+        assert!(sent[0].starts_with("STATUS=recovering"), "{sent:?}");
+        assert_eq!(sent[1], "STATUS=cycle: stopping the app stacks");
+        assert_eq!(sent[2], "STATUS=idle");
+        let text = metrics.encode();
+        assert!(text.contains("felhom_recovering 0"), "{text}");
+        assert!(text.contains("felhom_cycle_running 0"), "{text}");
+    }
+
+    #[test]
+    fn stopping_is_said_once_and_each_tick_then_asks_for_more_time() {
+        let (told, observer, _) = observer(None);
+        observer.ready();
+        observer.tick();
+        observer.stopping();
+        observer.stopping();
+        observer.tick();
+        let extend = format!("EXTEND_TIMEOUT_USEC={}", EXTEND_BY.as_micros());
+        assert_eq!(
+            sent(&told),
+            ["READY=1", "STOPPING=1", extend.as_str(), extend.as_str()],
+            "no watchdog asked for: none fed"
+        );
+    }
+
+    #[test]
+    fn the_watchdog_is_fed_from_the_ticks_at_most_once_per_half_interval() {
+        let (told, observer, _) = observer(Some(Duration::from_secs(3600)));
+        observer.tick();
+        observer.tick();
+        assert_eq!(sent(&told), ["WATCHDOG=1"]);
     }
 }

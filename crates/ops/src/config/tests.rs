@@ -22,9 +22,29 @@ pub(super) fn jailed<T>(f: impl FnOnce() -> T) -> T {
     out.expect("the jail ran the closure")
 }
 
-pub(super) fn load(text: &str) -> Result<Config> {
+/// Loads `text` as the config file; an unusable `[agent]` is an error here, as for the
+/// commands that need the agent.
+pub(super) fn load(text: &str) -> Result<Config, ConfigError> {
     let f = file(text);
-    jailed(|| Config::load(Some(f.path())))
+    jailed(|| Config::load(Some(f.path()))).and_then(strict)
+}
+
+/// `config`, or the error of its unusable `[agent]`.
+pub(super) fn strict(config: Config) -> Result<Config, ConfigError> {
+    match config.agent {
+        AgentSetting::Unusable(e) => Err(e),
+        _ => Ok(config),
+    }
+}
+
+/// The usable `[agent]`, if any.
+pub(super) fn agent_of(config: &Config) -> Option<&AgentSection> {
+    config.agent.usable().ok().flatten()
+}
+
+/// The error and its causes on one line, as people see it.
+pub(super) fn chain(e: &ConfigError) -> String {
+    felhom_quiesce::error_chain(e)
 }
 
 const AGENT: &str = r#"
@@ -65,7 +85,7 @@ listen = "127.0.0.1:9787"
     assert_eq!(c.quiesce.max_quiesce, Duration::from_secs(1800));
     assert_eq!(c.stacks.parallelism, 4);
     assert_eq!(
-        c.agent.as_ref().map(|a| a.request_timeout),
+        agent_of(&c).map(|a| a.request_timeout),
         Some(Duration::from_secs(15))
     );
 }
@@ -73,7 +93,7 @@ listen = "127.0.0.1:9787"
 #[test]
 fn an_empty_file_means_defaults_and_no_agent() {
     let c = load("").expect("valid");
-    assert!(c.agent.is_none());
+    assert!(matches!(c.agent, AgentSetting::Absent));
     assert_eq!(c.stacks.root, PathBuf::from("/opt/felhom/stacks"));
     assert_eq!(c.quiesce.min_cycle_interval, Duration::from_secs(3600));
     assert_eq!(c.status.listen, "127.0.0.1:9787");
@@ -121,7 +141,7 @@ fn invalid_values_are_refused_with_their_key() {
             "agent.token_file",
         ),
     ] {
-        let err = format!("{:#}", load(text).expect_err(text));
+        let err = chain(&load(text).expect_err(text));
         assert!(err.contains(key), "{text:?}: {err}");
     }
 }
@@ -159,7 +179,11 @@ fn load_with_env(vars: &[(&str, &str)]) -> Result<Config, String> {
         for (key, value) in vars {
             jail.set_env(key, value);
         }
-        out = Some(Config::load(Some(Path::new("c.toml"))).map_err(|e| e.to_string()));
+        out = Some(
+            Config::load(Some(Path::new("c.toml")))
+                .and_then(strict)
+                .map_err(|e| chain(&e)),
+        );
         Ok(())
     });
     out.expect("the jail ran the closure")
@@ -175,10 +199,7 @@ fn the_environment_overrides_the_file() {
     assert_eq!(c.quiesce.max_quiesce, Duration::from_secs(600));
     // The variable wins over the file's `token` (what it holds: the e2e tests, which use it).
     assert!(
-        matches!(
-            c.agent.as_ref().map(|a| &a.token),
-            Some(TokenSource::Inline(_))
-        ),
+        matches!(agent_of(&c).map(|a| &a.token), Some(TokenSource::Inline(_))),
         "{c:?}"
     );
 }
@@ -196,10 +217,7 @@ fn a_token_that_looks_like_a_number_is_a_string() {
     // token of the wrong type.
     let c = load_with_env(&[("FELHOM_AGENT__TOKEN", "00012345678")]).expect("loads");
     assert!(
-        matches!(
-            c.agent.as_ref().map(|a| &a.token),
-            Some(TokenSource::Inline(_))
-        ),
+        matches!(agent_of(&c).map(|a| &a.token), Some(TokenSource::Inline(_))),
         "{c:?}"
     );
 }
@@ -208,7 +226,7 @@ fn a_token_that_looks_like_a_number_is_a_string() {
 fn a_token_of_the_wrong_type_is_never_echoed() {
     let text = AGENT.replace("token = \"secret-token\"", "token = 987654321");
     let e = load(&text).expect_err("a number is not a token");
-    let message = crate::errors::chain(e.as_ref());
+    let message = chain(&e);
     assert!(message.contains("agent.token"), "{message}");
     assert!(!message.contains("987654321"), "{message}");
 }
@@ -223,11 +241,11 @@ fn absurd_durations_are_refused_naming_the_key() {
     ] {
         let text = format!("{AGENT}\n[quiesce]\n{key} = \"300000000000y\"\n");
         let e = load(&text).expect_err("refused");
-        let message = crate::errors::chain(e.as_ref());
+        let message = chain(&e);
         assert!(message.contains(&format!("quiesce.{key}")), "{message}");
     }
     let text = format!("{AGENT}\n[stacks]\nstart_timeout = \"400d\"\n");
-    let message = crate::errors::chain(load(&text).expect_err("refused").as_ref());
+    let message = chain(&load(&text).expect_err("refused"));
     assert!(message.contains("stacks.start_timeout"), "{message}");
     // A year is still a duration.
     load(&format!(
@@ -240,15 +258,60 @@ fn absurd_durations_are_refused_naming_the_key() {
 fn what_the_agent_client_refuses_is_named_by_its_config_key() {
     let with_credentials = AGENT.replace("https://127.0.0.1", "https://user@127.0.0.1");
     let c = load(&with_credentials).expect("the file itself is valid");
-    let e = crate::wire::agent_client(&c).expect_err("credentials in the URL");
-    let message = crate::errors::chain(e.as_ref());
+    let e = agent_of(&c)
+        .expect("[agent]")
+        .client()
+        .expect_err("credentials in the URL");
+    let message = chain(&e);
     assert!(
         message.starts_with("agent.url (the token goes in agent.token or agent.token_file)")
             && message.contains("credentials in the URL are not allowed"),
         "{message}"
     );
     let with_query = AGENT.replace("8443\"", "8443/?x=1\"");
-    let e = crate::wire::agent_client(&load(&with_query).expect("valid")).expect_err("a query");
-    let message = crate::errors::chain(e.as_ref());
+    let e = agent_of(&load(&with_query).expect("valid"))
+        .expect("[agent]")
+        .client()
+        .expect_err("a query");
+    let message = chain(&e);
     assert!(message.starts_with("agent.url: "), "{message}");
+}
+
+#[test]
+fn an_unusable_agent_section_leaves_the_rest_of_the_file_usable() {
+    let f = file(
+        "[agent]\nurl = \"https://x\"\ntoken = \"t\"\npin_sha256 = \"00\"\n\
+         [quiesce]\nmax_quiesce = \"10m\"\n",
+    );
+    let c = jailed(|| Config::load(Some(f.path()))).expect("the rest loads");
+    assert_eq!(c.quiesce.max_quiesce, Duration::from_secs(600));
+    let AgentSetting::Unusable(e) = &c.agent else {
+        panic!("{:?}", c.agent);
+    };
+    let message = chain(e);
+    assert!(message.contains("agent.pin_sha256"), "{message}");
+    assert!(
+        message.contains(&format!("{} line", f.path().display())),
+        "{message}"
+    );
+    assert!(c.agent.usable().is_err());
+}
+
+#[test]
+fn a_gap_below_the_floor_is_noted_naming_its_key() {
+    let c =
+        load("[quiesce]\nmin_cycle_interval = \"1m\"\nfailure_cooldown = \"0s\"\n").expect("valid");
+    let notes = c.notes();
+    assert_eq!(notes.len(), 2, "{notes:?}");
+    assert!(
+        notes[0].starts_with("quiesce.min_cycle_interval = 1m is below the floor of 5m"),
+        "{notes:?}"
+    );
+    assert!(
+        notes[1].starts_with("quiesce.failure_cooldown = 0s"),
+        "{notes:?}"
+    );
+    // The knob itself is handed over as written: the floor is the loop's to apply.
+    assert_eq!(c.cycle_config().min_cycle_interval, Duration::from_secs(60));
+    assert!(load("").expect("defaults").notes().is_empty());
 }

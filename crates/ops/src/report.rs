@@ -1,0 +1,249 @@
+//! [`StateReport`]: what the `status` command shows of a state directory, for people (text)
+//! or programs (JSON), and the picture of a cycle (`felhom-timeline`). It never changes
+//! state: the marker is only peeked at.
+
+use crate::inspection::{Inspection, MarkerAge};
+use felhom_agentapi::Due;
+use felhom_marker::{CycleRecord, MarkerError, Outcome, StateView};
+use felhom_quiesce::max_downtime_ms;
+use felhom_timeline::{Line, Mark, Row, Timeline};
+use serde_json::json;
+use std::fmt::Write;
+use std::time::Duration;
+
+/// How many cycles of the history a report shows.
+const LAST_CYCLES: usize = 10;
+
+/// A state directory at one moment, as `status` shows it.
+#[derive(Debug)]
+pub struct StateReport {
+    /// The marker, the lock holder, the stranded stacks.
+    pub inspection: Inspection,
+    /// The last cycles, oldest first.
+    pub history: Vec<CycleRecord>,
+}
+
+/// What the agent said when asked whether a backup is due: `None` without an agent, the
+/// answer, or why there is none (one line).
+pub type DueAnswer = Option<Result<Due, String>>;
+
+impl StateReport {
+    /// Reads `state` (the lock holder probed, nothing changed).
+    pub fn of(state: &StateView) -> Result<StateReport, MarkerError> {
+        Ok(StateReport {
+            inspection: Inspection::of(state),
+            history: state.history(LAST_CYCLES)?,
+        })
+    }
+
+    /// What needs a person (SPEC §5 `status` exit 1); empty when all is well.
+    pub fn needs_attention(&self) -> Vec<String> {
+        self.inspection.needs_attention()
+    }
+
+    /// The report as one JSON document.
+    pub fn json(&self, due: &DueAnswer) -> serde_json::Value {
+        let look = &self.inspection;
+        json!({
+            "marker": match &look.marker { Ok(m) => json!(m), Err(e) => json!({ "error": e }) },
+            "marker_age_seconds": match look.marker_age {
+                Some(MarkerAge::Past(age)) => json!(age.as_secs()),
+                _ => json!(null),
+            },
+            "marker_ahead_of_clock_seconds": match look.marker_age {
+                Some(MarkerAge::Future(ahead)) => json!(ahead.as_secs()),
+                _ => json!(null),
+            },
+            "lock_holder_pid": look.holder,
+            "stranded": look.stranded_names(),
+            "stranded_stacks": look.stranded,
+            "needs_attention": self.needs_attention(),
+            "history": self.history,
+            "due": match due {
+                None => json!(null),
+                Some(Ok(d)) => json!({ "due": d.due, "reason": d.reason, "next_due_at": d.next_due_at }),
+                Some(Err(e)) => json!({ "error": e }),
+            },
+        })
+    }
+
+    /// The report as lines for a person.
+    pub fn text(&self, due: &DueAnswer) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = self.write_text(&mut out, due);
+        out
+    }
+
+    fn write_text(&self, out: &mut String, due: &DueAnswer) -> std::fmt::Result {
+        self.write_state(out)?;
+        write_due(out, due)?;
+        self.write_history(out)?;
+        let attention = self.needs_attention();
+        if attention.is_empty() {
+            writeln!(out, "attention: nothing needs a person")?;
+        }
+        for why in &attention {
+            writeln!(out, "ATTENTION: {why}")?;
+        }
+        Ok(())
+    }
+
+    /// The marker, the lock's holder, the stranded stacks.
+    fn write_state(&self, out: &mut String) -> std::fmt::Result {
+        let look = &self.inspection;
+        match &look.marker {
+            Ok(None) => writeln!(out, "marker:   none")?,
+            Ok(Some(m)) => writeln!(
+                out,
+                "marker:   cycle {} in phase {:?} (pid {}, since {}), stacks: {}",
+                m.cycle_id,
+                m.phase,
+                m.pid,
+                m.started_at.to_rfc3339(),
+                m.stacks
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )?,
+            Err(e) => writeln!(out, "marker:   {e}")?,
+        }
+        match &look.holder {
+            Some(pid) => writeln!(out, "cycle:    running (lock held by pid {pid})")?,
+            None => writeln!(out, "cycle:    none running")?,
+        }
+        let stranded = look.stranded_names();
+        if stranded.is_empty() {
+            writeln!(out, "stranded: none")?;
+        } else {
+            writeln!(
+                out,
+                "stranded: {} — start them by hand and check their logs, or \
+                 `felhom-controller forget <stack>` if it is down on purpose",
+                stranded.join(", ")
+            )?;
+            for s in &look.stranded {
+                writeln!(
+                    out,
+                    "  {} since {}, {} failed start(s), last: {}",
+                    s.name,
+                    s.since.format("%Y-%m-%d %H:%M:%S"),
+                    s.attempts,
+                    s.last_error
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write_history(&self, out: &mut String) -> std::fmt::Result {
+        if self.history.is_empty() {
+            writeln!(out, "last cycles: none")?;
+        } else {
+            writeln!(out, "last cycles:")?;
+            for r in self.history.iter().rev() {
+                writeln!(
+                    out,
+                    "  {}  {:<9}  {} stack(s), max downtime {:.1}s{}{}",
+                    r.started_at.format("%Y-%m-%d %H:%M:%S"),
+                    r.outcome.as_str(),
+                    r.stacks.len(),
+                    max_downtime_ms(r) as f64 / 1000.0,
+                    r.backup_id
+                        .as_ref()
+                        .map(|b| format!(", backup {b}"))
+                        .unwrap_or_default(),
+                    if r.stranded.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", STRANDED {}", r.stranded.join(","))
+                    },
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether a backup is due, as the agent said.
+fn write_due(out: &mut String, due: &DueAnswer) -> std::fmt::Result {
+    match due {
+        None => writeln!(out, "due:      no agent configured")?,
+        Some(Ok(d)) => writeln!(
+            out,
+            "due:      {}{}{}",
+            if d.due { "now" } else { "not now" },
+            d.reason
+                .as_ref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default(),
+            d.next_due_at
+                .map(|t| format!(", next at {}", t.to_rfc3339()))
+                .unwrap_or_default()
+        )?,
+        Some(Err(e)) => writeln!(out, "due:      {e}")?,
+    }
+    Ok(())
+}
+
+/// The picture (SVG) of one cycle from its record: a row per stack from the beginning of its
+/// stop to running again, with the end of its stop marked; the snapshot, the bound (of a
+/// cycle it ended) and the cycle's end as lines. A stack the cycle left stranded never came
+/// back.
+pub fn cycle_picture(record: &CycleRecord, max_quiesce: Duration) -> String {
+    let outcome = record.outcome.as_str();
+    let mut t = Timeline::new(
+        format!("cycle {}: {outcome}", record.cycle_id),
+        record.started_at,
+    );
+    let mut about = vec![
+        record
+            .started_at
+            .format("%Y-%m-%d %H:%M:%S UTC")
+            .to_string(),
+        format!(
+            "{} stack(s), max downtime {:.2} s",
+            record.stacks.len(),
+            max_downtime_ms(record) as f64 / 1000.0
+        ),
+    ];
+    if let Some(backup) = &record.backup_id {
+        about.push(format!("backup {backup}"));
+    }
+    if let Some(phase) = &record.agent_phase {
+        about.push(format!("agent said {phase}"));
+    }
+    if !record.stranded.is_empty() {
+        about.push(format!("STRANDED: {}", record.stranded.join(", ")));
+    }
+    t.subtitle = about.join(" · ");
+    t.end = Some(record.finished_at);
+    for stack in &record.stacks {
+        let stranded = record.stranded.contains(&stack.name);
+        t.rows.push(Row {
+            name: stack.name.clone(),
+            down_from: stack.stop_started_at,
+            up_at: stack.started_at.filter(|_| !stranded),
+            marks: stack
+                .stopped_at
+                .map(|at| Mark::new(at, "stop ended"))
+                .into_iter()
+                .collect(),
+        });
+    }
+    if let Some(at) = record.snapshot_at {
+        t.lines.push(Line::new(at, "snapshot"));
+    }
+    if record.outcome == Outcome::Bounded {
+        if let Ok(bound) = chrono::TimeDelta::from_std(max_quiesce) {
+            t.lines
+                .push(Line::new(record.started_at + bound, "max_quiesce"));
+        }
+    }
+    t.lines.push(Line::new(
+        record.finished_at,
+        format!("cycle ended: {outcome}"),
+    ));
+    t.to_svg()
+}
