@@ -65,6 +65,8 @@ impl Endpoint {
                     .set_marker_age(look.marker_age.map(|a| a.seconds()));
                 self.metrics.set_stranded(look.stranded.len());
                 self.metrics.set_stacks_quiesced(look.stacks_held());
+                self.metrics
+                    .set_cycles_refused(look.cycles_refused.is_some());
             }
             Err(e) => tracing::warn!("status endpoint: reading the state directory: {e}"),
         }
