@@ -138,10 +138,13 @@ t0 = rows[0][0]
 print("\n== timeline (seconds from the start of the cycle)")
 for t, who, what in rows:
     print(f"  +{t - t0:6.3f}s  {who:<10}  {what}")
-print("\n== per-stack downtime (from the cycle record)")
+print("\n== per-stack downtime and capture verdict (from the cycle record)")
 for s in rec["stacks"]:
-    print(f"  {s['name']:<14} services {','.join(s['services']):<10} down {s['downtime_ms']/1000:.2f}s")
+    print(f"  {s['name']:<14} services {','.join(s['services']):<10} down {s['downtime_ms']/1000:.2f}s  capture {s.get('capture', '?')}")
 print(f"  snapshot taken at +{ts(rec['snapshot_at']) - t0:.3f}s; outcome: {rec['outcome']}; stranded: {rec['stranded'] or 'none'}")
+last_up = max(ts(s["started_at"]) for s in rec["stacks"])
+print(f"  the last stack ran at +{last_up - t0:.3f}s; the cycle ended at +{ts(rec['finished_at']) - t0:.3f}s "
+      "(the settle watch, stacks.settle, is cycle time, not downtime)")
 arch = os.path.join(work, "out", rec["backup_id"] + ".tar")
 print(f"\n== inside the backup {arch}")
 with tarfile.open(arch) as t:

@@ -44,6 +44,9 @@ pub struct StackSpec {
     data: bool,
     healthy_after: Option<String>,
     stop_delay: Option<String>,
+    grace: Option<String>,
+    replicas: u32,
+    crash_on_restart: bool,
 }
 
 impl StackSpec {
@@ -54,6 +57,9 @@ impl StackSpec {
             data: true,
             healthy_after: None,
             stop_delay: None,
+            grace: None,
+            replicas: 1,
+            crash_on_restart: false,
         }
     }
 
@@ -63,6 +69,9 @@ impl StackSpec {
             data: false,
             healthy_after: None,
             stop_delay: None,
+            grace: None,
+            replicas: 1,
+            crash_on_restart: false,
         }
     }
 
@@ -79,6 +88,27 @@ impl StackSpec {
         self.stop_delay = Some(duration.to_owned());
         self
     }
+
+    /// Sets the service's `stop_grace_period` to `duration` (e.g. `"2s"`), whatever its
+    /// shutdown takes: with a longer [`StackSpec::stop_delay`] its grace runs out.
+    pub fn grace(mut self, duration: &str) -> Self {
+        self.grace = Some(duration.to_owned());
+        self
+    }
+
+    /// Runs `n` replicas of the service (compose `scale`).
+    pub fn replicas(mut self, n: u32) -> Self {
+        self.replicas = n;
+        self
+    }
+
+    /// An app that runs normally until [`Env::crash_on_restart`], and from then on dies 2 s
+    /// after each start. (Its health file lives in its data directory, written 2 s after each
+    /// start; a dangling link in its place makes that write, and so the app, fail.)
+    pub fn crash_on_restart(mut self) -> Self {
+        self.crash_on_restart = true;
+        self
+    }
 }
 
 pub use felhom_testsupport::engine::ContainerState;
@@ -86,6 +116,19 @@ pub use felhom_testsupport::engine::ContainerState;
 /// The state of the one container of compose project `project`.
 pub fn container(project: &str) -> ContainerState {
     felhom_testsupport::engine::container(project, None).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Every container of compose project `project` (e.g. the replicas of a service), running or
+/// not, sorted by name (the replicas' numbers).
+pub fn containers(project: &str) -> Vec<ContainerState> {
+    let mut all = felhom_testsupport::engine::containers(project).unwrap_or_else(|e| panic!("{e}"));
+    let name = |id: &str| {
+        let mut inspect = Command::new("docker");
+        inspect.args(["inspect", "--format", "{{.Name}}", id]);
+        run_ok(inspect, "docker inspect")
+    };
+    all.sort_by_cached_key(|c| name(&c.id));
+    all
 }
 
 /// A test's world: a temporary directory with a stacks root, the apps' data (the agent's
@@ -226,9 +269,25 @@ impl Env {
                  interval: 1s\n      timeout: 2s\n      retries: 60\n",
             );
         }
+        if spec.crash_on_restart {
+            assert!(
+                spec.data,
+                "an app that crashes on restart needs its data directory"
+            );
+            command.extend(
+                ["--healthy-after", "2s", "--health-file", "/data/h/healthy"].map(str::to_owned),
+            );
+        }
         if let Some(delay) = &spec.stop_delay {
             command.extend(["--stop-delay".to_owned(), delay.clone()]);
-            yaml.push_str("    stop_grace_period: 60s\n");
+        }
+        match (&spec.grace, &spec.stop_delay) {
+            (Some(grace), _) => yaml.push_str(&format!("    stop_grace_period: {grace}\n")),
+            (None, Some(_)) => yaml.push_str("    stop_grace_period: 90s\n"),
+            (None, None) => {}
+        }
+        if spec.replicas != 1 {
+            yaml.push_str(&format!("    scale: {}\n", spec.replicas));
         }
         // JSON is YAML: the command as a JSON array needs no YAML quoting rules.
         yaml.push_str(&format!(
@@ -266,6 +325,20 @@ impl Env {
         self.compose(name, &["stop", "-t", "1"]);
     }
 
+    /// From now on the app of stack `name` (deployed with [`StackSpec::crash_on_restart`], and
+    /// stopped) dies 2 s after each start: its health file's directory becomes a link to
+    /// nowhere, which its start tolerates (nothing to remove) and its health write does not.
+    pub fn crash_on_restart(&self, name: &str) {
+        let dir = self.data_dir().join(name).join("h");
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => panic!("removing {}: {e}", dir.display()),
+        }
+        std::os::unix::fs::symlink("/felhom-e2e-nowhere", &dir)
+            .unwrap_or_else(|e| panic!("linking {}: {e}", dir.display()));
+    }
+
     /// The app's own log (`<data_dir>/<name>/log`).
     pub fn app_log(&self, name: &str) -> String {
         let path = self.data_dir().join(name).join("log");
@@ -273,8 +346,8 @@ impl Env {
     }
 
     /// A controller config for this environment and `agent`, with short timings: stop timeout
-    /// 5 s, due polled every second, status every 200 ms, `max_quiesce` 60 s, one cycle an hour,
-    /// no status endpoint.
+    /// 5 s, settle 1 s, due polled every second, status every 200 ms, `max_quiesce` 60 s, one
+    /// cycle an hour, no status endpoint.
     pub fn config(&self, agent: &Access) -> ConfigFile {
         let mut config = ConfigFile {
             table: toml::Table::new(),
@@ -290,6 +363,9 @@ impl Env {
             .set("stacks.protected", self.protected.clone())
             .set("stacks.stop_timeout", "5s")
             .set("stacks.start_timeout", "60s")
+            // The settle window (10 s by default) lengthens every cycle: a second is enough
+            // for a test app, and a test about it sets its own.
+            .set("stacks.settle", "1s")
             .set("quiesce.state_dir", path_str(&self.state_dir()))
             .set("quiesce.due_poll_interval", "1s")
             .set("quiesce.status_poll_interval", "200ms")

@@ -27,7 +27,7 @@ use felhom_testsupport::process::{self, signal, wait_bounded};
 
 pub use agent::{snapshot_time, Access, Agent, AgentProcess};
 pub use controller::{run_controller, Controller, Finished, LogLine};
-pub use env::{container, Compose, ConfigFile, ContainerState, Env, StackSpec};
+pub use env::{container, containers, Compose, ConfigFile, ContainerState, Env, StackSpec};
 
 /// The longest any single wait of a test may take before it counts as a hang.
 pub const WAIT: Duration = Duration::from_secs(60);
@@ -76,6 +76,25 @@ fn run_ok(mut command: Command, what: &str) -> String {
         out.stderr
     );
     out.stdout
+}
+
+/// `docker <args>` to its end (bounded by [`WAIT`]); its stdout. Panics when it fails.
+pub fn docker(args: &[&str]) -> String {
+    let mut command = Command::new("docker");
+    command.args(args);
+    run_ok(command, &format!("docker {}", args.join(" ")))
+}
+
+/// Waits (bounded by [`WAIT`]) until `done`; `what` names it in the panic.
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not happen within {WAIT:?}"
+        );
+        std::thread::sleep(POLL);
+    }
 }
 
 /// A fresh random token (`Tk` and 32 hex digits): planted in a test, it cannot be in any

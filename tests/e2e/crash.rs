@@ -80,6 +80,13 @@ fn crash_at(tag: &str, step: Step, restart: Restart) {
     }
     let before = states(&apps);
     let proxy_before = container(&proxy);
+    if step == Step::Resuming {
+        // Healthy before the stop, so its start waits for its health again (3 s) while the
+        // first stack is back at once: the kill lands between the two.
+        felhom_e2e::wait_until("the second stack to be healthy", || {
+            container(&apps[1]).health == "healthy"
+        });
+    }
 
     let agent = Agent::start(&env, |c| match step {
         // The kill must land before the snapshot is even taken.
@@ -108,15 +115,19 @@ fn crash_at(tag: &str, step: Step, restart: Restart) {
         }
         Step::Waiting => {
             run.wait_log("backup started");
-            // Waiting for real: the agent has answered a few status polls of the hung backup.
-            agent.wait_timeline("three status polls", |events| {
+            // Waiting for real: the agent holds a status poll of the hung backup (the
+            // long-poll), or has answered a few.
+            agent.wait_timeline("a held status poll", |events| {
                 events
                     .iter()
-                    .filter(|e| {
-                        matches!(&e.kind, EventKind::Request { path, .. } if path == "/backup/status")
-                    })
-                    .count()
-                    >= 3
+                    .any(|e| matches!(&e.kind, EventKind::StatusHeld { .. }))
+                    || events
+                        .iter()
+                        .filter(|e| {
+                            matches!(&e.kind, EventKind::Request { path, .. } if path == "/backup/status")
+                        })
+                        .count()
+                        >= 3
             });
         }
         Step::Snapshotted => {
@@ -126,7 +137,8 @@ fn crash_at(tag: &str, step: Step, restart: Restart) {
             run.wait_log("the agent reports the snapshot taken");
         }
         Step::Resuming => {
-            run.wait_log("stack runs again");
+            let back = run.wait_log("stack runs again");
+            assert_eq!(back.field("stack").as_deref(), Some(apps[0].as_str()));
         }
     }
     run.kill_group();

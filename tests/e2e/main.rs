@@ -15,6 +15,7 @@ mod logs;
 mod metrics;
 mod notify;
 mod receiver;
+mod record;
 mod secrets;
 mod signals;
 mod single_flight;

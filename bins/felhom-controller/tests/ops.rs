@@ -172,6 +172,7 @@ fn status_exits_1_only_when_something_needs_a_person() {
             since: Utc::now(),
             attempts: 5,
             last_error: "no such image".into(),
+            containers: vec![],
         }])
         .expect("strand");
     assert_eq!(list.stacks.len(), 1);
@@ -194,6 +195,75 @@ fn status_exits_1_only_when_something_needs_a_person() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
 
+/// SPEC §5 `status`, issue 18: a `killed` or `live` capture in the newest cycle needs a person
+/// (exit 1, named in `needs_attention` with its verdict and container); every stack's verdict
+/// is printed; an older cycle's dirty capture no longer calls for anyone.
+#[test]
+fn status_names_a_killed_or_live_capture_of_the_newest_cycle() {
+    let world = World::new("");
+    let t0 = hours_ago(3);
+    let mut dirty = record(
+        "c-dirty",
+        t0,
+        felhom_marker::Outcome::Done,
+        vec![
+            stack("nextcloud", t0, [Some(0), Some(900), Some(4_000)]),
+            stack("immich", t0, [Some(0), Some(300), Some(3_000)]),
+        ],
+    );
+    dirty.stacks[0].capture = felhom_marker::Capture::Killed;
+    dirty.stacks[0].facts = vec![felhom_marker::ContainerFact {
+        container: "nextcloud-db-1".into(),
+        service: "db".into(),
+        fact: felhom_marker::Fact::Killed,
+        at: Some(t0 + chrono::TimeDelta::milliseconds(900)),
+    }];
+    append(&world, &dirty);
+    let out = world.run(&["status"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.contains("not app-consistent for nextcloud killed (nextcloud-db-1 killed)"),
+        "{said}"
+    );
+    assert!(said.contains("KILLED nextcloud"), "{said}");
+    for (stack, capture) in [("nextcloud", "killed"), ("immich", "clean")] {
+        let line = said
+            .lines()
+            .find(|l| l.trim_start().starts_with(stack) && l.contains("capture"))
+            .unwrap_or_else(|| panic!("no line for {stack}: {said}"));
+        assert!(line.contains(&format!("capture {capture}")), "{line}");
+    }
+    let out = world.run(&["status", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let attention = doc["needs_attention"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(attention.len(), 1, "{doc}");
+    assert!(
+        attention[0]
+            .as_str()
+            .is_some_and(|a| a.contains("nextcloud killed")),
+        "{doc}"
+    );
+    assert_eq!(doc["history"][0]["stacks"][0]["capture"], "killed", "{doc}");
+    // A clean cycle since: nothing needs a person.
+    let t1 = hours_ago(1);
+    append(
+        &world,
+        &record(
+            "c-clean",
+            t1,
+            felhom_marker::Outcome::Done,
+            vec![stack("nextcloud", t1, [Some(0), Some(900), Some(4_000)])],
+        ),
+    );
+    let out = world.run(&["status"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
 fn spawn_run(world: &World, socket: &Path, watchdog_usec: Option<u64>) -> Running {
     let mut cmd = world.command(&["run"]);
     cmd.env("NOTIFY_SOCKET", socket);
@@ -212,11 +282,7 @@ fn ready_comes_with_the_listener_while_the_recovery_waits_for_an_engine_away_at_
     let world = World::new("127.0.0.1:0");
     // A crashed cycle's marker naming a stack, and an engine that does not answer.
     let state = StateDir::open(world.state()).expect("state");
-    let stacks = vec![MarkedStack {
-        name: "notes".into(),
-        services: vec!["app".into()],
-        restart_attempts: 0,
-    }];
+    let stacks = vec![MarkedStack::new("notes", vec!["app".into()], vec![])];
     state
         .save(&Marker::new("c-boot", hours_ago(1), stacks))
         .expect("marker");
@@ -339,6 +405,8 @@ fn stack(name: &str, t0: DateTime<Utc>, times_ms: [Option<i64>; 3]) -> felhom_ma
         downtime_ms: stop
             .zip(started)
             .and_then(|(a, b)| u64::try_from(b - a).ok()),
+        capture: felhom_marker::Capture::Clean,
+        facts: Vec::new(),
     }
 }
 
@@ -358,6 +426,7 @@ fn record(
         agent_phase: None,
         stacks,
         stranded: Vec::new(),
+        waiting_for_engine: Vec::new(),
         errors: Vec::new(),
     }
 }
@@ -498,6 +567,7 @@ fn stranded(name: &str) -> StrandedStack {
         since: Utc::now(),
         attempts: 5,
         last_error: "no such image".into(),
+        containers: vec![],
     }
 }
 

@@ -32,11 +32,7 @@
 //! let _lock = StateLock::acquire(&state)?; // single flight: held until dropped
 //!
 //! // Before the first stack is stopped:
-//! let stacks = vec![MarkedStack {
-//!     name: "nextcloud".into(),
-//!     services: vec!["db".into(), "app".into()],
-//!     restart_attempts: 0,
-//! }];
+//! let stacks = vec![MarkedStack::new("nextcloud", vec!["db".into(), "app".into()], vec![])];
 //! let mut marker = Marker::new("cycle-1", chrono::Utc::now(), stacks);
 //! state.save(&marker)?;
 //!
@@ -81,8 +77,8 @@ pub use history::HISTORY_MAX_BYTES;
 pub use history::{HistoryStore, HISTORY_LIMIT};
 pub use lock::{LockError, StateLock};
 pub use model::{
-    CycleRecord, MarkedStack, Marker, MarkerPhase, Outcome, StackRecord, StrandedStack,
-    FORMAT_VERSION,
+    Capture, ContainerFact, CycleRecord, Fact, MarkedContainer, MarkedStack, Marker, MarkerPhase,
+    Outcome, StackRecord, StrandedStack, FORMAT_VERSION,
 };
 pub use salvage::{MarkerSalvage, MovedAside, Unreadable};
 #[cfg(any(test, feature = "mock"))]

@@ -58,15 +58,55 @@ impl Marker {
 }
 
 /// One stack named in a marker.
+///
+/// A marker of a build before container ids (issue 18) names only `services`: such a stack
+/// (`containers` empty) is brought back by its services, as that build did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MarkedStack {
     /// The stack's (compose project's) name.
     pub name: String,
-    /// The services that were running before the stop: exactly these are started again.
+    /// The services that were running before the stop.
     pub services: Vec<String>,
     /// How many restarts of this stack have failed so far.
     #[serde(default)]
     pub restart_attempts: u32,
+    /// The containers the cycle stops (or is about to stop): written before each stop call
+    /// that concerns them, so that exactly these, and never another, are started again.
+    #[serde(default)]
+    pub containers: Vec<MarkedContainer>,
+    /// Whether the stack's stop began: written (and on disk) before its first stop call. A
+    /// stack whose stop never began is left as it is by a recovery: nothing of ours stopped
+    /// it.
+    #[serde(default)]
+    pub stop_began: bool,
+}
+
+impl MarkedStack {
+    /// A stack about to be stopped: its running `services` and `containers`, no stop begun.
+    pub fn new(
+        name: impl Into<String>,
+        services: Vec<String>,
+        containers: Vec<MarkedContainer>,
+    ) -> Self {
+        MarkedStack {
+            name: name.into(),
+            services,
+            restart_attempts: 0,
+            containers,
+            stop_began: false,
+        }
+    }
+}
+
+/// One container of a marked or stranded stack, as the engine names it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct MarkedContainer {
+    /// The engine's full id.
+    pub id: String,
+    /// Its name, without the leading `/`.
+    pub name: String,
+    /// Its compose service.
+    pub service: String,
 }
 
 /// The phase of the cycle that wrote a marker.
@@ -141,17 +181,34 @@ pub struct CycleRecord {
     /// Stacks that could not be restarted after every attempt.
     #[serde(default)]
     pub stranded: Vec<String>,
+    /// Stacks still down when the cycle ended because the Docker engine could not be
+    /// reached: the marker keeps them for the next recovery.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waiting_for_engine: Vec<String>,
     /// What went wrong, in order, one line each.
     #[serde(default)]
     pub errors: Vec<String>,
 }
 
 impl CycleRecord {
-    /// Whether the cycle is a success: the agent reported `done` and every stack it stopped
-    /// runs again (none stranded). Anything else is a failed cycle (SPEC §2 rule 7's
-    /// cooldown, the `failed` notice, exit status 1).
+    /// Whether the cycle is a success: the agent reported `done`, every stack it stopped
+    /// runs again (none stranded, none still waiting for the engine) and no stack's capture
+    /// is [`Capture::Killed`] or [`Capture::Live`]. Anything else is a failed cycle (SPEC §2
+    /// rule 7's cooldown, no success ping, exit status 1).
     pub fn succeeded(&self) -> bool {
-        self.outcome == Outcome::Done && self.stranded.is_empty()
+        self.outcome == Outcome::Done
+            && self.stranded.is_empty()
+            && self.waiting_for_engine.is_empty()
+            && self.inconsistent().is_empty()
+    }
+
+    /// The stacks whose capture needs a person ([`Capture::needs_attention`]), in the
+    /// record's order.
+    pub fn inconsistent(&self) -> Vec<&StackRecord> {
+        self.stacks
+            .iter()
+            .filter(|s| s.capture.needs_attention())
+            .collect()
     }
 }
 
@@ -175,6 +232,103 @@ pub struct StackRecord {
     /// From the beginning of its stop to running again, in milliseconds.
     #[serde(default)]
     pub downtime_ms: Option<u64>,
+    /// What the backup captured of it, from the engine's evidence (SPEC §2 rule 10). A record
+    /// of a build before verdicts reads as [`Capture::Unknown`].
+    #[serde(default)]
+    pub capture: Capture,
+    /// The facts behind a verdict other than `clean`, container by container: which one was
+    /// killed, ran or appeared, and when.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub facts: Vec<ContainerFact>,
+}
+
+/// What the backup captured of one stack (SPEC §2 rule 10), from the engine's evidence.
+/// Serialised as one word: `clean`, `killed`, `live`, `unknown`. Issue 23's per-service policy
+/// adds `skipped`, `hooked` and `hook-failed`: those words are reserved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Capture {
+    /// Every container exited on its own stop signal within its grace, and none of the
+    /// stack's containers ran from its stop until the agent reported the snapshot (or `done`
+    /// when it reports no snapshot).
+    Clean,
+    /// A container's grace ran out and the engine killed it: captured mid-shutdown.
+    Killed,
+    /// A container of the stack ran between its stop and the snapshot (restarted by someone
+    /// else, or a new one appeared), the stack was not stopped, or an adopted backup began
+    /// before its stop: captured running.
+    Live,
+    /// It cannot be told: a crash recovery, the engine away at the check, no snapshot, no
+    /// times.
+    #[default]
+    Unknown,
+}
+
+impl Capture {
+    /// The verdict as the record's JSON spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Capture::Clean => "clean",
+            Capture::Killed => "killed",
+            Capture::Live => "live",
+            Capture::Unknown => "unknown",
+        }
+    }
+
+    /// Whether the verdict needs a person: the backup holds the stack in a state that may not
+    /// restore cleanly (`killed`, `live`).
+    pub fn needs_attention(self) -> bool {
+        matches!(self, Capture::Killed | Capture::Live)
+    }
+}
+
+impl std::fmt::Display for Capture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One container's part in a verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerFact {
+    /// The container's name.
+    pub container: String,
+    /// Its compose service.
+    pub service: String,
+    /// What the engine said of it.
+    pub fact: Fact,
+    /// When: its exit for `killed`, its start for `ran` and `came_back`; none for `appeared`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<DateTime<Utc>>,
+}
+
+/// What the engine said of one container. Serialised snake_case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Fact {
+    /// Its grace ran out during the stop and the engine killed it.
+    Killed,
+    /// It ran between its stop and the snapshot.
+    Ran,
+    /// It is not one the cycle stopped, and it ran (or was created) after the stack's stop.
+    Appeared,
+    /// It ran again before the backup began, and was stopped again: the verdict counts from
+    /// that second stop.
+    CameBack,
+}
+
+impl Fact {
+    /// The fact as the record's JSON spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fact::Killed => "killed",
+            Fact::Ran => "ran",
+            Fact::Appeared => "appeared",
+            Fact::CameBack => "came_back",
+        }
+    }
 }
 
 /// A stack that could not be restarted after every attempt of its cycle, kept in the state
@@ -185,6 +339,10 @@ pub struct StrandedStack {
     pub name: String,
     /// The services to start: those that ran before the cycle stopped the stack.
     pub services: Vec<String>,
+    /// The containers to start: those the cycle stopped. Empty in a list of a build before
+    /// container ids: the stack is then started by its services.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub containers: Vec<MarkedContainer>,
     /// The cycle that stopped it and could not bring it back.
     pub cycle_id: String,
     /// Since when it is stranded.
@@ -235,5 +393,117 @@ mod tests {
         for outcome in ["failed", "lost", "bounded", "cancelled", "recovered"] {
             assert!(!record(outcome, &[]).succeeded(), "{outcome}");
         }
+    }
+
+    #[test]
+    fn a_capture_is_one_word_and_only_killed_and_live_need_a_person() {
+        for (word, needs) in [
+            ("clean", false),
+            ("killed", true),
+            ("live", true),
+            ("unknown", false),
+        ] {
+            let capture: Capture = serde_json::from_value(json!(word)).expect("a verdict");
+            assert_eq!(capture.as_str(), word);
+            assert_eq!(
+                serde_json::to_value(capture).expect("serialises"),
+                json!(word)
+            );
+            assert_eq!(capture.needs_attention(), needs, "{word}");
+        }
+        for word in ["came_back", "appeared", "killed", "ran"] {
+            let fact: Fact = serde_json::from_value(json!(word)).expect("a fact");
+            assert_eq!(fact.as_str(), word);
+        }
+    }
+
+    #[test]
+    fn a_done_cycle_with_a_dirty_capture_or_stacks_waiting_did_not_succeed() {
+        let record = |captures: &[&str], waiting: &[&str]| -> CycleRecord {
+            let stacks: Vec<serde_json::Value> = captures
+                .iter()
+                .enumerate()
+                .map(|(i, c)| json!({"name": format!("s{i}"), "capture": c}))
+                .collect();
+            serde_json::from_value(json!({
+                "cycle_id": "c-1",
+                "started_at": "2024-05-01T02:00:00Z",
+                "finished_at": "2024-05-01T02:03:00Z",
+                "outcome": "done",
+                "stacks": stacks,
+                "waiting_for_engine": waiting,
+            }))
+            .expect("a record")
+        };
+        assert!(record(&["clean", "unknown"], &[]).succeeded());
+        for dirty in ["killed", "live"] {
+            let r = record(&["clean", dirty], &[]);
+            assert!(!r.succeeded(), "{dirty}");
+            assert_eq!(r.inconsistent().len(), 1);
+            assert_eq!(r.inconsistent()[0].name, "s1");
+        }
+        assert!(
+            !record(&["clean"], &["s0"]).succeeded(),
+            "a stack still waits"
+        );
+    }
+
+    /// A marker, record and stranded stack of the build before container ids and verdicts
+    /// still read: their stacks are recovered by services, their verdicts unknown.
+    #[test]
+    fn the_files_of_a_previous_build_still_read() {
+        let marker: Marker = serde_json::from_value(json!({
+            "version": 1,
+            "cycle_id": "c-old",
+            "phase": "backing_up",
+            "started_at": "2024-05-01T02:00:00Z",
+            "pid": 42,
+            "stacks": [{"name": "nextcloud", "services": ["app", "db"], "restart_attempts": 1}],
+        }))
+        .expect("an old marker");
+        let stack = &marker.stacks[0];
+        assert!(
+            stack.containers.is_empty() && !stack.stop_began,
+            "{stack:?}"
+        );
+        let record: CycleRecord = serde_json::from_value(json!({
+            "cycle_id": "c-old",
+            "started_at": "2024-05-01T02:00:00Z",
+            "finished_at": "2024-05-01T02:03:00Z",
+            "outcome": "done",
+            "stacks": [{"name": "nextcloud", "services": ["app"]}],
+        }))
+        .expect("an old record");
+        assert_eq!(record.stacks[0].capture, Capture::Unknown);
+        assert!(record.waiting_for_engine.is_empty() && record.succeeded());
+        let stranded: StrandedStack = serde_json::from_value(json!({
+            "name": "nextcloud",
+            "services": ["app"],
+            "cycle_id": "c-old",
+            "since": "2024-05-01T02:03:00Z",
+            "attempts": 5,
+            "last_error": "exited",
+        }))
+        .expect("an old stranded stack");
+        assert!(stranded.containers.is_empty());
+    }
+
+    #[test]
+    fn a_new_marker_round_trips_its_containers_and_stop() {
+        let mut stack = MarkedStack::new(
+            "nextcloud",
+            vec!["app".into()],
+            vec![MarkedContainer {
+                id: "4f1c".into(),
+                name: "nextcloud-app-1".into(),
+                service: "app".into(),
+            }],
+        );
+        stack.stop_began = true;
+        let json = serde_json::to_value(&stack).expect("serialises");
+        assert_eq!(json["stop_began"], json!(true));
+        assert_eq!(json["containers"][0]["id"], json!("4f1c"));
+        let back: MarkedStack = serde_json::from_value(json).expect("reads");
+        assert_eq!(back, stack);
     }
 }

@@ -208,6 +208,10 @@ fn salvage_entry(entry: &Map<String, Value>, written_at: DateTime<Utc>) -> Optio
     Some(StrandedStack {
         name: stack_name(entry)?,
         services: services(entry)?,
+        containers: entry
+            .get("containers")
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default(),
         cycle_id: text("cycle_id").unwrap_or_else(|| "unknown".to_owned()),
         since: entry
             .get("since")

@@ -63,11 +63,11 @@ fn load_unusable(bytes: &[u8]) -> (Marker, MarkerSalvage) {
 }
 
 fn stack(name: &str, services: &[&str]) -> MarkedStack {
-    MarkedStack {
-        name: name.into(),
-        services: services.iter().map(|s| (*s).to_owned()).collect(),
-        restart_attempts: 0,
-    }
+    MarkedStack::new(
+        name,
+        services.iter().map(|s| (*s).to_owned()).collect(),
+        vec![],
+    )
 }
 
 #[test]
@@ -81,9 +81,10 @@ fn a_truncated_marker_gives_back_the_stacks_before_the_cut() {
         Unreadable::Corrupt { detail } => assert!(detail.contains("EOF"), "{detail}"),
         other => panic!("expected Corrupt, got {other:?}"),
     }
-    let mut first = stack("nextcloud", &["db", "redis", "app"]);
-    first.restart_attempts = 2;
-    assert_eq!(marker.stacks, vec![first]);
+    assert_eq!(
+        marker.stacks,
+        vec![full_marker("cycle-t").stacks[0].clone()]
+    );
     assert_eq!(salvage.unreadable_stacks, 1, "the cut-off entry is counted");
     // What the file still tells is kept: the recovery records the right cycle and can ask
     // the agent about its backup.
@@ -117,6 +118,30 @@ fn a_marker_of_a_future_version_gives_back_the_stacks_it_names() {
         salvage.to_string().contains("format version 7"),
         "{salvage}"
     );
+}
+
+/// A stack's stop that may have begun is never read as not begun: an entry whose `stop_began`
+/// does not read is taken as begun (the stack is started, never left down), and containers
+/// that do not read leave the stack to be recovered by its services.
+#[test]
+fn a_damaged_stop_is_taken_as_begun() {
+    let bytes = br#"{"version": 1, "cycle_id": "c-s", "stacks": [
+        {"name": "wiki", "services": ["app"], "stop_began": "yes",
+         "containers": [{"id": "a1", "name": "wiki-app-1", "service": "app"}]},
+        {"name": "photos", "services": ["server"], "stop_began": false,
+         "containers": [{"id": 7}]},
+        {"name": "old", "services": ["web"]}
+    ], "#;
+    let (marker, _) = load_unusable(bytes);
+    let wiki = &marker.stacks[0];
+    assert!(wiki.stop_began, "{wiki:?}");
+    assert_eq!(wiki.containers[0].id, "a1");
+    let photos = &marker.stacks[1];
+    assert!(
+        !photos.stop_began && photos.containers.is_empty(),
+        "{photos:?}"
+    );
+    assert_eq!(marker.stacks[2], stack("old", &["web"]));
 }
 
 #[test]

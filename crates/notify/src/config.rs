@@ -116,6 +116,10 @@ pub enum EventKind {
     Failed,
     /// A stack could not be started again after every attempt.
     Stranded,
+    /// A cycle ended with a backup and every stack back, but the backup is not app-consistent
+    /// for a stack: a container was killed at the end of its grace, or ran while it was to
+    /// be down (SPEC §2 rule 10). Sent instead of `done`.
+    Inconsistent,
     /// A marker left by a controller that died was recovered (its stacks restarted).
     Recovered,
     /// The Docker engine could not be reached while stacks had to come back.
@@ -132,6 +136,7 @@ impl EventKind {
         match self {
             EventKind::Failed => "failed",
             EventKind::Stranded => "stranded",
+            EventKind::Inconsistent => "inconsistent",
             EventKind::Recovered => "recovered",
             EventKind::EngineUnreachable => "engine_unreachable",
             EventKind::MarkerCorrupt => "marker_corrupt",
@@ -171,9 +176,10 @@ pub struct NotifyConfig {
 }
 
 /// SPEC §5's default `events`: everything that needs a person, not the routine success.
-pub(crate) const DEFAULT_EVENTS: [EventKind; 5] = [
+pub(crate) const DEFAULT_EVENTS: [EventKind; 6] = [
     EventKind::Failed,
     EventKind::Stranded,
+    EventKind::Inconsistent,
     EventKind::Recovered,
     EventKind::EngineUnreachable,
     EventKind::MarkerCorrupt,
@@ -254,6 +260,7 @@ mod tests {
             [
                 EventKind::Failed,
                 EventKind::Stranded,
+                EventKind::Inconsistent,
                 EventKind::Recovered,
                 EventKind::EngineUnreachable,
                 EventKind::MarkerCorrupt
@@ -270,7 +277,7 @@ mod tests {
             webhook = "https://hooks.example.net/felhom"
             ntfy = "http://ntfy.example.net:8080/guest-17"
             ping = "https://hc.example.net/ping/abc"
-            events = ["done", "failed"]
+            events = ["done", "failed", "inconsistent"]
             timeout = "3s"
             "#,
         )
@@ -283,7 +290,10 @@ mod tests {
             c.ntfy.as_ref().map(|e| e.uri().to_string()).as_deref(),
             Some("http://ntfy.example.net:8080/guest-17")
         );
-        assert_eq!(c.events, [EventKind::Done, EventKind::Failed]);
+        assert_eq!(
+            c.events,
+            [EventKind::Done, EventKind::Failed, EventKind::Inconsistent]
+        );
         assert_eq!(c.timeout, Duration::from_secs(3));
     }
 

@@ -47,6 +47,7 @@ impl Event {
         let what = match self.event {
             EventKind::Failed => "backup failed",
             EventKind::Stranded => "stack stranded",
+            EventKind::Inconsistent => "backup not app-consistent",
             EventKind::Recovered => "crashed cycle recovered",
             EventKind::EngineUnreachable => "Docker engine unreachable",
             EventKind::MarkerCorrupt => "corrupt marker moved aside",
@@ -78,7 +79,9 @@ impl Event {
     pub(crate) fn ntfy_priority_and_tags(&self) -> (&'static str, &'static str) {
         match self.event {
             EventKind::Stranded | EventKind::MarkerCorrupt => ("high", "rotating_light"),
-            EventKind::Failed | EventKind::EngineUnreachable => ("high", "warning"),
+            EventKind::Failed | EventKind::EngineUnreachable | EventKind::Inconsistent => {
+                ("high", "warning")
+            }
             EventKind::Recovered => ("default", "recycle"),
             EventKind::Done => ("default", "white_check_mark"),
         }

@@ -35,6 +35,7 @@ fn the_sample_notify_section_uncommented_parses_with_the_documented_values() {
         [
             EventKind::Failed,
             EventKind::Stranded,
+            EventKind::Inconsistent,
             EventKind::Recovered,
             EventKind::EngineUnreachable,
             EventKind::MarkerCorrupt

@@ -169,6 +169,7 @@ impl Config {
         for (key, d, may_be_zero) in [
             ("stacks.stop_timeout", s.stop_timeout, false),
             ("stacks.start_timeout", s.start_timeout, false),
+            ("stacks.settle", s.settle, true),
             ("quiesce.due_poll_interval", q.due_poll_interval, false),
             (
                 "quiesce.status_poll_interval",
@@ -211,7 +212,7 @@ impl Config {
             compose: self.stacks.compose,
             stop_timeout: self.stacks.stop_timeout,
             start_timeout: self.stacks.start_timeout,
-            ..StacksConfig::default()
+            settle: self.stacks.settle,
         }
     }
 
@@ -231,6 +232,7 @@ impl Config {
             start_call_timeout: CycleConfig::start_call_timeout_for(
                 self.stacks.start_timeout,
                 self.stacks.stop_timeout,
+                self.stacks.settle,
             ),
             ..CycleConfig::default()
         }

@@ -7,7 +7,7 @@
 //! that describe the state directory when it is scraped.
 
 use chrono::{DateTime, Utc};
-use felhom_marker::{CycleRecord, Outcome};
+use felhom_marker::{Capture, CycleRecord, Outcome};
 use felhom_quiesce::Overview;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -43,6 +43,20 @@ struct KindLabel {
     kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CaptureLabel {
+    stack: String,
+    capture: &'static str,
+}
+
+/// The verdicts a stack of the last cycle gets a series for (1: its verdict, 0: the others).
+const CAPTURES: [Capture; 4] = [
+    Capture::Clean,
+    Capture::Killed,
+    Capture::Live,
+    Capture::Unknown,
+];
+
 type FloatGauge = Gauge<f64, AtomicU64>;
 
 /// The controller's metrics. Shared by reference (`Arc`); every setter takes `&self`.
@@ -63,6 +77,7 @@ pub struct Metrics {
     state_errors: Counter,
     cycles_refused: Gauge,
     agent_errors: Family<KindLabel, Counter>,
+    stack_capture: Family<CaptureLabel, Gauge>,
     cycle_duration: Histogram,
     stack_downtime: Histogram,
 }
@@ -86,6 +101,7 @@ impl Metrics {
             state_errors: Counter::default(),
             cycles_refused: Gauge::default(),
             agent_errors: Family::default(),
+            stack_capture: Family::default(),
             // 10 s .. ~2.8 h: a cycle lasts from seconds (nothing to stop) to max_quiesce.
             cycle_duration: Histogram::new(exponential_buckets(10.0, 2.0, 11)),
             // 1 s .. ~34 min: a stack's downtime, snapshot-bound with early resume.
@@ -178,6 +194,11 @@ impl Metrics {
             m.agent_errors.clone(),
         );
         m.registry.register(
+            "felhom_stack_capture",
+            "What the last cycle's backup captured of each stack it stopped (SPEC §2 rule 10): 1 for its verdict (clean, killed, live, unknown), 0 for the others",
+            m.stack_capture.clone(),
+        );
+        m.registry.register(
             "felhom_cycle_duration_seconds",
             "Duration of finished cycles, from the first stop to the end",
             m.cycle_duration.clone(),
@@ -247,6 +268,19 @@ impl Metrics {
             self.last_finished.set(unix(r.finished_at));
             if r.succeeded() {
                 self.last_success.set(unix(r.finished_at));
+            }
+            // The last cycle's stacks only: one that is no longer stopped keeps no series.
+            self.stack_capture.clear();
+            for stack in &r.stacks {
+                for capture in CAPTURES {
+                    let label = CaptureLabel {
+                        stack: stack.name.clone(),
+                        capture: capture.as_str(),
+                    };
+                    self.stack_capture
+                        .get_or_create(&label)
+                        .set(i64::from(stack.capture == capture));
+                }
             }
         }
         if let Some(r) = last_success.filter(|r| r.succeeded()) {

@@ -159,7 +159,9 @@ impl Observer for OpsObserver {
         // recovered cycle took no backup (docs/decisions.md, "Notifications").
         match kind {
             EventKind::Done => notifier.ping(true),
-            EventKind::Failed | EventKind::Recovered => notifier.ping(false),
+            EventKind::Failed | EventKind::Inconsistent | EventKind::Recovered => {
+                notifier.ping(false)
+            }
             _ => {}
         }
     }
@@ -200,6 +202,7 @@ fn event_kind(kind: NoticeKind) -> Option<EventKind> {
     Some(match kind {
         NoticeKind::Done => EventKind::Done,
         NoticeKind::Failed => EventKind::Failed,
+        NoticeKind::Inconsistent => EventKind::Inconsistent,
         NoticeKind::Stranded => EventKind::Stranded,
         NoticeKind::Recovered => EventKind::Recovered,
         NoticeKind::EngineUnreachable => EventKind::EngineUnreachable,

@@ -4,7 +4,7 @@
 
 use crate::inspection::{Inspection, MarkerAge};
 use felhom_agentapi::Due;
-use felhom_marker::{CycleRecord, MarkerError, Outcome, StateView};
+use felhom_marker::{CycleRecord, Fact, MarkerError, Outcome, StackRecord, StateView};
 use felhom_quiesce::max_downtime_ms;
 use felhom_timeline::{Line, Mark, Row, Timeline};
 use serde_json::json;
@@ -36,9 +36,24 @@ impl StateReport {
         })
     }
 
-    /// What needs a person (SPEC §5 `status` exit 1); empty when all is well.
+    /// What needs a person (SPEC §5 `status` exit 1): the state directory's problems, and a
+    /// `killed` or `live` capture in the newest cycle (SPEC §2 rule 10); empty when all is
+    /// well.
     pub fn needs_attention(&self) -> Vec<String> {
-        self.inspection.needs_attention()
+        let mut why = self.inspection.needs_attention();
+        if let Some(newest) = self.history.last() {
+            let dirty: Vec<String> = newest.inconsistent().iter().map(|s| verdict(s)).collect();
+            if !dirty.is_empty() {
+                why.push(format!(
+                    "the newest backup (cycle {}) is not app-consistent for {} — killed: raise \
+                     the service's stop_grace_period; live: find who started it \
+                     (docs/operations.md, \"A capture that is not clean\")",
+                    newest.cycle_id,
+                    dirty.join(", ")
+                ));
+            }
+        }
+        why
     }
 
     /// The report as one JSON document.
@@ -145,7 +160,7 @@ impl StateReport {
             for r in self.history.iter().rev() {
                 writeln!(
                     out,
-                    "  {}  {:<9}  {} stack(s), max downtime {:.1}s{}{}",
+                    "  {}  {:<9}  {} stack(s), max downtime {:.1}s{}{}{}",
                     r.started_at.format("%Y-%m-%d %H:%M:%S"),
                     r.outcome.as_str(),
                     r.stacks.len(),
@@ -159,11 +174,71 @@ impl StateReport {
                     } else {
                         format!(", STRANDED {}", r.stranded.join(","))
                     },
+                    dirty(r),
                 )?;
+            }
+            if let Some(newest) = self.history.last() {
+                writeln!(out, "newest cycle, stack by stack:")?;
+                for s in &newest.stacks {
+                    writeln!(
+                        out,
+                        "  {:<24} capture {:<8} {}{}",
+                        s.name,
+                        s.capture.as_str(),
+                        s.downtime_ms
+                            .map(|ms| format!("down {:.1}s", ms as f64 / 1000.0))
+                            .unwrap_or_else(|| "not started by it".to_owned()),
+                        facts(s),
+                    )?;
+                }
             }
         }
         Ok(())
     }
+}
+
+/// `, KILLED nextcloud, LIVE immich`: the stacks of a cycle whose capture needs a person.
+fn dirty(record: &CycleRecord) -> String {
+    record
+        .inconsistent()
+        .iter()
+        .map(|s| format!(", {} {}", s.capture.as_str().to_uppercase(), s.name))
+        .collect()
+}
+
+/// `nextcloud killed (nextcloud-db-1 killed)`: a stack and its verdict, with the containers
+/// behind it.
+fn verdict(stack: &StackRecord) -> String {
+    let containers: Vec<String> = stack
+        .facts
+        .iter()
+        .filter(|f| f.fact != Fact::CameBack)
+        .map(|f| format!("{} {}", f.container, f.fact.as_str()))
+        .collect();
+    if containers.is_empty() {
+        format!("{} {}", stack.name, stack.capture)
+    } else {
+        format!(
+            "{} {} ({})",
+            stack.name,
+            stack.capture,
+            containers.join(", ")
+        )
+    }
+}
+
+/// `, nextcloud-db-1 killed at 03:00:12`: what the engine said of a stack's containers.
+fn facts(stack: &StackRecord) -> String {
+    stack
+        .facts
+        .iter()
+        .map(|f| {
+            let at =
+                f.at.map(|t| format!(" at {}", t.format("%H:%M:%S")))
+                    .unwrap_or_default();
+            format!(", {} {}{at}", f.container, f.fact.as_str())
+        })
+        .collect()
 }
 
 /// Whether a backup is due, as the agent said.

@@ -54,10 +54,12 @@ impl Default for CycleConfig {
             parallelism: 4,
             restart_attempts: 5,
             restart_backoff: Duration::from_secs(2),
-            // The stacks manager's defaults (SPEC §5): start_timeout 120s, stop_timeout 30s.
+            // The stacks manager's defaults (SPEC §5): start_timeout 120s, stop_timeout 30s,
+            // settle 10s.
             start_call_timeout: CycleConfig::start_call_timeout_for(
                 Duration::from_secs(120),
                 Duration::from_secs(30),
+                Duration::from_secs(10),
             ),
             engine_wait: None,
         }
@@ -85,11 +87,17 @@ impl CycleConfig {
     }
 
     /// The bound of one start call for a stacks manager that waits up to `start_timeout` for a
-    /// stack to run and gives each container up to `stop_timeout` to stop: its whole wait,
-    /// plus a stop's grace (a start may first wait out a shutdown), plus 30 s for the engine
-    /// and compose themselves. Past this a start is a failed attempt, not a stuck resume.
-    pub fn start_call_timeout_for(start_timeout: Duration, stop_timeout: Duration) -> Duration {
-        start_timeout + stop_timeout + Duration::from_secs(30)
+    /// stack to run, then watches it for `settle`, and gives each container up to
+    /// `stop_timeout` to stop: its whole wait, plus a stop's grace, plus 30 s for the engine and
+    /// compose themselves. Past this a start is a failed attempt, not a stuck resume. A start
+    /// that may first wait out a stop in flight (whose grace may be far longer, or unbounded)
+    /// is also given `max_quiesce`.
+    pub fn start_call_timeout_for(
+        start_timeout: Duration,
+        stop_timeout: Duration,
+        settle: Duration,
+    ) -> Duration {
+        start_timeout + settle + stop_timeout + Duration::from_secs(30)
     }
 }
 
@@ -99,10 +107,13 @@ mod tests {
 
     #[test]
     fn the_default_start_call_bound_is_the_formula_on_the_stacks_defaults() {
-        // SPEC §5's stacks defaults: start_timeout 120s, stop_timeout 30s.
-        let bound =
-            CycleConfig::start_call_timeout_for(Duration::from_secs(120), Duration::from_secs(30));
-        assert_eq!(bound, Duration::from_secs(180));
+        // SPEC §5's stacks defaults: start_timeout 120s, stop_timeout 30s, settle 10s.
+        let bound = CycleConfig::start_call_timeout_for(
+            Duration::from_secs(120),
+            Duration::from_secs(30),
+            Duration::from_secs(10),
+        );
+        assert_eq!(bound, Duration::from_secs(190));
         assert_eq!(bound, CycleConfig::default().start_call_timeout);
     }
 

@@ -1,5 +1,6 @@
 //! The controller: what it is built from, what it shows, and where a cycle begins.
 
+use crate::cycle::marked;
 use crate::driver::Driver;
 use crate::engine::EngineAbsence;
 use crate::io::{acquire, off_runtime};
@@ -110,10 +111,18 @@ impl Controller {
         cancel: &CancellationToken,
     ) -> Result<IfDue, CycleError> {
         let agent = self.shared.parts.agent.clone().ok_or(CycleError::NoAgent)?;
-        let due = tokio::select! {
-            due = agent.backup_due() => due?,
+        let answered = tokio::select! {
+            answered = agent.backup_due_checked() => answered?,
             () = cancel.cancelled() => return Err(CycleError::Cancelled),
         };
+        if !answered.ignored.is_empty() {
+            let fields: Vec<String> = answered.ignored.iter().map(ToString::to_string).collect();
+            tracing::warn!(
+                "the agent's due answer holds optional fields that do not parse; ignored: {}",
+                fields.join("; ")
+            );
+        }
+        let due = answered.answer;
         if !force && !due.due {
             return Ok(IfDue::NotDue(due));
         }
@@ -131,10 +140,9 @@ fn new_marker(running: Vec<felhom_stacks::RunningStack>) -> Marker {
     );
     let stacks = running
         .into_iter()
-        .map(|s| MarkedStack {
-            name: s.name,
-            services: s.services,
-            restart_attempts: 0,
+        .map(|s| {
+            let containers = s.containers.iter().map(marked).collect();
+            MarkedStack::new(s.name, s.services, containers)
         })
         .collect();
     Marker::new(cycle_id, started_at, stacks)

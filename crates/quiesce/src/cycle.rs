@@ -3,12 +3,17 @@
 //! channel, and [`Cycle::apply`] is the one function that changes a cycle, and so the one
 //! that decides what the marker on disk says.
 
+use crate::capture::{Backup, Evidence};
 use crate::machine::{Observed, Phase};
 use crate::progress::{Applied, Level, OnDisk, Progress, Said};
+use crate::resume::{StackPlan, Wanted};
 use chrono::{DateTime, Utc};
 use felhom_agentapi::{BackupPhase, BackupStatus};
-use felhom_marker::{CycleRecord, MarkedStack, Marker, Outcome, StackRecord, StrandedStack};
-use std::collections::BTreeSet;
+use felhom_marker::{
+    CycleRecord, MarkedContainer, MarkedStack, Marker, Outcome, StackRecord, StrandedStack,
+};
+use felhom_stacks::{ContainerRef, StopReport};
+use std::collections::BTreeMap;
 
 /// The most lines a record's `errors` keeps: an agent that fails every poll for `max_quiesce`
 /// must not grow the history without bound.
@@ -27,6 +32,59 @@ pub(crate) struct Cycle {
     warned_unknown: bool,
     /// Stacks stranded by the resume that the stranded list does not hold yet.
     pub(crate) newly_stranded: Vec<StrandedStack>,
+    /// What the engine said of each stack, for its verdict.
+    evidence: BTreeMap<String, Evidence>,
+    /// What the agent said of the backup, for the verdicts.
+    backup: Backup,
+    /// The status polls: the phase last seen, and whether the last answer was held.
+    poll: PollState,
+    /// Ignored optional fields of a status answer were warned about (warn once).
+    warned_ignored: bool,
+}
+
+/// Where the status polls of a cycle are.
+#[derive(Debug, Clone)]
+pub(crate) struct PollState {
+    /// The phase of the last answer (`running` after `POST /backup` answered).
+    pub(crate) last_phase: BackupPhase,
+    /// The last answer came with a new phase, or was held by an agent with the long-poll
+    /// extension: the next poll needs no pause.
+    pub(crate) held: bool,
+}
+
+/// Which stacks' starts are launched first. Every start is launched at once, so the order is
+/// the order in which they queue for the slots: it decides who waits when there are more
+/// stacks than slots. No stack depends on another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)]
+pub(crate) enum StartOrder {
+    /// The stack whose stop began first has been down longest: it is started first. Every
+    /// stack's downtime is then about the same, and the longest is the least it can be.
+    DownLongestFirst,
+    /// The stack stopped last is started first (as a stack's own containers are: the last
+    /// stopped, its dependencies, start first).
+    StoppedLastFirst,
+}
+
+/// The order of the starts: measured both ways, see docs/decisions.md ("Start order").
+pub(crate) const START_ORDER: StartOrder = StartOrder::DownLongestFirst;
+
+/// A container as the marker records it.
+pub(crate) fn marked(c: &ContainerRef) -> MarkedContainer {
+    MarkedContainer {
+        id: c.id.clone(),
+        name: c.name.clone(),
+        service: c.service.clone(),
+    }
+}
+
+/// A container of the marker, as the stacks calls name it.
+pub(crate) fn container(c: &MarkedContainer) -> ContainerRef {
+    ContainerRef {
+        id: c.id.clone(),
+        name: c.name.clone(),
+        service: c.service.clone(),
+    }
 }
 
 impl Cycle {
@@ -48,6 +106,13 @@ impl Cycle {
             recovering,
             warned_unknown: false,
             newly_stranded: Vec::new(),
+            evidence: BTreeMap::new(),
+            backup: Backup::default(),
+            poll: PollState {
+                last_phase: BackupPhase::Running,
+                held: false,
+            },
+            warned_ignored: false,
         }
     }
 
@@ -59,20 +124,89 @@ impl Cycle {
             .unwrap_or_default()
     }
 
-    /// The stacks to stop again before their start: in a recovery all of them (nothing is
-    /// known of how far each stop got), else those whose stop began but was not seen to end
-    /// well — interrupted by the bound, a cancellation or a panic, or failed. Their containers
-    /// may still be shutting down.
-    pub(crate) fn to_settle(&self) -> BTreeSet<String> {
-        if self.recovering {
-            return self.marked().into_iter().map(|s| s.name).collect();
-        }
-        self.record
-            .stacks
-            .iter()
-            .filter(|s| s.stop_started_at.is_some() && s.stopped_at.is_none())
-            .map(|s| s.name.clone())
+    /// Where the status polls are.
+    pub(crate) fn poll(&self) -> &PollState {
+        &self.poll
+    }
+
+    /// Whether a marker is kept (it is removed once every stack runs or is stranded).
+    pub(crate) fn has_marker(&self) -> bool {
+        self.marker.is_some()
+    }
+
+    /// The stacks to look at again before `POST /backup`: those whose stop ended, with the
+    /// containers it stopped and since when they are down.
+    pub(crate) fn to_recheck(&self) -> Vec<(String, Vec<ContainerRef>, DateTime<Utc>)> {
+        self.marked()
+            .into_iter()
+            .filter_map(|s| {
+                let evidence = self.evidence.get(&s.name)?;
+                let since = evidence.down_since().filter(|_| evidence.stop_ended())?;
+                let containers = s.containers.iter().map(container).collect();
+                Some((s.name, containers, since))
+            })
             .collect()
+    }
+
+    /// How the stacks of the marker are brought back, in the order their starts are launched
+    /// (see [`START_ORDER`]).
+    ///
+    /// - A stack whose stop never began is left alone: nothing of ours stopped it.
+    /// - A stack whose every stop call answered is started as its stop left it; one whose
+    ///   stop was cut short (the bound, a cancellation, a panic, a crash) or failed may still
+    ///   be shutting down: its start waits for that, never signalling it again.
+    /// - A recovered stack whose marker names no container (written before container ids)
+    ///   is started by its services.
+    /// - Once the agent reported the snapshot, each stopped stack is checked first.
+    pub(crate) fn plan(&self) -> Vec<StackPlan> {
+        let mut plans: Vec<StackPlan> = self
+            .marked()
+            .into_iter()
+            .map(|stack| {
+                let evidence = self.evidence.get(&stack.name);
+                let containers: Vec<ContainerRef> =
+                    stack.containers.iter().map(container).collect();
+                let start = if self.recovering && stack.containers.is_empty() {
+                    // A marker written before container ids (or whose ids could not be
+                    // salvaged): it does not say whether the stop began, nor what it stopped.
+                    Some(Wanted::Services(stack.services.clone()))
+                } else if !stack.stop_began {
+                    None
+                } else {
+                    let ended = !self.recovering && evidence.is_some_and(Evidence::stop_ended);
+                    Some(Wanted::Containers {
+                        containers: containers.clone(),
+                        in_flight: !ended,
+                    })
+                };
+                let check = evidence
+                    .and_then(Evidence::down_since)
+                    .filter(|_| self.backup.captured && !self.recovering)
+                    .map(|since| (containers, since));
+                StackPlan {
+                    stack,
+                    start,
+                    check,
+                }
+            })
+            .collect();
+        // When each stack's stop began; one never stopped has nothing to start: last.
+        let began = |plan: &StackPlan| {
+            self.record
+                .stacks
+                .iter()
+                .find(|r| r.name == plan.stack.name)
+                .and_then(|r| r.stop_started_at)
+        };
+        // Stable: stacks whose stops began at the same moment keep the marker's order.
+        plans.sort_by(|a, b| match (began(a), began(b)) {
+            (Some(a), Some(b)) => match START_ORDER {
+                StartOrder::DownLongestFirst => a.cmp(&b),
+                StartOrder::StoppedLastFirst => b.cmp(&a),
+            },
+            (a, b) => b.is_some().cmp(&a.is_some()),
+        });
+        plans
     }
 
     /// Applies one fact: the cycle changes, and so may the marker on disk.
@@ -80,29 +214,71 @@ impl Cycle {
         match progress {
             Progress::Began => self.on_disk_now(),
             Progress::Entered(phase) => self.enter(phase),
+            Progress::Recording {
+                stack, containers, ..
+            } => self.recording(&stack, &containers),
             Progress::StopBegan { stack, at } => {
+                self.evidence_of(&stack).stop_began(at);
                 if let Some(rec) = self.stack_record(&stack) {
-                    rec.stop_started_at = Some(at);
+                    rec.stop_started_at.get_or_insert(at);
                 }
                 Applied::default()
             }
-            Progress::Stopped {
-                stack,
-                services,
-                at,
-            } => self.stopped(&stack, services, at),
-            Progress::StopFailed { stack, error } => {
-                self.note(Level::Error, format!("stopping {stack}: {error}"))
+            Progress::Stopped { stack, report, at } => self.stopped(&stack, &report, at),
+            Progress::CameBack { stack, containers } => {
+                self.evidence_of(&stack).came_back(&containers);
+                let names: Vec<&str> = containers.iter().map(|(c, _)| c.name.as_str()).collect();
+                let message = format!(
+                    "stack {stack}: {} ran again before the backup began: stopped again",
+                    names.join(", ")
+                );
+                self.note(Level::Warn, message)
             }
+            Progress::StopFailed {
+                stack,
+                error,
+                began,
+            } => self.stop_failed(&stack, &error, began),
             Progress::BackupStarted { id, adopted } => {
                 self.record.backup_id = Some(id.clone());
+                self.backup.adopted = adopted;
                 self.change_marker(|m| m.backup_id = Some(id.clone()));
                 Applied {
                     say: Some(Said::BackupStarted { id, adopted }),
                     ..self.on_disk_now()
                 }
             }
-            Progress::StatusSeen { observed, status } => self.observed(observed, &status),
+            Progress::StatusSeen {
+                observed,
+                status,
+                ignored,
+                held,
+            } => {
+                self.poll = PollState {
+                    last_phase: status.phase.clone(),
+                    held,
+                };
+                if !ignored.is_empty() && !self.warned_ignored {
+                    self.warned_ignored = true;
+                    let fields: Vec<String> = ignored.iter().map(ToString::to_string).collect();
+                    tracing::warn!(
+                        cycle = %self.record.cycle_id,
+                        "the agent's status answers hold optional fields that do not parse; ignored (only the phase decides): {}",
+                        fields.join("; ")
+                    );
+                }
+                self.observed(observed, &status)
+            }
+            Progress::Checked { stack, check } => {
+                if let Err(why) = &check {
+                    let message = format!(
+                        "stack {stack}: whether it stayed down until the snapshot cannot be told: {why}"
+                    );
+                    self.note(Level::Warn, message);
+                }
+                self.evidence_of(&stack).checked(check);
+                Applied::default()
+            }
             Progress::StartFailed {
                 stack,
                 attempt,
@@ -121,6 +297,11 @@ impl Cycle {
                 self.on_disk_now()
             }
             Progress::StackBack { stack, attempt, at } => self.back(stack, attempt, at),
+            Progress::LeftAlone { stack } => {
+                tracing::info!(stack = %stack, "its stop never began: left as it is");
+                self.change_marker(|m| m.stacks.retain(|s| s.name != stack));
+                self.on_disk_now()
+            }
             Progress::Stranded(stack) => {
                 let message = format!(
                     "stack {} STRANDED: it could not be started again",
@@ -152,6 +333,15 @@ impl Cycle {
         }
     }
 
+    /// Each stack's verdict into the record (once the cycle is over).
+    pub(crate) fn judge(&mut self) {
+        let none = Evidence::default();
+        for rec in &mut self.record.stacks {
+            let evidence = self.evidence.get(&rec.name).unwrap_or(&none);
+            (rec.capture, rec.facts) = evidence.verdict(&self.backup, self.recovering);
+        }
+    }
+
     /// The marker as it is now goes on disk (unless it was removed: it is never re-created).
     fn on_disk_now(&self) -> Applied {
         Applied {
@@ -166,8 +356,13 @@ impl Cycle {
         }
     }
 
+    fn evidence_of(&mut self, stack: &str) -> &mut Evidence {
+        self.evidence.entry(stack.to_owned()).or_default()
+    }
+
     /// The marker follows the phase: it records each phase in which stacks are not yet back,
-    /// and is removed once they run — unless stacks still wait for the engine (it names them).
+    /// and is removed once they run — unless stacks still wait for the engine (it names them,
+    /// and so does the record).
     fn enter(&mut self, phase: Phase) -> Applied {
         let left = std::mem::replace(&mut self.phase, phase);
         let Some(marker) = &mut self.marker else {
@@ -188,31 +383,112 @@ impl Cycle {
             }
             None if !matches!(left, Phase::Resuming { .. }) => Applied::default(),
             None => {
-                let waiting: Vec<&str> = marker.stacks.iter().map(|s| s.name.as_str()).collect();
+                let waiting: Vec<String> = marker.stacks.iter().map(|s| s.name.clone()).collect();
                 let message = format!(
                     "the docker engine could not be reached: the marker is kept for {}",
                     waiting.join(", ")
                 );
+                self.record.waiting_for_engine = waiting;
                 self.note(Level::Error, message)
             }
         }
     }
 
-    /// Stack `stack` is down: its times, and the services that really ran are the ones to
-    /// start again (a service that started between the listing and the stop is added).
-    fn stopped(&mut self, stack: &str, services: Vec<String>, at: DateTime<Utc>) -> Applied {
-        if let Some(rec) = self.stack_record(stack) {
-            rec.stopped_at = Some(at);
-            if !services.is_empty() {
-                rec.services = services.clone();
-            }
-        }
+    /// `containers` of `stack` are about to be stopped: recorded, and its stop marked as
+    /// begun. Its first recording replaces what the listing said (what runs now is what
+    /// the stop stops); later ones add to it.
+    fn recording(&mut self, stack: &str, containers: &[ContainerRef]) -> Applied {
         let mut changed = false;
         self.change_marker(|m| {
-            let marked = m.stacks.iter_mut().find(|s| s.name == stack);
-            if let Some(marked) = marked.filter(|m| !services.is_empty() && m.services != services)
+            let Some(s) = m.stacks.iter_mut().find(|s| s.name == stack) else {
+                return;
+            };
+            let mut now: Vec<MarkedContainer> = if s.stop_began {
+                s.containers.clone()
+            } else {
+                Vec::new()
+            };
+            for c in containers {
+                if !now.iter().any(|k| k.id == c.id) {
+                    now.push(marked(c));
+                }
+            }
+            let mut services: Vec<String> = now.iter().map(|c| c.service.clone()).collect();
+            services.sort();
+            services.dedup();
+            if !s.stop_began || now != s.containers {
+                s.stop_began = true;
+                s.containers = now;
+                s.services = services;
+                changed = true;
+            }
+        });
+        if changed {
+            if let Some(services) = self
+                .marker
+                .as_ref()
+                .and_then(|m| m.stacks.iter().find(|s| s.name == stack))
+                .map(|s| s.services.clone())
             {
-                marked.services = services;
+                if let Some(rec) = self.stack_record(stack) {
+                    rec.services = services;
+                }
+            }
+            self.on_disk_now()
+        } else {
+            Applied::default()
+        }
+    }
+
+    /// A stop call of `stack` answered: its evidence, its times; a container that had
+    /// already exited when its first stop came (on its own, or by someone else) is not ours
+    /// to start again, nor is one that vanished.
+    fn stopped(&mut self, stack: &str, report: &StopReport, at: DateTime<Utc>) -> Applied {
+        let evidence = self.evidence_of(stack);
+        evidence.stopped(report, at);
+        let not_ours: Vec<String> = report
+            .containers
+            .iter()
+            .filter(|s| !s.was_running && !evidence.was_stopped(&s.container.id))
+            .map(|s| s.container.id.clone())
+            .chain(report.vanished.iter().map(|c| c.id.clone()))
+            .collect();
+        tracing::info!(stack = %stack, "stack stopped");
+        if let Some(rec) = self.stack_record(stack) {
+            rec.stopped_at = Some(at);
+        }
+        if not_ours.is_empty() {
+            return Applied::default();
+        }
+        self.change_marker(|m| {
+            if let Some(s) = m.stacks.iter_mut().find(|s| s.name == stack) {
+                s.containers.retain(|c| !not_ours.contains(&c.id));
+            }
+        });
+        self.on_disk_now()
+    }
+
+    /// A stop of `stack` failed. If no stop call of it began, nothing of it was stopped: the
+    /// marker no longer says its stop began (it is left alone, not started).
+    fn stop_failed(&mut self, stack: &str, error: &str, began: bool) -> Applied {
+        let evidence = self.evidence_of(stack);
+        evidence.stop_failed(began);
+        let not_stopped = evidence.not_stopped();
+        if !not_stopped {
+            return self.note(Level::Error, format!("stopping {stack}: {error}"));
+        }
+        self.note(
+            Level::Error,
+            format!("stopping {stack}: {error}: it was not stopped"),
+        );
+        let mut changed = false;
+        self.change_marker(|m| {
+            if let Some(s) = m
+                .stacks
+                .iter_mut()
+                .find(|s| s.name == stack && s.stop_began)
+            {
+                s.stop_began = false;
                 changed = true;
             }
         });
@@ -240,6 +516,12 @@ impl Cycle {
 
     /// What an agent status says for the record.
     fn observed(&mut self, observed: Observed, status: &BackupStatus) -> Applied {
+        if matches!(observed, Observed::Snapshotted | Observed::Done) {
+            self.backup.captured = true;
+        }
+        if status.started_at.is_some() && observed != Observed::Lost {
+            self.backup.started_at = status.started_at;
+        }
         match (observed, &status.phase) {
             (Observed::Snapshotted, _) if self.record.snapshot_at.is_none() => {
                 self.record.snapshot_at = Some(status.snapshot_at.unwrap_or_else(Utc::now));
@@ -303,9 +585,12 @@ fn new_record(marker: &Marker, outcome: Outcome) -> CycleRecord {
                 stopped_at: None,
                 started_at: None,
                 downtime_ms: None,
+                capture: felhom_marker::Capture::Unknown,
+                facts: Vec::new(),
             })
             .collect(),
         stranded: Vec::new(),
+        waiting_for_engine: Vec::new(),
         errors: Vec::new(),
     }
 }

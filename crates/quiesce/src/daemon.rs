@@ -4,7 +4,7 @@ use crate::observer::TICK;
 use crate::recovery::Recovery;
 use crate::{after, error_chain, Controller, CycleError};
 use chrono::{DateTime, Utc};
-use felhom_agentapi::AgentApi;
+use felhom_agentapi::{AgentApi, IgnoredField};
 use felhom_marker::CycleRecord;
 use std::future::Future;
 use std::sync::Arc;
@@ -25,6 +25,10 @@ pub const MIN_CYCLE_GAP: Duration = Duration::from_secs(5 * 60);
 #[derive(Debug)]
 pub struct Daemon {
     controller: Controller,
+    /// The optional fields of the due answers that did not parse, as last warned about: an
+    /// agent that keeps sending a malformed field is warned about once per change, not at
+    /// every due poll.
+    due_ignored: Vec<IgnoredField>,
 }
 
 impl Controller {
@@ -42,6 +46,7 @@ impl Controller {
     pub async fn start_daemon(&self, cancel: &CancellationToken) -> Daemon {
         let mut daemon = Daemon {
             controller: self.clone(),
+            due_ignored: Vec::new(),
         };
         let shown = &self.shared.shown;
         shown.set(|o| o.recovering = true);
@@ -138,13 +143,17 @@ impl Daemon {
     ) -> Option<CycleRecord> {
         let due = self.ticking(async {
             tokio::select! {
-                due = agent.backup_due() => Some(due),
+                due = agent.backup_due_checked() => Some(due),
                 () = cancel.cancelled() => None,
             }
         });
         match due.await? {
-            Ok(due) if due.due => {}
-            Ok(_) => return None,
+            Ok(answered) => {
+                self.ignored(answered.ignored);
+                if !answered.answer.due {
+                    return None;
+                }
+            }
             Err(e) => {
                 tracing::warn!("{}", error_chain(&e));
                 return None;
@@ -186,6 +195,22 @@ impl Daemon {
         let problems: Vec<String> = recovery.problems.iter().map(|e| error_chain(e)).collect();
         crate::health::recovery_problem(shown, (!problems.is_empty()).then(|| problems.join("; ")));
         Some(recovery)
+    }
+
+    /// The due answer's optional fields that did not parse (only `due` decides): warned
+    /// about when they change.
+    fn ignored(&mut self, ignored: Vec<IgnoredField>) {
+        if ignored == self.due_ignored {
+            return;
+        }
+        if !ignored.is_empty() {
+            let fields: Vec<String> = ignored.iter().map(ToString::to_string).collect();
+            tracing::warn!(
+                "the agent's due answers hold optional fields that do not parse; ignored: {}",
+                fields.join("; ")
+            );
+        }
+        self.due_ignored = ignored;
     }
 
     /// Runs `work`, ticking the observer every [`TICK`] while it waits. The ticks come from

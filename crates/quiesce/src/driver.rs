@@ -12,20 +12,28 @@
 //! any of them fires. So the bound holds even when a call inside a step never returns — an
 //! agent that never answers, a stop that hangs, a marker write stuck on a disk — because it
 //! is enforced outside that code path. The facts a task sent before its abort are still in
-//! the channel and are applied: a settle knows which stops began.
+//! the channel and are applied: the resume knows which stops began, and which may still be in
+//! flight.
+//!
+//! A step that must not go on until the marker on disk says something — a stack's stop, until
+//! the marker records the containers it stops and that its stop began — asks the driver
+//! ([`Reporter::record`]) and waits: the driver applies the fact, hands the marker to the
+//! writer, and answers once that write has landed (`false` if it failed). The driver stays
+//! the only writer.
 
 use crate::backoff::Backoff;
 use crate::controller::Shared;
 use crate::cycle::Cycle;
 use crate::machine::{self, Event, Phase, Step};
 use crate::observer::{Notice, NoticeKind};
-use crate::progress::{Level, OnDisk, Progress, Reporter, Said};
+use crate::progress::{Ack, Level, OnDisk, Progress, Reporter, Said};
 use crate::resume::{self, Plan};
 use crate::steps;
 use crate::writer::{Landed, MarkerWriter, WriteError};
 use crate::{after, humanize, CycleError, LANDING};
 use felhom_agentapi::AgentApi;
 use felhom_marker::{CycleRecord, Marker};
+use felhom_stacks::Slots;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +42,9 @@ use tokio::task::{JoinError, JoinHandle};
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+
+/// The longest an agent with the long-poll extension is asked to hold a status answer.
+const LONG_POLL: Duration = Duration::from_secs(30);
 
 /// One cycle or recovery being driven.
 pub(crate) struct Driver<'a> {
@@ -45,6 +56,12 @@ pub(crate) struct Driver<'a> {
     writer: MarkerWriter,
     /// Lines to log once the marker write of that number has landed.
     to_say: Vec<(u64, Said)>,
+    /// Steps waiting to hear that the marker write of that number has landed.
+    acks: Vec<(u64, Ack)>,
+    /// Whether the last write that landed succeeded.
+    last_write_ok: bool,
+    /// The cycle's slots for engine work: every stop and start call holds one.
+    slots: Slots,
 }
 
 impl<'a> Driver<'a> {
@@ -57,6 +74,9 @@ impl<'a> Driver<'a> {
             progress,
             writer: MarkerWriter::start(shared.parts.marker.clone()),
             to_say: Vec::new(),
+            acks: Vec::new(),
+            last_write_ok: true,
+            slots: Slots::new(shared.config.parallelism),
         }
     }
 
@@ -100,6 +120,8 @@ impl<'a> Driver<'a> {
         let mut backup_wait = Backoff::backup_wait(config);
         // Set at the first status poll while the stacks are down.
         let mut polling_since: Option<Instant> = None;
+        // The last answer was held, or came with a new phase: ask again at once.
+        let mut held = false;
         // Set when the outcome wait after an early resume begins.
         let mut outcome_wait: Option<(Backoff, Instant)> = None;
         loop {
@@ -107,21 +129,43 @@ impl<'a> Driver<'a> {
             let event = match next {
                 Step::Stop => {
                     let (stacks, marked) = (shared.parts.stacks.clone(), self.cycle.marked());
-                    let task = steps::stop_all(stacks, marked, config.parallelism, report);
+                    let slots = self.slots.clone();
+                    let task = steps::stop_all(stacks, marked, config.parallelism, slots, report);
                     self.bounded(task, deadline, cancel).await
                 }
                 Step::StartBackup => {
                     let cycle_id = self.cycle.record.cycle_id.clone();
-                    let task = steps::start_backup(agent.clone(), cycle_id, report);
+                    let stopped = self.cycle.to_recheck();
+                    let (stacks, slots) = (shared.parts.stacks.clone(), self.slots.clone());
+                    let task = steps::start_backup(
+                        agent.clone(),
+                        stacks,
+                        cycle_id,
+                        stopped,
+                        slots,
+                        report,
+                    );
                     self.bounded(task, deadline, cancel).await
                 }
                 Step::AwaitBackup => {
+                    // The long-poll (SPEC §3): an agent with the extension holds each answer
+                    // until the phase changes, so it is asked again at once; one without it
+                    // answers at once, and is asked on the interval schedule.
                     let since = *polling_since.get_or_insert_with(Instant::now);
-                    let pause = backup_wait.pause_while_down(since.elapsed());
+                    let pause = if held {
+                        Duration::ZERO
+                    } else {
+                        backup_wait.pause_while_down(since.elapsed())
+                    };
+                    let wait = LONG_POLL.min(deadline.saturating_duration_since(Instant::now()));
                     let ours = self.cycle.record.backup_id.clone();
-                    let task = steps::poll_after(agent.clone(), ours, pause, report);
+                    let last = self.cycle.poll().last_phase.clone();
+                    let task = steps::poll_after(agent.clone(), ours, pause, last, wait, report);
                     let event = self.bounded(task, deadline, cancel).await;
-                    backup_wait.pace(event);
+                    held = matches!(event, Event::Status(_)) && self.cycle.poll().held;
+                    if !held {
+                        backup_wait.pace(event);
+                    }
                     event
                 }
                 Step::Resume => self.resume(cancel).await,
@@ -177,13 +221,17 @@ impl<'a> Driver<'a> {
 
     /// The one function that changes the cycle, and so the marker: applies `progress` and
     /// hands the marker's new state, if any, to the writer.
-    fn apply(&mut self, progress: Progress) {
+    fn apply(&mut self, mut progress: Progress) {
+        let ack = progress.take_ack();
         let applied = self.cycle.apply(progress);
         let written = match applied.on_disk {
             OnDisk::Keep => None,
             OnDisk::Save(marker) => Some(self.writer.hand_over(Some(marker))),
             OnDisk::Remove => Some(self.writer.hand_over(None)),
         };
+        if let Some(ack) = ack {
+            self.ack_when_written(ack, written);
+        }
         if let Some(said) = applied.say {
             self.to_say
                 .push((written.unwrap_or(self.writer.handed()), said));
@@ -191,9 +239,35 @@ impl<'a> Driver<'a> {
         }
     }
 
+    /// Answers `ack` once the marker that holds what it asked for is on disk: the write of
+    /// number `written`, or (nothing changed) the last one handed over.
+    fn ack_when_written(&mut self, ack: Ack, written: Option<u64>) {
+        if !self.cycle.has_marker() {
+            let _ = ack.send(false);
+            return;
+        }
+        let seq = written.unwrap_or(self.writer.handed());
+        if self.writer.settled() >= seq {
+            // Already on disk — or, for a write just handed over, never to be: the writer is
+            // gone.
+            let _ = ack.send(written.is_none() && self.last_write_ok);
+        } else {
+            self.acks.push((seq, ack));
+        }
+    }
+
     /// A marker write landed: a failure is noted (a marker that cannot be removed is stuck);
-    /// the lines waiting for it are said.
+    /// the steps and lines waiting for it are told.
     fn landed(&mut self, landed: Landed) {
+        let ok = landed.result.is_ok();
+        self.last_write_ok = ok;
+        let (done, still): (Vec<_>, Vec<_>) = std::mem::take(&mut self.acks)
+            .into_iter()
+            .partition(|(seq, _)| *seq <= landed.seq);
+        self.acks = still;
+        for (_, ack) in done {
+            let _ = ack.send(ok);
+        }
         if let Err(e) = &landed.result {
             let what = if landed.cleared {
                 "clearing"
@@ -300,6 +374,7 @@ impl<'a> Driver<'a> {
             let _ = timeout(LANDING, &mut task).await;
         }
         // What the task sent before it ended is applied: which stops had begun.
+        // A step aborted while it waited for a write no longer hears of it.
         self.drain();
         self.note(Level::Warn, why);
         event
@@ -311,8 +386,8 @@ impl<'a> Driver<'a> {
         self.let_land(Some(LANDING)).await;
         let plan = Plan {
             cycle_id: self.cycle.record.cycle_id.clone(),
-            stacks: self.cycle.marked(),
-            settle: self.cycle.to_settle(),
+            stacks: self.cycle.plan(),
+            slots: self.slots.clone(),
         };
         let (shared, report) = (self.shared, self.report.clone());
         self.alongside(resume::resume(shared, plan, &report, cancel))
@@ -329,7 +404,15 @@ impl<'a> Driver<'a> {
         }
         self.apply(Progress::StrandedKept(names.clone()));
         let message = format!("could not be started again: {}", names.join(", "));
-        let notice = Notice::about(NoticeKind::Stranded, &self.cycle.record, message);
+        let mut notice = Notice::about(NoticeKind::Stranded, &self.cycle.record, message);
+        // The outcome as far as it is known: after an early resume the backup's is still to
+        // come (the record's is set when the cycle finishes).
+        notice.outcome = match self.cycle.phase {
+            Phase::Resuming {
+                outcome: Some(outcome),
+            } => Some(outcome.as_str().to_owned()),
+            _ => None,
+        };
         shared.shown.notice(&notice);
         Event::Resumed
     }
@@ -345,7 +428,9 @@ impl<'a> Driver<'a> {
     ) -> Event {
         self.let_land(Some(LANDING)).await;
         let ours = self.cycle.record.backup_id.clone();
-        let poll = steps::poll_after(agent.clone(), ours, pause, self.report.clone());
+        let last = self.cycle.poll().last_phase.clone();
+        let report = self.report.clone();
+        let poll = steps::poll_after(agent.clone(), ours, pause, last, Duration::ZERO, report);
         let event = self
             .alongside(async {
                 tokio::select! {
@@ -376,7 +461,8 @@ impl<'a> Driver<'a> {
                 // as a failure rather than hidden.
                 _ => felhom_marker::Outcome::Failed,
             };
-            record.clone()
+            self.cycle.judge();
+            self.cycle.record.clone()
         };
         crate::record::finished(self.shared, &record, self.cycle.recovering).await;
         record

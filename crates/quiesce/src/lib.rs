@@ -61,6 +61,7 @@
 #![deny(missing_docs)]
 
 mod backoff;
+mod capture;
 mod collaborators;
 mod config;
 mod controller;

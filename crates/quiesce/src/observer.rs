@@ -38,8 +38,13 @@ pub const TICK: std::time::Duration = std::time::Duration::from_secs(10);
 pub enum NoticeKind {
     /// A cycle ended well: outcome `done`, nothing stranded.
     Done,
-    /// A cycle ended otherwise: another outcome, or a stack stranded.
+    /// A cycle ended otherwise: another outcome, a stack stranded, or stacks still waiting
+    /// for the engine.
     Failed,
+    /// A cycle ended `done` with every stack back, but a stack's capture is `killed` or
+    /// `live` (SPEC §2 rule 10): the backup holds it in a state that may not restore cleanly.
+    /// Sent instead of [`NoticeKind::Done`].
+    Inconsistent,
     /// Stacks could not be started again after every attempt.
     Stranded,
     /// A marker left by a dead controller was recovered.
@@ -82,32 +87,74 @@ impl Notice {
         }
     }
 
-    /// The notice that ends a cycle: `done`, or `failed` when the outcome is another or a
-    /// stack is stranded.
+    /// The notice that ends a cycle: `done`; `inconsistent` when it is done in every other
+    /// respect but a stack's capture is `killed` or `live`; else `failed`.
     pub(crate) fn end_of_cycle(record: &CycleRecord) -> Notice {
-        let failed = !record.succeeded();
         let outcome = record.outcome.as_str();
-        let message = if failed {
-            let mut why = format!("backup cycle ended {outcome}");
-            if !record.stranded.is_empty() {
-                why.push_str(&format!("; stranded: {}", record.stranded.join(", ")));
-            }
-            if let Some(first) = record.errors.first() {
-                why.push_str(&format!("; first error: {first}"));
-            }
-            why
+        let dirty = verdicts(record);
+        let kind = if record.succeeded() {
+            NoticeKind::Done
+        } else if record.outcome == felhom_marker::Outcome::Done
+            && record.stranded.is_empty()
+            && record.waiting_for_engine.is_empty()
+        {
+            NoticeKind::Inconsistent
         } else {
-            format!(
+            NoticeKind::Failed
+        };
+        let message = match kind {
+            NoticeKind::Done => format!(
                 "backup done; {} stack(s) back, longest downtime {} ms",
                 record.stacks.len(),
                 crate::max_downtime_ms(record)
-            )
-        };
-        let kind = if failed {
-            NoticeKind::Failed
-        } else {
-            NoticeKind::Done
+            ),
+            NoticeKind::Inconsistent => format!(
+                "backup done, but not app-consistent for {}",
+                dirty.unwrap_or_default()
+            ),
+            _ => {
+                let mut why = format!("backup cycle ended {outcome}");
+                if !record.stranded.is_empty() {
+                    why.push_str(&format!("; stranded: {}", record.stranded.join(", ")));
+                }
+                if !record.waiting_for_engine.is_empty() {
+                    why.push_str(&format!(
+                        "; still down, waiting for the docker engine: {}",
+                        record.waiting_for_engine.join(", ")
+                    ));
+                }
+                if let Some(dirty) = dirty {
+                    why.push_str(&format!("; captured {dirty}"));
+                }
+                if let Some(first) = record.errors.first() {
+                    why.push_str(&format!("; first error: {first}"));
+                }
+                why
+            }
         };
         Notice::about(kind, record, message)
     }
+}
+
+/// `nextcloud (live), immich (killed)`: the stacks whose capture needs a person, with their
+/// verdicts; `None` when none does.
+fn verdicts(record: &CycleRecord) -> Option<String> {
+    let dirty: Vec<String> = record
+        .inconsistent()
+        .iter()
+        .map(|s| {
+            let facts: Vec<String> = s
+                .facts
+                .iter()
+                .filter(|f| f.fact != felhom_marker::Fact::CameBack)
+                .map(|f| format!("{} {}", f.container, f.fact.as_str()))
+                .collect();
+            if facts.is_empty() {
+                format!("{} ({})", s.name, s.capture)
+            } else {
+                format!("{} ({}: {})", s.name, s.capture, facts.join(", "))
+            }
+        })
+        .collect();
+    (!dirty.is_empty()).then(|| dirty.join(", "))
 }

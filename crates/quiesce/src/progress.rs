@@ -4,8 +4,10 @@
 
 use crate::machine::{Observed, Phase};
 use chrono::{DateTime, Utc};
-use felhom_agentapi::BackupStatus;
+use felhom_agentapi::{BackupStatus, IgnoredField};
 use felhom_marker::{Marker, StrandedStack};
+use felhom_stacks::{ContainerRef, DownCheck, StopReport};
+use tokio::sync::oneshot;
 
 /// Something that happened to a cycle. The steps send these as they happen, so what a step
 /// had done before it was aborted (the bound, a cancellation, a panic) is still known. Adding
@@ -16,22 +18,51 @@ pub(crate) enum Progress {
     Began,
     /// The table moved the cycle to this phase.
     Entered(Phase),
-    /// A stack's stop begins.
+    /// These containers of a stack are about to be stopped: the marker records them, and
+    /// that the stack's stop began, before any stop call. `ack` hears whether that marker is
+    /// on disk (taken by the driver, which answers once the write has landed).
+    Recording {
+        stack: String,
+        containers: Vec<ContainerRef>,
+        ack: Option<Ack>,
+    },
+    /// A stack's stop calls begin.
     StopBegan { stack: String, at: DateTime<Utc> },
-    /// A stack is down; these services ran and are to be started again.
+    /// A stop call of a stack answered: the engine's account of each container.
     Stopped {
         stack: String,
-        services: Vec<String>,
+        report: StopReport,
         at: DateTime<Utc>,
     },
-    /// A stack's stop failed.
-    StopFailed { stack: String, error: String },
+    /// Containers of a stopped stack ran again before the backup began (a start by someone
+    /// else, a new container): they are stopped again, and the verdict counts from then.
+    CameBack {
+        stack: String,
+        containers: Vec<(ContainerRef, Option<DateTime<Utc>>)>,
+    },
+    /// A stack's stop failed. `began`: whether any stop call of it had begun (its containers
+    /// may be shutting down); if not, the stack was not stopped at all.
+    StopFailed {
+        stack: String,
+        error: String,
+        began: bool,
+    },
     /// The agent took the backup on (started or adopted) under this id.
     BackupStarted { id: String, adopted: bool },
-    /// The agent answered a status poll.
+    /// The agent answered a status poll. `ignored`: optional fields of the answer that did not
+    /// parse. `held`: the answer came with a new phase, or was held (the agent has the
+    /// long-poll extension): the next poll needs no pause.
     StatusSeen {
         observed: Observed,
         status: BackupStatus,
+        ignored: Vec<IgnoredField>,
+        held: bool,
+    },
+    /// What the engine said of a stopped stack when the snapshot was reported, before its
+    /// start; `Err` when it could not be asked.
+    Checked {
+        stack: String,
+        check: Result<DownCheck, String>,
     },
     /// One start of a stack failed.
     StartFailed {
@@ -46,6 +77,9 @@ pub(crate) enum Progress {
         attempt: u32,
         at: DateTime<Utc>,
     },
+    /// A stack whose stop never began leaves the marker without a start: nothing of ours
+    /// stopped it.
+    LeftAlone { stack: String },
     /// A stack could not be started again after every attempt.
     Stranded(StrandedStack),
     /// These stranded stacks are in the stranded list now: they leave the marker.
@@ -57,6 +91,20 @@ pub(crate) enum Progress {
     },
     /// A problem, for the log and the record.
     Note(Level, String),
+}
+
+/// Where the driver answers whether a marker is on disk.
+pub(crate) type Ack = oneshot::Sender<bool>;
+
+impl Progress {
+    /// The answer this fact waits for, if any: the driver keeps it until the marker write
+    /// the fact causes has landed.
+    pub(crate) fn take_ack(&mut self) -> Option<Ack> {
+        match self {
+            Progress::Recording { ack, .. } => ack.take(),
+            _ => None,
+        }
+    }
 }
 
 /// The steps' end of the channel to the driver.
@@ -72,6 +120,19 @@ impl Reporter {
     /// Notes a problem in the cycle's record.
     pub(crate) fn note(&self, level: Level, message: String) {
         self.send(Progress::Note(level, message));
+    }
+
+    /// Records `containers` of `stack` in the marker as about to be stopped (and the stack's
+    /// stop as begun), and waits until that marker is on disk. `false`: it could not be
+    /// written (or nobody drives the cycle any more): the containers must not be stopped.
+    pub(crate) async fn record(&self, stack: &str, containers: Vec<ContainerRef>) -> bool {
+        let (ack, written) = oneshot::channel();
+        self.send(Progress::Recording {
+            stack: stack.to_owned(),
+            containers,
+            ack: Some(ack),
+        });
+        written.await.unwrap_or(false)
     }
 }
 

@@ -37,9 +37,16 @@ pub(crate) async fn finished(shared: &Shared, record: &CycleRecord, recovering: 
         max_downtime_ms = max_downtime_ms(record),
         "cycle finished"
     );
-    let notice = if recovering {
+    let notice = if recovering && !record.waiting_for_engine.is_empty() {
+        // Not recovered: stacks are still down (SPEC §2 rule 10).
         let message = format!(
-            "recovered an interrupted cycle: {} stack(s) started again",
+            "an interrupted cycle could not be recovered: still down, waiting for the docker engine: {}",
+            record.waiting_for_engine.join(", ")
+        );
+        Notice::about(NoticeKind::Failed, record, message)
+    } else if recovering {
+        let message = format!(
+            "recovered an interrupted cycle: {} stack(s) brought back",
             record.stacks.len() - record.stranded.len()
         );
         Notice::about(NoticeKind::Recovered, record, message)

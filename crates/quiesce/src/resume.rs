@@ -1,21 +1,28 @@
-//! The up half: start every stack left in the marker again, with retries. It runs beside the
+//! The up half: bring every stack left in the marker back, with retries. It runs beside the
 //! driver (never in a task the driver could abort) and tells it each stack's fate as
 //! [`Progress`]; the driver keeps the marker. Each stacks call has its own bound and its own
 //! task (aborted at the bound, its child processes killed with it), so a hung or panicking
 //! call is a failed attempt, not a stuck resume.
+//!
+//! Every stack is launched at once: the cycle's [`Slots`] bound the engine's work (each
+//! dependency level's start calls hold one), and a stack's wait for its containers to run,
+//! become healthy and outlive `stacks.settle` holds none, so no stack waits for another's
+//! health check. Where the agent reported the snapshot, a stack's start follows the engine's
+//! check of it (the verdict's evidence), chained per stack so that one stack's check never
+//! holds up another's start.
 //!
 //! An engine that cannot be reached is not a failed attempt (SPEC §2 rule 6): the start waits
 //! for it (see `engine`), and a stack still waiting when that wait ends stays in the marker.
 
 use crate::backoff::Backoff;
 use crate::controller::Shared;
+use crate::cycle::marked;
 use crate::engine::{self, Waiting};
 use crate::progress::{Level, Progress, Reporter};
-use crate::{error_chain, humanize, CycleConfig, LANDING};
-use chrono::Utc;
+use crate::{error_chain, humanize, LANDING};
+use chrono::{DateTime, Utc};
 use felhom_marker::{MarkedStack, StrandedStack};
-use futures::StreamExt;
-use std::collections::BTreeSet;
+use felhom_stacks::{ContainerRef, DownCheck, Slots, StacksError, StartReport, StartRequest};
 use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -25,15 +32,45 @@ use tracing::Instrument;
 
 /// The longest pause between two start attempts of one stack.
 const RESTART_BACKOFF_CAP: Duration = Duration::from_secs(60);
+/// The bound of the check of a stack at the snapshot: a few inspects. Past it the verdict is
+/// `unknown`, and the start goes ahead.
+const CHECK_BOUND: Duration = Duration::from_secs(60);
+
+/// What to start of a stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Wanted {
+    /// Exactly these containers. `in_flight`: their stop may still be under way (cut short,
+    /// failed, or a crash), so a running one is waited for until it exits, never signalled
+    /// again.
+    Containers {
+        containers: Vec<ContainerRef>,
+        in_flight: bool,
+    },
+    /// The containers of these services as the engine has them now: a marker or stranded
+    /// list written before container ids. Their stop may be in flight.
+    Services(Vec<String>),
+}
+
+/// How one stack is brought back.
+#[derive(Debug, Clone)]
+pub(crate) struct StackPlan {
+    /// The stack as the marker names it.
+    pub(crate) stack: MarkedStack,
+    /// What to start; `None`: its stop never began, it is left as it is.
+    pub(crate) start: Option<Wanted>,
+    /// The check before its start, once the snapshot was reported: the containers its stop
+    /// stopped, and since when the engine says they are down.
+    pub(crate) check: Option<(Vec<ContainerRef>, DateTime<Utc>)>,
+}
 
 /// What a resume brings back.
 #[derive(Debug)]
 pub(crate) struct Plan {
     pub(crate) cycle_id: String,
-    /// The marker's stacks, in its order.
-    pub(crate) stacks: Vec<MarkedStack>,
-    /// Those whose stop may still be under way: stopped again (waited for) before the start.
-    pub(crate) settle: BTreeSet<String>,
+    /// The marker's stacks, in the order their starts are launched.
+    pub(crate) stacks: Vec<StackPlan>,
+    /// The cycle's slots for engine work.
+    pub(crate) slots: Slots,
 }
 
 /// How one bounded stacks call failed.
@@ -48,6 +85,8 @@ pub(crate) enum CallError {
 /// How the starts of one stack ended.
 enum Restart {
     Runs,
+    /// Its stop never began: nothing to start.
+    LeftAlone,
     Stranded {
         attempts: u32,
         last_error: String,
@@ -57,8 +96,8 @@ enum Restart {
     Waiting,
 }
 
-/// Starts every stack of `plan` again, `parallelism` at once, and reports the stranded ones
-/// (in the marker's order) at the end.
+/// Brings every stack of `plan` back, all launched at once (the slots bound the engine's
+/// work), and reports the stranded ones (in the plan's order) at the end.
 pub(crate) async fn resume(
     shared: &Shared,
     plan: Plan,
@@ -68,33 +107,38 @@ pub(crate) async fn resume(
     tracing::info!(cycle = %plan.cycle_id, stacks = plan.stacks.len(), "resuming stacks");
     let down = Mutex::new(Waiting {
         cycle_id: Some(plan.cycle_id.clone()),
-        stacks: plan.stacks.iter().map(|s| s.name.clone()).collect(),
+        stacks: plan
+            .stacks
+            .iter()
+            .filter(|s| s.start.is_some())
+            .map(|s| s.stack.name.clone())
+            .collect(),
     });
-    // Unordered: a slot is given to the next stack (in the marker's order) as soon as any
-    // start ends, not when the oldest one does; with parallelism 1 this is the strict order.
-    let mut ended: Vec<(usize, MarkedStack, Restart)> =
-        futures::stream::iter(plan.stacks.into_iter().enumerate())
-            .map(|(index, stack)| {
-                let settle = plan.settle.contains(&stack.name);
-                let down = &down;
-                async move {
-                    let ended = restart(shared, &stack, settle, report, down, cancel).await;
-                    (index, stack, ended)
-                }
-            })
-            .buffer_unordered(shared.config.parallelism.max(1))
-            .collect()
-            .await;
-    ended.sort_unstable_by_key(|(index, _, _)| *index);
-    for (_, stack, ended) in ended {
+    let slots = &plan.slots;
+    // Every stack at once, in the plan's order: the slots (first come, first served) bound
+    // the engine's work, and no stack's wait holds up another's start.
+    let ended: Vec<Restart> = futures::future::join_all(plan.stacks.iter().cloned().map(|stack| {
+        let down = &down;
+        async move { bring_back(shared, &stack, slots, report, down, cancel).await }
+    }))
+    .await;
+    for (plan_of, ended) in plan.stacks.into_iter().zip(ended) {
         if let Restart::Stranded {
             attempts,
             last_error,
         } = ended
         {
+            let stack = plan_of.stack;
+            let containers = match plan_of.start {
+                Some(Wanted::Containers { containers, .. }) => {
+                    containers.iter().map(marked).collect()
+                }
+                _ => stack.containers,
+            };
             report.send(Progress::Stranded(StrandedStack {
                 name: stack.name,
                 services: stack.services,
+                containers,
                 cycle_id: plan.cycle_id.clone(),
                 since: Utc::now(),
                 attempts,
@@ -104,35 +148,50 @@ pub(crate) async fn resume(
     }
 }
 
-/// Starts one stack, retrying with backoff; each attempt's end is reported at once.
-async fn restart(
+/// One stack: its check, if any, then its start, retried with backoff; each attempt's end is
+/// reported at once.
+async fn bring_back(
     shared: &Shared,
-    stack: &MarkedStack,
-    settle: bool,
+    plan: &StackPlan,
+    slots: &Slots,
     report: &Reporter,
     down: &Mutex<Waiting>,
     cancel: &CancellationToken,
 ) -> Restart {
-    let config = &shared.config;
-    if settle {
-        settle_stack(shared, &stack.name, report).await;
+    let name = &plan.stack.name;
+    if let Some((containers, since)) = &plan.check {
+        let check = check_call(shared, name, containers, *since).await;
+        report.send(Progress::Checked {
+            stack: name.clone(),
+            check,
+        });
     }
+    let Some(wanted) = &plan.start else {
+        report.send(Progress::LeftAlone {
+            stack: name.clone(),
+        });
+        return Restart::LeftAlone;
+    };
+    let config = &shared.config;
     let mut backoff = Backoff::new(config.restart_backoff, 2.0, RESTART_BACKOFF_CAP);
     let mut looks = engine::looks();
     let attempts = config.restart_attempts.max(1);
     let mut attempt = 1;
     let mut last_error = String::new();
     while attempt <= attempts {
-        match start_call(shared, &stack.name, &stack.services).await {
-            Ok(()) => {
+        match start_call(shared, name, wanted, slots).await {
+            Ok(started) => {
                 shared.engine.answers(&shared.shown);
+                noticed(name, &started, report);
+                // Back when its containers ran, not when the settle watch ended: that watch
+                // is the cycle's time, not the app's downtime.
                 report.send(Progress::StackBack {
-                    stack: stack.name.clone(),
+                    stack: name.clone(),
                     attempt,
-                    at: Utc::now(),
+                    at: started.ready_at.unwrap_or_else(Utc::now),
                 });
-                lock(down).stacks.retain(|s| *s != stack.name);
-                shared.stranded.runs(&shared.shown, &stack.name).await;
+                lock(down).stacks.retain(|s| s != name);
+                shared.stranded.runs(&shared.shown, name).await;
                 return Restart::Runs;
             }
             Err(CallError::EngineAway(why)) => {
@@ -150,7 +209,7 @@ async fn restart(
             Err(CallError::Failed(error)) => {
                 shared.engine.answers(&shared.shown);
                 report.send(Progress::StartFailed {
-                    stack: stack.name.clone(),
+                    stack: name.clone(),
                     attempt,
                     attempts,
                     error: error.clone(),
@@ -170,39 +229,116 @@ async fn restart(
     }
 }
 
+/// What a successful start noticed that a person may want to know.
+fn noticed(stack: &str, started: &StartReport, report: &Reporter) {
+    if !started.recreated.is_empty() {
+        let message = format!(
+            "stack {stack}: containers of {} had vanished while it was down: recreated by compose",
+            started.recreated.join(", ")
+        );
+        report.note(Level::Warn, message);
+    }
+    if !started.waited_for_stop.is_empty() {
+        let names: Vec<&str> = started
+            .waited_for_stop
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        tracing::info!(stack, containers = ?names, "waited for their stop in flight before the start");
+    }
+}
+
 fn lock(down: &Mutex<Waiting>) -> std::sync::MutexGuard<'_, Waiting> {
     down.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// One start of `name`'s `services`, bounded by `start_call_timeout`.
+/// One start of `wanted` of `name`, bounded by `start_call_timeout` — and, where a stop may
+/// be in flight, also by `max_quiesce`, which is the only bound of ours on a shutdown that
+/// may take as long as it takes (a negative `StopTimeout`, a long grace).
 pub(crate) async fn start_call(
     shared: &Shared,
     name: &str,
-    services: &[String],
-) -> Result<(), CallError> {
+    wanted: &Wanted,
+    slots: &Slots,
+) -> Result<StartReport, CallError> {
     let stacks = shared.parts.stacks.clone();
-    let (name, services) = (name.to_owned(), services.to_vec());
-    let call = async move { stacks.start(&name, &services).await };
-    bounded(&shared.config, "start", call).await
+    let config = &shared.config;
+    let in_flight = !matches!(
+        wanted,
+        Wanted::Containers {
+            in_flight: false,
+            ..
+        }
+    );
+    let limit = if in_flight {
+        config.start_call_timeout.saturating_add(config.max_quiesce)
+    } else {
+        config.start_call_timeout
+    };
+    let (name, wanted, slots) = (name.to_owned(), wanted.clone(), slots.clone());
+    let call = async move {
+        let request = match wanted {
+            Wanted::Containers {
+                containers,
+                in_flight,
+            } => StartRequest {
+                containers,
+                stop_may_be_in_flight: in_flight,
+            },
+            Wanted::Services(services) => StartRequest {
+                containers: of_services(&*stacks, &name, &services).await?,
+                stop_may_be_in_flight: true,
+            },
+        };
+        stacks.start_containers(&name, &request, &slots).await
+    };
+    bounded(limit, "start", call).await
 }
 
-/// Stops `name` again and waits for it, bounded. The engine goes on shutting a container
-/// down once it has sent SIGTERM, whatever became of the command that asked, and such a
-/// container still shows as running: a `start` would do nothing, the wait would see it
-/// running, and a moment later it would exit — stranded, with the marker cleared. A stop
-/// waits for that shutdown to end, so the start that follows really starts the stack.
-async fn settle_stack(shared: &Shared, name: &str, report: &Reporter) {
-    tracing::info!(stack = %name, "its stop may still be under way: stopping it again before the start");
-    let stacks = shared.parts.stacks.clone();
-    let owned = name.to_owned();
-    let call = async move { stacks.stop(&owned).await.map(drop) };
-    if let Err(CallError::Failed(problem) | CallError::EngineAway(problem)) =
-        bounded(&shared.config, "stop", call).await
-    {
-        // Not a reason to keep the stack down: its start follows all the same.
-        let message = format!("settling {name} before its start: {problem}");
-        report.note(Level::Warn, message);
+/// The containers of `services` of `stack` that the engine has now, running or not (one-offs
+/// left out): every container of the project is "appeared" since the epoch. For a marker or
+/// stranded list of a build before container ids, which named services only. A service with
+/// no container left gets a stand-in that no container can match (a colon is in no container
+/// name nor id), so that the start brings it back by compose, as that build did.
+async fn of_services(
+    stacks: &dyn felhom_stacks::Stacks,
+    stack: &str,
+    services: &[String],
+) -> Result<Vec<ContainerRef>, StacksError> {
+    let all = stacks
+        .check_down(stack, &[], DateTime::<Utc>::UNIX_EPOCH)
+        .await?;
+    let mut found: Vec<ContainerRef> = all
+        .appeared
+        .into_iter()
+        .filter(|c| services.contains(&c.service))
+        .collect();
+    for service in services {
+        if !found.iter().any(|c| &c.service == service) {
+            tracing::warn!(stack, service = %service, "no container of this service is left: compose brings it back");
+            found.push(ContainerRef {
+                id: format!("felhom:gone:{service}"),
+                name: format!("{stack}-{service} (gone)"),
+                service: service.clone(),
+            });
+        }
     }
+    Ok(found)
+}
+
+/// What the engine says of stopped `name` now, bounded by [`CHECK_BOUND`]; an error as text.
+async fn check_call(
+    shared: &Shared,
+    name: &str,
+    containers: &[ContainerRef],
+    since: DateTime<Utc>,
+) -> Result<DownCheck, String> {
+    let stacks = shared.parts.stacks.clone();
+    let (name, containers) = (name.to_owned(), containers.to_vec());
+    let call = async move { stacks.check_down(&name, &containers, since).await };
+    bounded(CHECK_BOUND, "check", call)
+        .await
+        .map_err(|(CallError::Failed(why) | CallError::EngineAway(why))| why)
 }
 
 /// The first line of an error, for the stranded list (compose's stderr tail stays in the log).
@@ -210,18 +346,18 @@ pub(crate) fn first_line(text: &str) -> String {
     text.lines().next().unwrap_or_default().to_owned()
 }
 
-/// Runs one stacks call in its own task, bounded by `start_call_timeout`: a call that hangs or
-/// panics is a failed call, never a stuck or dead resume. A call past its bound is aborted —
-/// its future dropped, and with it the child process it waits on (`kill_on_drop`) — not left
-/// running beside the next attempt.
-async fn bounded(
-    config: &CycleConfig,
+/// Runs one stacks call in its own task, bounded by `limit`: a call that hangs or panics is a
+/// failed call, never a stuck or dead resume. A call past its bound is aborted — its future
+/// dropped, and with it the child process it waits on (`kill_on_drop`) — not left running
+/// beside the next attempt.
+async fn bounded<T: Send + 'static>(
+    limit: Duration,
     what: &str,
-    call: impl Future<Output = Result<(), felhom_stacks::StacksError>> + Send + 'static,
-) -> Result<(), CallError> {
+    call: impl Future<Output = Result<T, StacksError>> + Send + 'static,
+) -> Result<T, CallError> {
     let mut task = tokio::spawn(call.in_current_span());
-    match timeout(config.start_call_timeout, &mut task).await {
-        Ok(Ok(Ok(()))) => Ok(()),
+    match timeout(limit, &mut task).await {
+        Ok(Ok(Ok(out))) => Ok(out),
         Ok(Ok(Err(e))) if e.is_engine_unreachable() => Err(CallError::EngineAway(error_chain(&e))),
         Ok(Ok(Err(e))) => Err(CallError::Failed(error_chain(&e))),
         Ok(Err(join)) => Err(CallError::Failed(format!("the {what} task failed: {join}"))),
@@ -232,7 +368,7 @@ async fn bounded(
             let _ = timeout(LANDING, &mut task).await;
             Err(CallError::Failed(format!(
                 "{what} did not return within {}",
-                humanize(config.start_call_timeout)
+                humanize(limit)
             )))
         }
     }

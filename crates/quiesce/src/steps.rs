@@ -6,61 +6,195 @@
 use crate::error_chain;
 use crate::machine::{Event, Observed};
 use crate::progress::{Level, Progress, Reporter};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use felhom_agentapi::{AgentApi, BackupPhase, BackupStatus};
 use felhom_marker::MarkedStack;
-use felhom_stacks::Stacks;
+use felhom_stacks::{ContainerRef, Slots, Stacks};
 use futures::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Stops every stack of the marker, `parallelism` at once; the next stop begins as soon as any
-/// one ends.
+/// How many times one stack is stopped in a row when containers started meanwhile (someone
+/// else's start, a restart policy): after that the verdict tells what ran.
+const STOP_ROUNDS: usize = 3;
+
+/// Stops every stack of the marker, `parallelism` stacks at once (each one's stop calls also
+/// hold one of `slots`); the next stop begins as soon as any one ends.
 pub(crate) async fn stop_all(
     stacks: Arc<dyn Stacks>,
     marked: Vec<MarkedStack>,
     parallelism: usize,
+    slots: Slots,
     report: Reporter,
 ) -> Event {
     futures::stream::iter(marked)
-        .map(|stack| stop_one(&*stacks, stack.name, &report))
+        .map(|stack| stop_one(&*stacks, stack.name, &slots, &report))
         .buffer_unordered(parallelism.max(1))
         .collect::<Vec<()>>()
         .await;
     Event::Stopped
 }
 
-/// Stops one stack. A stop failure does not end the cycle: the backup goes on (that stack is
-/// captured crash-consistent, which is no worse than without the controller) and the stack is
-/// started again with the others. See docs/decisions.md.
-async fn stop_one(stacks: &dyn Stacks, stack: String, report: &Reporter) {
-    let at = Utc::now();
-    report.send(Progress::StopBegan {
-        stack: stack.clone(),
-        at,
-    });
-    match stacks.stop(&stack).await {
-        Ok(services) => {
-            tracing::info!(stack = %stack, "stack stopped");
-            report.send(Progress::Stopped {
-                stack,
-                services,
-                at: Utc::now(),
+/// Stops one stack: what runs of it now is recorded in the marker (and its stop as begun)
+/// before the first stop call; a container that started meanwhile is recorded, then
+/// stopped too. A stop failure does not end the cycle: the backup goes on (that stack is
+/// captured crash-consistent, which is no worse than without the controller; its verdict says
+/// so) and the stack is started again with the others. See docs/decisions.md.
+async fn stop_one(stacks: &dyn Stacks, stack: String, slots: &Slots, report: &Reporter) {
+    let mut recorded: Vec<ContainerRef> = Vec::new();
+    let mut began = false;
+    for round in 0..STOP_ROUNDS {
+        let running = match stacks.running_containers(&stack).await {
+            Ok(running) => running,
+            Err(e) => {
+                let error = format!("listing its running containers: {}", error_chain(&e));
+                return report.send(Progress::StopFailed {
+                    stack,
+                    error,
+                    began,
+                });
+            }
+        };
+        if running.is_empty() {
+            if round == 0 {
+                // Nothing of it runs any more: nothing to stop, and nothing to start; it is
+                // down from now on.
+                report.send(Progress::StopBegan {
+                    stack: stack.clone(),
+                    at: Utc::now(),
+                });
+                report.send(Progress::Stopped {
+                    stack,
+                    report: Default::default(),
+                    at: Utc::now(),
+                });
+            }
+            return;
+        }
+        if round > 0 {
+            let ran: Vec<(ContainerRef, Option<DateTime<Utc>>)> =
+                running.iter().map(|c| (c.clone(), None)).collect();
+            report.send(Progress::CameBack {
+                stack: stack.clone(),
+                containers: ran,
             });
         }
-        Err(e) => report.send(Progress::StopFailed {
-            stack,
-            error: error_chain(&e),
-        }),
+        let new: Vec<ContainerRef> = running
+            .iter()
+            .filter(|c| !recorded.iter().any(|r| r.id == c.id))
+            .cloned()
+            .collect();
+        if !new.is_empty() {
+            if !report.record(&stack, new.clone()).await {
+                let error = "its containers could not be recorded in the marker".to_owned();
+                return report.send(Progress::StopFailed {
+                    stack,
+                    error,
+                    began,
+                });
+            }
+            recorded.extend(new);
+        }
+        began = true;
+        report.send(Progress::StopBegan {
+            stack: stack.clone(),
+            at: Utc::now(),
+        });
+        match stacks.stop_containers(&stack, &running, slots).await {
+            Ok(stopped) => report.send(Progress::Stopped {
+                stack: stack.clone(),
+                report: stopped,
+                at: Utc::now(),
+            }),
+            Err(e) => {
+                let error = error_chain(&e);
+                return report.send(Progress::StopFailed {
+                    stack,
+                    error,
+                    began,
+                });
+            }
+        }
     }
+    let message = format!(
+        "stack {stack}: containers kept starting again after {STOP_ROUNDS} stops: going on"
+    );
+    report.note(Level::Warn, message);
 }
 
-/// `POST /backup` for `cycle_id`.
+/// Looks at each stopped stack again before the backup begins: a container that ran since
+/// its stop, or a new container of the project, is recorded and stopped again (its stack's
+/// verdict then counts from that stop). Errors are noted: the verdict will tell.
+pub(crate) async fn recheck(
+    stacks: &dyn Stacks,
+    stopped: Vec<(String, Vec<ContainerRef>, DateTime<Utc>)>,
+    slots: &Slots,
+    report: &Reporter,
+) {
+    let checks = stopped.iter().map(|(stack, containers, since)| async move {
+        match stacks.check_down(stack, containers, *since).await {
+            Ok(check) if check.stayed_down() => {}
+            Ok(check) => {
+                let mut again: Vec<ContainerRef> =
+                    check.ran.iter().map(|(c, _)| c.clone()).collect();
+                again.extend(check.appeared.iter().cloned());
+                let mut ran: Vec<(ContainerRef, Option<DateTime<Utc>>)> = check
+                    .ran
+                    .into_iter()
+                    .map(|(c, at)| (c, Some(at)))
+                    .collect();
+                ran.extend(check.appeared.iter().map(|c| (c.clone(), None)));
+                report.send(Progress::CameBack {
+                    stack: stack.clone(),
+                    containers: ran,
+                });
+                if !check.appeared.is_empty() && !report.record(stack, check.appeared).await {
+                    let error = "the containers that appeared could not be recorded in the marker: not stopped".to_owned();
+                    return report.send(Progress::StopFailed {
+                        stack: stack.clone(),
+                        error,
+                        began: true,
+                    });
+                }
+                report.send(Progress::StopBegan {
+                    stack: stack.clone(),
+                    at: Utc::now(),
+                });
+                match stacks.stop_containers(stack, &again, slots).await {
+                    Ok(stopped) => report.send(Progress::Stopped {
+                        stack: stack.clone(),
+                        report: stopped,
+                        at: Utc::now(),
+                    }),
+                    Err(e) => report.send(Progress::StopFailed {
+                        stack: stack.clone(),
+                        error: error_chain(&e),
+                        began: true,
+                    }),
+                }
+            }
+            Err(e) => report.note(
+                Level::Warn,
+                format!(
+                    "stack {stack}: whether it stayed down before the backup cannot be told: {}",
+                    error_chain(&e)
+                ),
+            ),
+        }
+    });
+    futures::future::join_all(checks).await;
+}
+
+/// The re-check of the stopped stacks ([`recheck`]), then `POST /backup` for `cycle_id`.
 pub(crate) async fn start_backup(
     agent: Arc<dyn AgentApi>,
+    stacks: Arc<dyn Stacks>,
     cycle_id: String,
+    stopped: Vec<(String, Vec<ContainerRef>, DateTime<Utc>)>,
+    slots: Slots,
     report: Reporter,
 ) -> Event {
+    recheck(&*stacks, stopped, &slots, &report).await;
     match agent.start_backup(&cycle_id).await {
         Ok(start) => {
             report.send(Progress::BackupStarted {
@@ -76,18 +210,32 @@ pub(crate) async fn start_backup(
     }
 }
 
-/// Waits `delay`, then one `GET /backup/status` about backup `ours`, reduced to an event.
+/// Waits `delay`, then one `GET /backup/status` about backup `ours`, reduced to an event. With
+/// a `wait`, the long-poll of SPEC §3: an agent with the extension holds the answer until its
+/// phase differs from `last` or `wait` has passed; one without it answers at once. Whether the
+/// answer was held — it came with another phase, or only after half the wait — goes with it,
+/// so that the driver asks again at once, or falls back to its interval.
 pub(crate) async fn poll_after(
     agent: Arc<dyn AgentApi>,
     ours: Option<String>,
     delay: Duration,
+    last: BackupPhase,
+    wait: Duration,
     report: Reporter,
 ) -> Event {
     tokio::time::sleep(delay).await;
-    match agent.backup_status().await {
-        Ok(status) => {
+    let asked = tokio::time::Instant::now();
+    match agent.backup_status_wait(&last, wait).await {
+        Ok(answered) => {
+            let status = answered.answer;
+            let held = status.phase != last || (!wait.is_zero() && asked.elapsed() >= wait / 2);
             let observed = observe(ours.as_deref(), &status);
-            report.send(Progress::StatusSeen { observed, status });
+            report.send(Progress::StatusSeen {
+                observed,
+                status,
+                ignored: answered.ignored,
+                held,
+            });
             Event::Status(observed)
         }
         Err(e) => {

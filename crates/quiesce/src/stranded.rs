@@ -4,12 +4,14 @@
 
 use crate::backoff::Backoff;
 use crate::controller::Shared;
+use crate::cycle::container;
 use crate::io::off_runtime;
 use crate::observer::{Notice, NoticeKind};
 use crate::overview::Shown;
-use crate::resume::{first_line, start_call, CallError};
+use crate::resume::{first_line, start_call, CallError, Wanted};
 use crate::{error_chain, CycleError};
 use felhom_marker::{Stranded, StrandedStack, StrandedStore};
+use felhom_stacks::Slots;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -165,8 +167,18 @@ impl StrandedList {
     async fn retry(&self, shared: &Shared, mut stack: StrandedStack) -> bool {
         let since = stack.since.to_rfc3339();
         tracing::info!(stack = %stack.name, since = %since, "trying a stranded stack again");
-        match start_call(shared, &stack.name, &stack.services).await {
-            Ok(()) => {
+        let wanted = if stack.containers.is_empty() {
+            // A stranded list written before container ids.
+            Wanted::Services(stack.services.clone())
+        } else {
+            Wanted::Containers {
+                containers: stack.containers.iter().map(container).collect(),
+                in_flight: false,
+            }
+        };
+        let slots = Slots::new(shared.config.parallelism);
+        match start_call(shared, &stack.name, &wanted, &slots).await {
+            Ok(_) => {
                 shared.engine.answers(&shared.shown);
                 tracing::warn!(stack = %stack.name, "a stranded stack runs again");
                 self.runs(&shared.shown, &stack.name).await;
@@ -274,6 +286,7 @@ mod tests {
             since: chrono::Utc::now(),
             attempts: 3,
             last_error: "exited".into(),
+            containers: vec![],
         };
         list.keep(&shown, vec![beta]).await.expect("kept");
         assert_eq!(shown.get().stranded(), ["beta"]);

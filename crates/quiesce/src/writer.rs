@@ -157,11 +157,7 @@ mod tests {
     fn marker(names: &[&str]) -> Marker {
         let stacks = names
             .iter()
-            .map(|n| felhom_marker::MarkedStack {
-                name: (*n).into(),
-                services: vec![],
-                restart_attempts: 0,
-            })
+            .map(|n| felhom_marker::MarkedStack::new(*n, vec![], vec![]))
             .collect();
         Marker::new("c-1", chrono::Utc::now(), stacks)
     }

@@ -9,20 +9,22 @@
 use chrono::Utc;
 use felhom_agentapi::fake::FakeAgent;
 use felhom_agentapi::{
-    AgentApi, AgentError, BackupPhase, BackupStart, BackupStatus, Due, MockAgentApi,
+    AgentApi, AgentError, Answered, BackupPhase, BackupStart, BackupStatus, Due, MockAgentApi,
 };
 use felhom_marker::fake::FakeState;
 use felhom_marker::{
-    CycleRecord, HistoryStore, MarkedStack, Marker, MarkerPhase, MarkerStore, MockHistoryStore,
-    MockMarkerStore, Outcome,
+    Capture, CycleRecord, HistoryStore, MarkedContainer, MarkedStack, Marker, MarkerPhase,
+    MarkerStore, MockHistoryStore, MockMarkerStore, Outcome,
 };
 use felhom_quiesce::testing::FakeLock;
 use felhom_quiesce::{
     error_chain, CancellationToken, Collaborators, Controller, CycleConfig, CycleError,
 };
 use felhom_stacks::fake::{FakeStacks, Trouble};
-use felhom_stacks::{MockStacks, RunningStack, Stacks, StacksError};
-use std::sync::atomic::{AtomicBool, Ordering};
+use felhom_stacks::{
+    ContainerRef, DownCheck, MockStacks, RunningStack, Stacks, StacksError, StartReport,
+    StopReport, StoppedContainer,
+};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -72,11 +74,38 @@ fn running(names: &[&str]) -> Vec<RunningStack> {
         .iter()
         .map(|n| RunningStack {
             name: (*n).to_owned(),
-            services: vec!["app".into(), "db".into()],
-            containers: Vec::new(),
+            services: vec!["app".into()],
+            containers: vec![container(n, "app")],
             policy: Default::default(),
         })
         .collect()
+}
+
+/// The container of `service` of `stack`, named as the stacks fake names it.
+fn container(stack: &str, service: &str) -> ContainerRef {
+    ContainerRef {
+        id: format!("{stack}-{service}-id"),
+        name: format!("{stack}-{service}-1"),
+        service: service.to_owned(),
+    }
+}
+
+/// The engine's report of a clean stop of `containers`.
+fn stopped(containers: &[ContainerRef]) -> StopReport {
+    StopReport {
+        containers: containers
+            .iter()
+            .map(|c| StoppedContainer {
+                container: c.clone(),
+                was_running: true,
+                stop_requested_at: Utc::now(),
+                exited_at: Some(Utc::now()),
+                exit_code: Some(0),
+                killed: false,
+            })
+            .collect(),
+        vanished: vec![],
+    }
 }
 
 fn status(id: &str, phase: BackupPhase) -> BackupStatus {
@@ -171,7 +200,7 @@ fn agent(t: &Timeline, answers: Vec<Result<BackupPhase, ()>>) -> MockAgentApi {
     });
     let t2 = t.clone();
     let answers = Arc::new(Mutex::new(answers));
-    a.expect_backup_status().returning(move || {
+    a.expect_backup_status_wait().returning(move |_, _| {
         let mut answers = answers.lock().expect("answers");
         let answer = if answers.len() > 1 {
             answers.remove(0)
@@ -181,7 +210,7 @@ fn agent(t: &Timeline, answers: Vec<Result<BackupPhase, ()>>) -> MockAgentApi {
         match answer {
             Ok(phase) => {
                 t2.push(format!("status {phase:?}"));
-                Ok(status("b-1", phase))
+                Ok(Answered::complete(status("b-1", phase)))
             }
             Err(()) => {
                 t2.push("status error");
@@ -192,12 +221,12 @@ fn agent(t: &Timeline, answers: Vec<Result<BackupPhase, ()>>) -> MockAgentApi {
             }
         }
     });
-    a.expect_backup_due().returning(|| {
-        Ok(Due {
+    a.expect_backup_due_checked().returning(|| {
+        Ok(Answered::complete(Due {
             due: true,
             reason: None,
             next_due_at: None,
-        })
+        }))
     });
     a
 }
@@ -211,8 +240,8 @@ fn posting_then(answer: BackupStatus) -> MockAgentApi {
             adopted: false,
         })
     });
-    a.expect_backup_status()
-        .returning(move || Ok(answer.clone()));
+    a.expect_backup_status_wait()
+        .returning(move |_, _| Ok(Answered::complete(answer.clone())));
     a
 }
 
@@ -263,6 +292,12 @@ impl Rig {
 
     fn stacks(mut self, stacks: impl Stacks + 'static) -> Self {
         self.stacks = Arc::new(stacks);
+        self
+    }
+
+    /// Stacks the test keeps a hand on, to look at them afterwards.
+    fn shared_stacks(mut self, stacks: Arc<dyn Stacks>) -> Self {
+        self.stacks = stacks;
         self
     }
 
@@ -317,14 +352,23 @@ impl Rig {
     }
 }
 
-/// A marker left by a crashed controller: `stacks` (name, service).
+/// A marker left by a crashed controller: `stacks` (name, service), each one's stop begun.
 fn crashed(stacks: &[(&str, &str)]) -> Marker {
     let stacks = stacks
         .iter()
-        .map(|(name, service)| MarkedStack {
-            name: (*name).into(),
-            services: vec![(*service).into()],
-            restart_attempts: 0,
+        .map(|(name, service)| {
+            let c = container(name, service);
+            let mut stack = MarkedStack::new(
+                *name,
+                vec![(*service).into()],
+                vec![MarkedContainer {
+                    id: c.id,
+                    name: c.name,
+                    service: c.service,
+                }],
+            );
+            stack.stop_began = true;
+            stack
         })
         .collect();
     Marker::new("c-crashed", Utc::now(), stacks)
@@ -359,12 +403,15 @@ async fn happy_path_in_order() {
         .config(|c| c.resume_on_snapshot = false);
     let record = r.cycle().await;
     let all = r.t.all();
-    // Until the resume, each step begins once the marker written before it is on disk.
+    // Until the resume, each step begins once the marker written before it is on disk; each
+    // stack's stop, once the marker records what it stops.
     assert_eq!(
-        all[..11],
+        all[..13],
         [
             "save Quiescing alpha,beta",
+            "save Quiescing alpha,beta",
             "stop alpha",
+            "save Quiescing alpha,beta",
             "stop beta",
             "save BackingUp alpha,beta",
             "POST /backup",
@@ -376,9 +423,24 @@ async fn happy_path_in_order() {
             "start alpha app,db",
         ]
     );
+    let saved = r.saved();
+    assert!(
+        !saved[0].stacks.iter().any(|s| s.stop_began),
+        "nothing begun yet"
+    );
+    assert!(saved[1].stacks[0].stop_began && !saved[1].stacks[1].stop_began);
+    assert_eq!(
+        saved[1].stacks[0]
+            .containers
+            .iter()
+            .map(|c| c.id.as_str())
+            .collect::<Vec<_>>(),
+        ["alpha-app-id", "alpha-db-id"],
+        "the containers to stop are recorded before the stop"
+    );
     // The resume does not wait for the disk between two starts; a stack leaves the marker
     // once it runs, and the marker is cleared once both run, before the record.
-    let rest: Vec<&str> = all[11..]
+    let rest: Vec<&str> = all[13..]
         .iter()
         .map(String::as_str)
         .filter(|e| !e.starts_with("save "))
@@ -392,6 +454,11 @@ async fn happy_path_in_order() {
         .stacks
         .iter()
         .all(|s| s.downtime_ms.is_some() && s.stopped_at.is_some()));
+    assert!(
+        record.stacks.iter().all(|s| s.capture == Capture::Clean),
+        "{record:?}"
+    );
+    assert!(record.succeeded());
     assert_eq!(r.records.lock().expect("r").len(), 1);
     // The marker saved after POST /backup carries the agent's id (for crash recovery).
     assert!(r
@@ -418,8 +485,9 @@ async fn marker_is_written_before_the_first_stop_and_a_write_failure_stops_nothi
     stacks
         .expect_running_app_stacks()
         .returning(|| Ok(running(&["alpha"])));
-    stacks.expect_stop().never();
-    stacks.expect_start().never();
+    stacks.expect_running_containers().never();
+    stacks.expect_stop_containers().never();
+    stacks.expect_start_containers().never();
     let mut agent = MockAgentApi::new();
     agent.expect_start_backup().never();
     let mut r = rig().agent(agent).stacks(stacks);
@@ -449,7 +517,7 @@ async fn failure_to_start_the_backup_restarts_the_stacks() {
             message: "storage offline".into(),
         })
     });
-    a.expect_backup_status().never();
+    a.expect_backup_status_wait().never();
     let r = rig().agent(a).running(&["alpha", "beta"], &[]);
     let record = r.cycle().await;
     assert_eq!(record.outcome, Outcome::Failed);
@@ -529,81 +597,112 @@ async fn bound_holds_when_the_agent_hangs() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn bound_holds_when_a_stop_hangs_and_every_marked_stack_is_started() {
+async fn bound_holds_when_a_stop_hangs_and_every_stack_whose_stop_began_is_started() {
     let mut a = MockAgentApi::new();
     a.expect_start_backup().never();
     let r = rig().agent(a);
     // beta's stop never returns (a hung stop).
-    let stacks = FakeStacks::running(APP_DB.map(|name| (name, &["app", "db"][..])))
-        .stop_trouble("beta", Trouble::Hang)
-        .log_into(r.log());
-    let r = r.stacks(stacks);
+    let stacks = Arc::new(
+        FakeStacks::running(APP_DB.map(|name| (name, &["app", "db"][..])))
+            .stop_trouble("beta", Trouble::Hang)
+            .log_into(r.log()),
+    );
+    let r = r.shared_stacks(stacks.clone());
     let record = r.cycle().await;
     assert_eq!(record.outcome, Outcome::Bounded);
     let t = &r.t;
-    // alpha was stopped, beta was being stopped, gamma not yet: all three are in the marker
-    // and all three are started (starting a running stack is harmless).
-    for s in ["alpha", "beta", "gamma"] {
-        assert_eq!(t.count(&format!("start {s} ")), 1, "{s}: {:?}", t.all());
-    }
+    // alpha was stopped, beta was being stopped: both are started, each once, and beta is
+    // never stopped again (its start waits for a stop that may be in flight). gamma's stop
+    // never began: it is left as it is, running.
+    assert_eq!(t.count("start alpha "), 1, "{:?}", t.all());
+    assert_eq!(t.count("start beta "), 1, "{:?}", t.all());
+    assert_eq!(t.count("start gamma"), 0, "{:?}", t.all());
     assert_eq!(t.count("stop gamma"), 0);
-    // beta's stop was cut short: it may still be shutting down, so it is stopped again before
-    // its start (here that stop hangs too, and its own bound lets the start go ahead);
-    // alpha's stop had ended, so alpha is only started.
-    assert_eq!(t.count("stop beta"), 2, "{:?}", t.all());
-    assert_eq!(t.count("stop alpha"), 1, "{:?}", t.all());
+    assert_eq!(t.count("stop beta"), 1, "{:?}", t.all());
+    assert_eq!(stacks.running_now("gamma").len(), 2, "gamma still runs");
+    let marked = r.saved().last().cloned().expect("saved");
     assert!(
-        t.all().iter().rposition(|e| e == "stop beta")
-            < t.all().iter().position(|e| e.starts_with("start beta"))
+        !marked
+            .stacks
+            .iter()
+            .any(|s| s.name == "gamma" && s.stop_began),
+        "{marked:?}"
     );
-    assert!(
-        record.errors.iter().any(|e| e.contains("settling beta")),
-        "{:?}",
-        record.errors
-    );
+    // No snapshot was taken: nothing can be told of the captures.
+    assert!(record.stacks.iter().all(|s| s.capture == Capture::Unknown));
 }
 
+/// SPEC §2 rule 3 / issue 18: a stop that failed may still be under way in the engine; its
+/// stack is started with its stop in flight (waited for, never signalled again), and is not
+/// stopped again first.
 #[tokio::test(start_paused = true)]
-async fn a_failed_stop_is_settled_before_the_start() {
+async fn a_failed_stop_is_started_with_its_stop_in_flight_never_stopped_again() {
     let r = rig().answering(vec![Ok(BackupPhase::Done)]);
     let mut s = MockStacks::new();
     s.expect_running_app_stacks()
         .returning(|| Ok(running(&["alpha", "beta"])));
+    s.expect_running_containers()
+        .returning(|name| Ok(vec![container(name, "app")]));
     let t1 = r.t.clone();
-    let first = Arc::new(AtomicBool::new(true));
-    s.expect_stop().returning(move |name| {
-        t1.push(format!("stop {name}"));
-        // alpha's first stop fails (compose gave up, the container may be shutting down).
-        if name == "alpha" && first.swap(false, Ordering::SeqCst) {
-            Err(StacksError::Other("docker compose stop: timed out".into()))
-        } else {
-            Ok(vec!["app".into()])
-        }
+    s.expect_stop_containers()
+        .returning(move |name, containers, _| {
+            t1.push(format!("stop {name}"));
+            if name == "alpha" {
+                Err(StacksError::Other("stop of alpha-app-1: timed out".into()))
+            } else {
+                Ok(stopped(containers))
+            }
+        });
+    s.expect_check_down().returning(|name, _, _| {
+        // alpha's stop failed: it still runs.
+        Ok(DownCheck {
+            ran: if name == "alpha" {
+                vec![(container(name, "app"), Utc::now())]
+            } else {
+                vec![]
+            },
+            appeared: vec![],
+        })
     });
     let t2 = r.t.clone();
-    s.expect_start().returning(move |name, _| {
-        t2.push(format!("start {name}"));
-        Ok(())
-    });
+    s.expect_start_containers()
+        .returning(move |name, request, _| {
+            t2.push(format!(
+                "start {name} in_flight={}",
+                request.stop_may_be_in_flight
+            ));
+            Ok(StartReport::default())
+        });
     let r = r.stacks(s);
     let record = r.cycle().await;
     assert_eq!(record.outcome, Outcome::Done);
-    let events: Vec<String> =
-        r.t.all()
-            .into_iter()
-            .filter(|e| !e.starts_with("save"))
-            .collect();
-    let alpha: Vec<&String> = events.iter().filter(|e| e.ends_with("alpha")).collect();
+    assert_eq!(r.t.count("stop alpha"), 1, "{:?}", r.t.all());
     assert_eq!(
-        alpha,
-        ["stop alpha", "stop alpha", "start alpha"],
-        "{events:?}"
-    );
-    assert_eq!(
-        r.t.count("stop beta"),
+        r.t.count("start alpha in_flight=true"),
         1,
-        "beta stopped cleanly, no settle: {events:?}"
+        "{:?}",
+        r.t.all()
     );
+    assert_eq!(
+        r.t.count("start beta in_flight=false"),
+        1,
+        "{:?}",
+        r.t.all()
+    );
+    let capture = |name: &str| {
+        record
+            .stacks
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.capture)
+    };
+    assert_eq!(
+        capture("alpha"),
+        Some(Capture::Live),
+        "it ran through the backup"
+    );
+    assert_eq!(capture("beta"), Some(Capture::Clean));
+    assert!(!record.succeeded());
 }
 
 #[tokio::test(start_paused = true)]
@@ -646,32 +745,20 @@ async fn a_panic_in_the_cycle_restarts_the_stacks() {
 #[tokio::test(start_paused = true)]
 async fn a_stop_failure_does_not_end_the_cycle_and_the_stack_is_started_again() {
     let r = rig();
-    let mut s = MockStacks::new();
-    s.expect_running_app_stacks()
-        .returning(|| Ok(running(&["alpha", "beta"])));
-    let t1 = r.t.clone();
-    s.expect_stop().returning(move |name| {
-        t1.push(format!("stop {name}"));
-        if name == "alpha" {
-            Err(StacksError::Other(
-                "docker compose stop: exit status 1".into(),
-            ))
-        } else {
-            Ok(vec!["app".into(), "db".into()])
-        }
-    });
-    let t2 = r.t.clone();
-    s.expect_start().returning(move |name, _| {
-        t2.push(format!("start {name}"));
-        Ok(())
-    });
-    let r = r.stacks(s);
+    let stacks = stacks(&r.t, &["alpha", "beta"], &[]).stop_trouble(
+        "alpha",
+        Trouble::Fail("stop of alpha-app-1: exit status 1".into()),
+    );
+    let r = r.stacks(stacks);
     let record = r.cycle().await;
     assert_eq!(record.outcome, Outcome::Done, "the backup still happened");
     assert_eq!(r.t.count("POST /backup"), 1);
     assert_eq!(r.t.count("start alpha"), 1);
     assert_eq!(r.t.count("start beta"), 1);
     assert!(record.errors.iter().any(|e| e.contains("stopping alpha")));
+    // Its containers ran through the backup: the engine says so at the snapshot.
+    assert_eq!(record.stacks[0].capture, Capture::Live, "{record:?}");
+    assert_eq!(record.stacks[1].capture, Capture::Clean, "{record:?}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -715,64 +802,55 @@ async fn restart_failure_is_retried_then_reported_stranded_and_the_marker_releas
 #[tokio::test(start_paused = true)]
 async fn a_retried_start_that_succeeds_is_not_stranded() {
     let r = rig();
-    let mut s = MockStacks::new();
-    s.expect_running_app_stacks()
-        .returning(|| Ok(running(&["alpha"])));
-    s.expect_stop().returning(|_| Ok(vec!["app".into()]));
-    let tries = Arc::new(Mutex::new(0));
-    let t1 = r.t.clone();
-    s.expect_start().returning(move |name, _| {
-        t1.push(format!("start {name}"));
-        let mut n = tries.lock().expect("tries");
-        *n += 1;
-        if *n < 2 {
-            Err(StacksError::Other("not yet".into()))
-        } else {
-            Ok(())
-        }
-    });
-    let r = r.stacks(s);
+    let stacks = stacks(&r.t, &["alpha"], &[]).start_trouble("alpha", Trouble::FailTimes(1));
+    let r = r.stacks(stacks);
     let record = r.cycle().await;
     assert!(record.stranded.is_empty());
     assert_eq!(r.t.count("start alpha"), 2);
+    assert!(record.succeeded(), "{record:?}");
 }
 
+/// SPEC §2 rule 5: exactly the containers the stop stopped are started again — not one that
+/// had already exited when its stop came, nor one of a stack not stopped.
 #[tokio::test(start_paused = true)]
-async fn only_the_stacks_we_stopped_are_restarted_with_their_services() {
+async fn only_the_containers_we_stopped_are_started_again() {
     let r = rig();
     let mut s = MockStacks::new();
-    // The stacks manager lists only running, deployed, unprotected stacks; the controller
-    // must start exactly those, with exactly the services that ran.
-    s.expect_running_app_stacks().returning(|| {
-        Ok(vec![
-            RunningStack {
-                name: "alpha".into(),
-                services: vec!["web".into()],
-                containers: Vec::new(),
-                policy: Default::default(),
-            },
-            RunningStack {
-                name: "beta".into(),
-                services: vec!["api".into(), "db".into()],
-                containers: Vec::new(),
-                policy: Default::default(),
-            },
-        ])
+    let (web1, web2) = (container("alpha", "web"), container("alpha", "worker"));
+    let listed = vec![web1.clone(), web2.clone()];
+    let all = listed.clone();
+    s.expect_running_app_stacks().returning(move || {
+        Ok(vec![RunningStack {
+            name: "alpha".into(),
+            services: vec!["web".into(), "worker".into()],
+            containers: all.clone(),
+            policy: Default::default(),
+        }])
     });
-    let t1 = r.t.clone();
-    s.expect_stop().returning(move |name| {
-        t1.push(format!("stop {name}"));
-        Ok(if name == "alpha" {
-            vec!["web".into()]
+    let first = Arc::new(Mutex::new(true));
+    s.expect_running_containers().returning(move |_| {
+        let mut first = first.lock().expect("first");
+        Ok(if std::mem::take(&mut *first) {
+            listed.clone()
         } else {
-            vec!["api".into(), "db".into()]
+            vec![]
         })
     });
-    let t2 = r.t.clone();
-    s.expect_start().returning(move |name, services| {
-        t2.push(format!("start {name} {}", services.join(",")));
-        Ok(())
+    // The worker had exited on its own when its stop came.
+    s.expect_stop_containers().returning(|_, containers, _| {
+        let mut report = stopped(containers);
+        report.containers[1].was_running = false;
+        Ok(report)
     });
+    s.expect_check_down()
+        .returning(|_, _, _| Ok(DownCheck::default()));
+    let t2 = r.t.clone();
+    s.expect_start_containers()
+        .returning(move |name, request, _| {
+            let ids: Vec<&str> = request.containers.iter().map(|c| c.id.as_str()).collect();
+            t2.push(format!("start {name} {}", ids.join(",")));
+            Ok(StartReport::default())
+        });
     let r = r.stacks(s);
     r.cycle().await;
     let starts: Vec<_> =
@@ -780,7 +858,45 @@ async fn only_the_stacks_we_stopped_are_restarted_with_their_services() {
             .into_iter()
             .filter(|e| e.starts_with("start "))
             .collect();
-    assert_eq!(starts, ["start alpha web", "start beta api,db"]);
+    assert_eq!(starts, [format!("start alpha {}", web1.id)]);
+}
+
+/// A stack is back when its containers ran (`StartReport::ready_at`), not when the start call
+/// returns after the settle watch: that watch is the cycle's time, not the app's downtime.
+#[tokio::test(start_paused = true)]
+async fn a_stack_is_back_when_its_containers_ran_not_after_the_settle_watch() {
+    let r = rig();
+    let mut s = MockStacks::new();
+    s.expect_running_app_stacks()
+        .returning(|| Ok(running(&["alpha"])));
+    let first = Arc::new(Mutex::new(true));
+    s.expect_running_containers().returning(move |name| {
+        let mut first = first.lock().expect("first");
+        Ok(if std::mem::take(&mut *first) {
+            vec![container(name, "app")]
+        } else {
+            vec![]
+        })
+    });
+    s.expect_stop_containers()
+        .returning(|_, containers, _| Ok(stopped(containers)));
+    s.expect_check_down()
+        .returning(|_, _, _| Ok(DownCheck::default()));
+    let ran = Utc::now() + chrono::Duration::seconds(1);
+    s.expect_start_containers().returning(move |_, _, _| {
+        Ok(StartReport {
+            ready_at: Some(ran),
+            ..StartReport::default()
+        })
+    });
+    let record = r.stacks(s).cycle().await;
+    let alpha = &record.stacks[0];
+    assert_eq!(alpha.started_at, Some(ran), "{record:?}");
+    let began = alpha.stop_started_at.expect("stopped");
+    assert_eq!(
+        alpha.downtime_ms,
+        Some((ran - began).num_milliseconds() as u64)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -813,7 +929,7 @@ async fn single_flight_refuses_a_second_cycle_and_a_present_marker() {
     let untouched = || {
         let mut s = MockStacks::new();
         s.expect_running_app_stacks().never();
-        s.expect_stop().never();
+        s.expect_stop_containers().never();
         s
     };
     let r = rig().agent(MockAgentApi::new()).stacks(untouched());
@@ -843,28 +959,46 @@ async fn single_flight_refuses_a_second_cycle_and_a_present_marker() {
     );
 }
 
+/// SPEC §2 rule 3: a recovery starts exactly the containers the marker records as stopped,
+/// waiting for any stop in flight; it leaves alone a stack whose stop never began; a marker of
+/// the build before container ids is recovered by its services. Nothing is stopped.
 #[tokio::test(start_paused = true)]
-async fn recovery_restarts_the_marker_stacks_asks_the_agent_and_clears_it() {
+async fn recovery_starts_what_the_marker_stopped_asks_the_agent_and_clears_it() {
     let mut left = crashed(&[("alpha", "web"), ("beta", "db")]);
     left.stacks[1].restart_attempts = 1;
+    // gamma's stop never began; delta was written by the previous build (services only).
+    let mut gamma = MarkedStack::new("gamma", vec!["app".into()], vec![]);
+    gamma.containers = crashed(&[("gamma", "app")]).stacks[0].containers.clone();
+    left.stacks.push(gamma);
+    left.stacks
+        .push(MarkedStack::new("delta", vec!["web".into()], vec![]));
     left.phase = MarkerPhase::BackingUp;
     left.backup_id = Some("b-7".into());
     left.pid = 999_999;
     let r = rig().left(left);
     let mut s = MockStacks::new();
     s.expect_running_app_stacks().never();
-    // Nothing is known of how far each stop got: each marked stack is stopped again (which
-    // waits out a shutdown still under way) before its start.
-    let t0 = r.t.clone();
-    s.expect_stop().times(2).returning(move |name| {
-        t0.push(format!("stop {name}"));
-        Ok(vec![])
-    });
+    s.expect_stop_containers().never();
+    // delta's containers as the engine has them: every one of the project.
+    s.expect_check_down()
+        .withf(|name, list, _| name == "delta" && list.is_empty())
+        .returning(|name, _, _| {
+            Ok(DownCheck {
+                ran: vec![],
+                appeared: vec![container(name, "web"), container(name, "cron")],
+            })
+        });
     let t1 = r.t.clone();
-    s.expect_start().returning(move |name, services| {
-        t1.push(format!("start {name} {}", services.join(",")));
-        Ok(())
-    });
+    s.expect_start_containers()
+        .returning(move |name, request, _| {
+            assert!(
+                request.stop_may_be_in_flight,
+                "{name}: a crash left its stop"
+            );
+            let ids: Vec<&str> = request.containers.iter().map(|c| c.id.as_str()).collect();
+            t1.push(format!("start {name} {}", ids.join(",")));
+            Ok(StartReport::default())
+        });
     // The agent is asked how the marker's backup ended only once the stacks run.
     let mut a = MockAgentApi::new();
     let t2 = r.t.clone();
@@ -884,12 +1018,13 @@ async fn recovery_restarts_the_marker_stacks_asks_the_agent_and_clears_it() {
     assert_eq!(record.outcome, Outcome::Recovered);
     assert_eq!(record.agent_phase.as_deref(), Some("done"));
     let t = &r.t;
-    assert_eq!(t.count("start alpha web"), 1);
-    assert_eq!(t.count("start beta db"), 1);
-    assert!(t.index("stop alpha") < t.index("start alpha web"));
-    assert!(t.index("stop beta") < t.index("start beta db"));
-    assert!(t.index("clear") > t.index("start beta db"));
-    assert!(t.index("status asked") > t.index("start beta db"));
+    assert_eq!(t.count("start alpha alpha-web-id"), 1, "{:?}", t.all());
+    assert_eq!(t.count("start beta beta-db-id"), 1, "{:?}", t.all());
+    assert_eq!(t.count("start delta delta-web-id"), 1, "{:?}", t.all());
+    assert_eq!(t.count("start gamma"), 0, "never stopped: left alone");
+    assert!(t.index("clear") > t.index("start beta beta-db-id"));
+    assert!(t.index("status asked") > t.index("start beta beta-db-id"));
+    assert!(record.stacks.iter().all(|s| s.capture == Capture::Unknown));
     assert_eq!(r.records.lock().expect("r").len(), 1);
     // Nothing left: a second recovery finds no marker.
     let again = c.recover(&CancellationToken::new()).await.expect("ok");
@@ -898,19 +1033,19 @@ async fn recovery_restarts_the_marker_stacks_asks_the_agent_and_clears_it() {
 
 #[tokio::test(start_paused = true)]
 async fn the_loop_recovers_first_then_waits_for_due_and_cools_down_after_a_failure() {
-    let r = rig().left(crashed(&[("alpha", "web")]));
+    let r = rig().left(crashed(&[("alpha", "app")]));
     let mut a = MockAgentApi::new();
     let t1 = r.t.clone();
-    a.expect_backup_due().returning(move || {
+    a.expect_backup_due_checked().returning(move || {
         t1.push(format!(
             "due? at {}s",
             tokio::time::Instant::now().elapsed().as_secs()
         ));
-        Ok(Due {
+        Ok(Answered::complete(Due {
             due: true,
             reason: None,
             next_due_at: None,
-        })
+        }))
     });
     let t2 = r.t.clone();
     // Every backup is refused: each cycle fails, so the next may start only after the cooldown.
@@ -941,14 +1076,9 @@ async fn the_loop_recovers_first_then_waits_for_due_and_cools_down_after_a_failu
             .into_iter()
             .filter(|e| !e.starts_with("save "))
             .collect();
-    // Recovery came before any question to the agent.
-    assert_eq!(
-        all.first().map(String::as_str),
-        Some("stop alpha"),
-        "settled first"
-    );
-    assert_eq!(all.get(1).map(String::as_str), Some("start alpha web"));
-    assert_eq!(all.get(2).map(String::as_str), Some("clear"));
+    // Recovery came before any question to the agent, and stopped nothing.
+    assert_eq!(all.first().map(String::as_str), Some("start alpha app"));
+    assert_eq!(all.get(1).map(String::as_str), Some("clear"));
     let times = times.lock().expect("t").clone();
     // failure_cooldown = 2 h: cycles at ~0 h, ~2 h, ~4 h, never closer together.
     assert_eq!(times.len(), 3, "{times:?}");
@@ -965,14 +1095,14 @@ async fn the_loop_does_not_reloop_after_a_success_and_skips_when_not_due() {
     let t1 = r.t.clone();
     // Due only in the first 10 minutes and again after 3 h: the agent keeps saying due, but
     // min_cycle_interval (1 h) holds the second cycle back.
-    a.expect_backup_due().returning(move || {
+    a.expect_backup_due_checked().returning(move || {
         let s = begin.elapsed().as_secs();
         t1.push(format!("due? {s}"));
-        Ok(Due {
+        Ok(Answered::complete(Due {
             due: !(600..=3 * 3600).contains(&s),
             reason: None,
             next_due_at: None,
-        })
+        }))
     });
     let r = r.agent(a);
     let cancel = CancellationToken::new();
@@ -996,7 +1126,7 @@ async fn the_real_state_dir_lock_is_single_flight() {
     let held = felhom_marker::StateLock::acquire(&state).expect("first taker");
     let mut s = MockStacks::new();
     s.expect_running_app_stacks().never();
-    s.expect_stop().never();
+    s.expect_stop_containers().never();
     let parts = Collaborators {
         agent: Some(Arc::new(MockAgentApi::new())),
         stacks: Arc::new(s),

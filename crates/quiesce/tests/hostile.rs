@@ -14,7 +14,7 @@ use felhom_quiesce::{
     IfDue,
 };
 use felhom_stacks::fake::FakeStacks;
-use felhom_stacks::Stacks;
+use felhom_stacks::{Slots, Stacks};
 use felhom_testsupport::tmpfs::Tmpfs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -35,7 +35,11 @@ fn config() -> CycleConfig {
 /// `alpha` (service `app`) as a controller that died mid-cycle left it: stopped.
 async fn alpha_down() -> Arc<FakeStacks> {
     let stacks = Arc::new(FakeStacks::running([("alpha", &["app"][..])]));
-    stacks.stop("alpha").await.expect("stops");
+    let running = stacks.running_now("alpha");
+    stacks
+        .stop_containers("alpha", &running, &Slots::new(1))
+        .await
+        .expect("stops");
     assert!(stacks.running_now("alpha").is_empty());
     stacks
 }

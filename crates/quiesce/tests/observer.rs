@@ -104,11 +104,7 @@ async fn a_bounded_cycle_is_failed_and_a_recovery_is_recovered() {
     let left = Marker::new(
         "c-crashed",
         Utc::now(),
-        vec![MarkedStack {
-            name: "alpha".into(),
-            services: vec!["app".into()],
-            restart_attempts: 0,
-        }],
+        vec![MarkedStack::new("alpha", vec!["app".into()], vec![])],
     );
     let (r, rec2, _) = controller(
         FakeAgent::answering([BackupPhase::Done]),

@@ -100,4 +100,8 @@ pub struct StartReport {
     pub already_running: Vec<ContainerRef>,
     /// Containers whose stop was still in flight: waited for until they exited, then started.
     pub waited_for_stop: Vec<ContainerRef>,
+    /// When every container of the start ran (and was healthy, where it was waited for):
+    /// the end of the stack's downtime. The watch for `settle` that follows is not downtime.
+    /// `None` when nothing was started.
+    pub ready_at: Option<DateTime<Utc>>,
 }

@@ -9,9 +9,8 @@
 //! someone else after its stop, a new container that appears, a start that dies in the settle
 //! window, a stop left in flight.
 //!
-//! The calls that predate the v2 ones answer as they always did: `running_app_stacks` and
-//! `is_running` the configured stacks whatever happened since, `stop` the configured services;
-//! they only keep the model up to date.
+//! `running_app_stacks` and `is_running` answer with the configured stacks whatever happened
+//! since; the other calls answer from the model.
 
 use crate::{
     ContainerRef, DownCheck, HookCommand, HookError, HookRun, RunningStack, Slots, StackPolicy,
@@ -203,13 +202,13 @@ impl FakeStacks {
         self
     }
 
-    /// The stop of `stack` goes wrong (`stop` and `stop_containers`).
+    /// The stop of `stack` goes wrong (`stop_containers`).
     pub fn stop_trouble(self, stack: &str, trouble: Trouble) -> Self {
         locked(&self.stop_trouble).insert(stack.to_owned(), trouble);
         self
     }
 
-    /// The start of `stack` goes wrong (`start` and `start_containers`).
+    /// The start of `stack` goes wrong (`start_containers`).
     pub fn start_trouble(self, stack: &str, trouble: Trouble) -> Self {
         locked(&self.start_trouble).insert(stack.to_owned(), trouble);
         self
@@ -288,14 +287,6 @@ impl FakeStacks {
         }
     }
 
-    fn services_of(&self, stack: &str) -> Vec<String> {
-        self.running
-            .iter()
-            .find(|s| s.name == stack)
-            .map(|s| s.services.clone())
-            .unwrap_or_default()
-    }
-
     /// Takes the first `fact` scripted for `service` of `stack`, if any.
     fn take_fact(&self, stack: &str, service: &str, fact: Fact) -> bool {
         let mut facts = locked(&self.facts);
@@ -342,23 +333,6 @@ impl FakeStacks {
         }
     }
 
-    /// Sets the containers of `services` of `stack` running (`true`) or stopped.
-    fn set_services(&self, stack: &str, services: &[String], running: bool) {
-        let now = Utc::now();
-        for m in locked(&self.world).get_mut(stack).into_iter().flatten() {
-            if services.contains(&m.container.service) && m.running != running {
-                m.running = running;
-                m.stopping = false;
-                if running {
-                    m.started_at = now;
-                } else {
-                    m.finished_at = Some(now);
-                    m.exit_code = Some(0);
-                }
-            }
-        }
-    }
-
     /// Stops one running container of the model; `Err` when its stop is left in flight.
     fn stop_model(
         &self,
@@ -385,7 +359,10 @@ impl FakeStacks {
         };
         if self.take_fact(stack, &m.container.service, Fact::RestartedAfterStop) {
             m.running = true;
-            m.started_at = exited + chrono::Duration::milliseconds(1);
+            // Started again the moment it exited: a `StartedAt` later than this stop's request
+            // and never later than what happens next (a later stop's request), as on an
+            // engine.
+            m.started_at = exited;
         }
         Ok(stopped)
     }
@@ -395,21 +372,6 @@ impl FakeStacks {
 impl Stacks for FakeStacks {
     async fn running_app_stacks(&self) -> Result<Vec<RunningStack>, StacksError> {
         Ok(self.running.clone())
-    }
-
-    async fn stop(&self, stack: &str) -> Result<Vec<String>, StacksError> {
-        self.call(Some(format!("stop {stack}")), &self.stop_trouble, stack)
-            .await?;
-        let services = self.services_of(stack);
-        self.set_services(stack, &services, false);
-        Ok(services)
-    }
-
-    async fn start(&self, stack: &str, services: &[String]) -> Result<(), StacksError> {
-        let entry = format!("start {stack} {}", services.join(","));
-        self.call(Some(entry), &self.start_trouble, stack).await?;
-        self.set_services(stack, services, true);
-        Ok(())
     }
 
     async fn is_running(&self, stack: &str) -> Result<bool, StacksError> {
@@ -467,7 +429,7 @@ impl Stacks for FakeStacks {
                     models.push(Model {
                         container: new,
                         running: true,
-                        started_at: Utc::now().max(requested) + chrono::Duration::milliseconds(1),
+                        started_at: Utc::now().max(requested),
                         finished_at: None,
                         exit_code: None,
                         stopping: false,
@@ -574,6 +536,7 @@ impl Stacks for FakeStacks {
         report.recreated.dedup();
         drop(slot);
         tokio::time::sleep(self.timing.ready).await;
+        report.ready_at = Some(Utc::now());
         for c in started {
             if self.take_fact(stack, &c.service, Fact::DiesAfterStart) {
                 let now = Utc::now();
@@ -664,13 +627,22 @@ mod tests {
     async fn logs_every_call_and_fails_as_told() {
         let fake = FakeStacks::running([("a", &["web"][..]), ("b", &["db"][..])])
             .start_trouble("b", Trouble::FailTimes(1));
+        let slots = Slots::new(1);
         assert_eq!(
             fake.running_app_stacks().await.map(|s| s.len()).ok(),
             Some(2)
         );
-        assert_eq!(fake.stop("a").await.ok(), Some(vec!["web".to_owned()]));
-        assert!(fake.start("b", &["db".into()]).await.is_err());
-        assert!(fake.start("b", &["db".into()]).await.is_ok());
+        let stopped = fake
+            .stop_containers("a", &one("a", "web"), &slots)
+            .await
+            .expect("stop");
+        assert_eq!(stopped.containers.len(), 1);
+        let request = StartRequest {
+            containers: one("b", "db"),
+            stop_may_be_in_flight: false,
+        };
+        assert!(fake.start_containers("b", &request, &slots).await.is_err());
+        assert!(fake.start_containers("b", &request, &slots).await.is_ok());
         assert_eq!(fake.calls(), ["stop a", "start b db", "start b db"]);
     }
 
@@ -706,7 +678,14 @@ mod tests {
             .start_containers("a", &request, &slots)
             .await
             .expect("start");
-        assert_eq!(started, StartReport::default());
+        assert!(started.ready_at.is_some());
+        assert_eq!(
+            started,
+            StartReport {
+                ready_at: started.ready_at,
+                ..StartReport::default()
+            }
+        );
         assert_eq!(fake.running_now("a"), containers);
         assert_eq!(fake.calls(), ["stop a", "start a db,web"]);
     }

@@ -67,23 +67,6 @@
 //! # }
 //! ```
 //!
-//! The calls by service that predate these ([`Stacks::stop`], [`Stacks::start`]) run on the
-//! same code:
-//!
-//! ```no_run
-//! use felhom_stacks::{EngineStacks, Stacks, StacksConfig};
-//!
-//! # async fn demo() -> Result<(), felhom_stacks::StacksError> {
-//! let stacks = EngineStacks::new(StacksConfig::default())?;
-//! for stack in stacks.running_app_stacks().await? {
-//!     let services = stacks.stop(&stack.name).await?;
-//!     // ... the backup ...
-//!     stacks.start(&stack.name, &services).await?;
-//! }
-//! # Ok(())
-//! # }
-//! ```
-//!
 //! # Features
 //!
 //! - `engine` (default): `EngineStacks`, the real implementation on the Docker Engine API
@@ -183,15 +166,6 @@ pub struct RunningStack {
 pub trait Stacks: Send + Sync {
     /// The app stacks a cycle may stop: deployed ∩ running ∖ protected, sorted by name.
     async fn running_app_stacks(&self) -> Result<Vec<RunningStack>, StacksError>;
-    /// Stops every running container of the stack (reverse dependency order, each with its
-    /// own grace period) and returns the services that were running just before. Refuses a
-    /// protected stack.
-    async fn stop(&self, stack: &str) -> Result<Vec<String>, StacksError>;
-    /// Starts the containers of exactly `services` of the stack again (dependency order;
-    /// compose `up -d --no-recreate` for containers that disappeared) and waits, bounded,
-    /// until they run (and are healthy, where they have a health check that passed before
-    /// the stop).
-    async fn start(&self, stack: &str, services: &[String]) -> Result<(), StacksError>;
     /// Whether at least one of the stack's containers runs.
     async fn is_running(&self, stack: &str) -> Result<bool, StacksError>;
 
@@ -218,12 +192,7 @@ pub trait Stacks: Send + Sync {
     /// The running containers of one stack now (one-offs left out), sorted by service, then
     /// id: the driver records them before a stop, and again after it to catch a container that
     /// started meanwhile.
-    async fn running_containers(&self, stack: &str) -> Result<Vec<ContainerRef>, StacksError> {
-        let _ = stack;
-        Err(StacksError::Unsupported {
-            call: "running_containers",
-        })
-    }
+    async fn running_containers(&self, stack: &str) -> Result<Vec<ContainerRef>, StacksError>;
 
     /// Stops exactly those of `containers` that still run — reverse dependency order, the
     /// independent ones at once, each with its own grace period and stop signal (a negative
@@ -234,12 +203,7 @@ pub trait Stacks: Send + Sync {
         stack: &str,
         containers: &[ContainerRef],
         slots: &Slots,
-    ) -> Result<StopReport, StacksError> {
-        let _ = (stack, containers, slots);
-        Err(StacksError::Unsupported {
-            call: "stop_containers",
-        })
-    }
+    ) -> Result<StopReport, StacksError>;
 
     /// What the engine says about a stopped stack now: see [`DownCheck`].
     async fn check_down(
@@ -247,10 +211,7 @@ pub trait Stacks: Send + Sync {
         stack: &str,
         containers: &[ContainerRef],
         down_since: DateTime<Utc>,
-    ) -> Result<DownCheck, StacksError> {
-        let _ = (stack, containers, down_since);
-        Err(StacksError::Unsupported { call: "check_down" })
-    }
+    ) -> Result<DownCheck, StacksError>;
 
     /// Starts exactly the request's containers in dependency order, honouring the conditions
     /// their dependents wait for (each level's start calls hold one of `slots`; the waits hold
@@ -263,12 +224,7 @@ pub trait Stacks: Send + Sync {
         stack: &str,
         request: &StartRequest,
         slots: &Slots,
-    ) -> Result<StartReport, StacksError> {
-        let _ = (stack, request, slots);
-        Err(StacksError::Unsupported {
-            call: "start_containers",
-        })
-    }
+    ) -> Result<StartReport, StacksError>;
 }
 
 /// What can go wrong with a stack. Messages name the stack, the container or service, and
@@ -316,7 +272,8 @@ pub enum StacksError {
         /// The engine's answer.
         detail: String,
     },
-    /// A service name handed to [`Stacks::start`] is not one compose could have made.
+    /// A container's service label is not a name compose could have made, so the compose
+    /// fallback cannot bring its service back.
     #[error("stack {stack:?}: invalid service name {service:?}: {why}")]
     InvalidService {
         /// The stack.
@@ -394,12 +351,5 @@ pub enum StacksError {
         waited: Duration,
         /// The services still not ready, each with why, e.g. `db (health: starting)`.
         pending: Vec<String>,
-    },
-    /// The implementation of [`Stacks`] does not support this call (a v2 call on an
-    /// implementation written before it).
-    #[error("this stacks implementation does not support {call}")]
-    Unsupported {
-        /// The call, e.g. `stop_containers`.
-        call: &'static str,
     },
 }

@@ -26,13 +26,6 @@ impl Slots {
         )))
     }
 
-    /// As many slots as anyone could ask for: for the calls that predate slots, whose caller
-    /// bounds its parallelism itself.
-    #[cfg(feature = "engine")]
-    pub(crate) fn unbounded() -> Self {
-        Self::new(Semaphore::MAX_PERMITS)
-    }
-
     /// Waits for a free slot (in the order asked) and holds it until the [`Slot`] is dropped.
     /// For implementations of [`Stacks`](crate::Stacks).
     pub async fn take(&self) -> Slot {

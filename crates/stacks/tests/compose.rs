@@ -9,7 +9,7 @@ mod support;
 
 use std::time::Duration;
 
-use felhom_stacks::{ComposeChoice, RunningStack, Stacks, StacksError};
+use felhom_stacks::{ComposeChoice, ContainerRef, RunningStack, Stacks, StacksError};
 use support::{app_log, block_on, container, docker, has_container, serve, Root, Tool};
 
 /// Generous: only catches hangs.
@@ -40,8 +40,8 @@ fn running_stopped_and_partially_running(tool: Tool) {
         assert!(!stacks.is_running(&name).await.expect("is_running"));
         assert_eq!(stacks.running_app_stacks().await.expect("listed"), []);
         assert_eq!(
-            stacks.stop(&name).await.expect("no-op stop"),
-            Vec::<String>::new()
+            support::stop(&stacks, &name).await.expect("no-op stop"),
+            Vec::<ContainerRef>::new()
         );
 
         root.up(&name);
@@ -70,7 +70,10 @@ fn running_stopped_and_partially_running(tool: Tool) {
         );
         let db_before = container(&name, "db");
 
-        assert_eq!(stacks.stop(&name).await.expect("stop"), ["db"]);
+        assert_eq!(
+            support::services(&support::stop(&stacks, &name).await.expect("stop")),
+            ["db"]
+        );
         assert!(!stacks.is_running(&name).await.expect("is_running"));
         assert_eq!(stacks.running_app_stacks().await.expect("listed"), []);
         assert!(
@@ -80,12 +83,11 @@ fn running_stopped_and_partially_running(tool: Tool) {
         );
         // Stopped again: nothing runs, nothing to do.
         assert_eq!(
-            stacks.stop(&name).await.expect("no-op stop"),
-            Vec::<String>::new()
+            support::stop(&stacks, &name).await.expect("no-op stop"),
+            Vec::<ContainerRef>::new()
         );
 
-        stacks
-            .start(&name, &["db".to_owned()])
+        support::start(&stacks, &name, &support::refs(&name, &["db"]))
             .await
             .expect("start");
         let db_after = container(&name, "db");
@@ -124,8 +126,8 @@ fn stop_and_start_follow_dependency_order(tool: Tool) {
     root.up(&name);
     let stacks = root.stacks();
     block_on(LIMIT, async {
-        let services = stacks.stop(&name).await.expect("stop");
-        assert_eq!(services, ["db", "side", "web"]);
+        let services = support::stop(&stacks, &name).await.expect("stop");
+        assert_eq!(support::services(&services), ["db", "side", "web"]);
         let (db, web, side) = (
             container(&name, "db"),
             container(&name, "web"),
@@ -140,7 +142,9 @@ fn stop_and_start_follow_dependency_order(tool: Tool) {
             "side stopped before db: {side:?} {db:?}"
         );
 
-        stacks.start(&name, &services).await.expect("start");
+        support::start(&stacks, &name, &services)
+            .await
+            .expect("start");
         let (db2, web2, side2) = (
             container(&name, "db"),
             container(&name, "web"),
@@ -188,9 +192,11 @@ fn an_exited_one_shot_stays_exited(tool: Tool) {
                 policy: support::no_labels(&name, &["app"]),
             }]
         );
-        let services = stacks.stop(&name).await.expect("stop");
-        assert_eq!(services, ["app"]);
-        stacks.start(&name, &services).await.expect("start");
+        let services = support::stop(&stacks, &name).await.expect("stop");
+        assert_eq!(support::services(&services), ["app"]);
+        support::start(&stacks, &name, &services)
+            .await
+            .expect("start");
         assert_eq!(container(&name, "app").status, "running");
         support::assert_not_run_again(&name, "init", &init);
     });
@@ -208,14 +214,13 @@ fn removed_containers_are_recreated(tool: Tool) {
     root.up(&name);
     let stacks = root.stacks();
     block_on(LIMIT, async {
-        let services = stacks.stop(&name).await.expect("stop");
+        let services = support::stop(&stacks, &name).await.expect("stop");
         let db = container(&name, "db");
         let web = container(&name, "web");
         docker(&["rm", &web.id]);
         assert!(!has_container(&name, "web"));
 
-        stacks
-            .start(&name, &services)
+        support::start(&stacks, &name, &services)
             .await
             .expect("start with up fallback");
         let (db2, web2) = (container(&name, "db"), container(&name, "web"));
@@ -249,8 +254,10 @@ fn a_health_checked_service_is_waited_for() {
     support::wait_for_health(&name, "db", "healthy");
     let stacks = root.stacks();
     block_on(LIMIT, async {
-        let services = stacks.stop(&name).await.expect("stop");
-        stacks.start(&name, &services).await.expect("start");
+        let services = support::stop(&stacks, &name).await.expect("stop");
+        support::start(&stacks, &name, &services)
+            .await
+            .expect("start");
         assert_eq!(
             container(&name, "db").health,
             "healthy",
@@ -283,9 +290,8 @@ fn an_unhealthy_service_times_out() {
     support::wait_for_health(&name, "db", "healthy");
     let stacks = root.stacks_with(|c| c.start_timeout = Duration::from_secs(3));
     block_on(LIMIT, async {
-        let services = stacks.stop(&name).await.expect("stop");
-        let err = stacks
-            .start(&name, &services)
+        let services = support::stop(&stacks, &name).await.expect("stop");
+        let err = support::start(&stacks, &name, &services)
             .await
             .expect_err("never healthy");
         match &err {
@@ -320,8 +326,7 @@ fn a_service_that_exits_at_once_is_a_failed_start() {
     // engine's bookkeeping, not test the stacks manager).
     let stacks = root.stacks_with(|c| c.settle = Duration::from_secs(3));
     block_on(LIMIT, async {
-        let err = stacks
-            .start(&name, &["broken".to_owned(), "web".to_owned()])
+        let err = support::start(&stacks, &name, &support::refs(&name, &["broken", "web"]))
             .await
             .expect_err("broken exits at once");
         match &err {
@@ -392,7 +397,9 @@ fn protected_and_undeployed_stacks_are_never_listed() {
                 policy: support::no_labels(&app, &["web"]),
             }]
         );
-        let err = stacks.stop(&guarded).await.expect_err("protected");
+        let err = support::stop(&stacks, &guarded)
+            .await
+            .expect_err("protected");
         assert!(
             matches!(&err, StacksError::Protected(n) if n == &guarded),
             "{err}"
@@ -401,7 +408,9 @@ fn protected_and_undeployed_stacks_are_never_listed() {
             stacks.is_running(&guarded).await.expect("is_running"),
             "still running"
         );
-        let err = stacks.stop(&stray).await.expect_err("not deployed");
+        let err = support::stop(&stacks, &stray)
+            .await
+            .expect_err("not deployed");
         assert!(
             matches!(&err, StacksError::NotDeployed { stack, .. } if stack == &stray),
             "{err}"
@@ -423,32 +432,28 @@ impl Drop for StrayDown {
 }
 
 #[test]
-fn bad_stack_and_service_names_are_refused() {
+fn bad_stack_names_are_refused() {
     let root = Root::new(Tool::V2);
     let stacks = root.stacks();
     block_on(LIMIT, async {
         for bad in ["Bad Name", "../etc", "-p", "", "app;reboot"] {
-            let err = stacks.stop(bad).await.expect_err("invalid");
+            let err = support::stop(&stacks, bad).await.expect_err("invalid");
             assert!(
                 matches!(&err, StacksError::InvalidName { name, .. } if name == bad),
                 "{err}"
             );
-            let err = stacks
-                .start(bad, &["web".into()])
+            let web = ContainerRef {
+                id: "0123abcd".into(),
+                name: "web-1".into(),
+                service: "web".into(),
+            };
+            let err = support::start(&stacks, bad, &[web])
                 .await
                 .expect_err("invalid");
             assert!(matches!(err, StacksError::InvalidName { .. }), "{err}");
             let err = stacks.is_running(bad).await.expect_err("invalid");
             assert!(matches!(err, StacksError::InvalidName { .. }), "{err}");
         }
-        let err = stacks
-            .start("app", &["web".into(), "--force-recreate".into()])
-            .await
-            .expect_err("an option is no service");
-        assert!(
-            matches!(&err, StacksError::InvalidService { service, .. } if service == "--force-recreate"),
-            "{err}"
-        );
     });
 }
 
@@ -487,7 +492,7 @@ fn an_unreachable_engine_is_a_clear_error() {
             assert!(err.is_engine_unreachable(), "{text}");
             assert!(text.contains("felhom-test-docker.sock"), "{text}");
 
-            let err = stacks.stop(&name).await.expect_err("no engine");
+            let err = support::stop(&stacks, &name).await.expect_err("no engine");
             let text = err.to_string();
             assert!(err.is_engine_unreachable(), "{text}");
             assert!(
@@ -495,8 +500,12 @@ fn an_unreachable_engine_is_a_clear_error() {
                 "{text}"
             );
 
-            let err = stacks
-                .start(&name, &["web".into()])
+            let web = ContainerRef {
+                id: "0123abcd".into(),
+                name: format!("{name}-web-1"),
+                service: "web".into(),
+            };
+            let err = support::start(&stacks, &name, &[web])
                 .await
                 .expect_err("no engine");
             assert!(err.is_engine_unreachable(), "{err}");

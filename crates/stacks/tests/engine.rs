@@ -54,8 +54,8 @@ fn an_orphan_is_stopped_and_started_with_its_stack(tool: Tool) {
     let stacks = root.stacks();
     block_on(LIMIT, async {
         let old = container(&name, "old");
-        let services = stacks.stop(&name).await.expect("stop");
-        assert_eq!(services, ["db", "old", "web"]);
+        let services = support::stop(&stacks, &name).await.expect("stop");
+        assert_eq!(support::services(&services), ["db", "old", "web"]);
         assert_eq!(container(&name, "old").status, "exited");
         assert!(
             app_log(&dir, "old").contains("shut down cleanly"),
@@ -64,7 +64,9 @@ fn an_orphan_is_stopped_and_started_with_its_stack(tool: Tool) {
         );
         assert!(!stacks.is_running(&name).await.expect("is_running"));
 
-        stacks.start(&name, &services).await.expect("start");
+        support::start(&stacks, &name, &services)
+            .await
+            .expect("start");
         for service in ["db", "web", "old"] {
             assert_eq!(container(&name, service).status, "running", "{service}");
         }
@@ -92,14 +94,16 @@ fn a_grace_period_longer_than_stop_timeout_is_honoured(tool: Tool) {
     root.up(&name);
     let stacks = root.stacks_with(|c| c.stop_timeout = Duration::from_secs(1));
     block_on(LIMIT, async {
-        let services = stacks.stop(&name).await.expect("stop");
-        assert_eq!(services, ["db", "web"]);
+        let services = support::stop(&stacks, &name).await.expect("stop");
+        assert_eq!(support::services(&services), ["db", "web"]);
         let db = container(&name, "db");
         let (code, _) = exit_and_network(&db.id);
         assert_eq!(code, 0, "db exited by itself, not killed");
         let log = app_log(&dir, "db");
         assert!(log.contains("shut down cleanly"), "{log}");
-        stacks.start(&name, &services).await.expect("start");
+        support::start(&stacks, &name, &services)
+            .await
+            .expect("start");
         let log = app_log(&dir, "db");
         assert!(!log.contains("recovering"), "{log}");
     });
@@ -127,8 +131,8 @@ fn a_dependency_chain_starts_in_order_with_its_conditions(tool: Tool) {
     block_on(LIMIT, async {
         let init = container(&name, "init");
         assert_eq!(init.status, "exited");
-        let services = stacks.stop(&name).await.expect("stop");
-        assert_eq!(services, ["db", "front", "web"]);
+        let services = support::stop(&stacks, &name).await.expect("stop");
+        assert_eq!(support::services(&services), ["db", "front", "web"]);
         let (db, web, front) = (
             container(&name, "db"),
             container(&name, "web"),
@@ -137,15 +141,16 @@ fn a_dependency_chain_starts_in_order_with_its_conditions(tool: Tool) {
         assert!(front.finished_at <= web.finished_at, "{front:?} {web:?}");
         assert!(web.finished_at <= db.finished_at, "{web:?} {db:?}");
 
-        stacks.start(&name, &services).await.expect("start");
+        support::start(&stacks, &name, &services)
+            .await
+            .expect("start");
         // db became healthy again (its second "healthy" line) before web was started.
         assert_started_in_chain_order(&name, &dir, 2, &init);
 
         // After a crash: another instance, nothing in memory, only the service names.
-        let services = stacks.stop(&name).await.expect("stop");
+        let services = support::stop(&stacks, &name).await.expect("stop");
         let recovering = root.stacks();
-        recovering
-            .start(&name, &services)
+        support::start(&recovering, &name, &services)
             .await
             .expect("start after a crash");
         assert_started_in_chain_order(&name, &dir, 3, &init);
@@ -185,12 +190,14 @@ fn a_vanished_sidecar_is_joined_in_its_new_namespace(tool: Tool) {
     root.up(&name);
     let stacks = root.stacks();
     block_on(LIMIT, async {
-        let services = stacks.stop(&name).await.expect("stop");
-        assert_eq!(services, ["db", "side"]);
+        let services = support::stop(&stacks, &name).await.expect("stop");
+        assert_eq!(support::services(&services), ["db", "side"]);
         let db = container(&name, "db");
         docker(&["rm", &db.id]);
 
-        stacks.start(&name, &services).await.expect("start");
+        support::start(&stacks, &name, &services)
+            .await
+            .expect("start");
         let (db2, side2) = (container(&name, "db"), container(&name, "side"));
         assert_ne!(db2.id, db.id, "db was recreated");
         assert_eq!(
@@ -227,10 +234,12 @@ fn two_compose_files_in_one_folder() {
     let stacks = root.stacks();
     block_on(LIMIT, async {
         let b = container(&name, "b");
-        let services = stacks.stop(&name).await.expect("stop");
-        assert_eq!(services, ["b"]);
+        let services = support::stop(&stacks, &name).await.expect("stop");
+        assert_eq!(support::services(&services), ["b"]);
         assert_eq!(container(&name, "b").status, "exited");
-        stacks.start(&name, &services).await.expect("start");
+        support::start(&stacks, &name, &services)
+            .await
+            .expect("start");
         let after = container(&name, "b");
         assert_eq!(
             (after.id.as_str(), after.status.as_str()),
@@ -261,15 +270,13 @@ fn an_unhealthy_service_does_not_hold_up_the_next_stack() {
     // test instead of returning.
     let stacks = root.stacks_with(|c| c.start_timeout = Duration::from_secs(600));
     block_on(LIMIT, async {
-        let sick_services = stacks.stop(&sick).await.expect("stop sick");
-        let fine_services = stacks.stop(&fine).await.expect("stop fine");
+        let sick_services = support::stop(&stacks, &sick).await.expect("stop sick");
+        let fine_services = support::stop(&stacks, &fine).await.expect("stop fine");
         // One after the other, as with parallelism = 1.
-        stacks
-            .start(&sick, &sick_services)
+        support::start(&stacks, &sick, &sick_services)
             .await
             .expect("start sick");
-        stacks
-            .start(&fine, &fine_services)
+        support::start(&stacks, &fine, &fine_services)
             .await
             .expect("start fine");
         assert_eq!(container(&sick, "db").status, "running");
@@ -298,8 +305,7 @@ fn an_app_that_dies_soon_after_its_start_is_a_failed_start() {
     root.up(&name);
     let stacks = root.stacks_with(|c| c.settle = Duration::from_secs(10));
     block_on(LIMIT, async {
-        let err = stacks
-            .start(&name, &["late".to_owned()])
+        let err = support::start(&stacks, &name, &support::refs(&name, &["late"]))
             .await
             .expect_err("it dies a second after its start");
         match &err {
@@ -404,10 +410,12 @@ fn a_round_trip_on_the_newer_engine() {
     };
     block_on(LIMIT, async {
         let before = ids(&on);
-        let services = stacks.stop(&name).await.expect("stop");
-        assert_eq!(services, ["db", "web"]);
+        let services = support::stop(&stacks, &name).await.expect("stop");
+        assert_eq!(support::services(&services), ["db", "web"]);
         assert!(ids(&on).values().all(|(_, state)| state == "exited"));
-        stacks.start(&name, &services).await.expect("start");
+        support::start(&stacks, &name, &services)
+            .await
+            .expect("start");
         let after = ids(&on);
         for service in ["db", "web"] {
             assert_eq!(after[service].0, before[service].0, "the same container");
@@ -438,13 +446,15 @@ fn a_second_stop_before_the_start_keeps_what_the_first_knew() {
     // Short: a start that waited for db's health would fail instead of returning.
     let stacks = root.stacks_with(|c| c.start_timeout = Duration::from_secs(5));
     block_on(LIMIT, async {
-        let services = stacks.stop(&name).await.expect("stop");
-        assert_eq!(services, ["db", "web"]);
+        let services = support::stop(&stacks, &name).await.expect("stop");
+        assert_eq!(support::services(&services), ["db", "web"]);
         // Something starts web again before the resume; the controller stops it once more.
         docker(&["start", &container(&name, "web").id]);
-        assert_eq!(stacks.stop(&name).await.expect("stop again"), ["web"]);
-        stacks
-            .start(&name, &services)
+        assert_eq!(
+            support::services(&support::stop(&stacks, &name).await.expect("stop again")),
+            ["web"]
+        );
+        support::start(&stacks, &name, &services)
             .await
             .expect("db's health before the cycle is still known");
         assert_eq!(

@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use felhom_stacks::{EngineStacks, Stacks, StacksConfig, StacksError};
+use felhom_stacks::{
+    ContainerRef, EngineStacks, Slots, Stacks, StacksConfig, StacksError, StartRequest,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixListener;
 
@@ -28,9 +30,29 @@ enum Cut {
     Stop,
     /// The event stream, right after its headers (the start itself succeeds).
     Events,
-    /// Lists no container (so a start hands the service to the compose fallback), and goes
-    /// away, socket and all, after the second listing: the fallback's own look at the project.
+    /// Knows no container (so a start hands the service to the compose fallback), and goes
+    /// away, socket and all, after the first listing: the fallback's own look at the project.
     Compose,
+}
+
+/// The stand-in's one container, as a cycle recorded it.
+fn web() -> ContainerRef {
+    ContainerRef {
+        id: ID.to_owned(),
+        name: "gone-web-1".to_owned(),
+        service: "web".to_owned(),
+    }
+}
+
+/// Starts the stand-in's container, as after a stop of this instance.
+async fn start(stacks: &EngineStacks) -> Result<felhom_stacks::StartReport, StacksError> {
+    let request = StartRequest {
+        containers: vec![web()],
+        stop_may_be_in_flight: false,
+    };
+    stacks
+        .start_containers(STACK, &request, &Slots::new(1))
+        .await
 }
 
 fn listing() -> String {
@@ -73,6 +95,12 @@ async fn serve(listener: UnixListener, socket: PathBuf, cut: Cut) {
                 ("GET", "/_ping") => None,
                 ("GET", "/containers/json") if matches!(cut, Cut::Compose) => Some("[]".to_owned()),
                 ("GET", "/containers/json") => Some(listing()),
+                ("GET", p) if p.ends_with("/json") && matches!(cut, Cut::Compose) => {
+                    let _ = conn
+                        .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: 34\r\nConnection: close\r\n\r\n{\"message\":\"No such container: x\"}")
+                        .await;
+                    return;
+                }
                 ("GET", p) if p == format!("/containers/{ID}/json") => {
                     (!matches!(cut, Cut::Inspect)).then(inspect)
                 }
@@ -101,7 +129,7 @@ async fn serve(listener: UnixListener, socket: PathBuf, cut: Cut) {
             }
             if matches!(cut, Cut::Compose)
                 && path == "/containers/json"
-                && listings.fetch_add(1, Ordering::SeqCst) == 1
+                && listings.fetch_add(1, Ordering::SeqCst) == 0
             {
                 let _ = std::fs::remove_file(&socket);
             }
@@ -151,7 +179,7 @@ async fn unreachable<T: std::fmt::Debug>(
 #[tokio::test]
 async fn an_engine_gone_mid_stop_is_unreachable() {
     let (_root, stacks) = on_stand_in(Cut::Stop);
-    let text = unreachable(stacks.stop(STACK)).await;
+    let text = unreachable(stacks.stop_containers(STACK, &[web()], &Slots::new(1))).await;
     assert!(
         text.contains(STACK) && text.contains("web") && text.contains("stop"),
         "{text}"
@@ -161,14 +189,14 @@ async fn an_engine_gone_mid_stop_is_unreachable() {
 #[tokio::test]
 async fn an_engine_gone_mid_inspect_is_unreachable() {
     let (_root, stacks) = on_stand_in(Cut::Inspect);
-    let text = unreachable(stacks.stop(STACK)).await;
+    let text = unreachable(stacks.stop_containers(STACK, &[web()], &Slots::new(1))).await;
     assert!(text.contains(STACK) && text.contains("inspect"), "{text}");
 }
 
 #[tokio::test]
 async fn an_engine_gone_mid_start_is_unreachable() {
     let (_root, stacks) = on_stand_in(Cut::Events);
-    let text = unreachable(stacks.start(STACK, &["web".to_owned()])).await;
+    let text = unreachable(start(&stacks)).await;
     assert!(text.contains(STACK), "{text}");
 }
 
@@ -177,7 +205,7 @@ async fn an_engine_gone_mid_start_is_unreachable() {
 #[tokio::test]
 async fn an_engine_gone_before_the_compose_fallback_is_unreachable() {
     let (root, stacks) = on_stand_in(Cut::Compose);
-    let text = unreachable(stacks.start(STACK, &["web".to_owned()])).await;
+    let text = unreachable(start(&stacks)).await;
     assert!(text.contains(STACK) && text.contains(" up "), "{text}");
     assert!(
         !root.path().join("engine.sock").exists(),

@@ -85,6 +85,34 @@ fn a_death_within_the_settle_window_is_a_failed_start() {
     });
 }
 
+/// The stack is back when its containers run, not when the settle watch ends: `ready_at`
+/// comes about `settle` before the start call returns.
+#[test]
+fn a_start_reports_when_its_containers_ran_before_the_settle_watch() {
+    let mut root = Root::new(Tool::V2);
+    let name = root.name("ready");
+    root.deploy(
+        &name,
+        "compose.yaml",
+        &format!("services:\n{}", serve("web", &[], "")),
+    );
+    root.up(&name);
+    let stacks = root.stacks_with(|c| c.settle = Duration::from_secs(3));
+    block_on(LIMIT, async {
+        let web = support::stop(&stacks, &name).await.expect("stop");
+        let asked = chrono::Utc::now();
+        let report = support::start(&stacks, &name, &web).await.expect("start");
+        let returned = chrono::Utc::now();
+        let ready = report.ready_at.expect("it ran");
+        assert!(ready >= asked, "{ready} before {asked}");
+        let watched = (returned - ready).to_std().unwrap_or_default();
+        assert!(
+            watched >= Duration::from_millis(2500) && watched < Duration::from_secs(60),
+            "the settle watch came after it ran: {watched:?}"
+        );
+    });
+}
+
 /// Issue 18's test: a 60 s shutdown (grace 90 s) whose stop call was abandoned 2 s in; the
 /// engine goes on stopping it. A start with `stop_may_be_in_flight` (by another instance, as
 /// after a crash) returns only once the container has exited and been started again, without
@@ -419,7 +447,7 @@ fn a_dependency_cycle_does_not_deadlock_the_start() {
 }
 
 /// A service label no compose would make (`svc name`, a hand-made container): stopped and
-/// started by id like any other, by the v2 calls and the old ones; only the compose fallback
+/// started by id like any other; only the compose fallback
 /// needs a valid name, and it refuses this one clearly.
 #[test]
 fn a_foreign_service_label_is_stopped_and_started_by_id() {
@@ -444,12 +472,6 @@ fn a_foreign_service_label_is_stopped_and_started_by_id() {
             .await
             .expect("start");
         assert_eq!(state_of(&id).0, "running");
-        // The old calls, by service.
-        let services = stacks.stop(&name).await.expect("stop");
-        assert_eq!(services, ["svc name"]);
-        stacks.start(&name, &services).await.expect("start");
-        assert_eq!(state_of(&id).0, "running");
-
         // Gone while down: compose would have to make it, and cannot be given that name.
         stacks
             .stop_containers(&name, &containers, &Slots::new(1))

@@ -129,6 +129,19 @@ pub fn container(project: &str, service: Option<&str>) -> Result<ContainerState,
     let [id] = ids.as_slice() else {
         return Err(format!("{what} should have exactly one container: {ids:?}"));
     };
+    state_of(id, &what)
+}
+
+/// Every container of compose project `project`, running or not, by id.
+pub fn containers(project: &str) -> Result<Vec<ContainerState>, String> {
+    container_ids(project, None)?
+        .iter()
+        .map(|id| state_of(id, project))
+        .collect()
+}
+
+/// The state of container `id`; `what` names it in errors.
+fn state_of(id: &str, what: &str) -> Result<ContainerState, String> {
     let mut inspect = Command::new("docker");
     inspect.args(["inspect", id]);
     let text = process::checked(&mut inspect, DOCKER_BOUND).map_err(|e| e.to_string())?;
@@ -147,7 +160,7 @@ pub fn container(project: &str, service: Option<&str>) -> Result<ContainerState,
             .map_err(|e| format!("{what}: State.{key} = {text:?}: {e}"))
     };
     Ok(ContainerState {
-        id: id.clone(),
+        id: id.to_owned(),
         running: state["Running"]
             .as_bool()
             .ok_or_else(|| format!("{what}: State.Running missing in {state}"))?,

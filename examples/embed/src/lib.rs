@@ -101,11 +101,11 @@ mod tests {
         let left = felhom_marker::Marker::new(
             "c-crashed",
             chrono::Utc::now(),
-            vec![felhom_marker::MarkedStack {
-                name: "immich".into(),
-                services: vec!["server".into()],
-                restart_attempts: 0,
-            }],
+            vec![felhom_marker::MarkedStack::new(
+                "immich",
+                vec!["server".into()],
+                vec![],
+            )],
         );
         StateDir::open(&dir)
             .expect("state dir")

@@ -15,6 +15,13 @@ use tokio::signal::unix::SignalKind;
 
 /// Exit 0 for a cycle that ended `done` with nothing stranded, else 1 (SPEC §5).
 fn exit_for(record: &CycleRecord) -> ExitCode {
+    // SPEC §2 rule 10: a killed or live capture is named, not only counted in the exit.
+    for stack in record.inconsistent() {
+        eprintln!(
+            "felhom-controller: the backup is not app-consistent for {}: its capture is {} (the record's facts say which container; docs/operations.md, \"A capture that is not clean\")",
+            stack.name, stack.capture
+        );
+    }
     if record.succeeded() {
         ExitCode::SUCCESS
     } else {

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use chrono::{TimeZone, Utc};
-use felhom_marker::{CycleRecord, MarkedStack, Marker, MarkerPhase};
+use felhom_marker::{CycleRecord, MarkedContainer, MarkedStack, Marker, MarkerPhase};
 use std::path::Path;
 
 /// A marker with every field set to something other than its default.
@@ -21,12 +21,14 @@ pub(crate) fn full_marker(cycle_id: &str) -> Marker {
                 name: "nextcloud".into(),
                 services: vec!["db".into(), "redis".into(), "app".into()],
                 restart_attempts: 2,
+                containers: vec![MarkedContainer {
+                    id: "9c1e0b7d".into(),
+                    name: "nextcloud-db-1".into(),
+                    service: "db".into(),
+                }],
+                stop_began: true,
             },
-            MarkedStack {
-                name: "immich".into(),
-                services: vec!["server".into()],
-                restart_attempts: 0,
-            },
+            MarkedStack::new("immich", vec!["server".into()], vec![]),
         ],
     );
     marker.phase = MarkerPhase::BackingUp;

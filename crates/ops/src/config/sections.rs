@@ -29,6 +29,10 @@ pub struct StacksSection {
     pub start_timeout: Duration,
     /// `stacks.parallelism`.
     pub parallelism: usize,
+    /// `stacks.settle`: how long after its start a container is watched; a death in that
+    /// window is a failed start.
+    #[serde(with = "humantime_serde")]
+    pub settle: Duration,
 }
 
 impl Default for StacksSection {
@@ -41,6 +45,7 @@ impl Default for StacksSection {
             stop_timeout: stacks.stop_timeout,
             start_timeout: stacks.start_timeout,
             parallelism: CycleConfig::default().parallelism,
+            settle: stacks.settle,
         }
     }
 }

@@ -66,6 +66,7 @@ compose = "auto"
 stop_timeout = "30s"
 start_timeout = "120s"
 parallelism = 4
+settle = "10s"
 
 [quiesce]
 enabled = true
@@ -84,6 +85,7 @@ listen = "127.0.0.1:9787"
     let c = load(&text).expect("valid");
     assert_eq!(c.quiesce.max_quiesce, Duration::from_secs(1800));
     assert_eq!(c.stacks.parallelism, 4);
+    assert_eq!(c.stacks.settle, Duration::from_secs(10));
     assert_eq!(
         agent_of(&c).map(|a| a.request_timeout),
         Some(Duration::from_secs(15))

@@ -28,6 +28,7 @@ fn record(errors: Vec<String>) -> CycleRecord {
         agent_phase: None,
         stacks: vec![],
         stranded: vec!["b".into()],
+        waiting_for_engine: vec![],
         errors,
     }
 }
@@ -48,6 +49,7 @@ fn the_status_json_names_the_stranded_stacks_and_counts_by_outcome() {
             since: now,
             attempts: 5,
             last_error: "it exited".into(),
+            containers: vec![],
         }],
         ..Overview::default()
     };
@@ -71,6 +73,7 @@ fn the_status_json_carries_no_app_output() {
             since: now,
             attempts: 5,
             last_error: FAILED_START.to_owned(),
+            containers: vec![],
         }],
         marker_stuck: Some(format!("clearing the marker: {FAILED_START}")),
         ..Overview::default()

@@ -73,6 +73,8 @@ fn stack(name: &str, downtime_ms: u64) -> StackRecord {
         stopped_at: None,
         started_at: None,
         downtime_ms: Some(downtime_ms),
+        capture: felhom_marker::Capture::Clean,
+        facts: vec![],
     }
 }
 
@@ -87,6 +89,7 @@ fn record(outcome: Outcome, stranded: &[&str], from: i64, to: i64) -> CycleRecor
         agent_phase: None,
         stacks: vec![stack("a", 1_500), stack("b", 40_000)],
         stranded: stranded.iter().map(|s| (*s).to_owned()).collect(),
+        waiting_for_engine: vec![],
         errors: vec![],
     }
 }
@@ -183,6 +186,44 @@ fn only_done_without_stranded_stacks_is_a_success() {
         value(&s, "felhom_cycles_total", &[("outcome", "failed")]),
         1.0
     );
+}
+
+/// Issue 18: each stack of the last cycle has a series per verdict, 1 for its own; a stack the
+/// next cycle did not stop has none; a killed or live capture is no success.
+#[test]
+fn each_stack_of_the_last_cycle_shows_its_capture() {
+    let m = Metrics::new(Duration::from_secs(1800));
+    let mut first = record(Outcome::Done, &[], 0, 60);
+    first.stacks[1].capture = Capture::Killed;
+    m.cycle_finished(&first);
+    let s = scrape(&m);
+    let capture = |s: &Scrape, stack: &str, capture: &str| {
+        value(
+            s,
+            "felhom_stack_capture",
+            &[("stack", stack), ("capture", capture)],
+        )
+    };
+    assert_eq!(capture(&s, "a", "clean"), 1.0);
+    assert_eq!(capture(&s, "a", "killed"), 0.0);
+    assert_eq!(capture(&s, "b", "killed"), 1.0);
+    assert_eq!(capture(&s, "b", "clean"), 0.0);
+    assert_eq!(capture(&s, "b", "unknown"), 0.0);
+    assert_eq!(
+        value(&s, "felhom_last_success_timestamp_seconds", &[]),
+        0.0,
+        "a killed capture is no success"
+    );
+    let mut second = record(Outcome::Done, &[], 100, 160);
+    second.stacks.truncate(1);
+    second.stacks[0].capture = Capture::Live;
+    m.cycle_finished(&second);
+    let text = m.encode();
+    assert!(
+        !text.contains("stack=\"b\""),
+        "b was not stopped by the last cycle: {text}"
+    );
+    assert_eq!(capture(&scrape(&m), "a", "live"), 1.0);
 }
 
 #[test]

@@ -3,19 +3,76 @@
 use super::*;
 use felhom_marker::MarkerPhase;
 
-fn marked(names: &[&str]) -> Vec<MarkedStack> {
+use felhom_marker::{Capture, Fact};
+use felhom_stacks::{DownCheck, StoppedContainer};
+
+fn app(stack: &str) -> ContainerRef {
+    ContainerRef {
+        id: format!("{stack}-app-id"),
+        name: format!("{stack}-app-1"),
+        service: "app".into(),
+    }
+}
+
+fn marked_stacks(names: &[&str]) -> Vec<MarkedStack> {
     names
         .iter()
-        .map(|name| MarkedStack {
-            name: (*name).into(),
-            services: vec!["app".into()],
-            restart_attempts: 0,
-        })
+        .map(|name| MarkedStack::new(*name, vec!["app".into()], vec![marked(&app(name))]))
         .collect()
 }
 
+/// The engine's report of a stop of `containers`, each killed or not.
+fn report(containers: &[(ContainerRef, bool)], at: DateTime<Utc>) -> StopReport {
+    StopReport {
+        containers: containers
+            .iter()
+            .map(|(c, killed)| StoppedContainer {
+                container: c.clone(),
+                was_running: true,
+                stop_requested_at: at,
+                exited_at: Some(at),
+                exit_code: Some(if *killed { 137 } else { 0 }),
+                killed: *killed,
+            })
+            .collect(),
+        vanished: vec![],
+    }
+}
+
+/// `stack`'s containers recorded, its stop begun and answered (`killed` or not) at `at`.
+fn stop_at(c: &mut Cycle, stack: &str, killed: bool, at: DateTime<Utc>) {
+    c.apply(Progress::Recording {
+        stack: stack.into(),
+        containers: vec![app(stack)],
+        ack: None,
+    });
+    c.apply(Progress::StopBegan {
+        stack: stack.into(),
+        at,
+    });
+    c.apply(Progress::Stopped {
+        stack: stack.into(),
+        report: report(&[(app(stack), killed)], at),
+        at,
+    });
+}
+
+/// What the plan starts of `stack`.
+fn start_of(plans: &[StackPlan], stack: &str) -> Option<Wanted> {
+    plans
+        .iter()
+        .find(|p| p.stack.name == stack)
+        .expect("planned")
+        .start
+        .clone()
+}
+
+fn stop(c: &mut Cycle, stack: &str, killed: bool) {
+    stop_at(c, stack, killed, Utc::now());
+}
+
 fn cycle() -> Cycle {
-    Cycle::new(Marker::new("c-1", Utc::now(), marked(&["a", "b"])))
+    Cycle::new(Marker::new("c-1", Utc::now(), marked_stacks(&["a", "b"])))
 }
 
 /// A cycle resuming, its stack `a` back, `b` not yet.
@@ -59,24 +116,162 @@ fn notes_are_capped() {
 }
 
 #[test]
-fn a_recovery_settles_every_stack_a_cycle_only_the_unfinished_stops() {
-    let recovery = Cycle::recovering(Marker::new("c-1", Utc::now(), marked(&["a", "b"])));
-    assert_eq!(recovery.to_settle().len(), 2);
-    let mut c = cycle();
-    assert!(c.to_settle().is_empty());
-    let now = Utc::now();
-    for stack in ["a", "b"] {
-        c.apply(Progress::StopBegan {
-            stack: stack.into(),
-            at: now,
-        });
-    }
-    c.apply(Progress::Stopped {
-        stack: "a".into(),
-        services: vec!["app".into()],
-        at: now,
+fn each_stack_is_planned_by_how_far_its_stop_got_the_one_down_longest_first() {
+    let mut c = Cycle::new(Marker::new(
+        "c-1",
+        Utc::now(),
+        marked_stacks(&["a", "b", "c", "d"]),
+    ));
+    // c: stopped first; b: its stop began next, no answer (cut short); a: stopped last; d:
+    // never stopped.
+    let t0 = Utc::now();
+    stop_at(&mut c, "c", false, t0);
+    c.apply(Progress::Recording {
+        stack: "b".into(),
+        containers: vec![app("b")],
+        ack: None,
     });
-    assert_eq!(c.to_settle().into_iter().collect::<Vec<_>>(), ["b"]);
+    c.apply(Progress::StopBegan {
+        stack: "b".into(),
+        at: t0 + chrono::Duration::seconds(1),
+    });
+    stop_at(&mut c, "a", false, t0 + chrono::Duration::seconds(2));
+    let plans = c.plan();
+    let order: Vec<&str> = plans.iter().map(|p| p.stack.name.as_str()).collect();
+    assert_eq!(
+        order,
+        ["c", "b", "a", "d"],
+        "down longest first, never stopped last"
+    );
+    let start = |name: &str| start_of(&plans, name);
+    assert_eq!(
+        start("a"),
+        Some(Wanted::Containers {
+            containers: vec![app("a")],
+            in_flight: false
+        })
+    );
+    assert_eq!(
+        start("b"),
+        Some(Wanted::Containers {
+            containers: vec![app("b")],
+            in_flight: true
+        }),
+        "its stop may be in flight"
+    );
+    assert_eq!(start("d"), None, "never stopped: left alone");
+    assert!(plans.iter().all(|p| p.check.is_none()), "no snapshot yet");
+}
+
+#[test]
+fn a_recovery_starts_what_began_to_stop_and_an_old_marker_by_services() {
+    let mut stacks = marked_stacks(&["began", "never"]);
+    stacks[0].stop_began = true;
+    stacks.push(MarkedStack::new("old", vec!["web".into()], vec![]));
+    let recovery = Cycle::recovering(Marker::new("c-1", Utc::now(), stacks));
+    let plans = recovery.plan();
+    let start = |name: &str| start_of(&plans, name);
+    assert_eq!(
+        start("began"),
+        Some(Wanted::Containers {
+            containers: vec![app("began")],
+            in_flight: true
+        })
+    );
+    assert_eq!(start("never"), None);
+    assert_eq!(start("old"), Some(Wanted::Services(vec!["web".into()])));
+}
+
+#[test]
+fn a_recording_is_on_disk_with_the_stop_begun_and_only_running_containers_stay() {
+    let mut c = cycle();
+    let db = ContainerRef {
+        id: "a-db-id".into(),
+        name: "a-db-1".into(),
+        service: "db".into(),
+    };
+    let applied = c.apply(Progress::Recording {
+        stack: "a".into(),
+        containers: vec![app("a"), db.clone()],
+        ack: None,
+    });
+    let OnDisk::Save(m) = &applied.on_disk else {
+        panic!("{applied:?}");
+    };
+    assert!(m.stacks[0].stop_began);
+    assert_eq!(m.stacks[0].containers.len(), 2);
+    assert_eq!(m.stacks[0].services, ["app", "db"]);
+    assert!(!m.stacks[1].stop_began);
+    // The same again: nothing new to write.
+    let again = c.apply(Progress::Recording {
+        stack: "a".into(),
+        containers: vec![db.clone()],
+        ack: None,
+    });
+    assert_eq!(on_disk(&again).as_deref(), Some("kept"));
+    // db had exited before its stop came: not ours to start again.
+    let mut stopped = report(&[(app("a"), false), (db, false)], Utc::now());
+    stopped.containers[1].was_running = false;
+    let applied = c.apply(Progress::Stopped {
+        stack: "a".into(),
+        report: stopped,
+        at: Utc::now(),
+    });
+    let OnDisk::Save(m) = &applied.on_disk else {
+        panic!("{applied:?}");
+    };
+    assert_eq!(m.stacks[0].containers, [marked(&app("a"))]);
+}
+
+#[test]
+fn the_verdicts_are_judged_from_the_evidence_once_the_cycle_is_over() {
+    let mut c = Cycle::new(Marker::new(
+        "c-1",
+        Utc::now(),
+        marked_stacks(&["a", "b", "c"]),
+    ));
+    stop(&mut c, "a", false);
+    stop(&mut c, "b", true);
+    stop(&mut c, "c", false);
+    c.apply(Progress::StatusSeen {
+        observed: Observed::Snapshotted,
+        status: BackupStatus {
+            id: Some("b-1".into()),
+            phase: BackupPhase::Snapshotted,
+            started_at: None,
+            snapshot_at: None,
+            finished_at: None,
+            error: None,
+        },
+        ignored: vec![],
+        held: true,
+    });
+    let plans = c.plan();
+    assert!(
+        plans.iter().all(|p| p.check.is_some()),
+        "checked at the snapshot"
+    );
+    c.apply(Progress::Checked {
+        stack: "a".into(),
+        check: Ok(DownCheck::default()),
+    });
+    c.apply(Progress::Checked {
+        stack: "b".into(),
+        check: Ok(DownCheck::default()),
+    });
+    c.apply(Progress::Checked {
+        stack: "c".into(),
+        check: Ok(DownCheck {
+            ran: vec![(app("c"), Utc::now())],
+            appeared: vec![],
+        }),
+    });
+    c.judge();
+    let verdicts: Vec<Capture> = c.record.stacks.iter().map(|s| s.capture).collect();
+    assert_eq!(verdicts, [Capture::Clean, Capture::Killed, Capture::Live]);
+    assert_eq!(c.record.stacks[1].facts[0].fact, Fact::Killed);
+    assert_eq!(c.record.stacks[2].facts[0].fact, Fact::Ran);
+    assert!(c.record.stacks[0].facts.is_empty());
 }
 
 #[test]
@@ -90,27 +285,6 @@ fn a_new_cycle_writes_its_marker_first_and_each_phase_in_which_stacks_are_not_ba
     );
     let applied = c.apply(Progress::Entered(Phase::BackingUp));
     assert!(matches!(&applied.on_disk, OnDisk::Save(m) if m.phase == MarkerPhase::BackingUp));
-}
-
-#[test]
-fn the_services_that_really_ran_replace_the_listed_ones() {
-    let mut c = cycle();
-    let same = c.apply(Progress::Stopped {
-        stack: "a".into(),
-        services: vec!["app".into()],
-        at: Utc::now(),
-    });
-    assert_eq!(on_disk(&same).as_deref(), Some("kept"), "nothing new");
-    let more = c.apply(Progress::Stopped {
-        stack: "b".into(),
-        services: vec!["app".into(), "worker".into()],
-        at: Utc::now(),
-    });
-    assert!(
-        matches!(&more.on_disk, OnDisk::Save(m) if m.stacks[1].services == ["app", "worker"]),
-        "{more:?}"
-    );
-    assert!(c.record.stacks.iter().all(|s| s.stopped_at.is_some()));
 }
 
 #[test]
@@ -168,6 +342,7 @@ fn a_stranded_stack_leaves_the_marker_only_once_the_stranded_list_holds_it() {
         since: Utc::now(),
         attempts: 3,
         last_error: "exited".into(),
+        containers: vec![],
     };
     let applied = c.apply(Progress::Stranded(stranded));
     assert_eq!(
@@ -200,6 +375,7 @@ fn stacks_that_wait_for_the_engine_keep_the_marker_after_the_resume() {
         c.record.errors,
         ["the docker engine could not be reached: the marker is kept for b"]
     );
+    assert_eq!(c.record.waiting_for_engine, ["b"]);
     assert_eq!(c.marked().len(), 1);
 }
 
@@ -217,12 +393,18 @@ fn what_the_agent_says_goes_into_the_record() {
     c.apply(Progress::StatusSeen {
         observed: Observed::Snapshotted,
         status: status(BackupPhase::Snapshotted, None),
+        ignored: vec![],
+        held: true,
     });
+    assert_eq!(c.poll().last_phase, BackupPhase::Snapshotted);
     assert!(c.record.snapshot_at.is_some());
     c.apply(Progress::StatusSeen {
         observed: Observed::Failed,
         status: status(BackupPhase::Failed, Some("disk full")),
+        ignored: vec![],
+        held: false,
     });
+    assert!(!c.poll().held);
     assert_eq!(
         c.record.errors,
         ["the agent reports the backup failed: disk full"]

@@ -142,14 +142,6 @@ impl Stacks for EngineStacks {
         self.list_running().await
     }
 
-    async fn stop(&self, stack: &str) -> Result<Vec<String>, StacksError> {
-        self.stop_stack(stack).await
-    }
-
-    async fn start(&self, stack: &str, services: &[String]) -> Result<(), StacksError> {
-        self.start_services(stack, services).await
-    }
-
     async fn is_running(&self, stack: &str) -> Result<bool, StacksError> {
         self.runs(stack).await
     }
@@ -184,7 +176,6 @@ impl Stacks for EngineStacks {
     ) -> Result<StartReport, StacksError> {
         let plan = Plan {
             containers: request.containers.clone(),
-            extra_services: Vec::new(),
             in_flight: request.stop_may_be_in_flight,
             slots,
         };

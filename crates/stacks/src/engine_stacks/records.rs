@@ -49,20 +49,6 @@ impl Records {
             .unwrap_or_default()
     }
 
-    /// The ids the stops of `stack` recorded, whose service is one of `services`.
-    pub(super) fn ids_of_services(&self, stack: &str, services: &[String]) -> Vec<String> {
-        lock(&self.stopped)
-            .get(stack)
-            .map(|record| {
-                record
-                    .values()
-                    .filter(|p| services.contains(&p.container.service))
-                    .map(|p| p.container.id.clone())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
     /// A start of `ids` of `stack` succeeded: what the stops recorded of them is spent.
     pub(super) fn started(&self, stack: &str, ids: &[String], report: StartReport) {
         let mut stopped = lock(&self.stopped);

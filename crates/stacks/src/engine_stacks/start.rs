@@ -21,7 +21,7 @@ use super::listing::{dependencies, namespace_targets, Prepared};
 use super::progress::{pending, settled, Live, Phase};
 use super::stop::Grace;
 use super::{container_error, engine_error, EngineStacks};
-use crate::engine::{EngineError, Health, Inspected, Listed, State};
+use crate::engine::{EngineError, Health, Inspected, State};
 use crate::name::check_stack_name;
 use crate::order::{self, Condition};
 use crate::{ContainerRef, Slots, StacksError, StartReport};
@@ -44,9 +44,6 @@ const RESUBSCRIBE_PAUSE: Duration = Duration::from_millis(200);
 pub(super) struct Plan<'a> {
     /// Exactly these containers.
     pub(super) containers: Vec<ContainerRef>,
-    /// Services to bring back with compose although no container of them is asked for (the
-    /// old call by services, for a service with no container left).
-    pub(super) extra_services: Vec<String>,
     /// A stop of these containers may still be in flight.
     pub(super) in_flight: bool,
     pub(super) slots: &'a Slots,
@@ -80,6 +77,8 @@ impl From<StacksError> for Interrupted {
 struct Noticed {
     already_running: Vec<ContainerRef>,
     waited_for_stop: Vec<ContainerRef>,
+    /// When every container was last seen ready (the settle watch then begins).
+    ready_at: Option<chrono::DateTime<Utc>>,
 }
 
 /// What stays the same through one start.
@@ -91,58 +90,6 @@ struct Ctx<'a> {
 }
 
 impl EngineStacks {
-    /// The old call: starts the containers of `services` of `stack`, from what its stops
-    /// recorded or, without a record (a start after a crash), every container of those
-    /// services the engine has now.
-    pub(super) async fn start_services(
-        &self,
-        stack: &str,
-        services: &[String],
-    ) -> Result<(), StacksError> {
-        check_stack_name(stack)?;
-        let mut wanted = services.to_vec();
-        wanted.sort();
-        wanted.dedup();
-        if wanted.is_empty() {
-            return Ok(());
-        }
-        let ids = self.records.ids_of_services(stack, &wanted);
-        let recorded = self.records.recorded(stack, &ids);
-        let recorded_services: BTreeSet<&str> = recorded
-            .iter()
-            .map(|p| p.container.service.as_str())
-            .collect();
-        let mut containers: Vec<ContainerRef> =
-            recorded.iter().map(|p| p.container.to_ref()).collect();
-        let mut extra_services = Vec::new();
-        let unrecorded: Vec<&String> = wanted
-            .iter()
-            .filter(|s| !recorded_services.contains(s.as_str()))
-            .collect();
-        if !unrecorded.is_empty() {
-            let listed = self.containers(stack).await?;
-            for service in unrecorded {
-                let of: Vec<ContainerRef> = listed
-                    .iter()
-                    .filter(|l| &l.service == service)
-                    .map(Listed::to_ref)
-                    .collect();
-                if of.is_empty() {
-                    extra_services.push(service.clone());
-                }
-                containers.extend(of);
-            }
-        }
-        let slots = Slots::unbounded();
-        let plan = Plan {
-            containers,
-            extra_services,
-            in_flight: false,
-            slots: &slots,
-        };
-        self.start_plan(stack, plan).await.map(drop)
-    }
-
     /// Starts exactly the plan's containers (see [`Plan`]).
     pub(super) async fn start_plan(
         &self,
@@ -156,7 +103,7 @@ impl EngineStacks {
                 requested.push(c);
             }
         }
-        if requested.is_empty() && plan.extra_services.is_empty() {
+        if requested.is_empty() {
             return Ok(StartReport::default());
         }
         let mut deadline = Instant::now() + self.config.start_timeout;
@@ -211,7 +158,6 @@ impl EngineStacks {
             .filter(|r| !containers.iter().any(|p| p.container.id == r.id))
             .map(|r| r.service.clone())
             .collect();
-        missing.extend(plan.extra_services);
         let ctx = Ctx {
             in_flight: plan.in_flight,
             found_up: &found_up,
@@ -238,6 +184,7 @@ impl EngineStacks {
                 Ok(noticed) => {
                     report.already_running = noticed.already_running;
                     report.waited_for_stop = noticed.waited_for_stop;
+                    report.ready_at = noticed.ready_at;
                     break;
                 }
                 Err(Interrupted::Failed(e)) => return Err(e),
@@ -363,6 +310,13 @@ impl EngineStacks {
                 }
             }
             let over = settled(&live, containers, self.config.settle, now);
+            // The end of the stack's downtime: every container runs (healthy where waited
+            // for); the watch for `settle` that follows is the cycle's time, not the app's.
+            match (over, noticed.ready_at) {
+                (Some(_), None) => noticed.ready_at = Some(Utc::now()),
+                (None, Some(_)) => noticed.ready_at = None,
+                _ => {}
+            }
             if over.is_some_and(|at| now >= at) {
                 return Ok(noticed);
             }

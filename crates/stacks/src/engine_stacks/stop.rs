@@ -67,27 +67,6 @@ impl EngineStacks {
         self.files(stack).map(drop)
     }
 
-    /// The old call: stops every running container of `stack`; returns their services,
-    /// sorted.
-    pub(super) async fn stop_stack(&self, stack: &str) -> Result<Vec<String>, StacksError> {
-        self.check_stoppable(stack)?;
-        let running = self.running_refs(stack).await?;
-        if running.is_empty() {
-            // What an earlier stop recorded stays for the start that follows.
-            tracing::debug!(stack, "nothing runs; nothing to stop");
-            return Ok(Vec::new());
-        }
-        let report = self.stop_refs(stack, &running, &Slots::unbounded()).await?;
-        Ok(report
-            .containers
-            .iter()
-            .filter(|s| s.was_running)
-            .map(|s| s.container.service.clone())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect())
-    }
-
     /// Stops those of `containers` that still run, holding one of `slots` for the stop calls,
     /// and reports each with the engine's evidence.
     pub(super) async fn stop_refs(

@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use felhom_stacks::{ComposeChoice, EngineStacks, StacksConfig};
+use felhom_stacks::{
+    ComposeChoice, ContainerRef, EngineStacks, Slots, Stacks, StacksConfig, StacksError,
+    StartReport, StartRequest,
+};
 use felhom_testsupport::{engine, process};
 
 pub use felhom_testsupport::engine::{ContainerState, IMAGE};
@@ -491,4 +494,42 @@ impl Drop for Signals {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Stops what runs of `stack` as a cycle does: the containers running now, by the v2 calls;
+/// the ones it found running and stopped.
+pub async fn stop(stacks: &EngineStacks, stack: &str) -> Result<Vec<ContainerRef>, StacksError> {
+    let running = stacks.running_containers(stack).await?;
+    let report = stacks
+        .stop_containers(stack, &running, &Slots::new(4))
+        .await?;
+    Ok(report
+        .containers
+        .into_iter()
+        .filter(|s| s.was_running)
+        .map(|s| s.container)
+        .collect())
+}
+
+/// Starts exactly `containers` of `stack` again, as after a stop of this instance.
+pub async fn start(
+    stacks: &EngineStacks,
+    stack: &str,
+    containers: &[ContainerRef],
+) -> Result<StartReport, StacksError> {
+    let request = StartRequest {
+        containers: containers.to_vec(),
+        stop_may_be_in_flight: false,
+    };
+    stacks
+        .start_containers(stack, &request, &Slots::new(4))
+        .await
+}
+
+/// The services of `containers`, sorted, each once.
+pub fn services(containers: &[ContainerRef]) -> Vec<String> {
+    let mut all: Vec<String> = containers.iter().map(|c| c.service.clone()).collect();
+    all.sort();
+    all.dedup();
+    all
 }
