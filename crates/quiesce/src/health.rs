@@ -48,6 +48,11 @@ pub(crate) fn recovery_problem(shown: &Shown, problem: Option<String>) {
 /// the truth elsewhere (the marker, memory) and says where.
 pub(crate) fn not_kept(shown: &Shown, what: &str) {
     tracing::error!("{what}");
+    counted(shown);
+}
+
+/// A write of the state failed, logged by the caller: counted.
+pub(crate) fn counted(shown: &Shown) {
     shown.set(|o| o.state_errors += 1);
 }
 

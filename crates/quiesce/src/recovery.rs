@@ -8,6 +8,7 @@ use crate::driver::Driver;
 use crate::io::{acquire, off_runtime};
 use crate::observer::{Notice, NoticeKind};
 use crate::progress::{Level, Progress};
+use crate::stuck::Verdict;
 use crate::{error_chain, humanize, Controller, CycleError};
 use felhom_agentapi::AgentApi;
 use felhom_marker::{CycleRecord, Marker};
@@ -83,10 +84,16 @@ impl Controller {
         let Some(marker) = off_runtime(move || store.load()).await? else {
             return Ok(None);
         };
-        if self.shared.stuck.is(&marker.cycle_id) {
-            return Err(CycleError::MarkerStuck {
-                cycle_id: marker.cycle_id,
-            });
+        match self.shared.stuck.verdict(&marker.cycle_id) {
+            Verdict::Recover => {}
+            Verdict::Stuck => {
+                return Err(CycleError::MarkerStuck {
+                    cycle_id: marker.cycle_id,
+                })
+            }
+            // It keeps stranded stacks the stranded list could not take: their slow retries
+            // are its recoveries (see `stuck.rs`); shown meanwhile as stranded.
+            Verdict::NotYet => return Ok(None),
         }
         let span = tracing::info_span!("cycle", cycle = %marker.cycle_id);
         let record = recovered(&self.shared, marker, cancel)

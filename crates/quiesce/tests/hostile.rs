@@ -13,7 +13,7 @@ use felhom_quiesce::{
     error_chain, CancellationToken, Collaborators, Controller, CycleConfig, CycleError, CycleLock,
     IfDue,
 };
-use felhom_stacks::fake::FakeStacks;
+use felhom_stacks::fake::{FakeStacks, Trouble};
 use felhom_stacks::{Slots, Stacks};
 use felhom_testsupport::tmpfs::Tmpfs;
 use std::os::unix::fs::PermissionsExt;
@@ -166,10 +166,19 @@ async fn on_a_read_only_state_dir_the_marker_is_recovered_though_it_cannot_be_re
     assert!(first.record.is_some(), "{first:?}");
     assert_eq!(stacks.running_now("alpha").len(), 1, "alpha runs again");
     assert!(recorder.overview().marker_stuck.is_some());
-    assert!(
-        recorder.overview().state_errors >= 1,
-        "the history record that could not be written is counted: {:?}",
-        recorder.overview()
+    // Each write that failed: the marker's updates, its removal, the history record.
+    let overview = recorder.overview();
+    let record = overview.last.as_ref().expect("a record");
+    let marker_writes = record
+        .errors
+        .iter()
+        .filter(|e| e.contains("the marker:"))
+        .count();
+    assert!(marker_writes >= 1, "{record:?}");
+    assert_eq!(
+        overview.state_errors,
+        marker_writes as u64 + 1,
+        "{overview:?}"
     );
 
     let starts = stacks.calls().len();
@@ -352,4 +361,241 @@ async fn ctrl_c_during_once_s_due_check_writes_no_marker_and_stops_nothing() {
     assert!(stacks.calls().is_empty(), "{:?}", stacks.calls());
     assert!(state.records().is_empty());
     assert!(state.stranded().expect("reads").stacks.is_empty());
+}
+
+/// A stuck marker (it cannot be removed: a read-only state directory) whose stacks run, as
+/// each `recover --if-stale` of the timer finds it: a new process every five minutes, with no
+/// memory of the last. Before issue 18 every such recovery stopped and started each of its
+/// stacks again; now a recovery stops nothing and starts only what does not run.
+#[tokio::test]
+async fn re_recovering_a_stuck_marker_whose_stacks_run_bounces_nothing() {
+    let (tmp, _) = state_dir();
+    let fs = Tmpfs::mount(&tmp.path().join("mnt"), "size=1m,mode=0700");
+    let dir = fs.path.join("state");
+    StateDir::open(&dir).expect("opens");
+    // As a cycle of this build writes it: the containers it stopped, their stop begun.
+    let marker = serde_json::json!({
+        "version": 1,
+        "cycle_id": "c-stuck",
+        "phase": "resuming",
+        "started_at": Utc::now().to_rfc3339(),
+        "pid": 999_999,
+        "stacks": [{
+            "name": "alpha", "services": ["app"], "restart_attempts": 0,
+            "containers": [{"id": "alpha-app-id", "name": "alpha-app-1", "service": "app"}],
+            "stop_began": true
+        }]
+    });
+    std::fs::write(dir.join("marker.json"), marker.to_string()).expect("the marker");
+    fs.remount_read_only();
+
+    let stacks = Arc::new(FakeStacks::running([("alpha", &["app"][..])]));
+    let running = stacks.running_now("alpha");
+    for process in 1..=3 {
+        let state = Arc::new(StateDir::open(&dir).expect("opens"));
+        let (c, recorder) = controller(state, stacks.clone(), None);
+        let recovery = c
+            .recover(&CancellationToken::new())
+            .await
+            .expect("recovers");
+        assert!(recovery.record.is_some(), "process {process}: {recovery:?}");
+        assert!(recorder.overview().marker_stuck.is_some());
+        // The same process does not recover it again (and says so once).
+        let again = c.recover(&CancellationToken::new()).await.expect("locks");
+        assert!(
+            matches!(again.problems[..], [CycleError::MarkerStuck { .. }]),
+            "{:?}",
+            again.problems
+        );
+    }
+    let calls = stacks.calls();
+    assert!(
+        !calls.iter().any(|c| c.starts_with("stop")),
+        "nothing was stopped: {calls:?}"
+    );
+    assert_eq!(
+        stacks.running_now("alpha"),
+        running,
+        "the same container runs"
+    );
+    assert!(dir.join("marker.json").exists());
+}
+
+/// A stranded list on a full disk: every write fails while `full` is set.
+struct FullDisk {
+    inner: FakeState,
+    full: std::sync::atomic::AtomicBool,
+}
+
+impl FullDisk {
+    fn refuse(&self) -> Result<(), MarkerError> {
+        if self.full.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(MarkerError::Io {
+                action: "writing the stranded list's temp file",
+                path: "/state/.stranded.json.tmp-1-1".into(),
+                source: std::io::Error::from_raw_os_error(28),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl StrandedStore for FullDisk {
+    fn stranded(&self) -> Result<felhom_marker::Stranded, MarkerError> {
+        self.inner.stranded()
+    }
+    fn strand(
+        &self,
+        stacks: &[felhom_marker::StrandedStack],
+    ) -> Result<felhom_marker::Stranded, MarkerError> {
+        self.refuse()?;
+        self.inner.strand(stacks)
+    }
+    fn unstrand(&self, name: &str) -> Result<felhom_marker::Stranded, MarkerError> {
+        self.refuse()?;
+        self.inner.unstrand(name)
+    }
+}
+
+/// Before: the stranded list's write failed, the marker was cleared all the same, and the
+/// next tick replaced the memory of the stack with the (empty) file: nothing retried it,
+/// `status` and `/metrics` never showed it. Now the marker keeps it, the failure is counted,
+/// and the marker is recovered again on the stranded stacks' slow schedule.
+#[tokio::test(start_paused = true)]
+async fn a_full_disk_while_stranding_keeps_the_stack_in_the_marker_and_counts() {
+    let state = Arc::new(FakeState::default());
+    let list = Arc::new(FullDisk {
+        inner: FakeState::default(),
+        full: std::sync::atomic::AtomicBool::new(true),
+    });
+    let stacks = Arc::new(
+        FakeStacks::running([("alpha", &["app"][..])])
+            .start_trouble("alpha", Trouble::Fail("no space left on device".into())),
+    );
+    let recorder = Arc::new(Recorder::default());
+    let parts = Collaborators {
+        agent: Some(Arc::new(FakeAgent::answering([BackupPhase::Done]))),
+        stranded: list.clone(),
+        observer: recorder.clone(),
+        ..Collaborators::in_memory(None, stacks.clone(), state.clone())
+    };
+    let c = Controller::new(parts, config());
+    let cancel = CancellationToken::new();
+
+    let record = c.run_cycle(&cancel).await.expect("a cycle");
+    assert_eq!(record.stranded, ["alpha"], "{record:?}");
+    assert!(
+        record.waiting_for_engine.is_empty(),
+        "not said to wait for the engine: {record:?}"
+    );
+    let kept = state.marker().expect("the marker keeps alpha");
+    let names: Vec<&str> = kept.stacks.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["alpha"]);
+    assert!(c.overview().state_errors >= 1, "{:?}", c.overview());
+    assert_eq!(c.overview().stranded(), ["alpha"]);
+
+    // The daemon's next tick: the marker is not recovered at once (that would retry alpha
+    // every 30 s), and alpha is still shown as stranded although the file does not hold it.
+    let starts = |s: &FakeStacks| s.calls().iter().filter(|c| c.starts_with("start")).count();
+    let before = starts(&stacks);
+    c.recover(&cancel).await.expect("recovers");
+    assert_eq!(starts(&stacks), before, "not tried again at once");
+    assert_eq!(c.overview().stranded(), ["alpha"], "still shown");
+    assert!(state.marker().is_some());
+
+    // Two minutes later, the disk has room again: tried from the marker, stranded for good
+    // in the list, and the marker released.
+    list.full.store(false, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(2 * 60)).await;
+    let recovery = c.recover(&cancel).await.expect("recovers");
+    let again = recovery.record.expect("the marker was recovered");
+    assert_eq!(again.stranded, ["alpha"]);
+    assert!(starts(&stacks) > before, "tried again");
+    assert_eq!(state.marker(), None, "released once the list holds alpha");
+    let stranded: Vec<String> = list
+        .inner
+        .stranded_now()
+        .iter()
+        .map(|s| s.name.clone())
+        .collect();
+    assert_eq!(stranded, ["alpha"]);
+    assert_eq!(c.overview().stranded(), ["alpha"]);
+}
+
+/// An agent that reports the snapshot of `b-1` only at `snap_at`, and never its end.
+struct LateSnapshot {
+    agent: FakeAgent,
+    snap_at: tokio::time::Instant,
+}
+
+#[async_trait::async_trait]
+impl felhom_agentapi::AgentApi for LateSnapshot {
+    async fn backup_due(&self) -> Result<felhom_agentapi::Due, felhom_agentapi::AgentError> {
+        self.agent.backup_due().await
+    }
+    async fn start_backup(
+        &self,
+        cycle_id: &str,
+    ) -> Result<felhom_agentapi::BackupStart, felhom_agentapi::AgentError> {
+        self.agent.start_backup(cycle_id).await
+    }
+    async fn backup_status(
+        &self,
+    ) -> Result<felhom_agentapi::BackupStatus, felhom_agentapi::AgentError> {
+        let phase = if tokio::time::Instant::now() < self.snap_at {
+            BackupPhase::Running
+        } else {
+            BackupPhase::Snapshotted
+        };
+        Ok(felhom_agentapi::BackupStatus {
+            id: Some(felhom_agentapi::fake::FAKE_BACKUP_ID.to_owned()),
+            phase,
+            started_at: None,
+            snapshot_at: None,
+            finished_at: None,
+            error: None,
+        })
+    }
+}
+
+/// `once` (which waits up to `max_quiesce` for an engine that is away): the snapshot comes
+/// late, and the engine goes away as the early resume begins. Before, the lock was held for
+/// the wait while down (up to `max_quiesce`), then the engine wait (`max_quiesce`), then the
+/// outcome wait (`max_quiesce` again): ~3×, during which the daemon could not take the lock
+/// to bring back what still waits for the engine. Now the engine wait and the outcome wait
+/// share one `max_quiesce` from the resume's start.
+#[tokio::test(start_paused = true)]
+async fn once_lets_go_of_the_lock_within_twice_max_quiesce_when_the_engine_goes_away() {
+    let max = Duration::from_secs(600);
+    let stacks = Arc::new(
+        FakeStacks::running([("alpha", &["app"][..])]).start_trouble("alpha", Trouble::EngineAway),
+    );
+    let state = Arc::new(FakeState::default());
+    let t0 = tokio::time::Instant::now();
+    let agent = LateSnapshot {
+        agent: FakeAgent::answering([BackupPhase::Running]),
+        snap_at: t0 + max * 9 / 10,
+    };
+    let parts = Collaborators {
+        agent: Some(Arc::new(agent)),
+        ..Collaborators::in_memory(None, stacks, state.clone())
+    };
+    let config = CycleConfig {
+        max_quiesce: max,
+        engine_wait: Some(max),
+        ..config()
+    };
+    let c = Controller::new(parts, config);
+    let record = c
+        .run_cycle(&CancellationToken::new())
+        .await
+        .expect("a cycle");
+    let held = t0.elapsed();
+    assert!(
+        held <= 2 * max + Duration::from_secs(30),
+        "the lock was held {}s",
+        held.as_secs()
+    );
+    assert_eq!(record.waiting_for_engine, ["alpha"], "{record:?}");
+    assert!(state.marker().is_some(), "the marker is kept for alpha");
 }
