@@ -70,6 +70,7 @@ mod daemon;
 mod driver;
 mod engine;
 mod error;
+mod health;
 mod io;
 mod lock;
 pub mod machine;
