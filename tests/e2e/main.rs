@@ -10,6 +10,7 @@ mod crash;
 mod faults;
 mod happy_path;
 mod hooks;
+mod hostile;
 mod inflight;
 mod logs;
 mod metrics;

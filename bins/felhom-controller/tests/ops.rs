@@ -123,7 +123,12 @@ fn recover_if_stale_recovers_a_stale_marker_nobody_holds() {
 
 /// `recover --if-stale` brings the marker back: exit 0, marker gone, recorded.
 fn assert_recovered_if_stale(world: &World) {
-    let out = world.run(&["recover", "--if-stale"]);
+    assert_recovered_by(world, &["recover", "--if-stale"]);
+}
+
+/// The command `args` brings the marker back: exit 0, marker gone, recorded.
+fn assert_recovered_by(world: &World, args: &[&str]) {
+    let out = world.run(args);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(!world.marker().exists(), "{}", text(&out));
     assert!(
@@ -645,5 +650,73 @@ fn a_cycle_gap_below_the_floor_is_said_by_check_and_at_the_daemons_start() {
     assert!(
         !log.contains("quiesce.failure_cooldown"),
         "at the floor already: {log}"
+    );
+}
+
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// Before (issue 19): `recover` and `run` refused a state directory of any mode but 0700
+/// (`… of mode 0770; expected …`) and exited, the marker's apps down; the daemon
+/// crash-looped.
+#[test]
+fn a_state_dir_others_may_write_is_recovered_and_refusing_cycles_is_shown() {
+    let world = World::new("127.0.0.1:0");
+    world.write_marker(Utc::now());
+    let state = world.state();
+    chmod(&state, 0o770);
+
+    assert_recovered_by(&world, &["recover"]);
+
+    let out = world.run(&["status"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.contains("no new cycle starts")
+            && said.contains(&*state.to_string_lossy())
+            && said.contains("of mode 0770 (writable by its group)"),
+        "{said}"
+    );
+
+    // The daemon stays up, says it once, and sees the fix without a restart.
+    let (_sd, mut running) = common::daemon(&world.config, &[]);
+    let port = running.endpoint_port();
+    wait_metric(port, "felhom_cycles_refused 1");
+    running.wait_line("no new cycle starts until the state directory is fixed");
+    chmod(&state, 0o700);
+    wait_metric(port, "felhom_cycles_refused 0");
+    assert!(running.is_running(), "{}", running.text());
+    let (code, log) = running.stop();
+    assert_eq!(code, Some(0), "{log}");
+}
+
+/// Before (issue 19): the lock probe's error was taken for a live holder (`held by pid
+/// unknown (…)`) and the timer's `recover --if-stale` exited 0 every five minutes, the
+/// marker's apps down.
+#[test]
+fn recover_if_stale_fails_loudly_when_the_lock_cannot_be_opened() {
+    let world = World::new("");
+    world.write_marker(hours_ago(2));
+    let elsewhere = world.dir.path().join("elsewhere");
+    std::fs::write(&elsewhere, b"").expect("a file");
+    std::os::unix::fs::symlink(&elsewhere, world.state().join("lock")).expect("a planted link");
+
+    let out = world.run(&["recover", "--if-stale"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.contains("the cycle lock cannot be taken") && said.contains("symbolic link"),
+        "{said}"
+    );
+    assert!(world.marker().exists());
+
+    let out = world.run(&["status"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("who holds the lock cannot be told"),
+        "{}",
+        text(&out)
     );
 }

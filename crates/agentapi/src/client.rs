@@ -1,34 +1,37 @@
 //! The real client: HTTPS with a pinned leaf, on hyper and rustls (ring).
+//!
+//! This file holds the client and its requests; `config` what it is given and makes of it,
+//! `failure` how what went wrong becomes an error.
 
-use std::error::Error as StdError;
+mod config;
+mod failure;
+
 use std::fmt;
-use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
-use hyper::body::Incoming;
+use http::{header, HeaderValue, Method, Request, StatusCode};
+use http_body_util::Full;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use rustls::CertificateError;
 
-use crate::types::HumanDuration;
-use crate::verifier::{PinMismatch, PinVerifier};
+use crate::verifier::PinVerifier;
 use crate::{
     wire, AgentApi, AgentError, Answered, BackupPhase, BackupStart, BackupStatus, ConfigError, Due,
     IgnoredField, Pin, Token,
 };
 
+pub use config::ClientConfig;
+
+use config::{authorization, base_url};
+use failure::read_capped;
+
 /// The largest answer body the client reads (SPEC §3). Larger is an error, not an allocation.
 pub(crate) const MAX_BODY: usize = 64 * 1024;
-
-/// How much of an unexpected answer's body goes into the error, for the operator.
-const SNIPPET_CHARS: usize = 200;
 
 const DUE: &str = "GET /backup/due";
 const START: &str = "POST /backup";
@@ -37,29 +40,6 @@ const STATUS: &str = "GET /backup/status";
 /// A phase name longer than this is not sent back in a long-poll's query (a plain request is
 /// made instead): a phase comes from the agent, and a URL must not grow with whatever it sent.
 const MAX_QUERY_PHASE: usize = 64;
-
-/// Everything the client needs to reach one agent (the `[agent]` section of SPEC §5).
-#[derive(Debug, Clone)]
-pub struct ClientConfig {
-    /// The agent's base URL, e.g. `https://10.0.0.1:8443`; must be `https://`. A path is kept
-    /// as a prefix (`https://host/agent` → `https://host/agent/backup/due`).
-    pub url: String,
-    /// The bearer token.
-    pub token: Token,
-    /// The SHA-256 of the agent's leaf certificate.
-    pub pin: Pin,
-    /// Bound on establishing the TCP connection.
-    pub connect_timeout: Duration,
-    /// Bound on a whole request: connect, TLS handshake, sending, and reading the answer.
-    pub request_timeout: Duration,
-}
-
-impl ClientConfig {
-    /// SPEC §5's `agent.connect_timeout`.
-    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-    /// SPEC §5's `agent.request_timeout`.
-    pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
-}
 
 /// The agent API client: one connection pool, pinned TLS, bearer token on every request.
 ///
@@ -204,103 +184,6 @@ impl AgentClient {
             parse(&body?, &|text| self.redact(text)).map_err(|d| self.malformed(request, &d))?;
         Ok(noted(request, answer))
     }
-
-    /// Turns hyper's error chain into the error an operator can act on. The interesting part
-    /// (refused, pin, TLS) is buried a few `source()`s down, partly inside `io::Error`s.
-    fn transport_error(
-        &self,
-        request: &'static str,
-        error: hyper_util::client::legacy::Error,
-    ) -> AgentError {
-        let root: &(dyn StdError + 'static) = &error;
-        if let Some(tls) = find::<rustls::Error>(root) {
-            if let rustls::Error::InvalidCertificate(CertificateError::Other(other)) = tls {
-                if let Some(mismatch) = other.0.downcast_ref::<PinMismatch>() {
-                    return AgentError::PinMismatch {
-                        request,
-                        expected: mismatch.expected,
-                        actual: mismatch.actual,
-                    };
-                }
-            }
-            return AgentError::Tls {
-                request,
-                detail: tls.to_string(),
-            };
-        }
-        let connect = |detail: String| AgentError::Connect {
-            request,
-            url: self.inner.base.clone(),
-            detail,
-        };
-        match find::<io::Error>(root).map(io::Error::kind) {
-            Some(io::ErrorKind::ConnectionRefused) => {
-                return connect("connection refused".to_owned())
-            }
-            Some(io::ErrorKind::TimedOut) if error.is_connect() => {
-                return connect(format!(
-                    "could not connect within {}",
-                    HumanDuration(self.inner.connect_timeout)
-                ))
-            }
-            _ => {}
-        }
-        let what = if error.is_connect() {
-            "could not connect"
-        } else {
-            "the exchange failed"
-        };
-        AgentError::Transport {
-            request,
-            what,
-            source: Box::new(error),
-        }
-    }
-
-    /// The answer to a status the request does not expect.
-    fn unexpected(
-        &self,
-        request: &'static str,
-        status: StatusCode,
-        body: Result<Bytes, AgentError>,
-    ) -> AgentError {
-        if status == StatusCode::UNAUTHORIZED {
-            return AgentError::Unauthorized { request };
-        }
-        AgentError::Status {
-            request,
-            status,
-            body: body
-                .map(|b| self.snippet(&b))
-                .unwrap_or_else(|e| format!("(body unreadable: {e})")),
-        }
-    }
-
-    fn malformed(&self, request: &'static str, detail: &str) -> AgentError {
-        AgentError::Malformed {
-            request,
-            detail: self.redact(detail),
-        }
-    }
-
-    /// The start of a body, for an error message.
-    fn snippet(&self, body: &[u8]) -> String {
-        let text = self.redact(String::from_utf8_lossy(body).trim());
-        if text.is_empty() {
-            return "(empty body)".to_owned();
-        }
-        let mut cut: String = text.chars().take(SNIPPET_CHARS).collect();
-        if cut.len() < text.len() {
-            cut.push('…');
-        }
-        cut
-    }
-
-    /// Removes the token from text that came from the agent: a misconfigured proxy or agent may
-    /// echo the request headers into an error body, and error messages end up in logs.
-    fn redact(&self, text: &str) -> String {
-        text.replace(self.inner.token.secret(), "***")
-    }
 }
 
 #[async_trait]
@@ -429,288 +312,5 @@ impl fmt::Debug for AgentClient {
     }
 }
 
-/// Reads at most [`MAX_BODY`] bytes; an announced or actual larger body is refused without
-/// buffering it.
-async fn read_capped(
-    request: &'static str,
-    response: Response<Incoming>,
-) -> Result<Bytes, AgentError> {
-    let too_large = AgentError::BodyTooLarge {
-        request,
-        limit: MAX_BODY,
-    };
-    let announced = response
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if announced.is_some_and(|len| len > MAX_BODY as u64) {
-        return Err(too_large);
-    }
-    match Limited::new(response.into_body(), MAX_BODY).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large),
-        Err(source) => Err(AgentError::Transport {
-            request,
-            what: "reading the answer's body failed",
-            source,
-        }),
-    }
-}
-
-fn base_url(url: &str) -> Result<String, ConfigError> {
-    let invalid = |reason: &str| ConfigError::InvalidUrl {
-        url: shown_url(url),
-        reason: reason.to_owned(),
-    };
-    let uri: Uri = url
-        .trim()
-        .parse()
-        .map_err(|e: http::uri::InvalidUri| invalid(&format!("not a URL ({e})")))?;
-    match uri.scheme_str() {
-        Some("https") => {}
-        Some(_) => {
-            return Err(invalid(
-                "only https:// is allowed: the agent is reached over pinned TLS",
-            ))
-        }
-        None => return Err(invalid("no scheme: write https://host:port")),
-    }
-    let authority = uri
-        .authority()
-        .ok_or_else(|| invalid("no host: write https://host:port"))?;
-    if authority.as_str().contains('@') {
-        return Err(invalid(
-            "credentials in the URL are not allowed: the token is sent in a header, never in the URL",
-        ));
-    }
-    if uri.query().is_some() || url.contains('#') {
-        return Err(invalid(
-            "a query or fragment is not allowed in the base URL",
-        ));
-    }
-    Ok(format!(
-        "https://{}{}",
-        authority.as_str(),
-        uri.path().trim_end_matches('/')
-    ))
-}
-
-/// What an error may show of `url`: its scheme and host, and `/…` for whatever followed —
-/// user-info, a path, a query or a fragment may each hold a token.
-fn shown_url(url: &str) -> String {
-    let url = url.trim();
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return "(not shown: no scheme)".to_owned();
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = authority.rsplit('@').next().unwrap_or_default();
-    let plain = |text: &str| {
-        text.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-.:[]_".contains(c))
-    };
-    if !plain(scheme) || !plain(host) {
-        return "(not shown)".to_owned();
-    }
-    let more = if host.len() < rest.len() { "/…" } else { "" };
-    format!("{scheme}://{host}{more}")
-}
-
-fn authorization(token: &Token) -> Result<HeaderValue, ConfigError> {
-    let secret = token.secret();
-    if secret.trim().is_empty() {
-        return Err(ConfigError::InvalidToken {
-            reason: "the token is empty".to_owned(),
-        });
-    }
-    // `HeaderValue`'s error says nothing about the value, but build our own message anyway so
-    // that no future version can leak it.
-    let mut value = HeaderValue::from_str(&format!("Bearer {secret}")).map_err(|_| {
-        ConfigError::InvalidToken {
-            reason: "the token contains characters that cannot be sent in an HTTP header"
-                .to_owned(),
-        }
-    })?;
-    value.set_sensitive(true);
-    Ok(value)
-}
-
-/// Finds an error of type `T` in a chain, looking inside `io::Error`s too: their `source()`
-/// skips the error they wrap, which is where tokio-rustls puts the `rustls::Error`.
-fn find<'a, T: StdError + 'static>(error: &'a (dyn StdError + 'static)) -> Option<&'a T> {
-    let mut current = Some(error);
-    while let Some(e) = current {
-        if let Some(found) = e.downcast_ref::<T>() {
-            return Some(found);
-        }
-        if let Some(inner) = e.downcast_ref::<io::Error>().and_then(io::Error::get_ref) {
-            if let Some(found) = find::<T>(inner) {
-                return Some(found);
-            }
-        }
-        current = e.source();
-    }
-    None
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn config(url: &str, token: &str) -> ClientConfig {
-        ClientConfig {
-            url: url.to_owned(),
-            token: Token::new(token.to_owned()),
-            pin: Pin::of_der(b"cert"),
-            connect_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(15),
-        }
-    }
-
-    #[test]
-    fn base_url_keeps_authority_and_prefix() {
-        assert_eq!(
-            base_url("https://10.0.0.1:8443").expect("valid"),
-            "https://10.0.0.1:8443"
-        );
-        assert_eq!(
-            base_url("https://agent.lan:8443/").expect("valid"),
-            "https://agent.lan:8443"
-        );
-        assert_eq!(
-            base_url("https://agent.lan/v1/").expect("valid"),
-            "https://agent.lan/v1"
-        );
-    }
-
-    #[test]
-    fn base_url_refuses_what_cannot_be_pinned_or_would_leak() {
-        // (the URL, why it is refused, how the error shows it)
-        for (url, why, shown) in [
-            (
-                "http://10.0.0.1:8443",
-                "only https://",
-                "http://10.0.0.1:8443",
-            ),
-            ("10.0.0.1:8443", "scheme", "(not shown: no scheme)"),
-            ("https://", "not a URL", "https://"),
-            (
-                "https://user:pw@10.0.0.1",
-                "credentials",
-                "https://10.0.0.1/…",
-            ),
-            ("https://10.0.0.1/?token=x", "query", "https://10.0.0.1/…"),
-            ("https://10.0.0.1/#x", "fragment", "https://10.0.0.1/…"),
-            ("not a url", "not a URL", "(not shown: no scheme)"),
-        ] {
-            let err = base_url(url).expect_err(url);
-            assert!(err.to_string().contains(why), "{url}: {err}");
-            assert!(
-                err.to_string().starts_with(&format!("agent url {shown}: ")),
-                "{url}: {err}"
-            );
-        }
-    }
-
-    #[test]
-    fn token_must_fit_a_header() {
-        assert!(authorization(&Token::new("abc.DEF-123_=".to_owned()))
-            .expect("valid token")
-            .is_sensitive());
-        let err = authorization(&Token::new("  ".to_owned())).expect_err("empty");
-        assert!(err.to_string().contains("empty"), "{err}");
-        let err = authorization(&Token::new("line\nbreak-SECRET".to_owned())).expect_err("newline");
-        assert!(err.to_string().contains("cannot be sent"), "{err}");
-        assert!(!err.to_string().contains("SECRET"), "{err}");
-    }
-
-    #[test]
-    fn debug_shows_url_and_pin_but_not_the_token() {
-        let client = AgentClient::new(config("https://127.0.0.1:8443", "tok-SECRET-42"))
-            .expect("client builds");
-        let debug = format!("{client:?}");
-        assert!(debug.contains("https://127.0.0.1:8443"), "{debug}");
-        assert!(debug.contains(&Pin::of_der(b"cert").to_string()), "{debug}");
-        assert!(!debug.contains("tok-SECRET-42"), "{debug}");
-        let config_debug = format!("{:?}", config("https://h", "tok-SECRET-42"));
-        assert!(!config_debug.contains("tok-SECRET-42"), "{config_debug}");
-        assert_eq!(client.url(), "https://127.0.0.1:8443");
-    }
-
-    #[test]
-    fn long_poll_query_rounds_up_encodes_and_falls_back_to_plain() {
-        let query = |phase: &BackupPhase, wait| long_poll_query(phase, wait);
-        assert_eq!(
-            query(&BackupPhase::Running, Duration::from_secs(10)),
-            Some(("wait=10&phase=running".to_owned(), Duration::from_secs(10)))
-        );
-        assert_eq!(
-            query(&BackupPhase::Snapshotted, Duration::from_millis(1500)),
-            Some((
-                "wait=2&phase=snapshotted".to_owned(),
-                Duration::from_secs(2)
-            ))
-        );
-        assert_eq!(
-            query(
-                &BackupPhase::Unknown("a b&c=d/é".to_owned()),
-                Duration::from_secs(1)
-            ),
-            Some((
-                "wait=1&phase=a%20b%26c%3Dd%2F%C3%A9".to_owned(),
-                Duration::from_secs(1)
-            ))
-        );
-        assert_eq!(query(&BackupPhase::Running, Duration::ZERO), None);
-        assert_eq!(
-            query(
-                &BackupPhase::Unknown("x".repeat(65)),
-                Duration::from_secs(5)
-            ),
-            None
-        );
-        assert!(query(
-            &BackupPhase::Unknown("x".repeat(64)),
-            Duration::from_secs(5)
-        )
-        .is_some());
-    }
-
-    #[test]
-    fn new_refuses_http() {
-        let err = AgentClient::new(config("http://127.0.0.1:8443", "t")).expect_err("http");
-        assert!(matches!(err, ConfigError::InvalidUrl { .. }), "{err}");
-        assert!(
-            err.to_string()
-                .starts_with("agent url http://127.0.0.1:8443: "),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn a_refused_url_shows_no_user_info_path_query_or_fragment() {
-        for (url, shown) in [
-            ("https://user:s3cretTok@agent:8443", "https://agent:8443/…"),
-            (
-                "https://agent:8443/?token=s3cretTok",
-                "https://agent:8443/…",
-            ),
-            ("https://agent:8443/#s3cretTok", "https://agent:8443/…"),
-            ("http://agent/s3cretTok", "http://agent/…"),
-            ("s3cretTok", "(not shown: no scheme)"),
-            ("https://s3cret\nTok/x", "(not shown)"),
-        ] {
-            let err = AgentClient::new(config(url, "t")).expect_err(url);
-            let ConfigError::InvalidUrl { url: field, .. } = &err else {
-                panic!("{url}: {err:?}");
-            };
-            assert_eq!(field, shown, "{url}");
-            for text in [err.to_string(), format!("{err:?}")] {
-                assert!(
-                    !text.contains("s3cret") && !text.contains("Tok"),
-                    "{url}: {text}"
-                );
-            }
-        }
-    }
-}
+mod tests;

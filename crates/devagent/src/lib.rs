@@ -40,8 +40,9 @@ mod state;
 mod tls;
 
 use std::fmt;
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -83,62 +84,13 @@ impl DevAgent {
         if cfg.token.trim().is_empty() {
             return Err(DevAgentError::EmptyToken);
         }
-        let source_meta = std::fs::metadata(&cfg.source).map_err(|e| DevAgentError::Source {
-            path: cfg.source.clone(),
-            reason: e.to_string(),
-        })?;
-        if !source_meta.is_dir() {
-            return Err(DevAgentError::Source {
-                path: cfg.source.clone(),
-                reason: "not a directory".into(),
-            });
-        }
-        std::fs::create_dir_all(&cfg.out_dir).map_err(|source| DevAgentError::OutDir {
-            path: cfg.out_dir.clone(),
-            source,
-        })?;
-        // Absolute paths: the events name archives for readers in other working directories, and
-        // a source given as a symlink is backed up as the directory it points to.
-        let source = std::fs::canonicalize(&cfg.source).map_err(|e| DevAgentError::Source {
-            path: cfg.source.clone(),
-            reason: e.to_string(),
-        })?;
-        let out_dir =
-            std::fs::canonicalize(&cfg.out_dir).map_err(|source| DevAgentError::OutDir {
-                path: cfg.out_dir.clone(),
-                source,
-            })?;
-        let events_file = match &cfg.events_file {
-            Some(path) => {
-                let file = OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .map_err(|source| DevAgentError::EventsFile {
-                        path: path.clone(),
-                        source,
-                    })?;
-                Some((path.clone(), file))
-            }
-            None => None,
-        };
+        let (source, out_dir) = directories(&cfg)?;
+        let events_file = events_file(cfg.events_file.as_ref())?;
         let identity = match &cfg.tls {
             Some((cert, key)) => TlsIdentity::load(cert, key)?,
             None => TlsIdentity::generate()?,
         };
-        let listener =
-            TcpListener::bind(cfg.listen)
-                .await
-                .map_err(|source| DevAgentError::Bind {
-                    addr: cfg.listen,
-                    source,
-                })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| DevAgentError::Bind {
-                addr: cfg.listen,
-                source,
-            })?;
+        let (listener, addr) = bind(cfg.listen).await?;
         if !addr.ip().is_loopback() {
             tracing::warn!(%addr, "listening beyond loopback: anyone who can reach it and has the token can drive backups");
         }
@@ -244,6 +196,55 @@ impl DevAgent {
         }
         tracing::info!(url = %self.url(), "development agent stopped");
     }
+}
+
+/// The source and the output directories, checked (the output made if missing) and
+/// absolute: the events name archives for readers in other working directories, and a source
+/// given as a symlink is backed up as the directory it points to.
+fn directories(cfg: &AgentConfig) -> Result<(PathBuf, PathBuf), DevAgentError> {
+    let source_error = |reason: String| DevAgentError::Source {
+        path: cfg.source.clone(),
+        reason,
+    };
+    let out_dir_error = |source| DevAgentError::OutDir {
+        path: cfg.out_dir.clone(),
+        source,
+    };
+    let source_meta = std::fs::metadata(&cfg.source).map_err(|e| source_error(e.to_string()))?;
+    if !source_meta.is_dir() {
+        return Err(source_error("not a directory".into()));
+    }
+    std::fs::create_dir_all(&cfg.out_dir).map_err(out_dir_error)?;
+    let source = std::fs::canonicalize(&cfg.source).map_err(|e| source_error(e.to_string()))?;
+    let out_dir = std::fs::canonicalize(&cfg.out_dir).map_err(out_dir_error)?;
+    Ok((source, out_dir))
+}
+
+/// The events file, if one is set, opened for appending.
+fn events_file(path: Option<&PathBuf>) -> Result<Option<(PathBuf, File)>, DevAgentError> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|source| DevAgentError::EventsFile {
+            path: path.clone(),
+            source,
+        })?;
+    Ok(Some((path.clone(), file)))
+}
+
+/// The listening socket, and the address it is bound to.
+async fn bind(listen: SocketAddr) -> Result<(TcpListener, SocketAddr), DevAgentError> {
+    let bind_error = |source| DevAgentError::Bind {
+        addr: listen,
+        source,
+    };
+    let listener = TcpListener::bind(listen).await.map_err(bind_error)?;
+    let addr = listener.local_addr().map_err(bind_error)?;
+    Ok((listener, addr))
 }
 
 impl Drop for DevAgent {

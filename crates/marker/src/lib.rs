@@ -15,11 +15,13 @@
 //! scrape, another tool): it reads the same files and never changes anything.
 //!
 //! Every file is created `0600` and opened without following a symbolic link; a missing state
-//! directory is created `0700`, and an existing one must be a real directory of mode `0700`
-//! owned by the effective user. A marker or stranded list that cannot be used (corrupt, or of
-//! an unknown format version) is never deleted: it is moved aside to
-//! `marker.corrupt-<UTC time>` / `stranded.corrupt-<UTC time>`, and the stacks that can still
-//! be read from it are returned ([`Marker::salvage`], [`Stranded::moved_aside`]).
+//! directory is created `0700`. An existing one must be a real directory; one that its group,
+//! others or another owner may write to is still read (its marker must be recovered), but is
+//! not fit for new cycles ([`StateDir::fit_for_new_cycles`]). A marker or stranded list that
+//! cannot be used (corrupt, or of an unknown format version) is never deleted without a copy:
+//! the stacks that can still be read from it are returned ([`Marker::salvage`],
+//! [`Stranded::moved_aside`]) — also when it cannot be moved — and its bytes are kept as
+//! `marker.corrupt-<UTC time>` / `stranded.corrupt-<UTC time>`.
 //!
 //! ```
 //! use felhom_marker::{MarkedStack, Marker, MarkerPhase, MarkerStore, StateDir, StateLock};
@@ -72,6 +74,7 @@ mod view;
 pub use chrono;
 #[cfg(any(test, feature = "mock"))]
 pub use history::MockHistoryStore;
+pub use history::HISTORY_MAX_BYTES;
 pub use history::{HistoryStore, HISTORY_LIMIT};
 pub use hooks::{HookKind, HookRecord, MarkedHooks, MarkedRun, ServiceMode, ServiceRecord};
 pub use lock::{LockError, StateLock};

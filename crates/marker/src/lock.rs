@@ -4,12 +4,21 @@
 //! the file is closed, so also when its process dies (`kill -9` included) — a lock is never
 //! stale. It is taken per open file, so two takers in the *same* process conflict as well,
 //! which is wanted: the daemon's loop and a manual cycle must not both quiesce.
+//!
+//! A lock file that cannot be opened for writing (a read-only or full file system, an
+//! immutable file) is still a lock: `flock` does not care how the file was opened, so it is
+//! taken through a read-only descriptor, and only the pid is not written. Where there is no
+//! lock file and none can be made, nobody can hold one: the directory itself is locked
+//! instead, so that two such takers still exclude each other. So a read-only state directory
+//! still has its marker recovered — its stacks started, though it cannot be removed — and
+//! only a lock that cannot be opened at all ([`LockError::Io`], [`LockError::Symlink`]) keeps
+//! a recovery from running. Never is such an error taken for a holder.
 
-use crate::files::{is_refused_link, no_follow};
+use crate::files::{is_refused_link, no_follow, open_dir};
 use crate::store::StateDir;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// How long [`StateLock::acquire`] retries a lock that is taken. A [`StateLock::holder`] probe
@@ -41,7 +50,8 @@ pub enum LockError {
         /// The link.
         path: PathBuf,
     },
-    /// The file system refused.
+    /// The file system refused: the lock file can be neither written nor read (for reading a
+    /// permission, an I/O error). No process is known to hold the lock.
     #[error("taking the lock {path}")]
     Io {
         /// The lock file.
@@ -57,19 +67,25 @@ impl StateLock {
     /// this process's pid into it, so that a second taker can name the holder.
     ///
     /// Does not wait for the holder: when the lock is taken, this fails (after a grace of a
-    /// tenth of a second) with [`LockError::Held`], which names the holder's pid.
+    /// tenth of a second, slept on this thread: call it where blocking is allowed) with
+    /// [`LockError::Held`], which names the holder's pid. A lock file that cannot be written
+    /// is locked all the same (see the module docs); an error is never a holder.
     pub fn acquire(dir: &StateDir) -> Result<StateLock, LockError> {
         let path = dir.lock_path();
-        let io_err = |source| LockError::io(path.clone(), source);
         // No truncation at open: the file holds the current holder's pid until *we* hold it.
-        let file = no_follow(&mut OpenOptions::new())
+        let opened = no_follow(&mut OpenOptions::new())
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .mode(0o600)
-            .open(&path)
-            .map_err(io_err)?;
+            .open(&path);
+        let (file, writable) = match opened {
+            Ok(file) => (file, true),
+            Err(e) if is_refused_link(&e) => return Err(LockError::Symlink { path }),
+            // See the module docs: a lock all the same, without our pid in it.
+            Err(_) => (open_read_only(dir, &path)?, false),
+        };
         let deadline = Instant::now() + PROBE_GRACE;
         loop {
             match file.try_lock() {
@@ -83,13 +99,18 @@ impl StateLock {
                         path,
                     });
                 }
-                Err(TryLockError::Error(e)) => return Err(io_err(e)),
+                Err(TryLockError::Error(e)) => return Err(LockError::io(path, e)),
             }
         }
-        // Overwrite, then cut: a reader never sees an empty file, only our pid's line first.
-        let line = format!("{}\n", std::process::id());
-        file.write_all_at(line.as_bytes(), 0).map_err(io_err)?;
-        file.set_len(line.len() as u64).map_err(io_err)?;
+        if writable {
+            // Overwrite, then cut: a reader never sees an empty file, only our pid's line
+            // first. Best effort: the pid only names the holder, and a full disk that refuses
+            // it must not cost the lock (a recovery) that is already held.
+            let line = format!("{}\n", std::process::id());
+            if file.write_all_at(line.as_bytes(), 0).is_ok() {
+                let _ = file.set_len(line.len() as u64);
+            }
+        }
         Ok(StateLock { _file: file })
     }
 
@@ -127,6 +148,18 @@ impl LockError {
             return LockError::Symlink { path };
         }
         LockError::Io { path, source }
+    }
+}
+
+/// The lock file `path` of `dir` opened for reading only, when it cannot be opened for writing;
+/// where it does not exist (and cannot be made), the directory itself.
+fn open_read_only(dir: &StateDir, path: &Path) -> Result<File, LockError> {
+    match no_follow(OpenOptions::new().read(true)).open(path) {
+        Ok(file) => Ok(file),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            open_dir(dir.path()).map_err(|e| LockError::io(dir.path().to_path_buf(), e))
+        }
+        Err(e) => Err(LockError::io(path.to_path_buf(), e)),
     }
 }
 

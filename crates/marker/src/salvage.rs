@@ -1,7 +1,9 @@
 //! What is kept of a state file that cannot be used as it is (truncated by a crash of the disk,
-//! edited by hand, written by a newer build): the file is moved aside, never deleted, and the
-//! stacks it names are read loosely, one entry at a time, so that each stack that can still be
-//! read is brought back (SPEC §2 rule 1: a stranded-down app is worse than anything else).
+//! edited by hand, written by a newer build): the stacks it names are read loosely, one entry
+//! at a time, so that each stack that can still be read is brought back (SPEC §2 rule 1: a
+//! stranded-down app is worse than anything else). Then the file is kept aside, never
+//! deleted — and when it cannot be (a read-only or full file system), the stacks read from it
+//! are returned all the same: the salvage never depends on the move.
 
 use crate::model::{MarkedContainer, MarkedStack, Marker, MarkerPhase, FORMAT_VERSION};
 use chrono::{DateTime, Utc};
@@ -14,21 +16,25 @@ use std::path::PathBuf;
 pub struct MovedAside {
     /// Where the file was (`<state_dir>/marker.json`, `<state_dir>/stranded.json`).
     pub path: PathBuf,
-    /// Where it is now, for a human to look at (`marker.corrupt-<UTC time>`, ...).
-    pub moved_to: PathBuf,
+    /// Where its bytes are kept now, for a human to look at (`marker.corrupt-<UTC time>`,
+    /// ...), its place taken by what could be read of it. `Err`: why no copy could be made
+    /// (a read-only or full file system); the file then stays where it was, as it was, and
+    /// the next read salvages it again.
+    pub moved_to: Result<PathBuf, String>,
     /// Why it could not be used.
     pub reason: Unreadable,
 }
 
 impl fmt::Display for MovedAside {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} {}; it was moved to {}",
-            self.path.display(),
-            self.reason,
-            self.moved_to.display()
-        )
+        write!(f, "{} {}; ", self.path.display(), self.reason)?;
+        match &self.moved_to {
+            Ok(to) => write!(f, "it was moved to {}", to.display()),
+            Err(why) => write!(
+                f,
+                "it could not be moved aside ({why}), so it stays where it is"
+            ),
+        }
     }
 }
 
@@ -64,7 +70,7 @@ impl fmt::Display for Unreadable {
 /// [`crate::MarkerStore::load`] returned: only its readable stacks are in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MarkerSalvage {
-    /// The unusable marker file, now moved aside.
+    /// The unusable marker file, now moved aside (or why it could not be).
     pub moved: MovedAside,
     /// How many stack entries were seen but could not be read (a bad name, no services, cut
     /// off): at least this many stacks may still be down and need a person.
@@ -92,11 +98,12 @@ impl MarkerSalvage {
         written_at: Option<DateTime<Utc>>,
         moved: MovedAside,
     ) -> Marker {
-        let moved_name = moved
-            .moved_to
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let moved_name = match &moved.moved_to {
+            Ok(to) => to.file_name(),
+            Err(_) => moved.path.file_name(),
+        }
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
         let (mut marker, unreadable_stacks) = read_loosely(bytes, written_at, &moved_name);
         marker.salvage = Some(MarkerSalvage {
             moved,

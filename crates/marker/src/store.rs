@@ -1,6 +1,6 @@
 //! The marker store: the trait the state machine uses, and [`StateDir`], the real one.
 
-use crate::files::{check_state_dir, is_refused_link};
+use crate::files::{check_path_for_cycles, is_refused_link, not_a_directory};
 use crate::model::{Marker, FORMAT_VERSION};
 use crate::salvage::{versioned_json, MarkerSalvage, Unreadable};
 use std::fs::{DirBuilder, File, OpenOptions};
@@ -17,11 +17,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub trait MarkerStore: Send + Sync {
     /// The marker, or `None` when there is none.
     ///
-    /// A marker that cannot be used as it is (corrupt, or of an unknown format version) is
-    /// moved aside, never deleted, and comes back as a marker all the same: the stacks that
-    /// could still be read from it, with [`Marker::salvage`] saying what happened. So the
-    /// recovery that follows every marker brings those stacks back even where the caller
-    /// does not look; the caller also records and reports the salvage.
+    /// A marker that cannot be used as it is (corrupt, or of an unknown format version) comes
+    /// back as a marker all the same: the stacks that could still be read from it, with
+    /// [`Marker::salvage`] saying what happened. So the recovery that follows every marker
+    /// brings those stacks back even where the caller does not look; the caller also records
+    /// and reports the salvage. The unusable file is kept aside, never deleted, and what
+    /// could be read of it takes its place; where no copy can be made (a read-only or full
+    /// file system) it stays as it is, and is salvaged the same way at every load.
     fn load(&self) -> Result<Option<Marker>, MarkerError>;
     /// Atomically and durably replaces the marker.
     fn save(&self, marker: &Marker) -> Result<(), MarkerError>;
@@ -56,12 +58,15 @@ pub enum MarkerError {
         /// The link.
         path: PathBuf,
     },
-    /// An existing state directory that others could tamper with, or that is not one.
+    /// A state directory that is not one (a symbolic link, a file): nothing in it is used.
+    /// Or, from [`StateDir::fit_for_new_cycles`], one that others could tamper with: it is
+    /// used to recover, but no new cycle starts in it.
     #[error("the state directory {path} is {found}; expected {expected}")]
     UnsafeStateDir {
         /// The state directory.
         path: PathBuf,
-        /// What was found ("a symbolic link", "owned by uid 1000", "of mode 0755").
+        /// What was found ("a symbolic link", "owned by uid 1000", "of mode 0770 (writable
+        /// by its group)").
         found: String,
         /// What a usable state directory is.
         expected: String,
@@ -106,6 +111,7 @@ pub(crate) const HISTORY_FILE: &str = "history.jsonl";
 const MARKER_TEMP_PREFIX: &str = ".marker.json.tmp-";
 const HISTORY_TEMP_PREFIX: &str = ".history.jsonl.tmp-";
 const STRANDED_TEMP_PREFIX: &str = ".stranded.json.tmp-";
+const ASIDE_TEMP_PREFIX: &str = ".corrupt.tmp-";
 const CORRUPT_PREFIX: &str = "marker.corrupt-";
 
 /// Makes temp file names unique among the saves of one process (threads, several `StateDir`s).
@@ -113,11 +119,16 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl StateDir {
     /// Opens the state directory `dir`, creating it (mode `0700`) if it is missing, and removes
-    /// the temp files that a process which crashed mid-write left behind.
+    /// the temp files that a process which crashed mid-write left behind (those it can: a
+    /// read-only directory keeps them, and they are never read).
     ///
-    /// An existing `dir` must be a real directory (not a symbolic link), owned by the
-    /// effective user, of mode `0700`: anything else is [`MarkerError::UnsafeStateDir`], and
-    /// nothing is changed (a wrong owner or mode is the operator's to fix, not ours to guess).
+    /// An existing `dir` must be a real directory (not a symbolic link): anything else is
+    /// [`MarkerError::UnsafeStateDir`]. Its owner and mode are *not* judged here: a directory
+    /// the controller would not have made (`chmod 750` for a monitoring group, a restore
+    /// without `-p`, another owner) still holds a marker whose stacks must come back, so it
+    /// opens, and its files are read without following links as always. Whether new cycles
+    /// may start in it is [`StateDir::fit_for_new_cycles`]. Nothing is changed (a wrong owner
+    /// or mode is the operator's to fix, not ours to guess).
     pub fn open(dir: impl Into<PathBuf>) -> Result<StateDir, MarkerError> {
         let dir = dir.into();
         let existing = match std::fs::symlink_metadata(&dir) {
@@ -126,13 +137,19 @@ impl StateDir {
             Err(e) => return Err(MarkerError::io("inspecting the state directory", &dir, e)),
         };
         if let Some(meta) = existing {
-            check_state_dir(&dir, &meta)?;
+            if let Some(found) = not_a_directory(&meta) {
+                return Err(MarkerError::UnsafeStateDir {
+                    path: dir,
+                    found: found.to_owned(),
+                    expected: crate::files::expected(),
+                });
+            }
         } else {
             // The mode is given at creation, so the directory is never visible with wider
             // permissions, not even for an instant.
             DirBuilder::new()
                 .recursive(true)
-                .mode(0o700)
+                .mode(crate::files::STATE_DIR_MODE)
                 .create(&dir)
                 .map_err(|e| MarkerError::io("creating the state directory", &dir, e))?;
             // The new directory's own entry must survive a power cut too.
@@ -141,8 +158,19 @@ impl StateDir {
             }
         }
         let state = StateDir { dir };
-        state.remove_leftover_temp_files()?;
+        state.remove_leftover_temp_files();
         Ok(state)
+    }
+
+    /// Whether a new cycle may start with this state directory, as it is now (it is looked at
+    /// again at each call, so a fix is seen without a restart): `Err`
+    /// ([`MarkerError::UnsafeStateDir`]) when it is owned by another user, writable by its
+    /// group or others, or no longer a real directory — whoever can write to it could remove
+    /// the marker of a cycle that has stacks down. Reading it and recovering a marker from it
+    /// stay possible all the same. Read bits for the group or others are accepted: its files
+    /// are `0600`. See docs/decisions.md.
+    pub fn fit_for_new_cycles(&self) -> Result<(), MarkerError> {
+        check_path_for_cycles(&self.dir)
     }
 
     /// The state directory.
@@ -165,56 +193,67 @@ impl StateDir {
     /// Removes the temp files of writers that are gone. A temp file whose writer is still alive
     /// (another process mid-save, e.g. the daemon while `status` opens the directory) is left to
     /// its writer, which renames or removes it itself.
-    fn remove_leftover_temp_files(&self) -> Result<(), MarkerError> {
-        let entries = std::fs::read_dir(&self.dir)
-            .map_err(|e| MarkerError::io("listing the state directory", &self.dir, e))?;
-        for entry in entries {
-            let entry =
-                entry.map_err(|e| MarkerError::io("listing the state directory", &self.dir, e))?;
+    ///
+    /// Best effort throughout: a temp file is never read as a state file, and what cannot be
+    /// listed or removed now (a read-only file system, a directory this user may not list)
+    /// is left to a later open. Failing the open over it would keep a marker from its
+    /// recovery.
+    fn remove_leftover_temp_files(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
             let Some(rest) = name
                 .strip_prefix(MARKER_TEMP_PREFIX)
                 .or_else(|| name.strip_prefix(HISTORY_TEMP_PREFIX))
                 .or_else(|| name.strip_prefix(STRANDED_TEMP_PREFIX))
+                .or_else(|| name.strip_prefix(ASIDE_TEMP_PREFIX))
             else {
                 continue;
             };
             if writer_is_alive(rest) {
                 continue;
             }
-            let path = entry.path();
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                // Another opener removed it first.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(MarkerError::io("removing a leftover temp file", path, e)),
-            }
+            // Another opener may have removed it first; see above for any other failure.
+            let _ = std::fs::remove_file(entry.path());
         }
-        Ok(())
     }
 
-    /// Moves a file that cannot be used (`marker.json`, `stranded.json`) to
-    /// `<corrupt_prefix><UTC time>[-n]`, so that it is kept for a human to look at and the
-    /// next load does not find it again.
-    pub(crate) fn move_aside(
-        &self,
-        file: &Path,
-        corrupt_prefix: &str,
-        action: &'static str,
-    ) -> Result<PathBuf, MarkerError> {
+    /// Keeps a copy of the bytes of a file that cannot be used (`marker.json`,
+    /// `stranded.json`) as `<corrupt_prefix><UTC time>[-n]`, written as durably as any state
+    /// file, for a human to look at; the caller then puts what could be read of it in its
+    /// place. A copy rather than a rename, so that the file's place is never empty: a crash
+    /// at any moment leaves either the unusable file (salvaged again) or the salvage.
+    /// `Err`: why no copy could be made — the caller leaves the file as it is.
+    pub(crate) fn keep_aside(&self, bytes: &[u8], corrupt_prefix: &str) -> Result<PathBuf, String> {
         let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
         let mut target = self.dir.join(format!("{corrupt_prefix}{stamp}"));
         let mut n = 1u32;
-        // rename() would silently replace an earlier corrupt file of the same second.
+        // The rename would silently replace an earlier unusable file of the same second.
         while target.symlink_metadata().is_ok() {
             target = self.dir.join(format!("{corrupt_prefix}{stamp}-{n}"));
             n += 1;
         }
-        std::fs::rename(file, &target).map_err(|e| MarkerError::io(action, file, e))?;
-        sync_dir(&self.dir)?;
-        Ok(target)
+        match write_atomically(&self.dir, StateFile::Aside, &target, bytes) {
+            Ok(()) => Ok(target),
+            Err(e) => Err(chain(&e)),
+        }
     }
+}
+
+/// `error: cause: cause …`: the marker crate's errors carry their cause in `source()` only,
+/// and a [`MovedAside`](crate::MovedAside) keeps the whole line as text.
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        line.push_str(": ");
+        line.push_str(&e.to_string());
+        cause = e.source();
+    }
+    line
 }
 
 impl MarkerStore for StateDir {
@@ -229,20 +268,26 @@ impl MarkerStore for StateDir {
             Ok(marker) => return Ok(Some(marker)),
             Err(reason) => reason,
         };
-        // Read before the move: the salvaged marker's start is the file's last write when
-        // the file does not say.
-        let written_at = written_at(&path);
-        let moved_to =
-            self.move_aside(&path, CORRUPT_PREFIX, "moving the unusable marker aside")?;
-        Ok(Some(MarkerSalvage::salvage(
+        // The stacks first, from the bytes in hand: whatever becomes of the file, they are
+        // recovered. The file's last write stands in for a start it does not say.
+        let moved_to = self.keep_aside(&bytes, CORRUPT_PREFIX);
+        let kept = moved_to.is_ok();
+        let marker = MarkerSalvage::salvage(
             &bytes,
-            written_at,
+            written_at(&path),
             crate::salvage::MovedAside {
                 path,
                 moved_to,
                 reason,
             },
-        )))
+        );
+        if kept {
+            // What could be read takes the unusable file's place, so that the next load (a
+            // crash mid-recovery) finds these stacks as a sound marker. If this fails, the
+            // unusable file stays and is salvaged again: nothing is lost either way.
+            let _ = self.save(&marker);
+        }
+        Ok(Some(marker))
     }
 
     fn save(&self, marker: &Marker) -> Result<(), MarkerError> {
@@ -288,6 +333,8 @@ pub(crate) enum StateFile {
     Marker,
     History,
     Stranded,
+    /// The copy of an unusable marker or stranded list.
+    Aside,
 }
 
 impl StateFile {
@@ -305,6 +352,10 @@ impl StateFile {
             (StateFile::Stranded, Step::Write) => "writing the stranded list's temp file",
             (StateFile::Stranded, Step::Sync) => "flushing the stranded list's temp file to disk",
             (StateFile::Stranded, Step::Rename) => "replacing the stranded list",
+            (StateFile::Aside, Step::Create) => "creating the temp file of an unusable file's copy",
+            (StateFile::Aside, Step::Write) => "writing the copy of an unusable file",
+            (StateFile::Aside, Step::Sync) => "flushing the copy of an unusable file to disk",
+            (StateFile::Aside, Step::Rename) => "naming the copy of an unusable file",
         }
     }
 
@@ -313,6 +364,7 @@ impl StateFile {
             StateFile::Marker => MARKER_TEMP_PREFIX,
             StateFile::History => HISTORY_TEMP_PREFIX,
             StateFile::Stranded => STRANDED_TEMP_PREFIX,
+            StateFile::Aside => ASIDE_TEMP_PREFIX,
         }
     }
 }

@@ -49,8 +49,10 @@ pub struct Stranded {
     /// The stranded stacks.
     pub stacks: Vec<StrandedStack>,
     /// Set when `stranded.json` could not be used as it was: it was moved aside, and
-    /// `stacks` holds what could be read of it (already written back). Report it (log,
-    /// `marker_corrupt` notice): entries that could not be read are down and forgotten.
+    /// `stacks` holds what could be read of it (written back in its place) — or, when it
+    /// could not be moved ([`MovedAside::moved_to`] is `Err`), it stays as it is and
+    /// `stacks` is what can be read of it all the same. Report it (log, `marker_corrupt`
+    /// notice): entries that could not be read are down and forgotten.
     pub moved_aside: Option<MovedAside>,
 }
 
@@ -78,14 +80,16 @@ impl StrandedStore for StateDir {
             }
             Err(reason) => reason,
         };
+        // The stacks first, from the bytes in hand: whatever becomes of the file, they are
+        // kept and retried.
         let stacks = salvage(&bytes, written_at(&path).unwrap_or_else(Utc::now));
-        let moved_to = self.move_aside(
-            &path,
-            CORRUPT_PREFIX,
-            "moving the unusable stranded list aside",
-        )?;
-        // Written back at once: the next read must not find the list empty.
-        self.write_stranded(&stacks)?;
+        let moved_to = self.keep_aside(&bytes, CORRUPT_PREFIX);
+        if moved_to.is_ok() {
+            // What could be read takes the damaged file's place at once: the next read must
+            // not find the list empty. If this fails, the damaged file stays and is salvaged
+            // again; without a copy of it, it is not touched at all.
+            let _ = self.write_stranded(&stacks);
+        }
         Ok(Stranded {
             stacks,
             moved_aside: Some(MovedAside {

@@ -96,6 +96,13 @@ impl StateView {
         &self.dir
     }
 
+    /// Whether new cycles may start with this state directory, judged as its writer judges it
+    /// ([`crate::StateDir::fit_for_new_cycles`]): a `status` line when it is not. A directory
+    /// that does not exist yet is fit (its writer creates it `0700`).
+    pub fn fit_for_new_cycles(&self) -> Result<(), MarkerError> {
+        crate::files::check_path_for_cycles(&self.dir)
+    }
+
     /// The marker, or `None` when there is none. A damaged marker is read as far as it can
     /// be and left in place ([`MarkerView::damaged`]).
     pub fn marker(&self) -> Result<Option<MarkerView>, MarkerError> {

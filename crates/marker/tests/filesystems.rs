@@ -1,55 +1,16 @@
-//! Saves on a file system that refuses writes: read-only, and full. Both are real tmpfs mounts,
+//! The state directory on a file system that refuses writes: read-only, and full. Saves fail
+//! cleanly; the lock is still taken and a damaged marker or stranded list still salvaged, so
+//! that a marker's stacks come back although it cannot be removed. Both are real tmpfs mounts,
 //! because the tests run as root, and root writes through permission bits.
 
 mod common;
 
 use common::{full_marker, names_in, record};
-use felhom_marker::{HistoryStore, MarkerError, MarkerStore, StateDir, StateLock};
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-/// A tmpfs mounted for one test, unmounted when dropped.
-struct Tmpfs {
-    path: PathBuf,
-}
-
-impl Tmpfs {
-    fn mount(path: &Path, options: &str) -> Tmpfs {
-        std::fs::create_dir_all(path).expect("the mount point is created");
-        mount(&["-t", "tmpfs", "-o", options, "tmpfs"], path);
-        Tmpfs {
-            path: path.to_path_buf(),
-        }
-    }
-
-    fn remount_read_only(&self) {
-        mount(&["-o", "remount,ro"], &self.path);
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        // Lazy: a file still open in a failed test must not keep the mount around.
-        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-    }
-}
-
-fn mount(args: &[&str], path: &Path) {
-    let out = Command::new("mount")
-        .args(args)
-        .arg(path)
-        .output()
-        .expect("`mount` runs (util-linux is installed)");
-    assert!(
-        out.status.success(),
-        "this test needs to mount a tmpfs (root with CAP_SYS_ADMIN, as in the project's test \
-         container): `mount {} {}` failed: {}",
-        args.join(" "),
-        path.display(),
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-}
+use felhom_marker::{
+    HistoryStore, LockError, MarkerError, MarkerStore, StateDir, StateLock, StrandedStore,
+};
+use felhom_testsupport::tmpfs::Tmpfs;
+use std::path::Path;
 
 fn assert_io_error_in(dir: &Path, result: Result<(), MarkerError>, action: &str) {
     match &result {
@@ -146,10 +107,6 @@ fn on_a_read_only_file_system_writes_fail_and_the_marker_is_intact() {
         }
         other => panic!("expected an Io error, got {other:?}"),
     }
-    match StateLock::acquire(&state) {
-        Err(felhom_marker::LockError::Io { path, .. }) => assert_eq!(path, dir.join("lock")),
-        other => panic!("expected an Io error taking the lock, got {other:?}"),
-    }
 }
 
 #[test]
@@ -163,13 +120,7 @@ fn on_a_full_file_system_a_save_fails_cleanly_and_the_marker_is_intact() {
         .save(&before)
         .expect("the marker saves while there is room");
 
-    let filler_path = fs.path.join("filler");
-    let mut filler = std::fs::File::create(&filler_path).expect("the filler is created");
-    let chunk = [0u8; 4096];
-    // Bounded: 64 KiB of tmpfs fills within a few dozen chunks.
-    let full = (0..1000).any(|_| filler.write_all(&chunk).is_err());
-    assert!(full, "the 64 KiB tmpfs never filled");
-    drop(filler);
+    let filler_path = fs.fill();
 
     let after = full_marker("cycle-after");
     assert_io_error_in(&dir, state.save(&after), "writing the marker's temp file");
@@ -191,4 +142,149 @@ fn on_a_full_file_system_a_save_fails_cleanly_and_the_marker_is_intact() {
     }
     saved.expect("the marker saves once there is room");
     assert_eq!(state.load().expect("the marker loads"), Some(after));
+}
+
+#[test]
+fn on_a_read_only_file_system_the_lock_is_still_taken_and_single_flight() {
+    let tmp = common::private_dir();
+    let fs = Tmpfs::mount(&tmp.path().join("mnt"), "size=1m,mode=0755");
+    let with_file = StateDir::open(fs.path.join("with-lock-file")).expect("opens");
+    drop(StateLock::acquire(&with_file).expect("the lock file is made"));
+    let without_file = StateDir::open(fs.path.join("without-lock-file")).expect("opens");
+
+    fs.remount_read_only();
+
+    // Before: `LockError::Io` ("Read-only file system"), which the cycle took for a holder:
+    // the marker's stacks were never started.
+    for state in [&with_file, &without_file] {
+        let held = StateLock::acquire(state)
+            .unwrap_or_else(|e| panic!("{}: the lock is taken: {e}", state.path().display()));
+        match StateLock::acquire(state) {
+            Err(LockError::Held { .. }) => {}
+            other => panic!("a second taker is refused as ever, got {other:?}"),
+        }
+        drop(held);
+        drop(StateLock::acquire(state).expect("free again once dropped"));
+    }
+    assert!(
+        !without_file.path().join("lock").exists(),
+        "nothing was created"
+    );
+}
+
+#[test]
+fn on_a_full_file_system_the_lock_is_taken_though_its_pid_cannot_be_written() {
+    let tmp = common::private_dir();
+    let fs = Tmpfs::mount(&tmp.path().join("mnt"), "size=64k,mode=0755");
+    let state = StateDir::open(fs.path.join("state")).expect("opens");
+    fs.fill();
+    // Before: the pid's write failed with ENOSPC after the lock was had, and the lock was
+    // given up as an I/O error.
+    let _lock = StateLock::acquire(&state).expect("the lock is taken");
+    assert!(matches!(
+        StateLock::acquire(&state),
+        Err(LockError::Held { .. })
+    ));
+}
+
+#[test]
+fn on_a_read_only_file_system_a_damaged_marker_is_salvaged_in_place() {
+    let tmp = common::private_dir();
+    let fs = Tmpfs::mount(&tmp.path().join("mnt"), "size=1m,mode=0755");
+    let dir = fs.path.join("state");
+    StateDir::open(&dir).expect("opens");
+    let whole = serde_json::to_string_pretty(&full_marker("cycle-ro")).expect("serializes");
+    // Cut inside the second stack's entry, as a crash of the disk would.
+    let cut = &whole.as_bytes()[..whole.find("\"immich\"").expect("the second stack") + 4];
+    std::fs::write(dir.join("marker.json"), cut).expect("the damaged marker");
+    // And a temp file of a writer that died mid-save (pid 0 is never alive).
+    std::fs::write(dir.join(".marker.json.tmp-0-1"), b"{").expect("a dead temp file");
+
+    fs.remount_read_only();
+
+    // Before: the open failed removing the temp file; and the load moved the marker before
+    // salvaging it, so that on a read-only file system nothing was salvaged at all.
+    let state = StateDir::open(&dir).expect("a read-only state dir opens");
+    for load in 1..=2 {
+        let marker = state
+            .load()
+            .expect("a damaged marker loads as a salvage")
+            .expect("a marker");
+        let names: Vec<&str> = marker.stacks.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["nextcloud"], "load {load}: the readable stack");
+        assert_eq!(marker.cycle_id, "cycle-ro");
+        let salvage = marker.salvage.expect("the salvage is told");
+        assert_eq!(salvage.unreadable_stacks, 1);
+        let why = salvage
+            .moved
+            .moved_to
+            .clone()
+            .expect_err("it cannot be moved");
+        assert!(why.contains("Read-only file system"), "{why}");
+        let message = salvage.to_string();
+        assert!(
+            message.contains("could not be moved aside") && message.contains("stays where it is"),
+            "{message}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(dir.join("marker.json")).expect("still there"),
+        cut,
+        "left as it was"
+    );
+    assert!(matches!(state.clear(), Err(MarkerError::Stuck { .. })));
+}
+
+#[test]
+fn on_a_full_file_system_a_damaged_marker_is_salvaged_and_left_as_it_is() {
+    let tmp = common::private_dir();
+    let fs = Tmpfs::mount(&tmp.path().join("mnt"), "size=64k,mode=0755");
+    let dir = fs.path.join("state");
+    let state = StateDir::open(&dir).expect("opens");
+    let bytes = br#"{"version": 9, "cycle_id": "c-new", "stacks": [{"name": "wiki", "services": ["app"]}]}"#;
+    std::fs::write(dir.join("marker.json"), bytes).expect("a marker of a newer build");
+    fs.fill();
+
+    let marker = state.load().expect("loads").expect("a salvage");
+    assert_eq!(marker.stacks.len(), 1);
+    assert_eq!(marker.stacks[0].name, "wiki");
+    let why = marker
+        .salvage
+        .expect("told")
+        .moved
+        .moved_to
+        .expect_err("no room for a copy");
+    assert!(why.contains("No space left on device"), "{why}");
+    assert_eq!(
+        std::fs::read(dir.join("marker.json")).expect("still there"),
+        bytes
+    );
+    assert_eq!(names_in(&dir), ["marker.json"], "no copy or temp file left");
+}
+
+#[test]
+fn on_a_read_only_file_system_a_damaged_stranded_list_is_salvaged_in_place() {
+    let tmp = common::private_dir();
+    let fs = Tmpfs::mount(&tmp.path().join("mnt"), "size=1m,mode=0755");
+    let dir = fs.path.join("state");
+    StateDir::open(&dir).expect("opens");
+    let bytes = br#"{"version": 1, "stacks": [{"name": "wiki", "services": ["app"], "attempts": 7}, {"name": "pho"#;
+    std::fs::write(dir.join("stranded.json"), bytes).expect("a cut stranded list");
+
+    fs.remount_read_only();
+
+    let state = StateDir::open(&dir).expect("opens");
+    for read in 1..=2 {
+        let list = state.stranded().expect("a damaged list still reads");
+        assert_eq!(list.stacks.len(), 1, "read {read}");
+        assert_eq!(list.stacks[0].name, "wiki");
+        assert_eq!(list.stacks[0].attempts, 7);
+        let moved = list.moved_aside.expect("the damage is told");
+        let why = moved.moved_to.expect_err("it cannot be moved");
+        assert!(why.contains("Read-only file system"), "{why}");
+    }
+    assert_eq!(
+        std::fs::read(dir.join("stranded.json")).expect("still there"),
+        bytes
+    );
 }

@@ -117,12 +117,12 @@ fn a_truncated_stranded_list_is_moved_aside_and_its_readable_stacks_kept() {
     let moved = list.moved_aside.expect("the damage is reported");
     assert_eq!(moved.path, path);
     assert!(matches!(moved.reason, Unreadable::Corrupt { .. }));
+    let moved_to = moved.moved_to.as_ref().expect("moved aside");
     assert_eq!(
-        std::fs::read(&moved.moved_to).expect("the damaged file is kept"),
+        std::fs::read(moved_to).expect("the damaged file is kept"),
         cut
     );
-    let name = moved
-        .moved_to
+    let name = moved_to
         .file_name()
         .expect("a name")
         .to_string_lossy()
@@ -195,7 +195,8 @@ fn garbage_and_an_empty_file_are_moved_aside_with_nothing_salvaged() {
         let list = state.stranded().expect("reads");
         assert!(list.stacks.is_empty());
         let moved = list.moved_aside.expect("reported");
-        assert_eq!(std::fs::read(&moved.moved_to).expect("kept"), bytes);
+        let moved_to = moved.moved_to.expect("moved aside");
+        assert_eq!(std::fs::read(moved_to).expect("kept"), bytes);
         assert!(
             !tmp.path().join("stranded.json").exists(),
             "an empty salvage leaves no file"

@@ -1,7 +1,7 @@
 //! The state directory and its files are not a way into the rest of the system: links planted
-//! where a state file goes are refused, not followed, and an existing state directory that
-//! others could reach is refused with an error naming what was found and what is expected.
-//! The tests run as root (as the controller does), so they also change owners.
+//! where a state file goes are refused, not followed, and a state directory that is a link or
+//! no directory at all is refused with an error naming what was found and what is expected.
+//! (A real directory of another mode or owner: `state_dir_modes.rs`.)
 
 mod common;
 
@@ -9,7 +9,7 @@ use common::{full_marker, record};
 use felhom_marker::{
     HistoryStore, LockError, MarkerError, MarkerStore, StateDir, StateLock, StrandedStore,
 };
-use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::os::unix::fs::symlink;
 use std::path::Path;
 
 /// A file outside the state directory that a planted link points at; it must never change.
@@ -149,64 +149,9 @@ fn a_state_dir_that_is_a_link_is_refused() {
     }
     let message = err.to_string();
     assert!(
-        message.contains(&*link.to_string_lossy()) && message.contains("mode 0700"),
+        message.contains(&*link.to_string_lossy()) && message.contains("not a symbolic link"),
         "the error names the path and what is expected: {message}"
     );
-}
-
-#[test]
-fn a_state_dir_others_can_reach_is_refused_and_left_as_it_is() {
-    let tmp = common::private_dir();
-    for mode in [0o755, 0o750, 0o701, 0o777, 0o1700, 0o500] {
-        let dir = tmp.path().join(format!("state-{mode:o}"));
-        std::fs::create_dir(&dir).expect("the dir is created");
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).expect("chmod");
-        let err = StateDir::open(&dir).expect_err("a wrong mode is refused");
-        match &err {
-            MarkerError::UnsafeStateDir { path, found, .. } => {
-                assert_eq!(path, &dir);
-                assert_eq!(found, &format!("of mode {mode:04o}"));
-            }
-            other => panic!("expected UnsafeStateDir for {mode:o}, got {other:?}"),
-        }
-        assert!(err.to_string().contains("expected"), "{err}");
-        let now = std::fs::metadata(&dir)
-            .expect("still there")
-            .permissions()
-            .mode()
-            & 0o7777;
-        assert_eq!(
-            now, mode,
-            "the mode is not changed behind the operator's back"
-        );
-    }
-}
-
-#[test]
-fn a_state_dir_owned_by_another_user_is_refused() {
-    let tmp = common::private_dir();
-    let dir = common::private_subdir(tmp.path(), "state");
-    let me = std::fs::metadata(&dir).expect("metadata").uid();
-    let other = me + 4242;
-    std::os::unix::fs::chown(&dir, Some(other), None)
-        .expect("chown works (the tests run as root, as the controller does)");
-    let err = StateDir::open(&dir).expect_err("another owner is refused");
-    match &err {
-        MarkerError::UnsafeStateDir {
-            path,
-            found,
-            expected,
-        } => {
-            assert_eq!(path, &dir);
-            assert_eq!(found, &format!("owned by uid {other}"));
-            assert!(expected.contains(&format!("uid {me}")), "{expected}");
-        }
-        other => panic!("expected UnsafeStateDir, got {other:?}"),
-    }
-
-    // Given back, it opens.
-    std::os::unix::fs::chown(&dir, Some(me), None).expect("chown back");
-    StateDir::open(&dir).expect("the state dir opens once it is ours");
 }
 
 #[test]

@@ -61,16 +61,25 @@ impl Endpoint {
     /// blocking thread, and from the overview — the rest were counted as things happened.
     async fn metrics(&self) -> String {
         let state = self.state.clone();
+        let overview = self.controller.overview();
         match tokio::task::spawn_blocking(move || Inspection::files(&state)).await {
             Ok(look) => {
                 self.metrics
                     .set_marker_age(look.marker_age.map(|a| a.seconds()));
-                self.metrics.set_stranded(look.stranded.len());
+                // The list's, and those the list could not take (a full disk): the daemon
+                // shows them, their marker keeps them.
+                let mut stranded = look.stranded_names();
+                stranded.extend(overview.stranded());
+                stranded.sort();
+                stranded.dedup();
+                self.metrics.set_stranded(stranded.len());
                 self.metrics.set_stacks_quiesced(look.stacks_held());
+                self.metrics
+                    .set_cycles_refused(look.cycles_refused.is_some());
             }
             Err(e) => tracing::warn!("status endpoint: reading the state directory: {e}"),
         }
-        self.metrics.overview(&self.controller.overview());
+        self.metrics.overview(&overview);
         self.metrics.encode()
     }
 

@@ -25,7 +25,11 @@ pub struct Inspection {
     pub holder: Option<String>,
     /// The persistent stranded list; of a damaged file, what can be read.
     pub stranded: Vec<StrandedStack>,
-    /// Why the state directory itself could not be read in full, if it could not.
+    /// Why no new cycle starts with this state directory (another owner, or writable by its
+    /// group or others), if none does: its markers are still recovered.
+    pub cycles_refused: Option<String>,
+    /// Why the state directory itself could not be read in full, if it could not; and a lock
+    /// whose holder cannot be told.
     pub problems: Vec<String>,
 }
 
@@ -61,11 +65,18 @@ impl MarkerAge {
 
 impl Inspection {
     /// Looks at `state`, the lock holder included; never writes, never moves a file aside.
+    /// A lock that cannot be probed (a link where it goes, a permission) is a problem, not a
+    /// holder: no live process is known to own the marker, so `recover --if-stale` tries —
+    /// and fails loudly if the lock cannot be taken either.
     pub fn of(state: &StateView) -> Inspection {
         let mut look = Inspection::files(state);
-        look.holder = state
-            .lock_holder()
-            .unwrap_or_else(|e| Some(format!("unknown ({})", error_chain(&e))));
+        look.holder = state.lock_holder().unwrap_or_else(|e| {
+            look.problems.push(format!(
+                "who holds the lock cannot be told: {}",
+                error_chain(&e)
+            ));
+            None
+        });
         look
     }
 
@@ -107,6 +118,7 @@ impl Inspection {
             marker_age,
             holder: None,
             stranded,
+            cycles_refused: state.fit_for_new_cycles().err().map(|e| error_chain(&e)),
             problems,
         }
     }
@@ -151,6 +163,11 @@ impl Inspection {
             why.push(format!(
                 "a marker that no live process holds{age}: its stacks may be down \
                  (`felhom-controller recover`)"
+            ));
+        }
+        if let Some(refused) = &self.cycles_refused {
+            why.push(format!(
+                "no new cycle starts (markers and stranded stacks are still recovered): {refused}"
             ));
         }
         why.extend(self.problems.iter().cloned());
@@ -278,6 +295,7 @@ mod tests {
             marker_age: Some(age),
             holder: holder.map(str::to_owned),
             stranded: Vec::new(),
+            cycles_refused: None,
             problems: Vec::new(),
         }
     }
@@ -318,6 +336,45 @@ mod tests {
         assert_eq!(
             MarkerAge::between(now + minute, now),
             MarkerAge::Future(Duration::from_secs(60))
+        );
+    }
+
+    #[test]
+    fn a_state_dir_others_may_write_needs_a_person_and_a_lock_error_is_no_holder() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("state");
+        std::fs::create_dir(&dir).expect("mkdir");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o770)).expect("chmod");
+        std::fs::write(
+            dir.join("marker.json"),
+            serde_json::to_vec(&Marker::new("c-1", Utc::now(), Vec::new())).expect("json"),
+        )
+        .expect("a marker");
+        std::os::unix::fs::symlink(tmp.path().join("elsewhere"), dir.join("lock"))
+            .expect("a link where the lock goes");
+        let look = Inspection::of(&StateView::open(&dir).expect("a view"));
+        let refused = look.cycles_refused.as_deref().expect("refused");
+        assert!(
+            refused.contains("of mode 0770 (writable by its group)"),
+            "{refused}"
+        );
+        // Before: the probe's error was a holder named "unknown (…)", and `recover
+        // --if-stale` left the marker alone as a live process's.
+        assert_eq!(look.holder, None);
+        let why = look.needs_attention();
+        assert!(
+            why.iter().any(|w| w.starts_with("no new cycle starts")),
+            "{why:?}"
+        );
+        assert!(
+            why.iter()
+                .any(|w| w.contains("who holds the lock cannot be told")
+                    && w.contains("symbolic link")),
+            "{why:?}"
+        );
+        assert!(
+            why.iter().any(|w| w.contains("no live process holds")),
+            "{why:?}"
         );
     }
 }

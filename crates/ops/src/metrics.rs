@@ -75,6 +75,8 @@ pub struct Metrics {
     engine_reachable: Gauge,
     engine_unreachable_since: FloatGauge,
     recovering: Gauge,
+    state_errors: Counter,
+    cycles_refused: Gauge,
     agent_errors: Family<KindLabel, Counter>,
     stack_capture: Family<CaptureLabel, Gauge>,
     stack_last_downtime: Family<StackLabel, FloatGauge>,
@@ -98,6 +100,8 @@ impl Metrics {
             engine_reachable: Gauge::default(),
             engine_unreachable_since: FloatGauge::default(),
             recovering: Gauge::default(),
+            state_errors: Counter::default(),
+            cycles_refused: Gauge::default(),
             agent_errors: Family::default(),
             stack_capture: Family::default(),
             stack_last_downtime: Family::default(),
@@ -176,6 +180,16 @@ impl Metrics {
             "felhom_recovering",
             "Whether the daemon's start-up recovery runs (a crashed cycle's stacks, the stranded stacks)",
             m.recovering.clone(),
+        );
+        m.registry.register(
+            "felhom_state_errors",
+            "Writes of the state directory that failed in this process (a marker, the stranded list, a history record not written, a marker not removed)",
+            m.state_errors.clone(),
+        );
+        m.registry.register(
+            "felhom_cycles_refused",
+            "Whether new cycles are refused because the state directory is not fit for them (another owner, or writable by others); markers are still recovered",
+            m.cycles_refused.clone(),
         );
         m.registry.register(
             "felhom_agent_errors",
@@ -298,6 +312,11 @@ impl Metrics {
         self.stranded.set(saturating_i64(n));
     }
 
+    /// Whether new cycles are refused over the state directory (read from it at each scrape).
+    pub(crate) fn set_cycles_refused(&self, refused: bool) {
+        self.cycles_refused.set(i64::from(refused));
+    }
+
     /// The marker's age, `None` when there is none.
     pub(crate) fn set_marker_age(&self, age: Option<Duration>) {
         self.marker_age.set(age.map_or(0.0, |a| a.as_secs_f64()));
@@ -309,6 +328,12 @@ impl Metrics {
     pub(crate) fn overview(&self, overview: &Overview) {
         self.set_cycle_running(overview.phase.is_some());
         self.recovering.set(i64::from(overview.recovering));
+        // The overview counts since the process started, as the counter does: it only
+        // catches up.
+        let counted = self.state_errors.get();
+        if overview.state_errors > counted {
+            self.state_errors.inc_by(overview.state_errors - counted);
+        }
         let since = overview.engine_unreachable_since;
         self.engine_reachable.set(i64::from(since.is_none()));
         self.engine_unreachable_since.set(since.map_or(0.0, unix));

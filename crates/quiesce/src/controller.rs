@@ -66,11 +66,14 @@ impl Controller {
 
     /// Runs one cycle now: takes the lock, writes the marker, stops the running app stacks,
     /// backs up, resumes. `Err` means nothing was stopped; once anything may have been stopped
-    /// the cycle always resumes and returns its record, whatever its outcome.
+    /// the cycle always resumes and returns its record, whatever its outcome. A state
+    /// directory not fit for new cycles is [`CycleError::StateDirUnfit`]; `cancel` fired
+    /// before the marker is written is [`CycleError::Cancelled`].
     pub async fn run_cycle(&self, cancel: &CancellationToken) -> Result<CycleRecord, CycleError> {
         let parts = &self.shared.parts;
         let agent = parts.agent.clone().ok_or(CycleError::NoAgent)?;
         let _guard = acquire(&parts.lock).await?;
+        crate::health::fit_for_new_cycles(&self.shared).await?;
         let store = parts.marker.clone();
         if let Some(marker) = off_runtime(move || store.load()).await? {
             return Err(CycleError::MarkerPresent {
@@ -78,6 +81,10 @@ impl Controller {
             });
         }
         let running = parts.stacks.running_app_stacks().await?;
+        // The last moment to change our mind: from the marker on, a cancellation resumes.
+        if cancel.is_cancelled() {
+            return Err(CycleError::Cancelled);
+        }
         let policies = Policies::of(&running, self.shared.config.max_quiesce);
         let marker = new_marker(&running, &policies);
         // Every line of the cycle, the collaborators' included, carries its id (`cycle`).
@@ -97,13 +104,18 @@ impl Controller {
     /// `once`: asks the agent whether a backup is due — even with `force`, whose answer is
     /// then ignored, so that a wrong pin, token or url fails here, before anything is
     /// stopped, not at `POST /backup` with the stacks down — and runs one cycle if it is.
+    /// `cancel` (Ctrl-C) during the question ends it: [`CycleError::Cancelled`], nothing
+    /// written, nothing stopped.
     pub async fn run_if_due(
         &self,
         force: bool,
         cancel: &CancellationToken,
     ) -> Result<IfDue, CycleError> {
         let agent = self.shared.parts.agent.clone().ok_or(CycleError::NoAgent)?;
-        let answered = agent.backup_due_checked().await?;
+        let answered = tokio::select! {
+            answered = agent.backup_due_checked() => answered?,
+            () = cancel.cancelled() => return Err(CycleError::Cancelled),
+        };
         if !answered.ignored.is_empty() {
             let fields: Vec<String> = answered.ignored.iter().map(ToString::to_string).collect();
             tracing::warn!(

@@ -37,6 +37,8 @@ pub(crate) struct Cycle {
     warned_unknown: bool,
     /// Stacks stranded by the resume that the stranded list does not hold yet.
     pub(crate) newly_stranded: Vec<StrandedStack>,
+    /// Stranded stacks the stranded list could not take: the marker keeps them.
+    unkept_stranded: Vec<String>,
     /// What the engine said of each stack, for its verdict.
     evidence: BTreeMap<String, Evidence>,
     /// What the agent said of the backup, for the verdicts.
@@ -130,6 +132,7 @@ impl Cycle {
             recovering,
             warned_unknown: false,
             newly_stranded: Vec::new(),
+            unkept_stranded: Vec::new(),
             evidence: BTreeMap::new(),
             backup: Backup::default(),
             poll: PollState {
@@ -378,6 +381,14 @@ impl Cycle {
                 }
                 self.on_disk_now()
             }
+            Progress::StrandedNotKept(names) => {
+                let message = format!(
+                    "the stranded list cannot take {}: the marker keeps them, and they are tried again from it later",
+                    names.join(", ")
+                );
+                self.unkept_stranded.extend(names);
+                self.note(Level::Error, message)
+            }
             Progress::AgentSaid { phase, snapshot_at } => {
                 self.record.agent_phase = Some(phase);
                 self.record.snapshot_at = snapshot_at.or(self.record.snapshot_at);
@@ -476,7 +487,16 @@ impl Cycle {
             }
             None if !matches!(left, Phase::Resuming { .. }) => Applied::default(),
             None => {
-                let waiting: Vec<String> = marker.stacks.iter().map(|s| s.name.clone()).collect();
+                // What the marker keeps besides the stranded stacks the list could not take.
+                let waiting: Vec<String> = marker
+                    .stacks
+                    .iter()
+                    .map(|s| s.name.clone())
+                    .filter(|name| !self.unkept_stranded.contains(name))
+                    .collect();
+                if waiting.is_empty() {
+                    return Applied::default();
+                }
                 let message = format!(
                     "the docker engine could not be reached: the marker is kept for {}",
                     waiting.join(", ")

@@ -25,8 +25,6 @@ pub const MIN_CYCLE_GAP: Duration = Duration::from_secs(5 * 60);
 #[derive(Debug)]
 pub struct Daemon {
     controller: Controller,
-    /// The last problem a recovery logged: a lasting one is logged once, not every tick.
-    last_problem: Option<String>,
     /// The optional fields of the due answers that did not parse, as last warned about: an
     /// agent that keeps sending a malformed field is warned about once per change, not at
     /// every due poll.
@@ -48,7 +46,6 @@ impl Controller {
     pub async fn start_daemon(&self, cancel: &CancellationToken) -> Daemon {
         let mut daemon = Daemon {
             controller: self.clone(),
-            last_problem: None,
             due_ignored: Vec::new(),
         };
         let shown = &self.shared.shown;
@@ -171,20 +168,24 @@ impl Daemon {
                 // any more.
                 self.recover(cancel).await;
             }
+            // Logged once when the verdict changed, and shown; the loop goes on recovering.
+            Err(CycleError::StateDirUnfit(_) | CycleError::Cancelled) => {}
             Err(e) => tracing::warn!("cycle not started: {}", error_chain(&e)),
         }
         None
     }
 
     /// One recovery ([`Controller::recover`]), quiet while another process holds the lock; a
-    /// lasting problem is logged once.
+    /// lasting problem (the lock cannot be taken, the marker cannot be read or removed) is
+    /// logged once and shown ([`crate::Overview::state_problem`]).
     async fn recover(&mut self, cancel: &CancellationToken) -> Option<Recovery> {
         let controller = self.controller.clone();
+        let shown = &self.controller.shared.shown;
         let recovery = match self.ticking(controller.recover(cancel)).await {
             Ok(recovery) => recovery,
             Err(CycleError::Busy(_)) => return None,
             Err(e) => {
-                self.problem(Some(error_chain(&e)));
+                crate::health::recovery_problem(shown, Some(error_chain(&e)));
                 return None;
             }
         };
@@ -192,7 +193,7 @@ impl Daemon {
             tracing::warn!(cycle = %record.cycle_id, stranded = ?record.stranded, "recovered the marker of a process that died");
         }
         let problems: Vec<String> = recovery.problems.iter().map(|e| error_chain(e)).collect();
-        self.problem((!problems.is_empty()).then(|| problems.join("; ")));
+        crate::health::recovery_problem(shown, (!problems.is_empty()).then(|| problems.join("; ")));
         Some(recovery)
     }
 
@@ -210,17 +211,6 @@ impl Daemon {
             );
         }
         self.due_ignored = ignored;
-    }
-
-    fn problem(&mut self, problem: Option<String>) {
-        if problem == self.last_problem {
-            return;
-        }
-        match &problem {
-            Some(p) => tracing::error!("{p}"),
-            None => tracing::info!("the state directory is usable again"),
-        }
-        self.last_problem = problem;
     }
 
     /// Runs `work`, ticking the observer every [`TICK`] while it waits. The ticks come from

@@ -130,6 +130,9 @@ impl<'a> Driver<'a> {
         let mut held = false;
         // Set when the outcome wait after an early resume begins.
         let mut outcome_wait: Option<(Backoff, Instant)> = None;
+        // When the resume began: the outcome wait after an early resume ends `max_quiesce`
+        // after it, not after the resume's end.
+        let mut resumed_at: Option<Instant> = None;
         loop {
             let report = self.report.clone();
             let event = match next {
@@ -182,10 +185,16 @@ impl<'a> Driver<'a> {
                     }
                     event
                 }
-                Step::Resume => self.resume(cancel).await,
+                Step::Resume => {
+                    resumed_at.get_or_insert_with(Instant::now);
+                    self.resume(cancel).await
+                }
                 Step::AwaitOutcome => {
                     let (wait, until) = outcome_wait.get_or_insert_with(|| {
-                        (Backoff::outcome_wait(config), after(config.max_quiesce))
+                        (
+                            Backoff::outcome_wait(config),
+                            outcome_until(resumed_at, config),
+                        )
                     });
                     let event = self
                         .await_outcome(&agent, wait.delay(), *until, cancel)
@@ -283,6 +292,7 @@ impl<'a> Driver<'a> {
             let _ = ack.send(ok);
         }
         if let Err(e) = &landed.result {
+            crate::health::counted(&self.shared.shown);
             let what = if landed.cleared {
                 "clearing"
             } else {
@@ -413,10 +423,17 @@ impl<'a> Driver<'a> {
         // SPEC §2 rule 6: a stranded stack is state, kept until it runs. It leaves the marker
         // only once the stranded list holds it, so that a crash in between loses it nowhere.
         let names: Vec<String> = newly.iter().map(|s| s.name.clone()).collect();
-        if let Err(e) = shared.stranded.keep(&shared.shown, newly).await {
-            self.note(Level::Error, format!("keeping the stranded stacks: {e}"));
+        match shared.stranded.keep(&shared.shown, newly).await {
+            Ok(()) => self.apply(Progress::StrandedKept(names.clone())),
+            Err(e) => {
+                // A full disk must not forget them: the marker, already on disk, keeps them
+                // (issue 19), and is recovered again on the stranded stacks' slow schedule.
+                self.note(Level::Error, format!("keeping the stranded stacks: {e}"));
+                crate::health::counted(&shared.shown);
+                shared.stuck.hold_back(&self.cycle.record.cycle_id);
+                self.apply(Progress::StrandedNotKept(names.clone()));
+            }
         }
-        self.apply(Progress::StrandedKept(names.clone()));
         let message = format!("could not be started again: {}", names.join(", "));
         let mut notice = Notice::about(NoticeKind::Stranded, &self.cycle.record, message);
         // The outcome as far as it is known: after an early resume the backup's is still to
@@ -480,6 +497,23 @@ impl<'a> Driver<'a> {
         };
         crate::record::finished(self.shared, &record, self.cycle.recovering).await;
         record
+    }
+}
+
+/// When the wait for the backup's outcome after an early resume ends: `max_quiesce` after the
+/// resume began, so that a resume which waited for an engine that was away (`once` and
+/// `recover` up to `max_quiesce`) and the outcome wait share one bound — the lock, which the
+/// daemon needs to bring back what still waits for the engine, is not held for another
+/// `max_quiesce` on top (issue 19). At least [`LANDING`] from now all the same: one last look
+/// at a backup that may well be done.
+fn outcome_until(resumed_at: Option<Instant>, config: &crate::CycleConfig) -> Instant {
+    let floor = after(LANDING);
+    let Some(began) = resumed_at else {
+        return after(config.max_quiesce);
+    };
+    match began.checked_add(config.max_quiesce) {
+        Some(end) => end.max(floor),
+        None => after(config.max_quiesce),
     }
 }
 

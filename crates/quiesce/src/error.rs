@@ -15,6 +15,18 @@ pub enum CycleError {
     /// Another cycle holds the lock (another process, or this one).
     #[error("another cycle is running: {0}")]
     Busy(String),
+    /// The cycle lock cannot be taken, and no process is known to hold it (the lock file
+    /// cannot be opened at all: a link planted where it goes, a permission, an I/O error).
+    /// Not [`CycleError::Busy`]: nobody else is bringing a marker's stacks back.
+    #[error("the cycle lock cannot be taken")]
+    Lock(#[source] felhom_marker::LockError),
+    /// The state directory is not fit for new cycles (another owner, or writable by its
+    /// group or others); markers and stranded stacks are still recovered from it.
+    #[error("no new cycle starts until the state directory is fixed (markers and stranded stacks are still recovered)")]
+    StateDirUnfit(#[source] felhom_marker::MarkerError),
+    /// Cancelled before the cycle began: nothing was stopped and no marker written.
+    #[error("cancelled before the cycle began: nothing was stopped")]
+    Cancelled,
     /// A marker is present: a crashed cycle must be recovered first.
     #[error("a marker of cycle {cycle_id} is present: its stacks must be recovered first")]
     MarkerPresent {

@@ -15,12 +15,19 @@ pub(crate) async fn off_runtime<T: Send + 'static>(call: impl FnOnce() -> T + Se
     }
 }
 
-/// Takes the cycle lock off the runtime; the guard, or who holds it.
+/// Takes the cycle lock off the runtime (the lock retries for a tenth of a second with a
+/// thread sleep; a file system may hang): the guard; [`crate::CycleError::Busy`] naming the
+/// holder; or [`crate::CycleError::Lock`] when the lock cannot be taken at all.
 pub(crate) async fn acquire(
     lock: &std::sync::Arc<dyn crate::CycleLock>,
 ) -> Result<Box<dyn std::fmt::Debug + Send + Sync>, crate::CycleError> {
     let lock = lock.clone();
     off_runtime(move || lock.acquire())
         .await
-        .map_err(crate::CycleError::Busy)
+        .map_err(|e| match e {
+            felhom_marker::LockError::Held { .. } => {
+                crate::CycleError::Busy(crate::error_chain(&e))
+            }
+            other => crate::CycleError::Lock(other),
+        })
 }

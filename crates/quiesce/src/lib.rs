@@ -70,6 +70,7 @@ mod daemon;
 mod driver;
 mod engine;
 mod error;
+mod health;
 mod hooks;
 mod io;
 mod lock;

@@ -31,6 +31,17 @@ pub struct Overview {
     pub marker_corrupt: Option<String>,
     /// A marker that cannot be removed although its stacks run: it needs a person.
     pub marker_stuck: Option<String>,
+    /// Why new cycles are refused, while they are (a state directory others may write to):
+    /// it needs a person. Markers and stranded stacks are recovered all the same.
+    pub cycles_refused: Option<String>,
+    /// The last problem that kept a recovery from running or finishing (the lock cannot be
+    /// taken, the marker or the stranded list cannot be read); `None` once one runs clean.
+    pub state_problem: Option<String>,
+    /// How many times this process failed to keep its state on disk — a marker, the
+    /// stranded list or a history record not written, a marker not removed
+    /// (`felhom_state_errors_total`). Each is logged; the truth is kept (in the marker, in
+    /// memory) where the disk would not take it.
+    pub state_errors: u64,
     /// Whether the daemon's start-up recovery runs: the loop's first work (a crashed cycle's
     /// marker, the stranded stacks), which may wait as long as the engine is away.
     pub recovering: bool,

@@ -84,6 +84,9 @@ pub(crate) enum Progress {
     Stranded(StrandedStack),
     /// These stranded stacks are in the stranded list now: they leave the marker.
     StrandedKept(Vec<String>),
+    /// The stranded list could not take these stranded stacks (a full disk): they stay in
+    /// the marker, the one place that keeps them, which is recovered again later.
+    StrandedNotKept(Vec<String>),
     /// A recovery asked the agent about the marker's backup: what it said.
     AgentSaid {
         phase: String,

@@ -11,7 +11,12 @@ pub(crate) async fn finished(shared: &Shared, record: &CycleRecord, recovering: 
     let history = shared.parts.history.clone();
     let kept = record.clone();
     if let Err(e) = off_runtime(move || history.append(&kept)).await {
-        tracing::error!(cycle = %record.cycle_id, "appending to the history: {}", error_chain(&e));
+        let what = format!(
+            "appending the record of cycle {} to the history: {}",
+            record.cycle_id,
+            error_chain(&e)
+        );
+        crate::health::not_kept(&shared.shown, &what);
     }
     shared.shown.set(|o| {
         o.phase = None;

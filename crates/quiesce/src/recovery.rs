@@ -8,6 +8,7 @@ use crate::driver::Driver;
 use crate::io::{acquire, off_runtime};
 use crate::observer::{Notice, NoticeKind};
 use crate::progress::{Level, Progress};
+use crate::stuck::Verdict;
 use crate::{error_chain, humanize, Controller, CycleError};
 use felhom_agentapi::AgentApi;
 use felhom_marker::{CycleRecord, Marker};
@@ -39,8 +40,16 @@ impl Controller {
     /// records the cycle, then asks the agent how the marker's backup ended; then tries the
     /// stranded stacks whose time has come (every one, the first time this process sees
     /// it). `Err(CycleError::Busy)`: another process holds the lock (it is alive: its
-    /// marker is its own). Nothing interrupts the starts; `cancel` ends only a wait for an
-    /// engine that cannot be reached (the marker is then kept).
+    /// marker is its own). `Err(CycleError::Lock)`: the lock cannot be taken at all (a link
+    /// where it goes, a permission): nothing ran, and nobody else is known to bring the
+    /// marker's stacks back — a problem for a person, not a busy lock. (A read-only or full
+    /// state directory is no such error: its lock is still taken, its marker's stacks
+    /// started, and the marker, which cannot be removed, is [`CycleError::MarkerStuck`].)
+    /// Nothing interrupts the starts; `cancel` ends only a wait for an engine that cannot
+    /// be reached (the marker is then kept).
+    ///
+    /// A state directory not fit for new cycles is recovered all the same; the verdict is
+    /// shown ([`crate::Overview::cycles_refused`]).
     ///
     /// A marker found unusable (corrupt, another format version) was moved aside by the
     /// store: the stacks that can still be read from it are recovered all the same, and the
@@ -49,6 +58,9 @@ impl Controller {
     pub async fn recover(&self, cancel: &CancellationToken) -> Result<Recovery, CycleError> {
         let shared = &self.shared;
         let _guard = acquire(&shared.parts.lock).await?;
+        // Shown (and logged once) even when no backup is due for a day; never a reason to
+        // leave a marker's stacks down.
+        let _ = crate::health::fit_for_new_cycles(shared).await;
         let mut recovery = Recovery::default();
         match self.recover_marker(cancel).await {
             Ok(record) => recovery.record = record,
@@ -72,10 +84,16 @@ impl Controller {
         let Some(marker) = off_runtime(move || store.load()).await? else {
             return Ok(None);
         };
-        if self.shared.stuck.is(&marker.cycle_id) {
-            return Err(CycleError::MarkerStuck {
-                cycle_id: marker.cycle_id,
-            });
+        match self.shared.stuck.verdict(&marker.cycle_id) {
+            Verdict::Recover => {}
+            Verdict::Stuck => {
+                return Err(CycleError::MarkerStuck {
+                    cycle_id: marker.cycle_id,
+                })
+            }
+            // It keeps stranded stacks the stranded list could not take: their slow retries
+            // are its recoveries (see `stuck.rs`); shown meanwhile as stranded.
+            Verdict::NotYet => return Ok(None),
         }
         let span = tracing::info_span!("cycle", cycle = %marker.cycle_id);
         let record = recovered(&self.shared, marker, cancel)

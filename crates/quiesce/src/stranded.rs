@@ -1,6 +1,8 @@
 //! The stranded stacks (SPEC §2 rule 6) as this process looks after them: the state
 //! directory's list, shown in the overview until each runs, and each stack's slow retry
-//! schedule (2 min doubling to 30 min, on [`Backoff`]).
+//! schedule (2 min doubling to 30 min, on [`Backoff`]). Stacks the list could not take (a
+//! full disk) stay in their marker, which is retried on the same schedule (`stuck.rs`); they
+//! are shown here all the same, whatever the file says, until they run or the list takes them.
 
 use crate::backoff::Backoff;
 use crate::controller::Shared;
@@ -28,6 +30,8 @@ pub(crate) struct StrandedList {
     store: Arc<dyn StrandedStore>,
     /// Each stack's next try, and the pause after it.
     retries: Mutex<HashMap<String, Retry>>,
+    /// Stranded stacks the list could not take: kept in their marker, shown from here.
+    unkept: Mutex<Vec<StrandedStack>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -49,7 +53,12 @@ impl StrandedList {
         StrandedList {
             store,
             retries: Mutex::new(HashMap::new()),
+            unkept: Mutex::new(Vec::new()),
         }
+    }
+
+    fn unkept(&self) -> MutexGuard<'_, Vec<StrandedStack>> {
+        self.unkept.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn retries(&self) -> MutexGuard<'_, HashMap<String, Retry>> {
@@ -93,7 +102,9 @@ impl StrandedList {
     }
 
     /// Adds the stacks a cycle stranded to the list (and the overview, even when the list
-    /// cannot be written: they still need a person). The error says why it was not written.
+    /// cannot be written: they still need a person — and are shown until they run or a later
+    /// write takes them). The error says why it was not written: the caller keeps them in the
+    /// marker.
     pub(crate) async fn keep(
         &self,
         shown: &Shown,
@@ -106,10 +117,19 @@ impl StrandedList {
         let kept = newly.clone();
         match off_runtime(move || store.strand(&kept)).await {
             Ok(list) => {
+                self.unkept()
+                    .retain(|u| newly.iter().all(|n| n.name != u.name));
                 self.show(shown, list);
                 Ok(())
             }
             Err(e) => {
+                {
+                    let mut unkept = self.unkept();
+                    for s in &newly {
+                        unkept.retain(|k| k.name != s.name);
+                        unkept.push(s.clone());
+                    }
+                }
                 shown.set(|o| {
                     for s in newly {
                         o.stranded_stacks.retain(|k| k.name != s.name);
@@ -127,11 +147,17 @@ impl StrandedList {
             return;
         }
         self.retries().remove(name);
+        self.unkept().retain(|s| s.name != name);
         let (store, owned) = (self.store.clone(), name.to_owned());
         match off_runtime(move || store.unstrand(&owned)).await {
             Ok(list) => self.show(shown, list),
             Err(e) => {
-                tracing::error!(stack = %name, "removing it from the stranded list: {}", error_chain(&e));
+                // It stays in the file: the next round finds it running and tries again.
+                let what = format!(
+                    "removing {name}, which runs again, from the stranded list: {}",
+                    error_chain(&e)
+                );
+                crate::health::not_kept(shown, &what);
                 shown.set(|o| o.stranded_stacks.retain(|s| s.name != name));
             }
         }
@@ -210,7 +236,11 @@ impl StrandedList {
                 let store = self.store.clone();
                 match off_runtime(move || store.strand(&[stack])).await {
                     Ok(list) => self.show(&shared.shown, list),
-                    Err(e) => tracing::error!("keeping the stranded stacks: {}", error_chain(&e)),
+                    // The list still holds the stack, with its former count and error.
+                    Err(e) => crate::health::not_kept(
+                        &shared.shown,
+                        &format!("keeping the stranded stacks: {}", error_chain(&e)),
+                    ),
                 }
                 true
             }
@@ -233,7 +263,13 @@ impl StrandedList {
                 message,
             });
         }
-        shown.set(|o| o.stranded_stacks = list.stacks);
+        let mut stacks = list.stacks;
+        for unkept in self.unkept().iter() {
+            if stacks.iter().all(|s| s.name != unkept.name) {
+                stacks.push(unkept.clone());
+            }
+        }
+        shown.set(|o| o.stranded_stacks = stacks);
     }
 }
 

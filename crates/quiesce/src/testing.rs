@@ -7,6 +7,7 @@ use crate::machine::Phase;
 use crate::{Collaborators, CycleLock, Notice, NoticeKind, Observer, Overview};
 use felhom_agentapi::AgentApi;
 use felhom_marker::fake::FakeState;
+use felhom_marker::LockError;
 use felhom_stacks::Stacks;
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -49,9 +50,12 @@ impl Drop for FakeGuard {
 }
 
 impl CycleLock for FakeLock {
-    fn acquire(&self) -> Result<Box<dyn Debug + Send + Sync>, String> {
+    fn acquire(&self) -> Result<Box<dyn Debug + Send + Sync>, LockError> {
         if self.0.swap(true, Ordering::SeqCst) {
-            return Err(format!("held by pid {OTHER_PID}"));
+            return Err(LockError::Held {
+                path: "lock".into(),
+                pid: OTHER_PID.to_string(),
+            });
         }
         Ok(Box::new(FakeGuard(self.0.clone())))
     }
@@ -60,7 +64,7 @@ impl CycleLock for FakeLock {
 /// A state in memory has no other process to share a lock with: it is always free. A test
 /// that needs the lock held elsewhere uses [`FakeLock`].
 impl CycleLock for FakeState {
-    fn acquire(&self) -> Result<Box<dyn Debug + Send + Sync>, String> {
+    fn acquire(&self) -> Result<Box<dyn Debug + Send + Sync>, LockError> {
         Ok(Box::new(()))
     }
 }
@@ -183,7 +187,7 @@ mod tests {
         assert!(!lock.is_held());
         lock.hold_elsewhere();
         let err = lock.acquire().expect_err("held elsewhere");
-        assert!(err.contains(&OTHER_PID.to_string()), "{err}");
+        assert!(err.to_string().contains(&OTHER_PID.to_string()), "{err}");
         lock.release_elsewhere();
         assert!(lock.acquire().is_ok());
     }

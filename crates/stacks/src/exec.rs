@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::Docker;
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use tokio::time::Instant;
 
 use crate::engine::{classify, Engine, EngineError, State, PROJECT_LABEL, SERVICE_LABEL};
@@ -96,25 +96,7 @@ impl Engine {
         timeout: Duration,
     ) -> Result<HookRun, ExecFailure> {
         let docker = self.client()?;
-        let config = CreateExecOptions {
-            cmd: Some(argv.to_vec()),
-            attach_stdin: Some(false),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            tty: Some(false),
-            ..CreateExecOptions::default()
-        };
-        let exec = self
-            .bounded(self.call_timeout, docker.create_exec(container_id, config))
-            .await?
-            .id;
-        let mut guard = KillOnDrop {
-            docker: docker.clone(),
-            host: self.host().to_owned(),
-            exec: exec.clone(),
-            container: container_id.to_owned(),
-            armed: true,
-        };
+        let (exec, mut guard) = self.create_exec(&docker, container_id, argv).await?;
         let began = Instant::now();
         let options = StartExecOptions {
             detach: false,
@@ -129,51 +111,16 @@ impl Engine {
                 EngineError::Other("the engine started the exec detached".to_owned()).into(),
             );
         };
-        let deadline = began + timeout;
         let mut tail = Tail::new(HOOK_OUTPUT_LIMIT);
-        let mut open = true;
-        let ended = loop {
-            let poll = if open { POLL } else { POLL_ENDING };
-            // The deadline first: output that never stops must not starve it.
-            tokio::select! {
-                biased;
-                () = tokio::time::sleep_until(deadline) => break None,
-                chunk = output.next(), if open => match chunk {
-                    Some(Ok(chunk)) => tail.push(chunk.as_ref()),
-                    Some(Err(e)) => {
-                        tracing::debug!(exec, "the exec's output ended with an error: {e}");
-                        open = false;
-                    }
-                    None => open = false,
-                },
-                () = tokio::time::sleep(poll) => {
-                    let state = self.exec_state(&docker, &exec).await?;
-                    if !state.running {
-                        break Some(state);
-                    }
-                }
-            }
-        };
+        let (ended, open) = self
+            .follow(&docker, &exec, &mut output, &mut tail, began + timeout)
+            .await?;
         let duration = began.elapsed();
         let (exit_code, timed_out) = match ended {
             Some(state) => (state.exit_code, false),
             None => {
-                let state = self.exec_state(&docker, &exec).await?;
-                if state.running {
-                    let target = container_id.to_owned();
-                    let killed = tokio::task::spawn_blocking(move || kill_exec(state.pid, &target))
-                        .await
-                        .unwrap_or_else(|e| Err(format!("the kill task failed: {e}")));
-                    if let Err(detail) = killed {
-                        guard.armed = false;
-                        return Err(ExecFailure::NotKilled(detail));
-                    }
-                    let end = self.wait_for_end(&docker, &exec, KILL_WAIT).await?;
-                    (end.and_then(|s| s.exit_code), true)
-                } else {
-                    // It ended as its time ran out.
-                    (state.exit_code, false)
-                }
+                self.end_overdue(&docker, &exec, container_id, &mut guard)
+                    .await?
             }
         };
         guard.armed = false;
@@ -191,6 +138,99 @@ impl Engine {
             duration,
             timed_out,
         })
+    }
+
+    /// Creates the exec of `argv` in the container, and the guard that kills it if its
+    /// caller stops waiting for it.
+    async fn create_exec(
+        &self,
+        docker: &Docker,
+        container_id: &str,
+        argv: &[String],
+    ) -> Result<(String, KillOnDrop), EngineError> {
+        let config = CreateExecOptions {
+            cmd: Some(argv.to_vec()),
+            attach_stdin: Some(false),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(false),
+            ..CreateExecOptions::default()
+        };
+        let exec = self
+            .bounded(self.call_timeout, docker.create_exec(container_id, config))
+            .await?
+            .id;
+        let guard = KillOnDrop {
+            docker: docker.clone(),
+            host: self.host().to_owned(),
+            exec: exec.clone(),
+            container: container_id.to_owned(),
+            armed: true,
+        };
+        Ok((exec, guard))
+    }
+
+    /// Reads the exec's output into `tail` until its process ends (`Some`: its state) or
+    /// `deadline` comes (`None`); and whether the output is still open.
+    async fn follow<C: AsRef<[u8]>>(
+        &self,
+        docker: &Docker,
+        exec: &str,
+        output: &mut (impl Stream<Item = Result<C, bollard::errors::Error>> + Unpin),
+        tail: &mut Tail,
+        deadline: Instant,
+    ) -> Result<(Option<ExecState>, bool), EngineError> {
+        let mut open = true;
+        let ended = loop {
+            let poll = if open { POLL } else { POLL_ENDING };
+            // The deadline first: output that never stops must not starve it.
+            tokio::select! {
+                biased;
+                () = tokio::time::sleep_until(deadline) => break None,
+                chunk = output.next(), if open => match chunk {
+                    Some(Ok(chunk)) => tail.push(chunk.as_ref()),
+                    Some(Err(e)) => {
+                        tracing::debug!(exec, "the exec's output ended with an error: {e}");
+                        open = false;
+                    }
+                    None => open = false,
+                },
+                () = tokio::time::sleep(poll) => {
+                    let state = self.exec_state(docker, exec).await?;
+                    if !state.running {
+                        break Some(state);
+                    }
+                }
+            }
+        };
+        Ok((ended, open))
+    }
+
+    /// The exec's time ran out: it is killed if it still runs (`NotKilled` if that cannot be
+    /// done, the guard then disarmed) and its end waited for; its exit code and whether it
+    /// timed out.
+    async fn end_overdue(
+        &self,
+        docker: &Docker,
+        exec: &str,
+        container_id: &str,
+        guard: &mut KillOnDrop,
+    ) -> Result<(Option<i64>, bool), ExecFailure> {
+        let state = self.exec_state(docker, exec).await?;
+        if !state.running {
+            // It ended as its time ran out.
+            return Ok((state.exit_code, false));
+        }
+        let target = container_id.to_owned();
+        let killed = tokio::task::spawn_blocking(move || kill_exec(state.pid, &target))
+            .await
+            .unwrap_or_else(|e| Err(format!("the kill task failed: {e}")));
+        if let Err(detail) = killed {
+            guard.armed = false;
+            return Err(ExecFailure::NotKilled(detail));
+        }
+        let end = self.wait_for_end(docker, exec, KILL_WAIT).await?;
+        Ok((end.and_then(|s| s.exit_code), true))
     }
 
     async fn exec_state(&self, docker: &Docker, exec: &str) -> Result<ExecState, EngineError> {

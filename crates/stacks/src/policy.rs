@@ -12,9 +12,13 @@
 //! [`RunningStack::policy`](crate::RunningStack::policy), records them, and its tests build
 //! them with [`StackPolicy::read_service`].
 
+mod hook_command;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
+
+pub use hook_command::{CommandLineError, HookCommand};
 
 /// The names of the labels, as an author writes them in a compose file.
 pub mod label {
@@ -46,6 +50,9 @@ pub enum QuiesceMode {
 }
 
 impl QuiesceMode {
+    /// Every mode, in the order the label's documentation names them.
+    const ALL: [Self; 3] = [Self::Stop, Self::Skip, Self::Hook];
+
     /// The label's value: `stop`, `skip`, `hook`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -70,6 +77,9 @@ pub enum OnHookError {
 }
 
 impl OnHookError {
+    /// Every choice, in the order the label's documentation names them.
+    const ALL: [Self; 3] = [Self::Stop, Self::Continue, Self::SkipBackup];
+
     /// The label's value: `stop`, `continue`, `skip-backup`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -77,121 +87,6 @@ impl OnHookError {
             Self::Continue => "continue",
             Self::SkipBackup => "skip-backup",
         }
-    }
-}
-
-/// A hook's command: one command line split into words as a POSIX shell splits them — quotes
-/// respected, backslash escapes, a `#` at the start of a word begins a comment — with no
-/// expansion of any kind and no shell: `sh -c 'date +%s > /data/dump'` runs `sh` with the two
-/// arguments `-c` and `date +%s > /data/dump`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct HookCommand {
-    line: String,
-    argv: Vec<String>,
-}
-
-/// Why a command line is not a command.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum CommandLineError {
-    /// It holds no word (only blanks, or only a comment).
-    #[error("the command line is empty")]
-    Empty,
-    /// A single quote that is never closed.
-    #[error("a single quote (') is never closed")]
-    UnterminatedSingleQuote,
-    /// A double quote that is never closed.
-    #[error("a double quote (\") is never closed")]
-    UnterminatedDoubleQuote,
-    /// A backslash as the last character: it escapes nothing.
-    #[error("it ends with a backslash that escapes nothing")]
-    TrailingBackslash,
-}
-
-impl HookCommand {
-    /// Splits `line` into words (see the type's docs).
-    pub fn parse(line: &str) -> Result<Self, CommandLineError> {
-        let Some(argv) = shlex::split(line) else {
-            return Err(why_unsplittable(line));
-        };
-        if argv.is_empty() {
-            return Err(CommandLineError::Empty);
-        }
-        Ok(Self {
-            line: line.to_owned(),
-            argv,
-        })
-    }
-
-    /// The command line as the author wrote it.
-    pub fn line(&self) -> &str {
-        &self.line
-    }
-
-    /// Its words: the program, then its arguments. Never empty.
-    pub fn argv(&self) -> &[String] {
-        &self.argv
-    }
-
-    /// The program (the first word): what error messages name, since the rest of a command
-    /// line may hold what its author would not want in a notice.
-    pub fn program(&self) -> &str {
-        self.argv.first().map(String::as_str).unwrap_or_default()
-    }
-}
-
-impl fmt::Display for HookCommand {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.line)
-    }
-}
-
-/// Why `shlex` refused `line`: it says only that it did. The same walk as its own (POSIX
-/// quoting; a comment from a `#` at the start of a word to the end of the line), told apart
-/// by where it ends.
-fn why_unsplittable(line: &str) -> CommandLineError {
-    #[derive(PartialEq)]
-    enum In {
-        Blank,
-        Word,
-        Single,
-        Double,
-        Comment,
-    }
-    let mut state = In::Blank;
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        state = match (state, c) {
-            (In::Comment, '\n') => In::Blank,
-            (In::Comment, _) => In::Comment,
-            (In::Blank, '#') => In::Comment,
-            (In::Blank | In::Word, ' ' | '\t' | '\n') => In::Blank,
-            (In::Blank | In::Word, '\'') => In::Single,
-            (In::Blank | In::Word, '"') => In::Double,
-            (In::Single, '\'') | (In::Double, '"') => In::Word,
-            (s @ (In::Blank | In::Word | In::Double), '\\') => {
-                if chars.next().is_none() {
-                    return if s == In::Double {
-                        CommandLineError::UnterminatedDoubleQuote
-                    } else {
-                        CommandLineError::TrailingBackslash
-                    };
-                }
-                if s == In::Double {
-                    In::Double
-                } else {
-                    In::Word
-                }
-            }
-            (In::Blank | In::Word, _) => In::Word,
-            (s, _) => s,
-        };
-    }
-    match state {
-        In::Single => CommandLineError::UnterminatedSingleQuote,
-        In::Double => CommandLineError::UnterminatedDoubleQuote,
-        // Not reached for a line shlex refused; the likeliest reading otherwise.
-        _ => CommandLineError::TrailingBackslash,
     }
 }
 
@@ -294,21 +189,9 @@ impl ServicePolicy {
     /// value is bad, and nothing is set. Labels of other names are ignored.
     fn read_label(&mut self, key: &str, value: &str, line: &str) -> Result<(), String> {
         match key {
-            label::QUIESCE => {
-                self.quiesce = match value {
-                    "stop" => QuiesceMode::Stop,
-                    "skip" => QuiesceMode::Skip,
-                    "hook" => QuiesceMode::Hook,
-                    _ => return Err("expected stop, skip or hook".to_owned()),
-                }
-            }
+            label::QUIESCE => self.quiesce = one_of(&QuiesceMode::ALL, QuiesceMode::as_str, value)?,
             label::ON_HOOK_ERROR => {
-                self.on_hook_error = match value {
-                    "stop" => OnHookError::Stop,
-                    "continue" => OnHookError::Continue,
-                    "skip-backup" => OnHookError::SkipBackup,
-                    _ => return Err("expected stop, continue or skip-backup".to_owned()),
-                }
+                self.on_hook_error = one_of(&OnHookError::ALL, OnHookError::as_str, value)?
             }
             label::HOOK_TIMEOUT => {
                 self.hook_timeout = match humantime::parse_duration(value) {
@@ -385,6 +268,20 @@ pub struct LabelError {
     pub why: String,
 }
 
+/// The one of `all` whose label value (`name`) is `value`; else why not, naming each value:
+/// `expected stop, skip or hook`.
+fn one_of<T: Copy>(all: &[T], name: fn(T) -> &'static str, value: &str) -> Result<T, String> {
+    if let Some(found) = all.iter().copied().find(|v| name(*v) == value) {
+        return Ok(found);
+    }
+    let names: Vec<&str> = all.iter().map(|v| name(*v)).collect();
+    Err(match names.split_last() {
+        Some((last, [])) => format!("expected {last}"),
+        Some((last, rest)) => format!("expected {} or {last}", rest.join(", ")),
+        None => "expected nothing".to_owned(),
+    })
+}
+
 /// At most 64 characters of a label's value, for messages.
 fn shorten(value: &str) -> String {
     const MAX: usize = 64;
@@ -449,295 +346,4 @@ impl StackPolicy {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn words(line: &str) -> Vec<String> {
-        HookCommand::parse(line)
-            .unwrap_or_else(|e| panic!("{line:?}: {e}"))
-            .argv()
-            .to_vec()
-    }
-
-    #[test]
-    fn a_command_line_splits_as_a_posix_shell_splits_it() {
-        assert_eq!(
-            words("sh -c 'date +%s > /data/dump'"),
-            ["sh", "-c", "date +%s > /data/dump"]
-        );
-        assert_eq!(
-            words(r#"sh -c "pg_dumpall -U postgres > \"/var/lib/my dump.sql\"""#),
-            [
-                "sh",
-                "-c",
-                r#"pg_dumpall -U postgres > "/var/lib/my dump.sql""#
-            ]
-        );
-        // Blanks of any kind and number between words; none at the ends.
-        assert_eq!(words("  a\t b \n c  "), ["a", "b", "c"]);
-        // A backslash escapes the next character outside quotes, nothing inside single ones,
-        // and only $ ` " \ and a newline inside double ones.
-        assert_eq!(words(r"a\ b c\'d"), ["a b", "c'd"]);
-        assert_eq!(words(r"'a\b' 'it'\''s'"), [r"a\b", "it's"]);
-        assert_eq!(words(r#""a\$b \x \\ \"""#), [r#"a$b \x \ ""#]);
-        // Adjacent quoted and unquoted parts make one word; an empty quote is an empty word.
-        assert_eq!(
-            words(r#"--name="my app"'s' '' x"#),
-            ["--name=my apps", "", "x"]
-        );
-        // No expansion of any kind: variables, globs, tildes and operators are plain text.
-        assert_eq!(
-            words("echo $HOME ~ *.sql a|b c;d"),
-            ["echo", "$HOME", "~", "*.sql", "a|b", "c;d"]
-        );
-        // A # at the start of a word begins a comment; inside a word it is text.
-        assert_eq!(words("echo a#b # the rest"), ["echo", "a#b"]);
-    }
-
-    #[test]
-    fn a_bad_command_line_says_why() {
-        let cases = [
-            (
-                "sh -c 'unterminated",
-                CommandLineError::UnterminatedSingleQuote,
-            ),
-            (r#"echo "no end"#, CommandLineError::UnterminatedDoubleQuote),
-            (r#"echo "a\"#, CommandLineError::UnterminatedDoubleQuote),
-            (r"echo a\", CommandLineError::TrailingBackslash),
-            (
-                r#"echo 'a"b' "c'd"#,
-                CommandLineError::UnterminatedDoubleQuote,
-            ),
-            (
-                r#"echo "a'b" 'c"#,
-                CommandLineError::UnterminatedSingleQuote,
-            ),
-            ("", CommandLineError::Empty),
-            ("   \t", CommandLineError::Empty),
-            ("# only a comment", CommandLineError::Empty),
-        ];
-        for (line, expected) in cases {
-            assert_eq!(HookCommand::parse(line), Err(expected), "{line:?}");
-        }
-        // A quote inside a comment opens nothing.
-        assert_eq!(words("a # don't"), ["a"]);
-        assert_eq!(
-            HookCommand::parse("a # don't\nb 'c"),
-            Err(CommandLineError::UnterminatedSingleQuote)
-        );
-    }
-
-    #[test]
-    fn a_command_keeps_its_line_and_names_its_program() {
-        let c = HookCommand::parse("  pg_dumpall -U postgres ").expect("parses");
-        assert_eq!(c.line(), "  pg_dumpall -U postgres ");
-        assert_eq!(c.program(), "pg_dumpall");
-        assert_eq!(c.to_string(), c.line());
-    }
-
-    fn read(labels: &[(&str, &str)]) -> (ServicePolicy, Vec<LabelError>) {
-        ServicePolicy::from_labels("shop", "db", labels.iter().copied())
-    }
-
-    #[test]
-    fn no_labels_is_the_default_stop_without_hooks() {
-        let (policy, errors) = read(&[
-            ("com.docker.compose.service", "db"),
-            ("felhom.testapp.sha256", "abc"),
-        ]);
-        assert!(errors.is_empty(), "{errors:?}");
-        assert_eq!(policy, ServicePolicy::default());
-        assert!(policy.is_default());
-        assert_eq!(policy.quiesce, QuiesceMode::Stop);
-        assert_eq!(policy.hook_timeout, Duration::from_secs(300));
-        assert_eq!(policy.on_hook_error, OnHookError::Stop);
-        assert_eq!(policy.stop_order, 0);
-        assert_eq!(policy.to_string(), "stop");
-    }
-
-    #[test]
-    fn every_label_is_read() {
-        let (policy, errors) = read(&[
-            (label::QUIESCE, "hook"),
-            (label::PRE_SNAPSHOT, "sh -c 'pg_dumpall > /data/dump.sql'"),
-            (label::POST_RESUME, "app maintenance off"),
-            (label::HOOK_TIMEOUT, "2m 30s"),
-            (label::ON_HOOK_ERROR, "skip-backup"),
-            (label::STOP_ORDER, "-10"),
-        ]);
-        assert!(errors.is_empty(), "{errors:?}");
-        assert_eq!(policy.quiesce, QuiesceMode::Hook);
-        assert_eq!(
-            policy.pre_snapshot.as_ref().map(HookCommand::argv),
-            Some(
-                &[
-                    "sh".to_owned(),
-                    "-c".into(),
-                    "pg_dumpall > /data/dump.sql".into()
-                ][..]
-            )
-        );
-        assert_eq!(
-            policy.post_resume.as_ref().map(HookCommand::program),
-            Some("app")
-        );
-        assert_eq!(policy.hook_timeout, Duration::from_secs(150));
-        assert_eq!(policy.on_hook_error, OnHookError::SkipBackup);
-        assert_eq!(policy.stop_order, -10);
-        assert_eq!(
-            policy.to_string(),
-            "hook, pre-snapshot: sh …, post-resume: app …, hook-timeout 2m 30s, \
-             on-hook-error skip-backup, stop-order -10"
-        );
-        for (value, mode) in [("stop", QuiesceMode::Stop), (" skip ", QuiesceMode::Skip)] {
-            let (policy, errors) = read(&[(label::QUIESCE, value)]);
-            assert!(errors.is_empty(), "{errors:?}");
-            assert_eq!(policy.quiesce, mode);
-        }
-        for (value, on) in [
-            ("stop", OnHookError::Stop),
-            ("continue", OnHookError::Continue),
-        ] {
-            assert_eq!(read(&[(label::ON_HOOK_ERROR, value)]).0.on_hook_error, on);
-        }
-        assert_eq!(read(&[(label::STOP_ORDER, "+7")]).0.stop_order, 7);
-    }
-
-    #[test]
-    fn each_bad_value_is_an_error_naming_stack_service_and_label_and_is_ignored() {
-        let cases: [(&str, &str, &str); 9] = [
-            (label::QUIESCE, "pause", "expected stop, skip or hook"),
-            (label::QUIESCE, "Stop", "expected stop, skip or hook"),
-            (
-                label::ON_HOOK_ERROR,
-                "ignore",
-                "expected stop, continue or skip-backup",
-            ),
-            (label::HOOK_TIMEOUT, "soon", "not a duration"),
-            (label::HOOK_TIMEOUT, "0s", "more than 0"),
-            (label::STOP_ORDER, "first", "expected an integer"),
-            (label::STOP_ORDER, "99999999999", "expected an integer"),
-            (label::PRE_SNAPSHOT, "sh -c 'unterminated", "single quote"),
-            (label::POST_RESUME, "echo \\", "backslash"),
-        ];
-        for (key, value, why) in cases {
-            // Another label beside it is still read.
-            let (other, expected) = if key == label::STOP_ORDER {
-                (
-                    (label::ON_HOOK_ERROR, "continue"),
-                    ServicePolicy {
-                        on_hook_error: OnHookError::Continue,
-                        ..ServicePolicy::default()
-                    },
-                )
-            } else {
-                (
-                    (label::STOP_ORDER, "-3"),
-                    ServicePolicy {
-                        stop_order: -3,
-                        ..ServicePolicy::default()
-                    },
-                )
-            };
-            let (policy, errors) = read(&[(key, value), other]);
-            assert_eq!(policy, expected, "{key}={value}: as if absent");
-            assert_eq!(errors.len(), 1, "{key}={value}: {errors:?}");
-            let text = errors[0].to_string();
-            assert!(
-                text.starts_with("stack \"shop\", service \"db\": label "),
-                "{text}"
-            );
-            assert!(text.contains(key), "{text}");
-            assert!(text.contains(why), "{text}");
-            assert_eq!(errors[0].label, key);
-            let hook = key == label::PRE_SNAPSHOT || key == label::POST_RESUME;
-            assert_eq!(
-                text.contains(value),
-                !hook,
-                "values are shown, command lines are not: {text}"
-            );
-        }
-    }
-
-    #[test]
-    fn hook_without_a_pre_snapshot_command_is_stopped_and_said_so() {
-        for labels in [
-            &[(label::QUIESCE, "hook")][..],
-            &[(label::QUIESCE, "hook"), (label::PRE_SNAPSHOT, "'oops")][..],
-            &[(label::QUIESCE, "hook"), (label::POST_RESUME, "x")][..],
-        ] {
-            let (policy, errors) = read(labels);
-            assert_eq!(policy.quiesce, QuiesceMode::Stop, "{labels:?}");
-            let quiesce: Vec<&LabelError> = errors
-                .iter()
-                .filter(|e| e.label == label::QUIESCE)
-                .collect();
-            assert_eq!(quiesce.len(), 1, "{errors:?}");
-            assert_eq!(
-                quiesce[0].to_string(),
-                "stack \"shop\", service \"db\": label felhom.quiesce=\"hook\": \
-                 hook needs a felhom.pre-snapshot command"
-            );
-        }
-    }
-
-    #[test]
-    fn an_empty_value_is_an_absent_label() {
-        let (policy, errors) = read(&[
-            (label::QUIESCE, ""),
-            (label::PRE_SNAPSHOT, "  "),
-            (label::HOOK_TIMEOUT, ""),
-            (label::STOP_ORDER, " "),
-        ]);
-        assert!(errors.is_empty(), "{errors:?}");
-        assert!(policy.is_default());
-    }
-
-    #[test]
-    fn a_long_bad_value_is_shortened_in_the_message() {
-        let long = "x".repeat(500);
-        let (_, errors) = read(&[(label::QUIESCE, long.as_str())]);
-        let value = errors[0].value.as_deref().expect("shown");
-        assert_eq!(value.chars().count(), 65, "64 and an ellipsis");
-        assert!(value.ends_with('…'));
-    }
-
-    #[test]
-    fn a_stacks_stop_order_is_its_lowest_and_unknown_services_are_stopped() {
-        let mut stack = StackPolicy::default();
-        assert_eq!(stack.stop_order(), 0);
-        stack.read_service("shop", "web", [(label::STOP_ORDER, "5")]);
-        assert_eq!(stack.stop_order(), 5);
-        stack.read_service("shop", "db", [(label::STOP_ORDER, "-10")]);
-        stack.read_service("shop", "cache", [(label::QUIESCE, "skip")]);
-        assert_eq!(stack.stop_order(), -10);
-        assert_eq!(stack.service("cache").quiesce, QuiesceMode::Skip);
-        assert_eq!(stack.service("nope"), &ServicePolicy::default());
-        assert!(!stack.stops_everything());
-        // Errors by service, then label; reading a service again replaces its errors.
-        stack.read_service(
-            "shop",
-            "web",
-            [(label::STOP_ORDER, "x"), (label::QUIESCE, "y")],
-        );
-        stack.read_service("shop", "cache", [(label::HOOK_TIMEOUT, "z")]);
-        let named: Vec<(&str, &str)> = stack
-            .errors
-            .iter()
-            .map(|e| (e.service.as_str(), e.label.as_str()))
-            .collect();
-        assert_eq!(
-            named,
-            [
-                ("cache", label::HOOK_TIMEOUT),
-                ("web", label::QUIESCE),
-                ("web", label::STOP_ORDER)
-            ]
-        );
-        stack.read_service("shop", "web", [(label::STOP_ORDER, "1")]);
-        assert_eq!(stack.errors.len(), 1);
-        let mut plain = StackPolicy::default();
-        plain.read_service("shop", "web", [("other", "x")]);
-        assert!(plain.stops_everything());
-    }
-}
+mod tests;

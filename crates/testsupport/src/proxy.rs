@@ -11,6 +11,11 @@
 //! that resets long-lived connections ([`EngineProxy::cut_streams`]: every open event stream
 //! is cut while other calls go on). Both rely on one request per connection, as clients of a
 //! unix socket make them (bollard keeps no idle connections there).
+//!
+//! This file holds the proxy, switched from the test's thread, and its own thread that binds
+//! and accepts; `connection` is what one connection does.
+
+mod connection;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -19,9 +24,10 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{UnixListener, UnixStream};
+use tokio::net::UnixListener;
 use tokio::sync::watch;
+
+use connection::{forward, Control, Hold};
 
 /// The real engine's socket.
 pub const ENGINE_SOCKET: &str = "/var/run/docker.sock";
@@ -61,24 +67,6 @@ pub enum ProxyError {
         /// "on" or "off".
         to: &'static str,
     },
-}
-
-/// Requests whose request line contains `pattern` wait `delay` (`None`: until released)
-/// before they are forwarded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Hold {
-    pattern: String,
-    delay: Option<Duration>,
-}
-
-/// What the test tells every connection, beyond on and off.
-#[derive(Debug)]
-struct Control {
-    holds: watch::Sender<Vec<Hold>>,
-    /// Bumped to cut every event stream open then.
-    cuts: watch::Sender<u64>,
-    /// Event streams opened so far.
-    streams: AtomicU64,
 }
 
 /// The running proxy; switched off and its socket removed when dropped.
@@ -330,72 +318,5 @@ impl Serve {
         if *wanted.borrow() != Wanted::Gone {
             let _ = self.done.send(Ok(()));
         }
-    }
-}
-
-/// The longest request head read before the request line must have come.
-const MAX_HEAD: usize = 64 * 1024;
-
-/// Forwards one client connection to a new upstream connection, both ways, until either side
-/// closes; held first where a hold matches its request line, and cut with the event streams
-/// when it is one. A client whose upstream cannot be reached is dropped (as a dead engine
-/// would).
-async fn forward(mut client: UnixStream, upstream: PathBuf, control: Arc<Control>) {
-    let mut head = Vec::new();
-    let mut chunk = [0u8; 4096];
-    while !head.windows(2).any(|w| w == b"\r\n") && head.len() < MAX_HEAD {
-        match client.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => head.extend_from_slice(&chunk[..n]),
-        }
-    }
-    let end = head
-        .windows(2)
-        .position(|w| w == b"\r\n")
-        .unwrap_or(head.len());
-    let line = String::from_utf8_lossy(&head[..end]).into_owned();
-    let mut holds = control.holds.subscribe();
-    loop {
-        let delay = holds
-            .borrow_and_update()
-            .iter()
-            .find(|h| line.contains(&h.pattern))
-            .map(|h| h.delay);
-        match delay {
-            None => break,
-            Some(Some(delay)) => {
-                tokio::time::sleep(delay).await;
-                break;
-            }
-            // Until the holds change; then looked at again.
-            Some(None) => {
-                if holds.changed().await.is_err() {
-                    return;
-                }
-            }
-        }
-    }
-    let Ok(mut engine) = UnixStream::connect(&upstream).await else {
-        return;
-    };
-    if engine.write_all(&head).await.is_err() {
-        return;
-    }
-    let path = line.split(' ').nth(1).unwrap_or_default();
-    let stream = path
-        .split('?')
-        .next()
-        .unwrap_or_default()
-        .ends_with("/events");
-    if stream {
-        let mut cuts = control.cuts.subscribe();
-        control.streams.fetch_add(1, Ordering::SeqCst);
-        tokio::select! {
-            _ = tokio::io::copy_bidirectional(&mut client, &mut engine) => {}
-            // Both ends are dropped: the client sees its stream reset.
-            _ = cuts.changed() => {}
-        }
-    } else {
-        let _ = tokio::io::copy_bidirectional(&mut client, &mut engine).await;
     }
 }

@@ -19,7 +19,9 @@ pub(crate) async fn forget(config: &Config, stack: &str) -> Result<ExitCode> {
     let deadline = Instant::now() + LOCK_WAIT;
     let mut told = false;
     let _lock = loop {
-        match StateLock::acquire(&state) {
+        // Off the runtime's thread: the lock retries with a thread sleep, and a disk may hang.
+        let taker = state.clone();
+        match tokio::task::spawn_blocking(move || StateLock::acquire(&taker)).await? {
             Ok(lock) => break lock,
             Err(LockError::Held { pid, .. }) if Instant::now() < deadline => {
                 if !std::mem::replace(&mut told, true) {
@@ -35,7 +37,8 @@ pub(crate) async fn forget(config: &Config, stack: &str) -> Result<ExitCode> {
             Err(e) => return Err(e.into()),
         }
     };
-    let Some(forgotten) = state.forget(stack)? else {
+    let owned = stack.to_owned();
+    let Some(forgotten) = tokio::task::spawn_blocking(move || state.forget(&owned)).await?? else {
         eprintln!(
             "felhom-controller: {stack} is not stranded (`felhom-controller status` lists the \
              stranded stacks)"

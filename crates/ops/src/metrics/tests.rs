@@ -114,6 +114,8 @@ fn a_fresh_registry_has_every_series_at_its_start_value() {
     assert_eq!(value(&s, "felhom_stacks_quiesced", &[]), 0.0);
     assert_eq!(value(&s, "felhom_marker_age_seconds", &[]), 0.0);
     assert_eq!(value(&s, "felhom_recovering", &[]), 0.0);
+    assert_eq!(value(&s, "felhom_state_errors_total", &[]), 0.0);
+    assert_eq!(value(&s, "felhom_cycles_refused", &[]), 0.0);
     assert_eq!(
         value(
             &s,
@@ -318,4 +320,26 @@ fn the_setters_show_in_the_text() {
     );
     assert_eq!(value(&s, "felhom_marker_age_seconds", &[]), 0.0);
     assert_eq!(value(&s, "felhom_recovering", &[]), 0.0);
+}
+
+#[test]
+fn state_errors_follow_the_overview_s_count_and_a_refusal_shows() {
+    let m = Metrics::new(Duration::from_secs(60));
+    let with = |n: u64| Overview {
+        state_errors: n,
+        ..Overview::default()
+    };
+    m.overview(&with(2));
+    m.overview(&with(2));
+    m.overview(&with(3));
+    m.set_cycles_refused(true);
+    let s = scrape(&m);
+    assert_eq!(
+        value(&s, "felhom_state_errors_total", &[]),
+        3.0,
+        "counted once each"
+    );
+    assert_eq!(value(&s, "felhom_cycles_refused", &[]), 1.0);
+    m.set_cycles_refused(false);
+    assert_eq!(value(&scrape(&m), "felhom_cycles_refused", &[]), 0.0);
 }

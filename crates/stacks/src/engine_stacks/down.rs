@@ -21,7 +21,8 @@ impl EngineStacks {
         let since = down_since.timestamp_nanos_opt().unwrap_or(i64::MIN);
         let listed = self.containers(stack).await?;
         let inspected =
-            futures::future::join_all(listed.iter().map(|l| self.engine.inspect(&l.id))).await;
+            futures::future::join_all(listed.iter().map(|l| self.engine.inspect(&l.container.id)))
+                .await;
         let mut check = DownCheck::default();
         for (result, l) in inspected.into_iter().zip(&listed) {
             let c = match result {
@@ -29,7 +30,11 @@ impl EngineStacks {
                 // Removed since the listing: it runs no more.
                 Err(e) if e.is_not_found() => continue,
                 Err(e) => {
-                    return Err(engine_error(stack, &format!("inspect of {}", l.name), e));
+                    return Err(engine_error(
+                        stack,
+                        &format!("inspect of {}", l.container.name),
+                        e,
+                    ));
                 }
             };
             if stopped.iter().any(|s| s.id == c.id) {

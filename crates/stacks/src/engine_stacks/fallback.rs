@@ -62,7 +62,7 @@ impl EngineStacks {
         deadline: Instant,
     ) -> Result<(Vec<String>, Vec<String>), StacksError> {
         let existing = self.containers(stack).await?;
-        let exists = |target: &str| existing.iter().any(|l| l.id.starts_with(target));
+        let exists = |target: &str| existing.iter().any(|l| l.container.id.starts_with(target));
         let stale: BTreeSet<String> = known
             .iter()
             .filter(|p| exists(&p.container.id))
@@ -116,9 +116,10 @@ impl EngineStacks {
             .containers(stack)
             .await?
             .into_iter()
-            .filter(|l| recreated.contains(&l.service))
-            .filter(|l| !existing.iter().any(|e| e.id == l.id))
-            .map(|l| l.id)
+            .map(|l| l.container)
+            .filter(|c| recreated.contains(&c.service))
+            .filter(|c| !existing.iter().any(|e| e.container.id == c.id))
+            .map(|c| c.id)
             .collect();
         Ok((recreated.into_iter().collect(), made))
     }

@@ -95,9 +95,9 @@ impl EngineStacks {
         Ok(self
             .containers(stack)
             .await?
-            .iter()
+            .into_iter()
             .filter(|l| l.running)
-            .map(Listed::to_ref)
+            .map(|l| l.container)
             .collect())
     }
 

@@ -2,10 +2,11 @@
 //!
 //! One file per part of the work, each readable at once: `listing` (which containers a stack
 //! has, and their dependencies), `stop`, `down` (whether a stopped stack stayed down), `start`
-//! (and `progress`, where each container is on its way up), `fallback` (the compose command
-//! line, for vanished containers and compose v1's dependencies) and `records` (what a stop
-//! leaves for the start). This file holds the type, its configuration and the errors they
-//! share.
+//! (with `start/attempt`, one attempt through the engine, and `start/graph`, what the
+//! dependencies alone tell; `progress`, where each container is on its way up), `fallback`
+//! (the compose command line, for vanished containers and compose v1's dependencies),
+//! `records` (what a stop leaves for the start) and `hooks`. This file holds the type, its
+//! configuration and the errors they share.
 
 mod down;
 mod fallback;
@@ -32,6 +33,7 @@ use crate::{
     RunningStack, Slots, Stacks, StacksConfig, StacksError, StartReport, StartRequest, StopReport,
 };
 
+use hooks::Hook;
 use records::Records;
 use start::Plan;
 
@@ -189,7 +191,9 @@ impl Stacks for EngineStacks {
         command: &HookCommand,
         timeout: Duration,
     ) -> Result<HookRun, HookError> {
-        self.hook(stack, container, command, timeout).await
+        let hook = Hook::new(stack, command);
+        let container = self.hook_container(&hook, container).await?;
+        self.exec_hook(&hook, container, command, timeout).await
     }
 }
 
