@@ -5,7 +5,8 @@
 //!
 //! Like the rest of the crate's types, their field names are a file format.
 
-use crate::model::{Capture, MarkedContainer};
+use crate::capture::Capture;
+use crate::model::MarkedContainer;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 

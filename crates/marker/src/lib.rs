@@ -59,6 +59,7 @@
 //!   for other crates' tests. Off by default: no mockall in a shipped build.
 #![deny(missing_docs)]
 
+mod capture;
 #[cfg(any(test, feature = "mock"))]
 pub mod fake;
 mod files;
@@ -71,6 +72,7 @@ mod store;
 mod stranded;
 mod view;
 
+pub use capture::{Capture, ContainerFact, Fact};
 pub use chrono;
 #[cfg(any(test, feature = "mock"))]
 pub use history::MockHistoryStore;
@@ -79,8 +81,8 @@ pub use history::{HistoryStore, HISTORY_LIMIT};
 pub use hooks::{HookKind, HookRecord, MarkedHooks, MarkedRun, ServiceMode, ServiceRecord};
 pub use lock::{LockError, StateLock};
 pub use model::{
-    Capture, ContainerFact, CycleRecord, Fact, MarkedContainer, MarkedStack, Marker, MarkerPhase,
-    Outcome, StackRecord, StrandedStack, FORMAT_VERSION,
+    CycleRecord, MarkedContainer, MarkedStack, Marker, MarkerPhase, Outcome, StackRecord,
+    StrandedStack, FORMAT_VERSION,
 };
 pub use salvage::{MarkerSalvage, MovedAside, Unreadable};
 #[cfg(any(test, feature = "mock"))]

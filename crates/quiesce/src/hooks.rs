@@ -10,10 +10,16 @@
 //! which the stacks manager enforces (it kills the hook), and by that timeout plus a margin
 //! here, in a task of its own that is aborted at that bound (dropped, the engine's call kills
 //! what it ran).
+//!
+//! The `post-resume` hooks run beside the resume's starts (`resume.rs`): a stopped service's
+//! once its stack runs again, every other's once every start of the resume has been issued;
+//! one at a time within a stack, never holding up a start.
 
+use crate::controller::Shared;
 use crate::machine::Event;
 use crate::policy::StackPre;
-use crate::progress::{Progress, Reporter};
+use crate::progress::{Level, Progress, Reporter};
+use crate::resume::StackPlan;
 use crate::{error_chain, humanize};
 use chrono::Utc;
 use felhom_marker::{HookKind, HookRecord};
@@ -22,6 +28,7 @@ use futures::StreamExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 use tokio::time::{timeout, Instant};
 use tracing::Instrument;
 
@@ -196,5 +203,106 @@ impl HookCall {
             ..self.record(Utc::now())
         };
         self.ended(run, report)
+    }
+}
+
+/// One `post-resume` hook to run in one container.
+#[derive(Debug, Clone)]
+pub(crate) struct PostRun {
+    pub(crate) service: String,
+    pub(crate) container: ContainerRef,
+    /// The command; `Err`: its line in the marker does not parse (it is then not run), why.
+    pub(crate) command: Result<HookCommand, String>,
+    pub(crate) timeout: Duration,
+    /// After the stack's start (a service it stopped); else once every start is issued.
+    pub(crate) after_start: bool,
+}
+
+/// What a stack's start tells the hooks waiting for it.
+pub(crate) struct Launch<'a> {
+    /// How many stacks issued their start.
+    pub(crate) issued: &'a watch::Sender<usize>,
+    /// Whether this stack runs again (`None` until known).
+    pub(crate) fate: &'a watch::Sender<Option<bool>>,
+}
+
+impl Launch<'_> {
+    pub(crate) fn issued(&self) {
+        self.issued.send_modify(|n| *n += 1);
+    }
+}
+
+/// The due `post-resume` hooks of one stack, one at a time: those of the services kept
+/// running once every stack's start is issued (`total`), those of its stopped services once
+/// it runs again (never in a container that does not run: a stack that stays down runs
+/// none). Each bounded by its timeout.
+pub(crate) async fn post_resume(
+    shared: &Shared,
+    plan: &StackPlan,
+    mut issued: watch::Receiver<usize>,
+    total: usize,
+    mut fate: watch::Receiver<Option<bool>>,
+    report: &Reporter,
+) {
+    let (after, kept): (Vec<&PostRun>, Vec<&PostRun>) =
+        plan.post_resume.iter().partition(|p| p.after_start);
+    if !kept.is_empty() {
+        let _ = issued.wait_for(|n| *n >= total).await;
+        run_posts(shared, &plan.stack.name, &kept, report).await;
+    }
+    if !after.is_empty() {
+        let runs = matches!(
+            fate.wait_for(Option::is_some).await.map(|f| *f),
+            Ok(Some(true))
+        );
+        if runs {
+            run_posts(shared, &plan.stack.name, &after, report).await;
+        } else {
+            let services: Vec<&str> = after.iter().map(|p| p.service.as_str()).collect();
+            let message = format!(
+                "stack {}: the post-resume hooks of {} were not run: it does not run",
+                plan.stack.name,
+                services.join(", ")
+            );
+            report.note(Level::Warn, message);
+        }
+    }
+}
+
+async fn run_posts(shared: &Shared, stack: &str, posts: &[&PostRun], report: &Reporter) {
+    for post in posts {
+        let command = match &post.command {
+            Ok(command) => command,
+            Err(why) => {
+                // A marker changed by hand, or damaged: a failed run, not due any more.
+                report.send(Progress::HookEnded {
+                    stack: stack.to_owned(),
+                    service: post.service.clone(),
+                    container: post.container.clone(),
+                    run: felhom_marker::HookRecord {
+                        error: Some(format!(
+                            "its command line in the marker does not parse: {why}"
+                        )),
+                        ..felhom_marker::HookRecord::new(
+                            HookKind::PostResume,
+                            post.container.name.clone(),
+                            "",
+                            Utc::now(),
+                        )
+                    },
+                });
+                continue;
+            }
+        };
+        let call = HookCall {
+            stack: stack.to_owned(),
+            service: post.service.clone(),
+            hook: HookKind::PostResume,
+            container: post.container.clone(),
+            command: command.clone(),
+            timeout: post.timeout,
+        };
+        report.hook_about(&call).await;
+        call.run(shared.parts.stacks.clone(), report).await;
     }
 }

@@ -24,15 +24,13 @@ use crate::backoff::Backoff;
 use crate::controller::Shared;
 use crate::cycle::marked;
 use crate::engine::{self, Waiting};
-use crate::hooks::HookCall;
+use crate::hooks::{post_resume, Launch, PostRun};
 use crate::policy::groups;
 use crate::progress::{Level, Progress, Reporter};
 use crate::{error_chain, humanize, LANDING};
 use chrono::{DateTime, Utc};
-use felhom_marker::{HookKind, MarkedStack, StrandedStack};
-use felhom_stacks::{
-    ContainerRef, DownCheck, HookCommand, Slots, StacksError, StartReport, StartRequest,
-};
+use felhom_marker::{MarkedStack, StrandedStack};
+use felhom_stacks::{ContainerRef, DownCheck, Slots, StacksError, StartReport, StartRequest};
 use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -76,18 +74,6 @@ pub(crate) struct StackPlan {
     pub(crate) check: Option<(Vec<ContainerRef>, DateTime<Utc>)>,
     /// Its `post-resume` hooks that are due.
     pub(crate) post_resume: Vec<PostRun>,
-}
-
-/// One `post-resume` hook to run in one container.
-#[derive(Debug, Clone)]
-pub(crate) struct PostRun {
-    pub(crate) service: String,
-    pub(crate) container: ContainerRef,
-    /// The command; `Err`: its line in the marker does not parse (it is then not run), why.
-    pub(crate) command: Result<HookCommand, String>,
-    pub(crate) timeout: Duration,
-    /// After the stack's start (a service it stopped); else once every start is issued.
-    pub(crate) after_start: bool,
 }
 
 /// What a resume brings back.
@@ -203,95 +189,6 @@ pub(crate) async fn resume(
                 last_error: first_line(&last_error),
             }));
         }
-    }
-}
-
-/// What a stack's start tells the hooks waiting for it.
-struct Launch<'a> {
-    /// How many stacks issued their start.
-    issued: &'a watch::Sender<usize>,
-    /// Whether this stack runs again (`None` until known).
-    fate: &'a watch::Sender<Option<bool>>,
-}
-
-impl Launch<'_> {
-    fn issued(&self) {
-        self.issued.send_modify(|n| *n += 1);
-    }
-}
-
-/// The due `post-resume` hooks of one stack, one at a time: those of the services kept
-/// running once every stack's start is issued (`total`), those of its stopped services once
-/// it runs again (never in a container that does not run: a stack that stays down runs
-/// none). Each bounded by its timeout.
-async fn post_resume(
-    shared: &Shared,
-    plan: &StackPlan,
-    mut issued: watch::Receiver<usize>,
-    total: usize,
-    mut fate: watch::Receiver<Option<bool>>,
-    report: &Reporter,
-) {
-    let (after, kept): (Vec<&PostRun>, Vec<&PostRun>) =
-        plan.post_resume.iter().partition(|p| p.after_start);
-    if !kept.is_empty() {
-        let _ = issued.wait_for(|n| *n >= total).await;
-        run_posts(shared, &plan.stack.name, &kept, report).await;
-    }
-    if !after.is_empty() {
-        let runs = matches!(
-            fate.wait_for(Option::is_some).await.map(|f| *f),
-            Ok(Some(true))
-        );
-        if runs {
-            run_posts(shared, &plan.stack.name, &after, report).await;
-        } else {
-            let services: Vec<&str> = after.iter().map(|p| p.service.as_str()).collect();
-            let message = format!(
-                "stack {}: the post-resume hooks of {} were not run: it does not run",
-                plan.stack.name,
-                services.join(", ")
-            );
-            report.note(Level::Warn, message);
-        }
-    }
-}
-
-async fn run_posts(shared: &Shared, stack: &str, posts: &[&PostRun], report: &Reporter) {
-    for post in posts {
-        let command = match &post.command {
-            Ok(command) => command,
-            Err(why) => {
-                // A marker changed by hand, or damaged: a failed run, not due any more.
-                report.send(Progress::HookEnded {
-                    stack: stack.to_owned(),
-                    service: post.service.clone(),
-                    container: post.container.clone(),
-                    run: felhom_marker::HookRecord {
-                        error: Some(format!(
-                            "its command line in the marker does not parse: {why}"
-                        )),
-                        ..felhom_marker::HookRecord::new(
-                            HookKind::PostResume,
-                            post.container.name.clone(),
-                            "",
-                            Utc::now(),
-                        )
-                    },
-                });
-                continue;
-            }
-        };
-        let call = HookCall {
-            stack: stack.to_owned(),
-            service: post.service.clone(),
-            hook: HookKind::PostResume,
-            container: post.container.clone(),
-            command: command.clone(),
-            timeout: post.timeout,
-        };
-        report.hook_about(&call).await;
-        call.run(shared.parts.stacks.clone(), report).await;
     }
 }
 

@@ -4,9 +4,9 @@
 //! hooks a resume runs, and when a stack may leave the marker.
 
 use super::{container, Cycle};
+use crate::hooks::PostRun;
 use crate::policy::{groups, StackPre};
 use crate::progress::{Applied, Level};
-use crate::resume::PostRun;
 use chrono::{DateTime, Utc};
 use felhom_marker::{
     Capture, HookKind, HookRecord, MarkedHooks, MarkedRun, MarkedStack, Marker, ServiceMode,
