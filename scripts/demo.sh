@@ -35,7 +35,9 @@ mkdir -p "$work"/{stacks,data,out}
 install -d -m 0700 "$work/state"
 
 # --- example stacks ------------------------------------------------------------------------
-# demo-notes: an app and its database (depends_on: stopped app-first, started db-first);
+# demo-notes: an app and its database (depends_on: stopped app-first, started db-first); the
+# database is kept running by its labels (docs/labels.md): its pre-snapshot hook dumps it into
+# its volume before anything is stopped, its post-resume hook runs once the stacks resume;
 # demo-photos: one app; demo-wiki: an app with a health check (start waits for healthy);
 # traefik: protected, never touched; demo-oldapp: deployed but stopped before the cycle.
 app() { # service data-subdir [extra yaml lines...]
@@ -47,7 +49,11 @@ app() { # service data-subdir [extra yaml lines...]
 }
 mk() { mkdir -p "$work/stacks/$1"; cat > "$work/stacks/$1/compose.yaml"; }
 serve='command: ["serve", "--data", "/data"]'
-{ echo "services:"; app db notes-db "$serve"; app app notes-app "$serve" "depends_on: [db]"; } | mk demo-notes
+hooked=(labels:
+    '  felhom.quiesce: hook'
+    '  felhom.pre-snapshot: /app dump /data/dump.sql'
+    '  felhom.post-resume: /app dump /data/resumed')
+{ echo "services:"; app db notes-db "$serve" "${hooked[@]}"; app app notes-app "$serve" "depends_on: [db]"; } | mk demo-notes
 { echo "services:"; app app photos "$serve"; } | mk demo-photos
 { echo "services:"; app app wiki \
     'command: ["serve", "--data", "/data", "--healthy-after", "1s"]' \
@@ -103,13 +109,17 @@ docker events --since "$since" --until "$(date +%s.%N)" --filter type=container 
 # The cycle's outcome arrives after the archive; let the agent finish writing it.
 sleep 0.5
 
-python3 - "$work" "$since" <<'PY'
+python3 - "$work" "$since" "$stacks" <<'PY'
 import json, sys, os, tarfile
-work, since = sys.argv[1], float(sys.argv[2])
+work, since, ours = sys.argv[1], float(sys.argv[2]), sys.argv[3].split()
 rows = []
 for line in open(f"{work}/docker-events.jsonl"):
     e = json.loads(line)
-    name = e.get("Actor", {}).get("Attributes", {}).get("name", "?")
+    attributes = e.get("Actor", {}).get("Attributes", {})
+    # Only the demo's stacks: other containers on this engine (tests, say) are not the demo's.
+    if attributes.get("com.docker.compose.project") not in ours:
+        continue
+    name = attributes.get("name", "?")
     act = e.get("Action") or e.get("status")
     if act in ("kill", "die", "start", "stop"):
         words = {"kill": "stop begins (SIGTERM)", "die": "stopped", "start": "started", "stop": "stop done"}
@@ -132,17 +142,25 @@ for line in open(f"{work}/agent-events.jsonl"):
         rows.append((ts(e["at"]), "agent", kind.replace("_", " ") + f"  ({e.get('id','')})"))
 rec = json.load(open(f"{work}/record.json"))
 rows.append((ts(rec["started_at"]), "controller", f"cycle {rec['cycle_id']}: marker written"))
+for s in rec["stacks"]:
+    for svc in s.get("by_service", []):
+        for h in svc.get("hooks", []):
+            rows.append((ts(h["started_at"]), "controller",
+                         f"{h['container']:<24} {h['hook']} hook {h['program']}: exit {h.get('exit_code')} in {h['duration_ms']} ms"))
 rows.append((ts(rec["finished_at"]), "controller", f"cycle finished: {rec['outcome']}"))
 rows.sort()
 t0 = rows[0][0]
 print("\n== timeline (seconds from the start of the cycle)")
 for t, who, what in rows:
     print(f"  +{t - t0:6.3f}s  {who:<10}  {what}")
-print("\n== per-stack downtime and capture verdict (from the cycle record)")
+print("\n== per-stack downtime and capture verdict, per service (from the cycle record)")
 for s in rec["stacks"]:
-    print(f"  {s['name']:<14} services {','.join(s['services']):<10} down {s['downtime_ms']/1000:.2f}s  capture {s.get('capture', '?')}")
+    down = f"down {s['downtime_ms']/1000:.2f}s" if s.get("downtime_ms") is not None else "not stopped"
+    print(f"  {s['name']:<14} stopped {','.join(s['services']) or '-':<10} {down:<12} capture {s.get('capture', '?')}")
+    for svc in s.get("by_service", []):
+        print(f"      {svc['service']:<8} {svc['mode']:<5} {'stopped' if svc.get('stopped') else 'kept running':<13} capture {svc['capture']}")
 print(f"  snapshot taken at +{ts(rec['snapshot_at']) - t0:.3f}s; outcome: {rec['outcome']}; stranded: {rec['stranded'] or 'none'}")
-last_up = max(ts(s["started_at"]) for s in rec["stacks"])
+last_up = max(ts(s["started_at"]) for s in rec["stacks"] if s.get("started_at"))
 print(f"  the last stack ran at +{last_up - t0:.3f}s; the cycle ended at +{ts(rec['finished_at']) - t0:.3f}s "
       "(the settle watch, stacks.settle, is cycle time, not downtime)")
 arch = os.path.join(work, "out", rec["backup_id"] + ".tar")
@@ -153,7 +171,13 @@ with tarfile.open(arch) as t:
         flag = any(n == f"{d}/running" for n in names)
         log = t.extractfile(f"{d}/log") if f"{d}/log" in names else None
         last = log.read().decode().strip().splitlines()[-1] if log else "(no log)"
-        state = "RUNNING when captured (crash-consistent)" if flag else "cleanly shut down"
+        dump = t.extractfile(f"{d}/dump.sql") if f"{d}/dump.sql" in names else None
+        if dump:
+            state = f"kept running; consistent via its {dump.read().decode().strip()}"
+        elif flag:
+            state = "RUNNING when captured (crash-consistent)"
+        else:
+            state = "cleanly shut down"
         print(f"  {d:<10} {state:<42} last log line: {last[:70]}")
 PY
 echo
@@ -163,5 +187,7 @@ echo
 echo "A picture of the cycle (a row per stack, down from its stop until it ran again; the"
 echo "snapshot and the cycle's end as lines): $work/cycle.svg — open it in a browser."
 echo
+echo "demo-notes' database was never stopped: its pre-snapshot hook dumped it into the backup"
+echo "(dump.sql above) and its post-resume hook ran once the stacks resumed ($work/data/notes-db/resumed)."
 echo "The protected stack (traefik) and the stopped-before stack (demo-oldapp) were not touched;"
 echo "files are kept in $work (cycle.svg, controller.log, agent-events.jsonl, record.json, out/)."

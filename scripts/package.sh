@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the Debian package and checks it (run by .ci/run; needs scripts/provision.sh):
 #   - `cargo deb -p felhom-controller` (one release build), its contents listed;
-#   - the conffile, the units, the timer and the alert rules are in it, the binary stripped;
+#   - the conffile, the units, the timer, the alert rules and the fleet dashboard are in it,
+#     the binary stripped;
 #   - `promtool check rules` and `promtool test rules` on the alert rules;
 #   - the units' hardening: `systemd-analyze security --offline=true` exposure of each service
 #     at most 3.0 (MAX_EXPOSURE), `LimitCORE=0`, the credential example the binary reads;
@@ -57,6 +58,7 @@ for path in \
     ./usr/lib/systemd/system/felhom-controller-recover.service \
     ./usr/lib/systemd/system/felhom-controller-recover.timer \
     ./usr/share/felhom-controller/alerts.yml \
+    ./usr/share/felhom-controller/felhom-fleet.json \
     ./usr/share/doc/felhom-controller/operations.md \
     ./usr/share/doc/felhom-controller/configuration.md; do
     grep -qE " ${path//./\\.}\$" <<<"$contents" || fail "$path is not in the package"

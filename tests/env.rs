@@ -38,7 +38,8 @@ impl Compose {
     }
 }
 
-/// How a deployed stack looks: one service `app` running the test app.
+/// How a deployed stack looks: one service `app` running the test app (or, with
+/// [`Env::deploy_services`], several).
 #[derive(Debug, Clone)]
 pub struct StackSpec {
     data: bool,
@@ -47,6 +48,7 @@ pub struct StackSpec {
     grace: Option<String>,
     replicas: u32,
     crash_on_restart: bool,
+    labels: Vec<(String, String)>,
 }
 
 impl StackSpec {
@@ -60,6 +62,7 @@ impl StackSpec {
             grace: None,
             replicas: 1,
             crash_on_restart: false,
+            labels: Vec::new(),
         }
     }
 
@@ -72,7 +75,14 @@ impl StackSpec {
             grace: None,
             replicas: 1,
             crash_on_restart: false,
+            labels: Vec::new(),
         }
+    }
+
+    /// Adds the compose label `key: value` to the service (e.g. `felhom.quiesce`, `hook`).
+    pub fn label(mut self, key: &str, value: &str) -> Self {
+        self.labels.push((key.to_owned(), value.to_owned()));
+        self
     }
 
     /// Adds a compose health check that passes only `duration` (e.g. `"2s"`) after each start,
@@ -116,6 +126,11 @@ pub use felhom_testsupport::engine::ContainerState;
 /// The state of the one container of compose project `project`.
 pub fn container(project: &str) -> ContainerState {
     felhom_testsupport::engine::container(project, None).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The state of the one container of `service` of compose project `project`.
+pub fn service_container(project: &str, service: &str) -> ContainerState {
+    felhom_testsupport::engine::container(project, Some(service)).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Every container of compose project `project` (e.g. the replicas of a service), running or
@@ -246,57 +261,46 @@ impl Env {
     }
 
     /// Writes `<stacks_root>/<name>/compose.yaml` for `spec` (not started); returns the name.
+    /// Its data directory is `<data_dir>/<name>`.
     pub fn deploy(&mut self, short: &str, spec: &StackSpec) -> String {
         let name = self.name(short);
-        let dir = self.stacks_root().join(&name);
-        std::fs::create_dir_all(&dir).expect("the stack's directory");
-        let mut command = vec!["serve".to_owned()];
-        let mut yaml = format!("services:\n  app:\n    image: {IMAGE}\n");
-        if spec.data {
-            let data = self.data_dir().join(&name);
-            // Made here rather than by the engine, which would make it on first start only.
-            std::fs::create_dir_all(&data).expect("the app's data directory");
-            command.extend(["--data".to_owned(), "/data".to_owned()]);
-            yaml.push_str(&format!(
-                "    volumes: [{}]\n",
-                json_string(&format!("{}:/data", data.display()))
+        let data = self.data_dir().join(&name);
+        let yaml = format!("services:\n{}", service_yaml("app", spec, &data));
+        self.write_stack(&name, &yaml)
+    }
+
+    /// Writes a stack of several services, each `(service, spec)` with its data directory
+    /// at `<data_dir>/<name>/<service>` (see [`Env::service_data`]); returns the name.
+    pub fn deploy_services(&mut self, short: &str, services: &[(&str, StackSpec)]) -> String {
+        let name = self.name(short);
+        let mut yaml = "services:\n".to_owned();
+        for (service, spec) in services {
+            yaml.push_str(&service_yaml(
+                service,
+                spec,
+                &self.service_data(&name, service),
             ));
         }
-        if let Some(after) = &spec.healthy_after {
-            command.extend(["--healthy-after".to_owned(), after.clone()]);
-            yaml.push_str(
-                "    healthcheck:\n      test: [\"CMD\", \"/app\", \"health\"]\n      \
-                 interval: 1s\n      timeout: 2s\n      retries: 60\n",
-            );
-        }
-        if spec.crash_on_restart {
-            assert!(
-                spec.data,
-                "an app that crashes on restart needs its data directory"
-            );
-            command.extend(
-                ["--healthy-after", "2s", "--health-file", "/data/h/healthy"].map(str::to_owned),
-            );
-        }
-        if let Some(delay) = &spec.stop_delay {
-            command.extend(["--stop-delay".to_owned(), delay.clone()]);
-        }
-        match (&spec.grace, &spec.stop_delay) {
-            (Some(grace), _) => yaml.push_str(&format!("    stop_grace_period: {grace}\n")),
-            (None, Some(_)) => yaml.push_str("    stop_grace_period: 90s\n"),
-            (None, None) => {}
-        }
-        if spec.replicas != 1 {
-            yaml.push_str(&format!("    scale: {}\n", spec.replicas));
-        }
-        // JSON is YAML: the command as a JSON array needs no YAML quoting rules.
-        yaml.push_str(&format!(
-            "    command: {}\n",
-            serde_json::to_string(&command).expect("strings serialize")
-        ));
+        self.write_stack(&name, &yaml)
+    }
+
+    /// The data directory of `service` of a stack of [`Env::deploy_services`].
+    pub fn service_data(&self, name: &str, service: &str) -> PathBuf {
+        self.data_dir().join(name).join(service)
+    }
+
+    /// The app's own log of `service` of a stack of [`Env::deploy_services`].
+    pub fn service_log(&self, name: &str, service: &str) -> String {
+        let path = self.service_data(name, service).join("log");
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    fn write_stack(&mut self, name: &str, yaml: &str) -> String {
+        let dir = self.stacks_root().join(name);
+        std::fs::create_dir_all(&dir).expect("the stack's directory");
         std::fs::write(dir.join("compose.yaml"), yaml).expect("writing compose.yaml");
-        self.deployed.push(name.clone());
-        name
+        self.deployed.push(name.to_owned());
+        name.to_owned()
     }
 
     /// Deploys a stack without data and adds it to `[stacks] protected` (a unique name: the
@@ -390,6 +394,65 @@ impl Drop for Env {
             }
         }
     }
+}
+
+/// One service of a compose file: the test app as `spec` says, its data (if any) in `data`
+/// (made here rather than by the engine, which would make it on first start only).
+fn service_yaml(service: &str, spec: &StackSpec, data: &Path) -> String {
+    let mut command = vec!["serve".to_owned()];
+    let mut yaml = format!("  {service}:\n    image: {IMAGE}\n");
+    if spec.data {
+        std::fs::create_dir_all(data).expect("the app's data directory");
+        command.extend(["--data".to_owned(), "/data".to_owned()]);
+        yaml.push_str(&format!(
+            "    volumes: [{}]\n",
+            json_string(&format!("{}:/data", data.display()))
+        ));
+    }
+    if let Some(after) = &spec.healthy_after {
+        command.extend(["--healthy-after".to_owned(), after.clone()]);
+        yaml.push_str(
+            "    healthcheck:\n      test: [\"CMD\", \"/app\", \"health\"]\n      \
+             interval: 1s\n      timeout: 2s\n      retries: 60\n",
+        );
+    }
+    if spec.crash_on_restart {
+        assert!(
+            spec.data,
+            "an app that crashes on restart needs its data directory"
+        );
+        command.extend(
+            ["--healthy-after", "2s", "--health-file", "/data/h/healthy"].map(str::to_owned),
+        );
+    }
+    if let Some(delay) = &spec.stop_delay {
+        command.extend(["--stop-delay".to_owned(), delay.clone()]);
+    }
+    match (&spec.grace, &spec.stop_delay) {
+        (Some(grace), _) => yaml.push_str(&format!("    stop_grace_period: {grace}\n")),
+        (None, Some(_)) => yaml.push_str("    stop_grace_period: 90s\n"),
+        (None, None) => {}
+    }
+    if spec.replicas != 1 {
+        yaml.push_str(&format!("    scale: {}\n", spec.replicas));
+    }
+    if !spec.labels.is_empty() {
+        yaml.push_str("    labels:\n");
+        for (key, value) in &spec.labels {
+            // JSON strings are YAML: no quoting rule of YAML's applies to them.
+            yaml.push_str(&format!(
+                "      {}: {}\n",
+                json_string(key),
+                json_string(value)
+            ));
+        }
+    }
+    // JSON is YAML: the command as a JSON array needs no YAML quoting rules.
+    yaml.push_str(&format!(
+        "    command: {}\n",
+        serde_json::to_string(&command).expect("strings serialize")
+    ));
+    yaml
 }
 
 fn json_string(s: &str) -> String {

@@ -27,7 +27,9 @@ use felhom_testsupport::process::{self, signal, wait_bounded};
 
 pub use agent::{snapshot_time, Access, Agent, AgentProcess};
 pub use controller::{run_controller, Controller, Finished, LogLine};
-pub use env::{container, containers, Compose, ConfigFile, ContainerState, Env, StackSpec};
+pub use env::{
+    container, containers, service_container, Compose, ConfigFile, ContainerState, Env, StackSpec,
+};
 
 /// The longest any single wait of a test may take before it counts as a hang.
 pub const WAIT: Duration = Duration::from_secs(60);

@@ -9,6 +9,7 @@ mod config;
 mod crash;
 mod faults;
 mod happy_path;
+mod hooks;
 mod hostile;
 mod inflight;
 mod logs;

@@ -75,7 +75,8 @@ enum Command {
         /// The stack (its compose project name).
         stack: String,
     },
-    /// Validate the config, reach the agent, list what a cycle would stop. Stops nothing.
+    /// Validate the config, reach the agent, list what a cycle would stop (each service's
+    /// policy from its labels; exit 1 for a bad label value). Stops nothing.
     Check,
 }
 

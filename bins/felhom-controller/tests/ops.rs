@@ -412,6 +412,9 @@ fn stack(name: &str, t0: DateTime<Utc>, times_ms: [Option<i64>; 3]) -> felhom_ma
             .and_then(|(a, b)| u64::try_from(b - a).ok()),
         capture: felhom_marker::Capture::Clean,
         facts: Vec::new(),
+        stop_order: 0,
+        by_service: Vec::new(),
+        label_errors: Vec::new(),
     }
 }
 

@@ -59,10 +59,12 @@
 //!   for other crates' tests. Off by default: no mockall in a shipped build.
 #![deny(missing_docs)]
 
+mod capture;
 #[cfg(any(test, feature = "mock"))]
 pub mod fake;
 mod files;
 mod history;
+mod hooks;
 mod lock;
 mod model;
 mod salvage;
@@ -70,15 +72,17 @@ mod store;
 mod stranded;
 mod view;
 
+pub use capture::{Capture, ContainerFact, Fact};
 pub use chrono;
 #[cfg(any(test, feature = "mock"))]
 pub use history::MockHistoryStore;
 pub use history::HISTORY_MAX_BYTES;
 pub use history::{HistoryStore, HISTORY_LIMIT};
+pub use hooks::{HookKind, HookRecord, MarkedHooks, MarkedRun, ServiceMode, ServiceRecord};
 pub use lock::{LockError, StateLock};
 pub use model::{
-    Capture, ContainerFact, CycleRecord, Fact, MarkedContainer, MarkedStack, Marker, MarkerPhase,
-    Outcome, StackRecord, StrandedStack, FORMAT_VERSION,
+    CycleRecord, MarkedContainer, MarkedStack, Marker, MarkerPhase, Outcome, StackRecord,
+    StrandedStack, FORMAT_VERSION,
 };
 pub use salvage::{MarkerSalvage, MovedAside, Unreadable};
 #[cfg(any(test, feature = "mock"))]

@@ -1,6 +1,8 @@
 //! The on-disk types: the marker, the cycle record and the stranded stack. Their field names
 //! are a file format, so renaming one is a format change.
 
+use crate::capture::{Capture, ContainerFact};
+use crate::hooks::{MarkedHooks, ServiceRecord};
 use crate::salvage::MarkerSalvage;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -79,6 +81,18 @@ pub struct MarkedStack {
     /// it.
     #[serde(default)]
     pub stop_began: bool,
+    /// The stack's `felhom.stop-order` (issue 23): lower values stop first and start last.
+    /// 0 in a marker of a build before it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub stop_order: i32,
+    /// Its services that have hooks, and how far their hooks got (issue 23): a recovery runs
+    /// the `post-resume` hooks still due ([`MarkedHooks::post_resume_due`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<MarkedHooks>,
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
 }
 
 impl MarkedStack {
@@ -94,6 +108,8 @@ impl MarkedStack {
             restart_attempts: 0,
             containers,
             stop_began: false,
+            stop_order: 0,
+            hooks: Vec::new(),
         }
     }
 }
@@ -193,13 +209,19 @@ pub struct CycleRecord {
 impl CycleRecord {
     /// Whether the cycle is a success: the agent reported `done`, every stack it stopped
     /// runs again (none stranded, none still waiting for the engine) and no stack's capture
-    /// is [`Capture::Killed`] or [`Capture::Live`]. Anything else is a failed cycle (SPEC §2
-    /// rule 7's cooldown, no success ping, exit status 1).
+    /// needs a person ([`Capture::Killed`], [`Capture::Live`], [`Capture::HookFailed`]).
+    /// Anything else is a failed cycle (SPEC §2 rule 7's cooldown, no success ping, exit
+    /// status 1).
     pub fn succeeded(&self) -> bool {
         self.outcome == Outcome::Done
             && self.stranded.is_empty()
             && self.waiting_for_engine.is_empty()
             && self.inconsistent().is_empty()
+    }
+
+    /// The record of stack `name`, if the cycle touched it.
+    pub fn stack(&self, name: &str) -> Option<&StackRecord> {
+        self.stacks.iter().find(|s| s.name == name)
     }
 
     /// The stacks whose capture needs a person ([`Capture::needs_attention`]), in the
@@ -240,94 +262,24 @@ pub struct StackRecord {
     /// killed, ran or appeared, and when.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub facts: Vec<ContainerFact>,
+    /// Its `felhom.stop-order` (issue 23).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub stop_order: i32,
+    /// Each of its services (issue 23): how it was quiesced, its own verdict, its hooks. The
+    /// stack's `capture` is the first of `live`, `killed`, `hook-failed`, `unknown`,
+    /// `skipped`, `hooked`, `clean` that any of them has ([`Capture::first_of`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub by_service: Vec<ServiceRecord>,
+    /// Its labels with bad values, one line each naming the service and the full label: each
+    /// service was then treated as if that label were absent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub label_errors: Vec<String>,
 }
 
-/// What the backup captured of one stack (SPEC §2 rule 10), from the engine's evidence.
-/// Serialised as one word: `clean`, `killed`, `live`, `unknown`. Issue 23's per-service policy
-/// adds `skipped`, `hooked` and `hook-failed`: those words are reserved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
-pub enum Capture {
-    /// Every container exited on its own stop signal within its grace, and none of the
-    /// stack's containers ran from its stop until the agent reported the snapshot (or `done`
-    /// when it reports no snapshot).
-    Clean,
-    /// A container's grace ran out and the engine killed it: captured mid-shutdown.
-    Killed,
-    /// A container of the stack ran between its stop and the snapshot (restarted by someone
-    /// else, or a new one appeared), the stack was not stopped, or an adopted backup began
-    /// before its stop: captured running.
-    Live,
-    /// It cannot be told: a crash recovery, the engine away at the check, no snapshot, no
-    /// times.
-    #[default]
-    Unknown,
-}
-
-impl Capture {
-    /// The verdict as the record's JSON spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Capture::Clean => "clean",
-            Capture::Killed => "killed",
-            Capture::Live => "live",
-            Capture::Unknown => "unknown",
-        }
-    }
-
-    /// Whether the verdict needs a person: the backup holds the stack in a state that may not
-    /// restore cleanly (`killed`, `live`).
-    pub fn needs_attention(self) -> bool {
-        matches!(self, Capture::Killed | Capture::Live)
-    }
-}
-
-impl std::fmt::Display for Capture {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One container's part in a verdict.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ContainerFact {
-    /// The container's name.
-    pub container: String,
-    /// Its compose service.
-    pub service: String,
-    /// What the engine said of it.
-    pub fact: Fact,
-    /// When: its exit for `killed`, its start for `ran` and `came_back`; none for `appeared`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub at: Option<DateTime<Utc>>,
-}
-
-/// What the engine said of one container. Serialised snake_case.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum Fact {
-    /// Its grace ran out during the stop and the engine killed it.
-    Killed,
-    /// It ran between its stop and the snapshot.
-    Ran,
-    /// It is not one the cycle stopped, and it ran (or was created) after the stack's stop.
-    Appeared,
-    /// It ran again before the backup began, and was stopped again: the verdict counts from
-    /// that second stop.
-    CameBack,
-}
-
-impl Fact {
-    /// The fact as the record's JSON spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Fact::Killed => "killed",
-            Fact::Ran => "ran",
-            Fact::Appeared => "appeared",
-            Fact::CameBack => "came_back",
-        }
+impl StackRecord {
+    /// The record of its service `name` (issue 23), if it has one.
+    pub fn service(&self, name: &str) -> Option<&ServiceRecord> {
+        self.by_service.iter().find(|s| s.service == name)
     }
 }
 
@@ -396,28 +348,6 @@ mod tests {
     }
 
     #[test]
-    fn a_capture_is_one_word_and_only_killed_and_live_need_a_person() {
-        for (word, needs) in [
-            ("clean", false),
-            ("killed", true),
-            ("live", true),
-            ("unknown", false),
-        ] {
-            let capture: Capture = serde_json::from_value(json!(word)).expect("a verdict");
-            assert_eq!(capture.as_str(), word);
-            assert_eq!(
-                serde_json::to_value(capture).expect("serialises"),
-                json!(word)
-            );
-            assert_eq!(capture.needs_attention(), needs, "{word}");
-        }
-        for word in ["came_back", "appeared", "killed", "ran"] {
-            let fact: Fact = serde_json::from_value(json!(word)).expect("a fact");
-            assert_eq!(fact.as_str(), word);
-        }
-    }
-
-    #[test]
     fn a_done_cycle_with_a_dirty_capture_or_stacks_waiting_did_not_succeed() {
         let record = |captures: &[&str], waiting: &[&str]| -> CycleRecord {
             let stacks: Vec<serde_json::Value> = captures
@@ -436,7 +366,8 @@ mod tests {
             .expect("a record")
         };
         assert!(record(&["clean", "unknown"], &[]).succeeded());
-        for dirty in ["killed", "live"] {
+        assert!(record(&["skipped", "hooked"], &[]).succeeded());
+        for dirty in ["killed", "live", "hook-failed"] {
             let r = record(&["clean", dirty], &[]);
             assert!(!r.succeeded(), "{dirty}");
             assert_eq!(r.inconsistent().len(), 1);

@@ -170,7 +170,21 @@ fn marked_stack(entry: &Map<String, Value>) -> Option<MarkedStack> {
         stop_began: entry
             .get("stop_began")
             .is_some_and(|v| v.as_bool().unwrap_or(true)),
+        // Issue 23: the order of its starts and its hooks' progress, where they still read
+        // (else none: its stack is still started, its post-resume hooks are not run).
+        stop_order: read_or_default(entry, "stop_order"),
+        hooks: read_or_default(entry, "hooks"),
     })
+}
+
+fn read_or_default<T: serde::de::DeserializeOwned + Default>(
+    entry: &Map<String, Value>,
+    key: &str,
+) -> T {
+    entry
+        .get(key)
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_default()
 }
 
 /// The entry's `containers`, where every one of them reads; else none (the stack is then

@@ -26,6 +26,22 @@ pub(crate) fn one_line(text: &str) -> String {
     }
 }
 
+/// Every hook run's `output` in `value`, however deep, left out (issue 23): what a hook
+/// printed is an app's output, kept in the record (the state directory, root only). A hook
+/// run is an object with a `hook` and a `program`, as `felhom_marker::HookRecord` writes it.
+pub(crate) fn no_hook_output(value: &mut Value) {
+    match value {
+        Value::Object(fields) => {
+            if fields.contains_key("hook") && fields.contains_key("program") {
+                fields.remove("output");
+            }
+            fields.values_mut().for_each(no_hook_output);
+        }
+        Value::Array(items) => items.iter_mut().for_each(no_hook_output),
+        Value::String(_) | Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}
+
 /// Every string in `value`, however deep, made [`one_line`].
 pub(crate) fn one_line_strings(value: &mut Value) {
     match value {
@@ -54,6 +70,21 @@ mod tests {
         assert!(cut.ends_with('…') || cut.ends_with(']'), "{cut}");
         // Characters, not bytes: no panic in the middle of one.
         assert_eq!(one_line(&"é".repeat(MAX_CHARS)), "é".repeat(MAX_CHARS));
+    }
+
+    #[test]
+    fn a_hooks_output_is_left_out_wherever_it_is() {
+        let mut doc = serde_json::json!({
+            "last": {"stacks": [{"by_service": [{"service": "db", "hooks": [
+                {"hook": "pre-snapshot", "program": "dump", "output": "password=hunter2", "exit_code": 0}
+            ]}]}]},
+            "output": "not a hook's: kept",
+        });
+        no_hook_output(&mut doc);
+        let hook = &doc["last"]["stacks"][0]["by_service"][0]["hooks"][0];
+        assert!(hook.get("output").is_none(), "{hook}");
+        assert_eq!(hook["exit_code"], 0);
+        assert_eq!(doc["output"], "not a hook's: kept");
     }
 
     #[test]

@@ -27,11 +27,13 @@ use tokio::sync::{oneshot, watch};
 
 /// `/status`: the controller's overview as the quiesce crate serialises it, plus the
 /// stranded stacks; every text in it cut to its first line (an error's later lines, such as a
-/// failed start's container log lines, stay in the journal and the state directory).
+/// failed start's container log lines, stay in the journal and the state directory), and no
+/// hook's output (issue 23: an app's output, kept in the record for `status --json`).
 fn status_json(overview: &Overview) -> serde_json::Value {
     let mut doc =
         serde_json::to_value(overview).unwrap_or_else(|e| json!({ "error": e.to_string() }));
     doc["stranded"] = json!(overview.stranded());
+    brief::no_hook_output(&mut doc);
     brief::one_line_strings(&mut doc);
     doc
 }

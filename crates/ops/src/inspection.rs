@@ -129,10 +129,12 @@ impl Inspection {
         self.stranded.iter().map(|s| s.name.clone()).collect()
     }
 
-    /// How many stacks the marker holds down (0 without a readable marker).
+    /// How many stacks the marker holds down (0 without a readable marker): those with
+    /// services to stop or start — not a stack whose every service is kept running, nor one
+    /// back already whose `post-resume` hooks are still due (issue 23).
     pub(crate) fn stacks_held(&self) -> usize {
         match &self.marker {
-            Ok(Some(m)) => m.stacks.len(),
+            Ok(Some(m)) => m.stacks.iter().filter(|s| !s.services.is_empty()).count(),
             _ => 0,
         }
     }
@@ -233,6 +235,23 @@ pub(crate) fn whole_seconds(d: Duration) -> String {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn only_stacks_with_services_to_stop_or_start_are_held_down() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("state");
+        std::fs::create_dir(&dir).expect("mkdir");
+        std::fs::write(
+            dir.join("marker.json"),
+            br#"{"version": 1, "cycle_id": "c-1", "phase": "backing_up", "started_at": "2026-01-01T00:00:00Z", "pid": 1,
+                "stacks": [{"name": "wiki", "services": ["app"]},
+                           {"name": "front", "services": [], "hooks": [{"service": "web", "timeout_ms": 1000}]}]}"#,
+        )
+        .expect("write");
+        let look = Inspection::of(&StateView::open(&dir).expect("a view"));
+        assert!(look.marker.as_ref().is_ok_and(Option::is_some), "{look:?}");
+        assert_eq!(look.stacks_held(), 1);
+    }
 
     #[test]
     fn an_inspection_reads_the_marker_without_touching_it() {

@@ -8,6 +8,8 @@
 //! - [`Endpoint`]: `/status` and `/metrics` on a listener the caller binds.
 //! - [`Inspection`] and [`StateReport`]: a state directory read without changing anything, as
 //!   `status`, `recover --if-stale` and `/metrics` judge it.
+//! - [`PolicyListing`]: the running stacks' per-service policy and bad labels, as `check`
+//!   lists them.
 //! - [`CountedAgent`]: the agent's failures counted, and an agent whose settings cannot be
 //!   used kept out of the way of the recovery.
 //! - [`Service`]: the daemon's start in its order — status listener, `READY=1`, the loop whose
@@ -27,6 +29,7 @@ mod brief;
 pub mod config;
 mod endpoint;
 mod inspection;
+mod listing;
 mod metrics;
 mod observer;
 mod report;
@@ -36,6 +39,7 @@ mod systemd;
 pub use agent::CountedAgent;
 pub use endpoint::Endpoint;
 pub use inspection::{Inspection, MarkerAge, STALE_MARGIN};
+pub use listing::PolicyListing;
 pub use metrics::{Metrics, CONTENT_TYPE};
 pub use observer::OpsObserver;
 pub use report::{cycle_picture, DueAnswer, StateReport};

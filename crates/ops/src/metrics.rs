@@ -49,13 +49,14 @@ struct CaptureLabel {
     capture: &'static str,
 }
 
-/// The verdicts a stack of the last cycle gets a series for (1: its verdict, 0: the others).
-const CAPTURES: [Capture; 4] = [
-    Capture::Clean,
-    Capture::Killed,
-    Capture::Live,
-    Capture::Unknown,
-];
+/// The verdicts a stack of the last cycle gets a series for (1: its verdict, 0: the others):
+/// every one, the per-service policy's (`skipped`, `hooked`, `hook-failed`) included.
+const CAPTURES: [Capture; 7] = Capture::BY_WEIGHT;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StackLabel {
+    stack: String,
+}
 
 type FloatGauge = Gauge<f64, AtomicU64>;
 
@@ -78,6 +79,7 @@ pub struct Metrics {
     cycles_refused: Gauge,
     agent_errors: Family<KindLabel, Counter>,
     stack_capture: Family<CaptureLabel, Gauge>,
+    stack_last_downtime: Family<StackLabel, FloatGauge>,
     cycle_duration: Histogram,
     stack_downtime: Histogram,
 }
@@ -102,6 +104,7 @@ impl Metrics {
             cycles_refused: Gauge::default(),
             agent_errors: Family::default(),
             stack_capture: Family::default(),
+            stack_last_downtime: Family::default(),
             // 10 s .. ~2.8 h: a cycle lasts from seconds (nothing to stop) to max_quiesce.
             cycle_duration: Histogram::new(exponential_buckets(10.0, 2.0, 11)),
             // 1 s .. ~34 min: a stack's downtime, snapshot-bound with early resume.
@@ -195,8 +198,13 @@ impl Metrics {
         );
         m.registry.register(
             "felhom_stack_capture",
-            "What the last cycle's backup captured of each stack it stopped (SPEC §2 rule 10): 1 for its verdict (clean, killed, live, unknown), 0 for the others",
+            "What the last cycle's backup captured of each stack it touched (SPEC §2 rule 10, docs/labels.md): 1 for its verdict (clean, killed, live, unknown, skipped, hooked, hook-failed), 0 for the others",
             m.stack_capture.clone(),
+        );
+        m.registry.register(
+            "felhom_stack_last_downtime_seconds",
+            "Each stack's downtime in the last cycle that stopped and started it, from its stop to running again (a stack the last cycle did not bring back has no series)",
+            m.stack_last_downtime.clone(),
         );
         m.registry.register(
             "felhom_cycle_duration_seconds",
@@ -271,6 +279,17 @@ impl Metrics {
             }
             // The last cycle's stacks only: one that is no longer stopped keeps no series.
             self.stack_capture.clear();
+            self.stack_last_downtime.clear();
+            for stack in &r.stacks {
+                if let Some(ms) = stack.downtime_ms {
+                    let label = StackLabel {
+                        stack: stack.name.clone(),
+                    };
+                    self.stack_last_downtime
+                        .get_or_create(&label)
+                        .set(ms as f64 / 1000.0);
+                }
+            }
             for stack in &r.stacks {
                 for capture in CAPTURES {
                     let label = CaptureLabel {

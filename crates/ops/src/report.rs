@@ -4,7 +4,9 @@
 
 use crate::inspection::{Inspection, MarkerAge};
 use felhom_agentapi::Due;
-use felhom_marker::{CycleRecord, Fact, MarkerError, Outcome, StackRecord, StateView};
+use felhom_marker::{
+    Capture, CycleRecord, Fact, MarkerError, Outcome, ServiceMode, StackRecord, StateView,
+};
 use felhom_quiesce::max_downtime_ms;
 use felhom_timeline::{Line, Mark, Row, Timeline};
 use serde_json::json;
@@ -46,7 +48,8 @@ impl StateReport {
             if !dirty.is_empty() {
                 why.push(format!(
                     "the newest backup (cycle {}) is not app-consistent for {} — killed: raise \
-                     the service's stop_grace_period; live: find who started it \
+                     the service's stop_grace_period; live: find who started it; hook-failed: \
+                     see the hook's exit and output (`status --json`) \
                      (docs/operations.md, \"A capture that is not clean\")",
                     newest.cycle_id,
                     dirty.join(", ")
@@ -185,16 +188,58 @@ impl StateReport {
                         "  {:<24} capture {:<8} {}{}",
                         s.name,
                         s.capture.as_str(),
-                        s.downtime_ms
-                            .map(|ms| format!("down {:.1}s", ms as f64 / 1000.0))
-                            .unwrap_or_else(|| "not started by it".to_owned()),
+                        match (s.downtime_ms, s.stop_started_at) {
+                            (Some(ms), _) => format!("down {:.1}s", ms as f64 / 1000.0),
+                            (None, None) => "not stopped".to_owned(),
+                            (None, Some(_)) => "not started by it".to_owned(),
+                        },
                         facts(s),
                     )?;
+                    write_services(out, s)?;
                 }
             }
         }
         Ok(())
     }
+}
+
+/// Each service of a stack with a policy of its own (issue 23) — its mode, verdict and each
+/// hook run (exit and duration, never its output) — and its labels with bad values. A stack
+/// whose every service is stopped and runs no hook shows none.
+fn write_services(out: &mut String, stack: &StackRecord) -> std::fmt::Result {
+    let plain = stack
+        .by_service
+        .iter()
+        .all(|s| s.mode == ServiceMode::Stop && s.hooks.is_empty());
+    if !plain {
+        for service in &stack.by_service {
+            let mut line = format!(
+                "    {}: {}{}, {}",
+                service.service,
+                service.mode.as_str(),
+                if service.stopped && service.mode != ServiceMode::Stop {
+                    " (stopped)"
+                } else {
+                    ""
+                },
+                service.capture
+            );
+            for run in &service.hooks {
+                line.push_str(&format!(
+                    "; {} {} in {}: {}",
+                    run.hook,
+                    run.program,
+                    run.container,
+                    run.summary()
+                ));
+            }
+            writeln!(out, "{line}")?;
+        }
+    }
+    for error in &stack.label_errors {
+        writeln!(out, "    bad label: {error}")?;
+    }
+    Ok(())
 }
 
 /// `, KILLED nextcloud, LIVE immich`: the stacks of a cycle whose capture needs a person.
@@ -206,15 +251,23 @@ fn dirty(record: &CycleRecord) -> String {
         .collect()
 }
 
-/// `nextcloud killed (nextcloud-db-1 killed)`: a stack and its verdict, with the containers
-/// behind it.
+/// `nextcloud killed (nextcloud-db-1 killed)`, `shop hook-failed (service db hook-failed)`: a
+/// stack and its verdict, with the containers and services behind it.
 fn verdict(stack: &StackRecord) -> String {
-    let containers: Vec<String> = stack
+    let mut containers: Vec<String> = stack
         .facts
         .iter()
         .filter(|f| f.fact != Fact::CameBack)
         .map(|f| format!("{} {}", f.container, f.fact.as_str()))
         .collect();
+    // Issue 23: the services whose hook failed, by name.
+    containers.extend(
+        stack
+            .by_service
+            .iter()
+            .filter(|s| s.capture == Capture::HookFailed)
+            .map(|s| format!("service {} hook-failed", s.service)),
+    );
     if containers.is_empty() {
         format!("{} {}", stack.name, stack.capture)
     } else {
@@ -321,4 +374,87 @@ pub fn cycle_picture(record: &CycleRecord, max_quiesce: Duration) -> String {
         format!("cycle ended: {outcome}"),
     ));
     t.to_svg()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A report of an empty state directory, with `history`.
+    fn report(history: Vec<CycleRecord>) -> StateReport {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let state = StateView::open(tmp.path().join("state")).expect("a view");
+        StateReport {
+            inspection: Inspection::of(&state),
+            history,
+        }
+    }
+
+    /// A cycle whose `shop` ran a failed hook (continue) beside a stopped service.
+    fn hooked() -> CycleRecord {
+        serde_json::from_value(serde_json::json!({
+            "cycle_id": "c-7",
+            "started_at": "2026-01-01T02:00:00Z",
+            "finished_at": "2026-01-01T02:03:00Z",
+            "outcome": "done",
+            "stacks": [{
+                "name": "shop",
+                "services": ["web"],
+                "stop_started_at": "2026-01-01T02:00:05Z",
+                "downtime_ms": 4200,
+                "capture": "hook-failed",
+                "label_errors": ["stack \"shop\", service \"web\": label felhom.stop-order=\"x\": expected an integer"],
+                "by_service": [
+                    {"service": "db", "mode": "hook", "capture": "hook-failed", "hooks": [
+                        {"hook": "pre-snapshot", "container": "shop-db-1", "program": "pg_dumpall",
+                         "started_at": "2026-01-01T02:00:01Z", "duration_ms": 1250, "exit_code": 3,
+                         "succeeded": false, "output": "pg_dumpall: password=hunter2"},
+                        {"hook": "post-resume", "container": "shop-db-1", "program": "warm",
+                         "started_at": "2026-01-01T02:01:01Z", "duration_ms": 100, "exit_code": 0,
+                         "succeeded": true}
+                    ]},
+                    {"service": "web", "mode": "stop", "stopped": true, "capture": "clean"}
+                ]
+            }, {
+                "name": "plain",
+                "services": ["app"],
+                "downtime_ms": 1000,
+                "capture": "clean",
+                "by_service": [{"service": "app", "mode": "stop", "stopped": true, "capture": "clean"}]
+            }]
+        }))
+        .expect("a record")
+    }
+
+    #[test]
+    fn status_shows_each_services_policy_verdict_and_hooks_never_their_output() {
+        let r = report(vec![hooked()]);
+        let text = r.text(&None);
+        assert!(
+            text.contains("  shop                     capture hook-failed down 4.2s"),
+            "{text}"
+        );
+        for line in [
+            "    db: hook, hook-failed; pre-snapshot pg_dumpall in shop-db-1: exit 3 after 1.2s; post-resume warm in shop-db-1: exit 0 after 0.1s",
+            "    web: stop, clean",
+            "    bad label: stack \"shop\", service \"web\": label felhom.stop-order=\"x\": expected an integer",
+        ] {
+            assert!(text.contains(line), "{line:?} in:\n{text}");
+        }
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(
+            !text.contains("    app: stop"),
+            "a plain stack lists no service: {text}"
+        );
+        // hook-failed in the newest cycle needs a person.
+        let attention = r.needs_attention();
+        assert_eq!(attention.len(), 1, "{attention:?}");
+        assert!(
+            attention[0].contains("shop hook-failed (service db hook-failed)"),
+            "{attention:?}"
+        );
+        // The JSON is the record as it is: the output is there (root only).
+        let json = r.json(&None).to_string();
+        assert!(json.contains("hunter2"));
+    }
 }

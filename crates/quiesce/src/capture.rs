@@ -156,9 +156,24 @@ impl Evidence {
         if recovering {
             return (Capture::Unknown, Vec::new());
         }
-        let mut facts = self.facts.clone();
-        let seen = match &self.check {
-            Some(Ok(seen)) => seen.clone(),
+        self.judged(backup, |_| true)
+    }
+
+    /// The verdict of one service the stop was for (issue 23): the stack's evidence, with
+    /// only that service's containers' facts.
+    pub(crate) fn verdict_of(&self, service: &str, backup: &Backup) -> Capture {
+        self.judged(backup, |f| f.service == service).0
+    }
+
+    fn judged(
+        &self,
+        backup: &Backup,
+        about: impl Fn(&ContainerFact) -> bool,
+    ) -> (Capture, Vec<ContainerFact>) {
+        let mut facts: Vec<ContainerFact> =
+            self.facts.iter().filter(|f| about(f)).cloned().collect();
+        let seen: Vec<ContainerFact> = match &self.check {
+            Some(Ok(seen)) => seen.iter().filter(|f| about(f)).cloned().collect(),
             _ => Vec::new(),
         };
         facts.extend(seen.iter().cloned());
@@ -333,6 +348,32 @@ mod tests {
         again.containers[0].was_running = false;
         e.stopped(&again, t(16));
         assert_eq!(e.down_since(), Some(t(16)));
+    }
+
+    #[test]
+    fn a_service_is_judged_by_its_own_containers_facts() {
+        let mut e = Evidence::default();
+        e.stop_began(t(10));
+        let mut both = report(true, t(10));
+        both.containers.push(StoppedContainer {
+            container: container("web"),
+            was_running: true,
+            stop_requested_at: t(10),
+            exited_at: Some(t(11)),
+            exit_code: Some(0),
+            killed: false,
+        });
+        e.stopped(&both, t(12));
+        e.checked(Ok(DownCheck {
+            ran: vec![],
+            appeared: vec![container("cache")],
+        }));
+        assert_eq!(e.verdict_of("db", &captured()), Capture::Killed);
+        assert_eq!(e.verdict_of("web", &captured()), Capture::Clean);
+        assert_eq!(e.verdict_of("cache", &captured()), Capture::Live);
+        assert_eq!(e.verdict(&captured(), false).0, Capture::Live);
+        // No snapshot: what cannot be told is unknown for each.
+        assert_eq!(e.verdict_of("web", &Backup::default()), Capture::Unknown);
     }
 
     #[test]

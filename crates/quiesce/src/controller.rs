@@ -1,16 +1,16 @@
 //! The controller: what it is built from, what it shows, and where a cycle begins.
 
-use crate::cycle::marked;
 use crate::driver::Driver;
 use crate::engine::EngineAbsence;
 use crate::io::{acquire, off_runtime};
 use crate::overview::Shown;
+use crate::policy::Policies;
 use crate::stranded::StrandedList;
 use crate::stuck::StuckMarker;
 use crate::{Collaborators, CycleConfig, CycleError, Overview};
 use chrono::Utc;
 use felhom_agentapi::Due;
-use felhom_marker::{CycleRecord, MarkedStack, Marker};
+use felhom_marker::{CycleRecord, Marker};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -85,14 +85,15 @@ impl Controller {
         if cancel.is_cancelled() {
             return Err(CycleError::Cancelled);
         }
-        let marker = new_marker(running);
+        let policies = Policies::of(&running, self.shared.config.max_quiesce);
+        let marker = new_marker(&running, &policies);
         // Every line of the cycle, the collaborators' included, carries its id (`cycle`).
         let span = tracing::info_span!("cycle", cycle = %marker.cycle_id);
         async {
             let names: Vec<String> = marker.stacks.iter().map(|s| s.name.clone()).collect();
             // SPEC §2 rule 1: the marker is on disk before the first stop. A failure here is
             // an error with nothing stopped.
-            let driver = Driver::begin(&self.shared, marker).await?;
+            let driver = Driver::begin(&self.shared, marker, policies).await?;
             tracing::info!(stacks = ?names, "cycle started: marker written");
             Ok(driver.drive(agent, cancel).await)
         }
@@ -130,20 +131,15 @@ impl Controller {
     }
 }
 
-/// The marker of a new cycle over the `running` stacks, in the order they are stopped.
-fn new_marker(running: Vec<felhom_stacks::RunningStack>) -> Marker {
+/// The marker of a new cycle over the `running` stacks, in the order they are stopped: what
+/// each stops, and its services' hooks (issue 23).
+fn new_marker(running: &[felhom_stacks::RunningStack], policies: &Policies) -> Marker {
     let started_at = Utc::now();
     let cycle_id = format!(
         "{}-{}",
         started_at.format("%Y%m%dT%H%M%S%.3fZ"),
         std::process::id()
     );
-    let stacks = running
-        .into_iter()
-        .map(|s| {
-            let containers = s.containers.iter().map(marked).collect();
-            MarkedStack::new(s.name, s.services, containers)
-        })
-        .collect();
+    let stacks = running.iter().map(|s| policies.marked(s)).collect();
     Marker::new(cycle_id, started_at, stacks)
 }

@@ -5,15 +5,20 @@
 
 use crate::capture::{Backup, Evidence};
 use crate::machine::{Observed, Phase};
+use crate::policy::Policies;
 use crate::progress::{Applied, Level, OnDisk, Progress, Said};
 use crate::resume::{StackPlan, Wanted};
 use chrono::{DateTime, Utc};
 use felhom_agentapi::{BackupPhase, BackupStatus};
 use felhom_marker::{
-    CycleRecord, MarkedContainer, MarkedStack, Marker, Outcome, StackRecord, StrandedStack,
+    CycleRecord, MarkedContainer, MarkedStack, Marker, Outcome, ServiceMode, ServiceRecord,
+    StackRecord, StrandedStack,
 };
 use felhom_stacks::{ContainerRef, StopReport};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+mod hooks;
+pub(crate) use hooks::Running;
 
 /// The most lines a record's `errors` keeps: an agent that fails every poll for `max_quiesce`
 /// must not grow the history without bound.
@@ -42,6 +47,17 @@ pub(crate) struct Cycle {
     poll: PollState,
     /// Ignored optional fields of a status answer were warned about (warn once).
     warned_ignored: bool,
+    /// Each stack's per-service policy (issue 23); empty for a recovery, which has the
+    /// marker's account of the hooks only.
+    policies: Policies,
+    /// Services kept running whose `pre-snapshot` hook failed with `on-hook-error: stop`:
+    /// they are stopped with their stack, (stack, service).
+    fell_back: BTreeSet<(String, String)>,
+    /// Hooks that began and have not ended yet.
+    running: Vec<Running>,
+    /// Stacks whose resume is over (started, or nothing to start): they leave the marker once
+    /// no `post-resume` hook of theirs is due.
+    resumed: BTreeSet<String>,
 }
 
 /// Where the status polls of a cycle are.
@@ -90,20 +106,28 @@ pub(crate) fn container(c: &MarkedContainer) -> ContainerRef {
 }
 
 impl Cycle {
-    /// A new cycle over `marker` (not yet on disk: see [`Progress::Began`]).
+    /// A new cycle over `marker` (not yet on disk: see [`Progress::Began`]), whose stacks
+    /// have no labels.
+    #[cfg(test)]
     pub(crate) fn new(marker: Marker) -> Self {
-        Cycle::with(marker, Outcome::Failed, false)
+        Cycle::with(marker, Outcome::Failed, false, Policies::default())
+    }
+
+    /// A new cycle over `marker` (not yet on disk: see [`Progress::Began`]), its stacks'
+    /// services quiesced as `policies` say.
+    pub(crate) fn with_policies(marker: Marker, policies: Policies) -> Self {
+        Cycle::with(marker, Outcome::Failed, false, policies)
     }
 
     /// The recovery of `marker`, left on disk by a controller that died.
     pub(crate) fn recovering(marker: Marker) -> Self {
-        Cycle::with(marker, Outcome::Recovered, true)
+        Cycle::with(marker, Outcome::Recovered, true, Policies::default())
     }
 
-    fn with(marker: Marker, outcome: Outcome, recovering: bool) -> Self {
+    fn with(marker: Marker, outcome: Outcome, recovering: bool, policies: Policies) -> Self {
         Cycle {
             phase: Phase::Quiescing,
-            record: new_record(&marker, outcome),
+            record: new_record(&marker, outcome, &policies),
             marker: Some(marker),
             recovering,
             warned_unknown: false,
@@ -116,6 +140,10 @@ impl Cycle {
                 held: false,
             },
             warned_ignored: false,
+            policies,
+            fell_back: BTreeSet::new(),
+            running: Vec::new(),
+            resumed: BTreeSet::new(),
         }
     }
 
@@ -138,15 +166,21 @@ impl Cycle {
     }
 
     /// The stacks to look at again before `POST /backup`: those whose stop ended, with the
-    /// containers it stopped and since when they are down.
-    pub(crate) fn to_recheck(&self) -> Vec<(String, Vec<ContainerRef>, DateTime<Utc>)> {
+    /// containers it stopped, since when they are down, and the services kept running (whose
+    /// containers are not the stop's).
+    pub(crate) fn to_recheck(&self) -> Vec<Recheck> {
         self.marked()
             .into_iter()
             .filter_map(|s| {
                 let evidence = self.evidence.get(&s.name)?;
                 let since = evidence.down_since().filter(|_| evidence.stop_ended())?;
                 let containers = s.containers.iter().map(container).collect();
-                Some((s.name, containers, since))
+                Some(Recheck {
+                    keep: self.keep(&s.name),
+                    stack: s.name,
+                    containers,
+                    since,
+                })
             })
             .collect()
     }
@@ -169,7 +203,10 @@ impl Cycle {
                 let evidence = self.evidence.get(&stack.name);
                 let containers: Vec<ContainerRef> =
                     stack.containers.iter().map(container).collect();
-                let start = if self.recovering && stack.containers.is_empty() {
+                // A stack with nothing of its own to stop (its services kept running, or
+                // started again already: only its hooks are left) names no service.
+                let by_services = stack.containers.is_empty() && !stack.services.is_empty();
+                let start = if self.recovering && by_services {
                     // A marker written before container ids (or whose ids could not be
                     // salvaged): it does not say whether the stop began, nor what it stopped.
                     Some(Wanted::Services(stack.services.clone()))
@@ -186,10 +223,13 @@ impl Cycle {
                     .and_then(Evidence::down_since)
                     .filter(|_| self.backup.captured && !self.recovering)
                     .map(|since| (containers, since));
+                let post_resume = self.post_resume_plan(&stack, start.is_some());
                 StackPlan {
+                    stop_order: stack.stop_order,
                     stack,
                     start,
                     check,
+                    post_resume,
                 }
             })
             .collect();
@@ -246,6 +286,7 @@ impl Cycle {
                 self.record.backup_id = Some(id.clone());
                 self.backup.adopted = adopted;
                 self.change_marker(|m| m.backup_id = Some(id.clone()));
+                self.quiesce_the_kept_up();
                 Applied {
                     say: Some(Said::BackupStarted { id, adopted }),
                     ..self.on_disk_now()
@@ -272,7 +313,13 @@ impl Cycle {
                 }
                 self.observed(observed, &status)
             }
-            Progress::Checked { stack, check } => {
+            Progress::Checked { stack, mut check } => {
+                // The containers of services kept running are not the stop's: they run.
+                if let Ok(check) = &mut check {
+                    let keep = self.keep(&stack);
+                    check.appeared.retain(|c| !keep.contains(&c.service));
+                    check.ran.retain(|(c, _)| !keep.contains(&c.service));
+                }
                 if let Err(why) = &check {
                     let message = format!(
                         "stack {stack}: whether it stayed down until the snapshot cannot be told: {why}"
@@ -301,8 +348,15 @@ impl Cycle {
             }
             Progress::StackBack { stack, attempt, at } => self.back(stack, attempt, at),
             Progress::LeftAlone { stack } => {
-                tracing::info!(stack = %stack, "its stop never began: left as it is");
-                self.change_marker(|m| m.stacks.retain(|s| s.name != stack));
+                let stopped_nothing = self
+                    .marked()
+                    .iter()
+                    .any(|s| s.name == stack && !s.services.is_empty());
+                if stopped_nothing {
+                    tracing::info!(stack = %stack, "its stop never began: left as it is");
+                }
+                self.resumed.insert(stack.clone());
+                self.settle(&stack);
                 self.on_disk_now()
             }
             Progress::Stranded(stack) => {
@@ -340,16 +394,50 @@ impl Cycle {
                 self.record.snapshot_at = snapshot_at.or(self.record.snapshot_at);
                 Applied::default()
             }
+            Progress::HookAbout {
+                stack,
+                service,
+                hook,
+                container,
+                program,
+                ..
+            } => self.hook_about(&stack, &service, hook, &container, program),
+            Progress::HookEnded {
+                stack,
+                service,
+                container,
+                run,
+            } => self.hook_ended(&stack, &service, &container, run),
             Progress::Note(level, message) => self.note(level, message),
         }
     }
 
-    /// Each stack's verdict into the record (once the cycle is over).
+    /// Each stack's and each service's verdict into the record (once the cycle is over).
+    /// A service the cycle stopped (or meant to) is judged from its stack's evidence, one
+    /// kept running from its `pre-snapshot` hook; the stack's verdict is the first of
+    /// docs/labels.md's order that any of its services has (or its stop's, where it had
+    /// stopped containers of a service it no longer lists).
     pub(crate) fn judge(&mut self) {
         let none = Evidence::default();
         for rec in &mut self.record.stacks {
             let evidence = self.evidence.get(&rec.name).unwrap_or(&none);
-            (rec.capture, rec.facts) = evidence.verdict(&self.backup, self.recovering);
+            let (stop, facts) = evidence.verdict(&self.backup, self.recovering);
+            let mut stops = rec.by_service.is_empty();
+            for service in &mut rec.by_service {
+                let judged_by_stop = service.mode == ServiceMode::Stop || service.stopped;
+                stops |= judged_by_stop;
+                service.capture = if self.recovering {
+                    felhom_marker::Capture::Unknown
+                } else if judged_by_stop {
+                    evidence.verdict_of(&service.service, &self.backup)
+                } else {
+                    hooks::kept_up_verdict(service)
+                };
+            }
+            let services = rec.by_service.iter().map(|s| s.capture);
+            rec.capture = felhom_marker::Capture::first_of(services.chain(stops.then_some(stop)))
+                .unwrap_or(stop);
+            rec.facts = facts;
         }
     }
 
@@ -375,6 +463,11 @@ impl Cycle {
     /// and is removed once they run — unless stacks still wait for the engine (it names them,
     /// and so does the record).
     fn enter(&mut self, phase: Phase) -> Applied {
+        if matches!(phase, Phase::Resuming { .. }) {
+            // The hooks of the down half that did not end were cut short with it (their
+            // calls dropped: the engine's call kills what it ran).
+            self.cut_short();
+        }
         let left = std::mem::replace(&mut self.phase, phase);
         let Some(marker) = &mut self.marker else {
             return Applied::default();
@@ -450,6 +543,7 @@ impl Cycle {
                 .and_then(|m| m.stacks.iter().find(|s| s.name == stack))
                 .map(|s| s.services.clone())
             {
+                self.stopping(stack, &services);
                 if let Some(rec) = self.stack_record(stack) {
                     rec.services = services;
                 }
@@ -519,9 +613,20 @@ impl Cycle {
         }
     }
 
-    /// Stack `stack` runs again: it leaves the marker, and its downtime is recorded.
+    /// Stack `stack` runs again: it has nothing left to start (it leaves the marker once no
+    /// `post-resume` hook of it is due), and its downtime is recorded.
     fn back(&mut self, stack: String, attempt: u32, at: DateTime<Utc>) -> Applied {
-        self.change_marker(|m| m.stacks.retain(|s| s.name != stack));
+        self.change_marker(|m| {
+            if let Some(s) = m.stacks.iter_mut().find(|s| s.name == stack) {
+                // What a recovery finds of it now: nothing to start, its hooks' progress.
+                s.containers = Vec::new();
+                s.services = Vec::new();
+                s.stop_began = false;
+                s.restart_attempts = 0;
+            }
+        });
+        self.resumed.insert(stack.clone());
+        self.settle(&stack);
         if let Some(rec) = self.stack_record(&stack) {
             rec.started_at = Some(at);
             rec.downtime_ms = rec
@@ -586,7 +691,48 @@ impl Cycle {
     }
 }
 
-fn new_record(marker: &Marker, outcome: Outcome) -> CycleRecord {
+/// The stacks to look at again before `POST /backup` ([`Cycle::to_recheck`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Recheck {
+    pub(crate) stack: String,
+    /// The containers its stop stopped.
+    pub(crate) containers: Vec<ContainerRef>,
+    /// Since when they are down.
+    pub(crate) since: DateTime<Utc>,
+    /// Its services kept running: their containers are not the stop's.
+    pub(crate) keep: BTreeSet<String>,
+}
+
+/// Each service of a marked stack as a recovery's record knows it: the services its stop
+/// stopped, and those with hooks.
+fn services_of(stack: &MarkedStack) -> Vec<ServiceRecord> {
+    let mut services: Vec<ServiceRecord> = stack
+        .services
+        .iter()
+        .map(|s| ServiceRecord {
+            service: s.clone(),
+            mode: ServiceMode::Stop,
+            stopped: stack.stop_began,
+            capture: felhom_marker::Capture::Unknown,
+            hooks: Vec::new(),
+        })
+        .collect();
+    for h in &stack.hooks {
+        if !services.iter().any(|s| s.service == h.service) {
+            services.push(ServiceRecord {
+                service: h.service.clone(),
+                mode: h.mode,
+                stopped: !h.kept_up && stack.stop_began,
+                capture: felhom_marker::Capture::Unknown,
+                hooks: Vec::new(),
+            });
+        }
+    }
+    services.sort_by(|a, b| a.service.cmp(&b.service));
+    services
+}
+
+fn new_record(marker: &Marker, outcome: Outcome, policies: &Policies) -> CycleRecord {
     CycleRecord {
         cycle_id: marker.cycle_id.clone(),
         started_at: marker.started_at,
@@ -607,6 +753,9 @@ fn new_record(marker: &Marker, outcome: Outcome) -> CycleRecord {
                 downtime_ms: None,
                 capture: felhom_marker::Capture::Unknown,
                 facts: Vec::new(),
+                stop_order: s.stop_order,
+                by_service: policies.services(&s.name).unwrap_or_else(|| services_of(s)),
+                label_errors: policies.label_errors(&s.name),
             })
             .collect(),
         stranded: Vec::new(),

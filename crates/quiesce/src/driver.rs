@@ -24,8 +24,10 @@
 use crate::backoff::Backoff;
 use crate::controller::Shared;
 use crate::cycle::Cycle;
+use crate::hooks;
 use crate::machine::{self, Event, Phase, Step};
 use crate::observer::{Notice, NoticeKind};
+use crate::policy::Policies;
 use crate::progress::{Ack, Level, OnDisk, Progress, Reporter, Said};
 use crate::resume::{self, Plan};
 use crate::steps;
@@ -82,8 +84,12 @@ impl<'a> Driver<'a> {
 
     /// A new cycle over `marker`, once the marker is on disk (SPEC §2 rule 1). `Err`: it
     /// could not be written, and nothing is stopped.
-    pub(crate) async fn begin(shared: &'a Shared, marker: Marker) -> Result<Self, CycleError> {
-        let mut driver = Driver::new(shared, Cycle::new(marker));
+    pub(crate) async fn begin(
+        shared: &'a Shared,
+        marker: Marker,
+        policies: Policies,
+    ) -> Result<Self, CycleError> {
+        let mut driver = Driver::new(shared, Cycle::with_policies(marker, policies));
         driver.apply(Progress::Began);
         while driver.writer.pending() {
             match driver.writer.landed().await.result {
@@ -130,10 +136,18 @@ impl<'a> Driver<'a> {
         loop {
             let report = self.report.clone();
             let event = match next {
+                Step::PreSnapshot => {
+                    let (stacks, groups) = (
+                        shared.parts.stacks.clone(),
+                        self.cycle.pre_snapshot_groups(),
+                    );
+                    let task = hooks::pre_snapshot(stacks, groups, config.parallelism, report);
+                    self.bounded(task, deadline, cancel).await
+                }
                 Step::Stop => {
-                    let (stacks, marked) = (shared.parts.stacks.clone(), self.cycle.marked());
+                    let (stacks, groups) = (shared.parts.stacks.clone(), self.cycle.stop_groups());
                     let slots = self.slots.clone();
-                    let task = steps::stop_all(stacks, marked, config.parallelism, slots, report);
+                    let task = steps::stop_all(stacks, groups, config.parallelism, slots, report);
                     self.bounded(task, deadline, cancel).await
                 }
                 Step::StartBackup => {

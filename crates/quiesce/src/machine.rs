@@ -51,9 +51,10 @@ impl Phase {
     }
 }
 
-/// Where a new cycle begins: the marker is written, the stacks are to be stopped.
+/// Where a new cycle begins: the marker is written; the `pre-snapshot` hooks run, then the
+/// stacks are stopped.
 pub fn begin() -> (Phase, Step) {
-    (Phase::Quiescing, Step::Stop)
+    (Phase::Quiescing, Step::PreSnapshot)
 }
 
 /// Where a crash recovery begins: the stacks of a marker left by a dead controller are to be
@@ -85,6 +86,11 @@ pub enum Observed {
 /// Something that happened to the cycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
+    /// Every `pre-snapshot` hook of the cycle ran (or failed without giving the cycle up).
+    Hooked,
+    /// A `pre-snapshot` hook failed with `felhom.on-hook-error: skip-backup`: no backup is
+    /// posted, the cycle fails.
+    BackupSkipped,
     /// Every stack named in the marker had its stop attempted.
     Stopped,
     /// `POST /backup` answered with an id (started or adopted).
@@ -108,6 +114,8 @@ pub enum Event {
 /// What the driver does next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
+    /// Run every `pre-snapshot` hook (before anything is stopped).
+    PreSnapshot,
     /// Stop the stacks named in the marker.
     Stop,
     /// `POST /backup`.
@@ -138,6 +146,9 @@ pub fn step(phase: Phase, event: Event, early_resume: bool) -> (Phase, Step) {
         )
     };
     match (phase, event) {
+        (P::Quiescing, E::Hooked) => (P::Quiescing, Step::Stop),
+        // docs/labels.md: nothing stopped (or what was is resumed), no backup, a failure.
+        (P::Quiescing, E::BackupSkipped) => resume(Outcome::Failed),
         (P::Quiescing, E::Stopped) => (P::BackingUp, Step::StartBackup),
 
         (P::BackingUp, E::BackupStarted) => (P::BackingUp, Step::AwaitBackup),

@@ -136,19 +136,30 @@ impl Notice {
     }
 }
 
-/// `nextcloud (live), immich (killed)`: the stacks whose capture needs a person, with their
-/// verdicts; `None` when none does.
+/// `nextcloud (live), immich (killed: immich-db-1 killed), shop (hook-failed: db)`: the
+/// stacks whose capture needs a person, with their verdicts, the containers and the
+/// services behind them; `None` when none does.
 fn verdicts(record: &CycleRecord) -> Option<String> {
+    use felhom_marker::Capture;
     let dirty: Vec<String> = record
         .inconsistent()
         .iter()
         .map(|s| {
-            let facts: Vec<String> = s
+            let mut facts: Vec<String> = s
                 .facts
                 .iter()
                 .filter(|f| f.fact != felhom_marker::Fact::CameBack)
                 .map(|f| format!("{} {}", f.container, f.fact.as_str()))
                 .collect();
+            facts.extend(
+                s.by_service
+                    .iter()
+                    .filter(|x| x.capture == Capture::HookFailed)
+                    .map(|x| match s.capture {
+                        Capture::HookFailed => x.service.clone(),
+                        _ => format!("{} hook-failed", x.service),
+                    }),
+            );
             if facts.is_empty() {
                 format!("{} ({})", s.name, s.capture)
             } else {

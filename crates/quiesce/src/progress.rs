@@ -5,7 +5,7 @@
 use crate::machine::{Observed, Phase};
 use chrono::{DateTime, Utc};
 use felhom_agentapi::{BackupStatus, IgnoredField};
-use felhom_marker::{Marker, StrandedStack};
+use felhom_marker::{HookKind, HookRecord, Marker, StrandedStack};
 use felhom_stacks::{ContainerRef, DownCheck, StopReport};
 use tokio::sync::oneshot;
 
@@ -92,6 +92,24 @@ pub(crate) enum Progress {
         phase: String,
         snapshot_at: Option<DateTime<Utc>>,
     },
+    /// A hook is about to run in a container: the marker records it (and that the service
+    /// was quiesced). `ack` hears whether that marker is on disk: a `pre-snapshot` hook runs
+    /// only once it is.
+    HookAbout {
+        stack: String,
+        service: String,
+        hook: HookKind,
+        container: ContainerRef,
+        program: String,
+        ack: Option<Ack>,
+    },
+    /// A hook ended, was killed at its timeout, or could not run: `run` says which.
+    HookEnded {
+        stack: String,
+        service: String,
+        container: ContainerRef,
+        run: HookRecord,
+    },
     /// A problem, for the log and the record.
     Note(Level, String),
 }
@@ -104,7 +122,7 @@ impl Progress {
     /// the fact causes has landed.
     pub(crate) fn take_ack(&mut self) -> Option<Ack> {
         match self {
-            Progress::Recording { ack, .. } => ack.take(),
+            Progress::Recording { ack, .. } | Progress::HookAbout { ack, .. } => ack.take(),
             _ => None,
         }
     }
@@ -136,6 +154,24 @@ impl Reporter {
             ack: Some(ack),
         });
         written.await.unwrap_or(false)
+    }
+
+    /// Tells the driver that `call` is about to run; a `pre-snapshot` hook waits until the
+    /// marker that says so is on disk (`false`: it could not be written, the hook must not
+    /// run), a `post-resume` hook does not wait (a crash before it is on disk runs it again,
+    /// as one before it ended would).
+    pub(crate) async fn hook_about(&self, call: &crate::hooks::HookCall) -> bool {
+        let wait = call.hook == HookKind::PreSnapshot;
+        let (ack, written) = oneshot::channel();
+        self.send(Progress::HookAbout {
+            stack: call.stack.clone(),
+            service: call.service.clone(),
+            hook: call.hook,
+            container: call.container.clone(),
+            program: call.command.program().to_owned(),
+            ack: wait.then_some(ack),
+        });
+        !wait || written.await.unwrap_or(false)
     }
 }
 

@@ -13,11 +13,19 @@
 //!
 //! An engine that cannot be reached is not a failed attempt (SPEC §2 rule 6): the start waits
 //! for it (see `engine`), and a stack still waiting when that wait ends stays in the marker.
+//!
+//! `felhom.stop-order` (issue 23) groups the stacks: the highest order's starts first, and a
+//! group's starts begin only when the previous group's have ended (each stack runs, is
+//! stranded or waits for the engine). The `post-resume` hooks run beside the starts: a
+//! stopped service's once its stack runs again, every other's once every start of the
+//! resume has been issued; one at a time within a stack, never holding up a start.
 
 use crate::backoff::Backoff;
 use crate::controller::Shared;
 use crate::cycle::marked;
 use crate::engine::{self, Waiting};
+use crate::hooks::{post_resume, Launch, PostRun};
+use crate::policy::groups;
 use crate::progress::{Level, Progress, Reporter};
 use crate::{error_chain, humanize, LANDING};
 use chrono::{DateTime, Utc};
@@ -26,6 +34,7 @@ use felhom_stacks::{ContainerRef, DownCheck, Slots, StacksError, StartReport, St
 use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
+use tokio::sync::watch;
 use tokio::time::{sleep, timeout};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -56,11 +65,15 @@ pub(crate) enum Wanted {
 pub(crate) struct StackPlan {
     /// The stack as the marker names it.
     pub(crate) stack: MarkedStack,
+    /// Its `felhom.stop-order`: the highest group starts first.
+    pub(crate) stop_order: i32,
     /// What to start; `None`: its stop never began, it is left as it is.
     pub(crate) start: Option<Wanted>,
     /// The check before its start, once the snapshot was reported: the containers its stop
     /// stopped, and since when the engine says they are down.
     pub(crate) check: Option<(Vec<ContainerRef>, DateTime<Utc>)>,
+    /// Its `post-resume` hooks that are due.
+    pub(crate) post_resume: Vec<PostRun>,
 }
 
 /// What a resume brings back.
@@ -96,8 +109,10 @@ enum Restart {
     Waiting,
 }
 
-/// Brings every stack of `plan` back, all launched at once (the slots bound the engine's
-/// work), and reports the stranded ones (in the plan's order) at the end.
+/// Brings every stack of `plan` back — in groups of their stop order, the highest first,
+/// each group's stacks launched at once (the slots bound the engine's work) — runs the due
+/// `post-resume` hooks beside the starts, and reports the stranded stacks (in the plan's
+/// order) at the end.
 pub(crate) async fn resume(
     shared: &Shared,
     plan: Plan,
@@ -115,13 +130,42 @@ pub(crate) async fn resume(
             .collect(),
     });
     let slots = &plan.slots;
-    // Every stack at once, in the plan's order: the slots (first come, first served) bound
-    // the engine's work, and no stack's wait holds up another's start.
-    let ended: Vec<Restart> = futures::future::join_all(plan.stacks.iter().cloned().map(|stack| {
-        let down = &down;
-        async move { bring_back(shared, &stack, slots, report, down, cancel).await }
-    }))
-    .await;
+    // How many stacks have issued their start (or have none): the hooks of the services
+    // kept running wait for all of them.
+    let (issued, _) = watch::channel(0usize);
+    let total = plan.stacks.len();
+    // Each stack's fate, for its stopped services' hooks: `Some(true)` once it runs.
+    let fates: Vec<watch::Sender<Option<bool>>> =
+        plan.stacks.iter().map(|_| watch::channel(None).0).collect();
+    let indexed: Vec<(usize, StackPlan)> = plan.stacks.iter().cloned().enumerate().collect();
+    let starts = async {
+        let mut ended: Vec<(usize, Restart)> = Vec::new();
+        for group in groups(indexed, |(_, s)| s.stop_order, false) {
+            // Every stack of the group at once, in the plan's order: the slots (first come,
+            // first served) bound the engine's work, and no stack's wait holds up another's
+            // start. The next group begins when this one's starts have ended.
+            let (issued, fates, down) = (&issued, &fates, &down);
+            let group_ended =
+                futures::future::join_all(group.into_iter().map(|(i, stack)| async move {
+                    let on = Launch {
+                        issued,
+                        fate: &fates[i],
+                    };
+                    let ended = bring_back(shared, &stack, slots, report, down, cancel, &on).await;
+                    on.fate.send_replace(Some(matches!(ended, Restart::Runs)));
+                    (i, ended)
+                }))
+                .await;
+            ended.extend(group_ended);
+        }
+        ended.sort_by_key(|(i, _)| *i);
+        ended.into_iter().map(|(_, e)| e).collect::<Vec<Restart>>()
+    };
+    let hooks = futures::future::join_all(plan.stacks.iter().enumerate().map(|(i, stack)| {
+        let (issued, fate) = (issued.subscribe(), fates[i].subscribe());
+        post_resume(shared, stack, issued, total, fate, report)
+    }));
+    let (ended, _) = futures::future::join(starts, hooks).await;
     for (plan_of, ended) in plan.stacks.into_iter().zip(ended) {
         if let Restart::Stranded {
             attempts,
@@ -157,6 +201,7 @@ async fn bring_back(
     report: &Reporter,
     down: &Mutex<Waiting>,
     cancel: &CancellationToken,
+    on: &Launch<'_>,
 ) -> Restart {
     let name = &plan.stack.name;
     if let Some((containers, since)) = &plan.check {
@@ -170,8 +215,10 @@ async fn bring_back(
         report.send(Progress::LeftAlone {
             stack: name.clone(),
         });
+        on.issued();
         return Restart::LeftAlone;
     };
+    on.issued();
     let config = &shared.config;
     let mut backoff = Backoff::new(config.restart_backoff, 2.0, RESTART_BACKOFF_CAP);
     let mut looks = engine::looks();

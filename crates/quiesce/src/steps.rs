@@ -1,16 +1,18 @@
-//! The down half's steps: stop the stacks, start the backup, poll it. Each runs in its own
+//! The down half's steps: stop the stacks (after the `pre-snapshot` hooks of `hooks.rs`),
+//! start the backup, poll it. Each runs in its own
 //! task, which the driver aborts when the bound, a cancellation or a panic ends the wait, so
 //! it may stop at any await point. Each sends what it does to the driver as it happens
 //! ([`Progress`]) and returns the [`Event`] it saw; it holds nothing of the cycle's.
 
+use crate::cycle::Recheck;
 use crate::error_chain;
 use crate::machine::{Event, Observed};
 use crate::progress::{Level, Progress, Reporter};
 use chrono::{DateTime, Utc};
 use felhom_agentapi::{AgentApi, BackupPhase, BackupStatus};
-use felhom_marker::MarkedStack;
 use felhom_stacks::{ContainerRef, Slots, Stacks};
 use futures::StreamExt;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,20 +20,24 @@ use std::time::Duration;
 /// else's start, a restart policy): after that the verdict tells what ran.
 const STOP_ROUNDS: usize = 3;
 
-/// Stops every stack of the marker, `parallelism` stacks at once (each one's stop calls also
-/// hold one of `slots`); the next stop begins as soon as any one ends.
+/// Stops the stacks of `groups` (each with the services its stop leaves running), a group
+/// after the previous one's stops ended (`felhom.stop-order`, the lowest first); within a
+/// group `parallelism` stacks at once (each one's stop calls also hold one of `slots`), the
+/// next stop beginning as soon as any one ends.
 pub(crate) async fn stop_all(
     stacks: Arc<dyn Stacks>,
-    marked: Vec<MarkedStack>,
+    groups: Vec<Vec<(String, BTreeSet<String>)>>,
     parallelism: usize,
     slots: Slots,
     report: Reporter,
 ) -> Event {
-    futures::stream::iter(marked)
-        .map(|stack| stop_one(&*stacks, stack.name, &slots, &report))
-        .buffer_unordered(parallelism.max(1))
-        .collect::<Vec<()>>()
-        .await;
+    for group in groups {
+        futures::stream::iter(group)
+            .map(|(stack, keep)| stop_one(&*stacks, stack, keep, &slots, &report))
+            .buffer_unordered(parallelism.max(1))
+            .collect::<Vec<()>>()
+            .await;
+    }
     Event::Stopped
 }
 
@@ -39,13 +45,23 @@ pub(crate) async fn stop_all(
 /// before the first stop call; a container that started meanwhile is recorded, then
 /// stopped too. A stop failure does not end the cycle: the backup goes on (that stack is
 /// captured crash-consistent, which is no worse than without the controller; its verdict says
-/// so) and the stack is started again with the others. See docs/decisions.md.
-async fn stop_one(stacks: &dyn Stacks, stack: String, slots: &Slots, report: &Reporter) {
+/// so) and the stack is started again with the others. See docs/decisions.md. The containers
+/// of the services in `keep` (kept running by their labels) are not the stop's.
+async fn stop_one(
+    stacks: &dyn Stacks,
+    stack: String,
+    keep: BTreeSet<String>,
+    slots: &Slots,
+    report: &Reporter,
+) {
     let mut recorded: Vec<ContainerRef> = Vec::new();
     let mut began = false;
     for round in 0..STOP_ROUNDS {
         let running = match stacks.running_containers(&stack).await {
-            Ok(running) => running,
+            Ok(mut running) => {
+                running.retain(|c| !keep.contains(&c.service));
+                running
+            }
             Err(e) => {
                 let error = format!("listing its running containers: {}", error_chain(&e));
                 return report.send(Progress::StopFailed {
@@ -127,14 +143,20 @@ async fn stop_one(stacks: &dyn Stacks, stack: String, slots: &Slots, report: &Re
 /// verdict then counts from that stop). Errors are noted: the verdict will tell.
 pub(crate) async fn recheck(
     stacks: &dyn Stacks,
-    stopped: Vec<(String, Vec<ContainerRef>, DateTime<Utc>)>,
+    stopped: Vec<Recheck>,
     slots: &Slots,
     report: &Reporter,
 ) {
-    let checks = stopped.iter().map(|(stack, containers, since)| async move {
-        match stacks.check_down(stack, containers, *since).await {
-            Ok(check) if check.stayed_down() => {}
-            Ok(check) => {
+    let checks = stopped.iter().map(|r| async move {
+        let (stack, keep) = (&r.stack, &r.keep);
+        match stacks.check_down(stack, &r.containers, r.since).await {
+            Ok(mut check) => {
+                // The containers of services kept running are not the stop's: they run.
+                check.appeared.retain(|c| !keep.contains(&c.service));
+                check.ran.retain(|(c, _)| !keep.contains(&c.service));
+                if check.stayed_down() {
+                    return;
+                }
                 let mut again: Vec<ContainerRef> =
                     check.ran.iter().map(|(c, _)| c.clone()).collect();
                 again.extend(check.appeared.iter().cloned());
@@ -190,7 +212,7 @@ pub(crate) async fn start_backup(
     agent: Arc<dyn AgentApi>,
     stacks: Arc<dyn Stacks>,
     cycle_id: String,
-    stopped: Vec<(String, Vec<ContainerRef>, DateTime<Utc>)>,
+    stopped: Vec<Recheck>,
     slots: Slots,
     report: Reporter,
 ) -> Event {

@@ -1,4 +1,5 @@
-//! `check`: validates the config, reaches the agent, lists what a cycle would stop.
+//! `check`: validates the config, reaches the agent, lists what a cycle would stop, each
+//! service with its policy (`docs/labels.md`), and every label with a bad value (exit 1).
 
 use crate::{errors, wire};
 use anyhow::Result;
@@ -61,9 +62,20 @@ pub(crate) async fn check(config: Config) -> Result<ExitCode> {
             println!("a cycle would stop: nothing (no running app stack)")
         }
         Ok(stacks) => {
+            let listing = felhom_ops::PolicyListing::of(&stacks, config.quiesce.max_quiesce);
             println!("a cycle would stop:");
-            for s in stacks {
-                println!("  {} ({})", s.name, s.services.join(", "));
+            for line in &listing.lines {
+                println!("  {line}");
+            }
+            for error in &listing.errors {
+                ok = false;
+                println!("label: {error}");
+            }
+            if !listing.errors.is_empty() {
+                println!(
+                    "labels: {} with a bad value; each such service is quiesced as if that label were absent (docs/labels.md)",
+                    listing.errors.len()
+                );
             }
         }
         Err(e) => {

@@ -78,8 +78,31 @@ fn the_status_json_carries_no_app_output() {
         marker_stuck: Some(format!("clearing the marker: {FAILED_START}")),
         ..Overview::default()
     };
+    let mut overview = overview;
+    if let Some(last) = &mut overview.last {
+        // A hook's output (issue 23): kept in the record, never in /status.
+        last.stacks.push(
+            serde_json::from_value(serde_json::json!({
+                "name": "shop",
+                "capture": "hook-failed",
+                "by_service": [{"service": "db", "mode": "hook", "capture": "hook-failed", "hooks": [{
+                    "hook": "pre-snapshot", "container": "shop-db-1", "program": "pg_dumpall",
+                    "started_at": "2026-01-01T00:00:00Z", "duration_ms": 12, "exit_code": 1,
+                    "succeeded": false, "output": "hook-says password=hunter3"
+                }]}],
+            }))
+            .expect("a stack record"),
+        );
+    }
     let text = status_json(&overview).to_string();
-    for app in ["app-secret-line", "hunter2", "another-app-line"] {
+    assert!(text.contains("pg_dumpall"), "the run is shown: {text}");
+    for app in [
+        "app-secret-line",
+        "hunter2",
+        "another-app-line",
+        "hook-says",
+        "hunter3",
+    ] {
         assert!(!text.contains(app), "{app} in /status: {text}");
     }
     let json = status_json(&overview);

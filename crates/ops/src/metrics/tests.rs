@@ -75,6 +75,9 @@ fn stack(name: &str, downtime_ms: u64) -> StackRecord {
         downtime_ms: Some(downtime_ms),
         capture: felhom_marker::Capture::Clean,
         facts: vec![],
+        stop_order: 0,
+        by_service: vec![],
+        label_errors: vec![],
     }
 }
 
@@ -224,6 +227,39 @@ fn each_stack_of_the_last_cycle_shows_its_capture() {
         "b was not stopped by the last cycle: {text}"
     );
     assert_eq!(capture(&scrape(&m), "a", "live"), 1.0);
+}
+
+/// The per-service policy's verdicts (issue 23) have their series, and each stack the last
+/// cycle brought back its downtime (the fleet dashboard's downtime per stack over time).
+#[test]
+fn the_policys_verdicts_and_each_stacks_last_downtime_are_shown() {
+    let m = Metrics::new(Duration::from_secs(1800));
+    let mut r = record(Outcome::Done, &[], 0, 60);
+    r.stacks[0].capture = Capture::HookFailed;
+    r.stacks[1].capture = Capture::Hooked;
+    r.stacks[1].downtime_ms = None;
+    m.cycle_finished(&r);
+    let s = scrape(&m);
+    let capture = |stack: &str, capture: &str| {
+        value(
+            &s,
+            "felhom_stack_capture",
+            &[("stack", stack), ("capture", capture)],
+        )
+    };
+    assert_eq!(capture("a", "hook-failed"), 1.0);
+    assert_eq!(capture("a", "clean"), 0.0);
+    assert_eq!(capture("b", "hooked"), 1.0);
+    assert_eq!(capture("b", "skipped"), 0.0);
+    assert_eq!(
+        value(&s, "felhom_stack_last_downtime_seconds", &[("stack", "a")]),
+        1.5
+    );
+    assert!(
+        !m.encode()
+            .contains("felhom_stack_last_downtime_seconds{stack=\"b\"}"),
+        "b was not stopped"
+    );
 }
 
 #[test]

@@ -37,7 +37,13 @@ fn phases() -> Vec<Phase> {
 
 /// Every event the driver can report.
 fn events() -> Vec<Event> {
-    let mut all = vec![Event::Stopped, Event::BackupStarted, Event::BackupRefused];
+    let mut all = vec![
+        Event::Hooked,
+        Event::BackupSkipped,
+        Event::Stopped,
+        Event::BackupStarted,
+        Event::BackupRefused,
+    ];
     all.extend(OBSERVED.map(Event::Status));
     all.extend([
         Event::StatusError,
@@ -52,7 +58,12 @@ fn events() -> Vec<Event> {
 /// The driver starts every cycle and every recovery from these, and nowhere else.
 #[test]
 fn cycles_begin_by_stopping_and_recoveries_by_resuming() {
-    assert_eq!(begin(), (Phase::Quiescing, Step::Stop));
+    // The pre-snapshot hooks first, then the stops (docs/labels.md).
+    assert_eq!(begin(), (Phase::Quiescing, Step::PreSnapshot));
+    assert_eq!(
+        step(Phase::Quiescing, Event::Hooked, true),
+        (Phase::Quiescing, Step::Stop)
+    );
     let (phase, next) = recovery();
     assert_eq!(next, Step::Resume);
     assert_eq!(
@@ -156,6 +167,7 @@ fn happy_path_walk() {
     let mut phase = Phase::Quiescing;
     let mut steps = vec![];
     for event in [
+        Event::Hooked,
         Event::Stopped,
         Event::BackupStarted,
         Event::Status(Observed::Running),
@@ -170,12 +182,33 @@ fn happy_path_walk() {
     assert_eq!(
         steps,
         [
+            Step::Stop,
             Step::StartBackup,
             Step::AwaitBackup,
             Step::AwaitBackup,
             Step::Resume,
             Step::Finish
         ]
+    );
+}
+
+/// docs/labels.md: a `pre-snapshot` hook that fails with `skip-backup` gives the cycle up
+/// before any stop: resumed (what was quiesced), recorded `failed`, no backup posted.
+#[test]
+fn a_skipped_backup_resumes_and_fails_before_anything_is_stopped() {
+    assert_eq!(
+        step(Phase::Quiescing, Event::BackupSkipped, true),
+        (
+            Phase::Resuming {
+                outcome: Some(Outcome::Failed)
+            },
+            Step::Resume
+        )
+    );
+    // Only the hooks' step reports it: later it is a bug, resumed as any.
+    assert_eq!(
+        step(Phase::BackingUp, Event::BackupSkipped, true).1,
+        Step::Resume
     );
 }
 
