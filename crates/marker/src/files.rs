@@ -14,7 +14,7 @@
 //!   anything else, and the marker's files are read without following links — but no new
 //!   cycle starts in it until it is fixed.
 
-use crate::store::MarkerError;
+use crate::MarkerError;
 use std::fs::{File, Metadata, OpenOptions};
 use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};

@@ -4,9 +4,10 @@
 //! poll one line per poll): whatever happens, the file stays small enough to be read whole by
 //! every `status` and every start.
 
+use crate::durable::{sync_dir, write_atomically, StateFile};
 use crate::files::no_follow;
 use crate::model::CycleRecord;
-use crate::store::{sync_dir, write_atomically, MarkerError, StateDir, StateFile};
+use crate::{MarkerError, StateDir};
 use std::borrow::Cow;
 use std::fs::OpenOptions;
 use std::io::Write;

@@ -60,6 +60,7 @@
 #![deny(missing_docs)]
 
 mod capture;
+mod durable;
 #[cfg(any(test, feature = "mock"))]
 pub mod fake;
 mod files;
@@ -68,6 +69,7 @@ mod hooks;
 mod lock;
 mod model;
 mod salvage;
+mod state_dir;
 mod store;
 mod stranded;
 mod view;
@@ -85,9 +87,10 @@ pub use model::{
     StrandedStack, FORMAT_VERSION,
 };
 pub use salvage::{MarkerSalvage, MovedAside, Unreadable};
+pub use state_dir::StateDir;
 #[cfg(any(test, feature = "mock"))]
 pub use store::MockMarkerStore;
-pub use store::{MarkerError, MarkerStore, StateDir};
+pub use store::{MarkerError, MarkerStore};
 #[cfg(any(test, feature = "mock"))]
 pub use stranded::MockStrandedStore;
 pub use stranded::{Stranded, StrandedStore, StrandedView};

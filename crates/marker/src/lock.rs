@@ -15,7 +15,7 @@
 //! a recovery from running. Never is such an error taken for a holder.
 
 use crate::files::{is_refused_link, no_follow, open_dir};
-use crate::store::StateDir;
+use crate::StateDir;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};

@@ -2,9 +2,11 @@
 //! their cycle. They are state, not a log line (SPEC §2 rule 6): kept across cycles and
 //! restarts until each runs again, so that `status`, the metrics and the retries see them.
 
+use crate::durable::{sync_dir, write_atomically, StateFile};
 use crate::model::StrandedStack;
 use crate::salvage::{array_entries, services, stack_name, versioned_json, MovedAside, Unreadable};
-use crate::store::{sync_dir, write_atomically, written_at, MarkerError, StateDir, StateFile};
+use crate::store::written_at;
+use crate::{MarkerError, StateDir};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

@@ -5,7 +5,8 @@ use crate::files::read;
 use crate::lock::LockError;
 use crate::model::{CycleRecord, Marker};
 use crate::salvage::{read_loosely, Unreadable};
-use crate::store::{parse_marker, written_at, MarkerError, HISTORY_FILE, LOCK_FILE, MARKER_FILE};
+use crate::state_dir::{HISTORY_FILE, LOCK_FILE, MARKER_FILE};
+use crate::store::{parse_marker, written_at, MarkerError};
 use crate::stranded::StrandedView;
 use std::path::{Path, PathBuf};
 

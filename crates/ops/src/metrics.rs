@@ -118,110 +118,127 @@ impl Metrics {
                 outcome: outcome.as_str(),
             });
         }
+        m.register_cycles();
+        m.register_state(max_quiesce);
+        m.register_details();
+        m
+    }
+
+    /// The cycles: how many ended by outcome, what runs now, the last cycle's times.
+    fn register_cycles(&mut self) {
+        self.registry.register(
+            "felhom_cycles",
+            "Quiesce cycles finished by this process, by outcome",
+            self.cycles.clone(),
+        );
+        self.registry.register(
+            "felhom_stranded_stacks",
+            "Stacks that could not be started again and are still down (the persistent list)",
+            self.stranded.clone(),
+        );
+        self.registry.register(
+            "felhom_cycle_running",
+            "Whether a cycle runs now",
+            self.cycle_running.clone(),
+        );
+        self.registry.register(
+            "felhom_stacks_quiesced",
+            "Stacks stopped by the controller now",
+            self.stacks_quiesced.clone(),
+        );
+        self.registry.register(
+            "felhom_last_cycle_max_downtime_seconds",
+            "The longest downtime of a stack in the last cycle",
+            self.last_max_downtime.clone(),
+        );
+        self.registry.register(
+            "felhom_last_cycle_finished_timestamp_seconds",
+            "When the last cycle finished (Unix time; 0: none yet)",
+            self.last_finished.clone(),
+        );
+        self.registry.register(
+            "felhom_last_success_timestamp_seconds",
+            "When the last successful cycle (done, nothing stranded) finished (Unix time; 0: none)",
+            self.last_success.clone(),
+        );
+    }
+
+    /// The state of the controller and of what it depends on: the marker, the bound, the
+    /// engine, the start-up recovery, the state directory.
+    fn register_state(&mut self, max_quiesce: Duration) {
         let max_quiesce_gauge = FloatGauge::default();
         max_quiesce_gauge.set(max_quiesce.as_secs_f64());
 
-        m.registry.register(
-            "felhom_cycles",
-            "Quiesce cycles finished by this process, by outcome",
-            m.cycles.clone(),
-        );
-        m.registry.register(
-            "felhom_stranded_stacks",
-            "Stacks that could not be started again and are still down (the persistent list)",
-            m.stranded.clone(),
-        );
-        m.registry.register(
-            "felhom_cycle_running",
-            "Whether a cycle runs now",
-            m.cycle_running.clone(),
-        );
-        m.registry.register(
-            "felhom_stacks_quiesced",
-            "Stacks stopped by the controller now",
-            m.stacks_quiesced.clone(),
-        );
-        m.registry.register(
-            "felhom_last_cycle_max_downtime_seconds",
-            "The longest downtime of a stack in the last cycle",
-            m.last_max_downtime.clone(),
-        );
-        m.registry.register(
-            "felhom_last_cycle_finished_timestamp_seconds",
-            "When the last cycle finished (Unix time; 0: none yet)",
-            m.last_finished.clone(),
-        );
-        m.registry.register(
-            "felhom_last_success_timestamp_seconds",
-            "When the last successful cycle (done, nothing stranded) finished (Unix time; 0: none)",
-            m.last_success.clone(),
-        );
-        m.registry.register(
+        self.registry.register(
             "felhom_marker_age_seconds",
             "Age of the marker in the state directory (0: no marker)",
-            m.marker_age.clone(),
+            self.marker_age.clone(),
         );
-        m.registry.register(
+        self.registry.register(
             "felhom_max_quiesce_seconds",
             "The configured max_quiesce bound",
             max_quiesce_gauge,
         );
-        m.registry.register(
+        self.registry.register(
             "felhom_engine_reachable",
             "Whether the Docker engine answers (1), or stacks the controller stopped wait for it (0)",
-            m.engine_reachable.clone(),
+            self.engine_reachable.clone(),
         );
-        m.registry.register(
+        self.registry.register(
             "felhom_engine_unreachable_since_timestamp_seconds",
             "Since when stacks the controller stopped wait for a Docker engine that does not answer (Unix time; 0: it answers)",
-            m.engine_unreachable_since.clone(),
+            self.engine_unreachable_since.clone(),
         );
-        m.registry.register(
+        self.registry.register(
             "felhom_recovering",
             "Whether the daemon's start-up recovery runs (a crashed cycle's stacks, the stranded stacks)",
-            m.recovering.clone(),
+            self.recovering.clone(),
         );
-        m.registry.register(
+        self.registry.register(
             "felhom_state_errors",
             "Writes of the state directory that failed in this process (a marker, the stranded list, a history record not written, a marker not removed)",
-            m.state_errors.clone(),
+            self.state_errors.clone(),
         );
-        m.registry.register(
+        self.registry.register(
             "felhom_cycles_refused",
             "Whether new cycles are refused because the state directory is not fit for them (another owner, or writable by others); markers are still recovered",
-            m.cycles_refused.clone(),
+            self.cycles_refused.clone(),
         );
-        m.registry.register(
+    }
+
+    /// The details: the agent's errors by kind, each stack's verdict and downtime, the
+    /// distributions, the build.
+    fn register_details(&mut self) {
+        self.registry.register(
             "felhom_agent_errors",
             "Failed calls to the host agent, by kind",
-            m.agent_errors.clone(),
+            self.agent_errors.clone(),
         );
-        m.registry.register(
+        self.registry.register(
             "felhom_stack_capture",
             "What the last cycle's backup captured of each stack it touched (SPEC §2 rule 10, docs/labels.md): 1 for its verdict (clean, killed, live, unknown, skipped, hooked, hook-failed), 0 for the others",
-            m.stack_capture.clone(),
+            self.stack_capture.clone(),
         );
-        m.registry.register(
+        self.registry.register(
             "felhom_stack_last_downtime_seconds",
             "Each stack's downtime in the last cycle that stopped and started it, from its stop to running again (a stack the last cycle did not bring back has no series)",
-            m.stack_last_downtime.clone(),
+            self.stack_last_downtime.clone(),
         );
-        m.registry.register(
+        self.registry.register(
             "felhom_cycle_duration_seconds",
             "Duration of finished cycles, from the first stop to the end",
-            m.cycle_duration.clone(),
+            self.cycle_duration.clone(),
         );
-        m.registry.register(
+        self.registry.register(
             "felhom_stack_downtime_seconds",
             "Downtime of each stack stopped by a cycle, from its stop to running again",
-            m.stack_downtime.clone(),
+            self.stack_downtime.clone(),
         );
-        m.registry.register(
+        self.registry.register(
             "felhom_build",
             "The controller's version",
             Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
         );
-        m
     }
 
     /// The text for `/metrics`.

@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 
 /// Something that happened to a cycle. The steps send these as they happen, so what a step
 /// had done before it was aborted (the bound, a cancellation, a panic) is still known. Adding
-/// a fact is adding a variant and its arm of [`Cycle::apply`].
+/// a fact is adding a variant and its arm of [`Cycle::apply`](crate::cycle::Cycle::apply).
 #[derive(Debug)]
 pub(crate) enum Progress {
     /// A new cycle begins: its marker goes on disk before anything is stopped.

@@ -64,26 +64,12 @@ async fn stop_one(
             }
             Err(e) => {
                 let error = format!("listing its running containers: {}", error_chain(&e));
-                return report.send(Progress::StopFailed {
-                    stack,
-                    error,
-                    began,
-                });
+                return stop_failed(report, stack, error, began);
             }
         };
         if running.is_empty() {
             if round == 0 {
-                // Nothing of it runs any more: nothing to stop, and nothing to start; it is
-                // down from now on.
-                report.send(Progress::StopBegan {
-                    stack: stack.clone(),
-                    at: Utc::now(),
-                });
-                report.send(Progress::Stopped {
-                    stack,
-                    report: Default::default(),
-                    at: Utc::now(),
-                });
+                already_down(report, stack);
             }
             return;
         }
@@ -103,11 +89,7 @@ async fn stop_one(
         if !new.is_empty() {
             if !report.record(&stack, new.clone()).await {
                 let error = "its containers could not be recorded in the marker".to_owned();
-                return report.send(Progress::StopFailed {
-                    stack,
-                    error,
-                    began,
-                });
+                return stop_failed(report, stack, error, began);
             }
             recorded.extend(new);
         }
@@ -122,20 +104,36 @@ async fn stop_one(
                 report: stopped,
                 at: Utc::now(),
             }),
-            Err(e) => {
-                let error = error_chain(&e);
-                return report.send(Progress::StopFailed {
-                    stack,
-                    error,
-                    began,
-                });
-            }
+            Err(e) => return stop_failed(report, stack, error_chain(&e), began),
         }
     }
     let message = format!(
         "stack {stack}: containers kept starting again after {STOP_ROUNDS} stops: going on"
     );
     report.note(Level::Warn, message);
+}
+
+/// Nothing of `stack` runs any more: nothing to stop, and nothing to start; it is down from
+/// now on.
+fn already_down(report: &Reporter, stack: String) {
+    report.send(Progress::StopBegan {
+        stack: stack.clone(),
+        at: Utc::now(),
+    });
+    report.send(Progress::Stopped {
+        stack,
+        report: Default::default(),
+        at: Utc::now(),
+    });
+}
+
+/// `stack`'s stop failed; `began`: whether a stop call of it had begun.
+fn stop_failed(report: &Reporter, stack: String, error: String, began: bool) {
+    report.send(Progress::StopFailed {
+        stack,
+        error,
+        began,
+    });
 }
 
 /// Looks at each stopped stack again before the backup begins: a container that ran since

@@ -16,21 +16,7 @@ pub(crate) async fn check(config: Config) -> Result<ExitCode> {
     for note in config.notes() {
         println!("note: {note}");
     }
-    let mut ok = true;
-    match &agent {
-        None => println!("agent: not configured ([agent] absent): the loop stays off"),
-        Some(agent) => match agent.backup_due().await {
-            Ok(due) => println!(
-                "agent: reachable, pin and token accepted (due: {}{})",
-                due.due,
-                due.reason.map(|r| format!(", {r}")).unwrap_or_default()
-            ),
-            Err(e) => {
-                ok = false;
-                println!("agent: {}", errors::chain(&e));
-            }
-        },
-    }
+    let mut ok = check_agent(agent.as_ref()).await;
     match stacks.compose_command().await {
         Ok(c) => println!("compose: {c}"),
         Err(e) => {
@@ -57,6 +43,37 @@ pub(crate) async fn check(config: Config) -> Result<ExitCode> {
             );
         }
     }
+    ok &= check_stacks(&*stacks, &config).await;
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Whether the agent answers `backup_due` (or is not configured): printed, `false` on an error.
+async fn check_agent(agent: Option<&impl AgentApi>) -> bool {
+    match agent {
+        None => println!("agent: not configured ([agent] absent): the loop stays off"),
+        Some(agent) => match agent.backup_due().await {
+            Ok(due) => println!(
+                "agent: reachable, pin and token accepted (due: {}{})",
+                due.due,
+                due.reason.map(|r| format!(", {r}")).unwrap_or_default()
+            ),
+            Err(e) => {
+                println!("agent: {}", errors::chain(&e));
+                return false;
+            }
+        },
+    }
+    true
+}
+
+/// What a cycle would stop, each service with its policy: printed, `false` when the stacks
+/// cannot be listed or a label has a bad value.
+async fn check_stacks(stacks: &dyn Stacks, config: &Config) -> bool {
+    let mut ok = true;
     match stacks.running_app_stacks().await {
         Ok(stacks) if stacks.is_empty() => {
             println!("a cycle would stop: nothing (no running app stack)")
@@ -83,9 +100,5 @@ pub(crate) async fn check(config: Config) -> Result<ExitCode> {
             println!("stacks: {}", errors::chain(&e));
         }
     }
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    ok
 }

@@ -1,10 +1,13 @@
 //! `Cycle::apply`, fact by fact: what the record and the marker on disk become.
 
 use super::*;
-use felhom_marker::MarkerPhase;
-
-use felhom_marker::{Capture, Fact};
-use felhom_stacks::{DownCheck, StoppedContainer};
+use crate::machine::Observed;
+use crate::progress::Said;
+use crate::resume::{StackPlan, Wanted};
+use chrono::{DateTime, Utc};
+use felhom_agentapi::BackupStatus;
+use felhom_marker::{Capture, Fact, MarkerPhase};
+use felhom_stacks::{DownCheck, StopReport, StoppedContainer};
 
 fn app(stack: &str) -> ContainerRef {
     ContainerRef {
