@@ -5,7 +5,7 @@
 
 use crate::brief;
 use crate::metrics::Metrics;
-use crate::systemd::ServiceManager;
+use crate::systemd::{Notification, ServiceManager};
 use felhom_notify::{Event, EventKind, Notifier};
 use felhom_quiesce::machine::Phase;
 use felhom_quiesce::{Notice, NoticeKind, Observer, Overview, TICK};
@@ -76,7 +76,7 @@ impl OpsObserver {
     /// `READY=1`: the status listener is up and the loop runs (its first work, the crash
     /// recovery, shows in `STATUS=` and `felhom_recovering`).
     pub fn ready(&self) {
-        self.manager.notify("READY=1");
+        self.manager.notify(&Notification::Ready);
     }
 
     /// The daemon begins to stop: `STOPPING=1`, and from now on every tick extends the
@@ -85,7 +85,7 @@ impl OpsObserver {
         if self.stopping.swap(true, Ordering::SeqCst) {
             return;
         }
-        self.manager.notify("STOPPING=1");
+        self.manager.notify(&Notification::Stopping);
         self.extend();
     }
 
@@ -97,8 +97,7 @@ impl OpsObserver {
     }
 
     fn extend(&self) {
-        let usec = EXTEND_BY.as_micros();
-        self.manager.notify(&format!("EXTEND_TIMEOUT_USEC={usec}"));
+        self.manager.notify(&Notification::ExtendTimeout(EXTEND_BY));
     }
 
     fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
@@ -120,7 +119,7 @@ impl Observer for OpsObserver {
             };
             if seen.status != text {
                 seen.status = text.clone();
-                self.manager.notify(&format!("STATUS={text}"));
+                self.manager.notify(&Notification::status(&text));
             }
             finished
         };
@@ -137,7 +136,7 @@ impl Observer for OpsObserver {
             // starts ticking at once) does not flood the manager.
             if seen.fed.is_none_or(|at| at.elapsed() >= every / 2) {
                 seen.fed = Some(Instant::now());
-                self.manager.notify("WATCHDOG=1");
+                self.manager.notify(&Notification::Watchdog);
             }
         }
         if self.stopping.load(Ordering::SeqCst) {
@@ -310,8 +309,11 @@ mod tests {
     }
 
     impl ServiceManager for Told {
-        fn notify(&self, message: &str) {
-            self.sent.lock().expect("told").push(message.to_owned());
+        fn notify(&self, notification: &Notification) {
+            self.sent
+                .lock()
+                .expect("told")
+                .push(notification.to_string());
         }
         fn watchdog_interval(&self) -> Option<Duration> {
             self.watchdog
