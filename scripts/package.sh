@@ -60,7 +60,8 @@ for path in \
     ./usr/share/felhom-controller/alerts.yml \
     ./usr/share/felhom-controller/felhom-fleet.json \
     ./usr/share/doc/felhom-controller/operations.md \
-    ./usr/share/doc/felhom-controller/configuration.md; do
+    ./usr/share/doc/felhom-controller/configuration.md \
+    ./usr/share/doc/felhom-controller/labels.md; do
     grep -qE " ${path//./\\.}\$" <<<"$contents" || fail "$path is not in the package"
 done
 grep -qE '^-rw------- .* \./etc/felhom/controller\.toml$' <<<"$contents" ||

@@ -133,16 +133,13 @@ fn bad_configuration(e: &ConfigError) -> ExitCode {
 }
 
 /// Removes the `FELHOM_` variables (the agent's token among them), the path of systemd's
-/// credentials and its notification socket from the environment once they are read, so that
-/// no child process (compose, docker) inherits them. Done before the runtime starts its
-/// threads: the process is still single-threaded here.
+/// credentials and its watchdog's variables from the environment once they are read, so that
+/// no child process (compose, docker) inherits them. `NOTIFY_SOCKET` stays: `sd-notify` reads
+/// it at each send; the stacks manager keeps it out of its children's environment instead
+/// (wire.rs, `stacks`). Done before the runtime starts its threads: the process is still
+/// single-threaded here.
 fn forget_environment() {
-    const SYSTEMD: [&str; 4] = [
-        "CREDENTIALS_DIRECTORY",
-        "NOTIFY_SOCKET",
-        "WATCHDOG_USEC",
-        "WATCHDOG_PID",
-    ];
+    const SYSTEMD: [&str; 3] = ["CREDENTIALS_DIRECTORY", "WATCHDOG_USEC", "WATCHDOG_PID"];
     for (key, _) in std::env::vars_os() {
         let key_text = key.to_string_lossy();
         if key_text.starts_with("FELHOM_") || SYSTEMD.contains(&key_text.as_ref()) {

@@ -89,10 +89,14 @@ pub(crate) fn state_view(config: &Config) -> Result<StateView> {
     StateView::open(dir).with_context(|| format!("quiesce.state_dir {}", dir.display()))
 }
 
-/// The stacks manager on the Docker engine.
+/// The stacks manager on the Docker engine. Its compose and docker commands do not inherit
+/// systemd's `NOTIFY_SOCKET`, which stays in this process's environment for `sd-notify`
+/// (main.rs, `forget_environment`): no child speaks to systemd in the daemon's name.
 pub(crate) fn stacks(config: &Config) -> Result<Arc<EngineStacks>> {
     Ok(Arc::new(
-        EngineStacks::new(config.stacks_config()).context("stacks")?,
+        EngineStacks::new(config.stacks_config())
+            .context("stacks")?
+            .without_env([felhom_ops::NOTIFY_SOCKET]),
     ))
 }
 

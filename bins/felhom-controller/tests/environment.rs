@@ -1,5 +1,6 @@
 //! The real binary and its environment and config: the `FELHOM_` variables of `--help` are
-//! not config keys, no child process (compose, docker) inherits the agent's token, and an
+//! not config keys, no child process (compose, docker) inherits the agent's token nor systemd's
+//! notification socket and watchdog, and an
 //! absurd duration is refused before anything is touched.
 
 use std::os::unix::fs::PermissionsExt;
@@ -8,7 +9,7 @@ use std::process::{Command, Stdio};
 const BIN: &str = env!("CARGO_BIN_EXE_felhom-controller");
 
 #[test]
-fn the_token_is_read_as_a_string_and_no_child_inherits_it() {
+fn the_token_is_read_as_a_string_and_no_child_inherits_it_nor_systemds_variables() {
     let dir = tempfile::tempdir().expect("tempdir");
     // A `docker` that records the environment it was given, first on the PATH.
     let bin = dir.path().join("bin");
@@ -49,6 +50,11 @@ fn the_token_is_read_as_a_string_and_no_child_inherits_it() {
         // A token the config parser would read as a number.
         .env("FELHOM_AGENT__TOKEN", "12345678")
         .env("PATH", path)
+        // systemd's: the socket stays in the daemon's environment for sd-notify, the
+        // stacks manager keeps it from its children; the watchdog's are read and removed.
+        .env("NOTIFY_SOCKET", dir.path().join("notify.sock"))
+        .env("WATCHDOG_USEC", "60000000")
+        .env("WATCHDOG_PID", "1")
         .stdin(Stdio::null())
         .output()
         .expect("run the binary");
@@ -63,6 +69,12 @@ fn the_token_is_read_as_a_string_and_no_child_inherits_it() {
         !seen.contains("FELHOM_"),
         "a child inherited a FELHOM_ variable: {seen}"
     );
+    for systemd in ["NOTIFY_SOCKET=", "WATCHDOG_USEC=", "WATCHDOG_PID="] {
+        assert!(
+            !seen.contains(systemd),
+            "a child inherited {systemd}: {seen}"
+        );
+    }
     assert!(!stdout.contains("12345678") && !stderr.contains("12345678"));
 }
 

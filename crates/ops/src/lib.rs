@@ -44,4 +44,4 @@ pub use metrics::{Metrics, CONTENT_TYPE};
 pub use observer::OpsObserver;
 pub use report::{cycle_picture, DueAnswer, StateReport};
 pub use service::{Service, DRAIN};
-pub use systemd::{NotifySocket, ServiceManager};
+pub use systemd::{Notification, NotifySocket, ServiceManager, StatusLine, NOTIFY_SOCKET};

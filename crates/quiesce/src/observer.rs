@@ -70,7 +70,8 @@ pub struct Notice {
     pub stacks: Vec<String>,
     /// The stacks that could not be started again.
     pub stranded: Vec<String>,
-    /// One line for a person.
+    /// One line for a person, made of the controller's own words and the fields above
+    /// (stack names, counts, paths): never an error's or an app's text.
     pub message: String,
 }
 
@@ -88,7 +89,9 @@ impl Notice {
     }
 
     /// The notice that ends a cycle: `done`; `inconsistent` when it is done in every other
-    /// respect but a stack's capture is `killed` or `live`; else `failed`.
+    /// respect but a stack's capture is `killed` or `live`; else `failed`. Its message is
+    /// made of the record's structured fields only (outcome, stack names, verdicts, counts),
+    /// never of an error's text.
     pub(crate) fn end_of_cycle(record: &CycleRecord) -> Notice {
         let outcome = record.outcome.as_str();
         let dirty = verdicts(record);
@@ -126,8 +129,13 @@ impl Notice {
                 if let Some(dirty) = dirty {
                     why.push_str(&format!("; captured {dirty}"));
                 }
-                if let Some(first) = record.errors.first() {
-                    why.push_str(&format!("; first error: {first}"));
+                // Counted, never quoted: an error may carry an app's log lines or a
+                // secret, and a notice may go to a public topic. The record has them.
+                if !record.errors.is_empty() {
+                    why.push_str(&format!(
+                        "; {} error(s), in the cycle's record",
+                        record.errors.len()
+                    ));
                 }
                 why
             }

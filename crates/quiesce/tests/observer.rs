@@ -74,11 +74,31 @@ async fn every_phase_change_is_told_and_a_done_cycle_ends_with_done() {
 async fn a_stranded_stack_is_told_after_the_resume_then_the_cycle_fails() {
     let agent = FakeAgent::answering([BackupPhase::Done]);
     let stacks = FakeStacks::running([("alpha", &["app"][..]), ("beta", &["db"][..])])
-        .start_trouble("beta", Trouble::Fail("exited".into()));
+        .start_trouble(
+            "beta",
+            Trouble::Fail("exited; its last log lines: password=hunter2".into()),
+        );
     let (c, rec, calls) = controller(agent, stacks, FakeState::default());
     let record = c.run_cycle(&CancellationToken::new()).await.expect("cycle");
     assert_eq!(record.stranded, ["beta"]);
     assert_eq!(rec.kinds(), [NoticeKind::Stranded, NoticeKind::Failed]);
+    // The record keeps the errors; no notice quotes one (it may go to a public topic).
+    assert!(
+        record.errors.iter().any(|e| e.contains("hunter2")),
+        "{:?}",
+        record.errors
+    );
+    let failed = &rec.notices()[1];
+    assert_eq!(
+        failed.message,
+        format!(
+            "backup cycle ended done; stranded: beta; {} error(s), in the cycle's record",
+            record.errors.len()
+        )
+    );
+    for notice in rec.notices() {
+        assert!(!notice.message.contains("hunter2"), "{notice:?}");
+    }
     // Told only once every start had been tried (both attempts of beta, alpha's one).
     let calls = calls.lock().expect("calls").clone();
     let starts = calls.iter().filter(|c| c.starts_with("start ")).count();

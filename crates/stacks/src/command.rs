@@ -95,6 +95,9 @@ impl fmt::Display for Failure {
 pub(crate) struct Runner {
     /// `DOCKER_HOST` for the children, when the engine is not the default one.
     pub(crate) docker_host: Option<String>,
+    /// Variables of this process the children must not inherit (the embedder's: this crate
+    /// knows none of them).
+    pub(crate) hidden_env: Vec<String>,
 }
 
 impl Runner {
@@ -110,6 +113,9 @@ impl Runner {
         }
         if let Some(host) = &self.docker_host {
             command.env("DOCKER_HOST", host);
+        }
+        for name in &self.hidden_env {
+            command.env_remove(name);
         }
         command
     }
@@ -198,6 +204,32 @@ mod tests {
         assert!(text.contains("/nonexistent-felhom-path"), "{text}");
     }
 
+    /// A variable the embedder hides is not in a child's environment; the others are.
+    #[tokio::test]
+    async fn the_hidden_variables_are_not_inherited() {
+        // Cargo gives every test process these two.
+        let (hidden, kept) = ("CARGO_MANIFEST_DIR", "CARGO_PKG_NAME");
+        for name in [hidden, kept] {
+            assert!(std::env::var_os(name).is_some(), "{name} not set by cargo");
+        }
+        let line = CommandLine::new("env", Vec::<String>::new());
+        let runner = Runner {
+            hidden_env: vec![hidden.to_owned()],
+            ..Runner::default()
+        };
+        let env = runner
+            .stdout(&line, Duration::from_secs(10))
+            .await
+            .expect("env runs");
+        assert!(!env.contains(&format!("{hidden}=")), "{env}");
+        assert!(env.contains(&format!("{kept}=")), "{env}");
+        let env = Runner::default()
+            .stdout(&line, Duration::from_secs(10))
+            .await
+            .expect("env runs");
+        assert!(env.contains(&format!("{hidden}=")), "{env}");
+    }
+
     #[tokio::test]
     async fn a_missing_program_is_a_spawn_failure() {
         let line = CommandLine::new("felhom-no-such-program", Vec::<String>::new());
@@ -238,6 +270,7 @@ mod tests {
         for socket in [&missing, &dead] {
             let runner = Runner {
                 docker_host: Some(format!("unix://{}", socket.display())),
+                ..Runner::default()
             };
             let v2 = ["compose"].into_iter().chain(up);
             for mut line in [

@@ -89,6 +89,13 @@ impl EngineStacks {
         self
     }
 
+    /// Keeps the variables `names` of this process out of the compose and docker commands'
+    /// environment (an embedder's own, such as systemd's `NOTIFY_SOCKET`).
+    pub fn without_env<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.runner.hidden_env = names.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// The bound on each quick engine call (list, inspect, start, logs; 30s): a call that
     /// gets no answer within it fails the stack's stop or start, unless the engine does not
     /// answer a ping either, which is [`StacksError::EngineUnreachable`]. Shorter in tests.
