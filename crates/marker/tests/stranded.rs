@@ -19,6 +19,7 @@ fn stranded(name: &str, attempts: u32) -> StrandedStack {
             .expect("a valid date"),
         attempts,
         last_error: "container app exited (1)".into(),
+        given_up: None,
         containers: vec![],
     }
 }

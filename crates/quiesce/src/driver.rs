@@ -412,6 +412,7 @@ impl<'a> Driver<'a> {
             cycle_id: self.cycle.record.cycle_id.clone(),
             stacks: self.cycle.plan(),
             slots: self.slots.clone(),
+            recreate_vanished: !self.cycle.recovering,
         };
         let (shared, report) = (self.shared, self.report.clone());
         self.alongside(resume::resume(shared, plan, &report, cancel))

@@ -356,6 +356,7 @@ async fn recover_tries_the_stranded_stacks_at_once() {
         since: Utc::now(),
         attempts: 5,
         last_error: "exited (1)".into(),
+        given_up: None,
         containers: vec![],
     };
     let state = FakeState::default().with_stranded(vec![stranded]);

@@ -49,6 +49,7 @@ fn the_status_json_names_the_stranded_stacks_and_counts_by_outcome() {
             since: now,
             attempts: 5,
             last_error: "it exited".into(),
+            given_up: None,
             containers: vec![],
         }],
         ..Overview::default()
@@ -73,6 +74,7 @@ fn the_status_json_carries_no_app_output() {
             since: now,
             attempts: 5,
             last_error: FAILED_START.to_owned(),
+            given_up: None,
             containers: vec![],
         }],
         marker_stuck: Some(format!("clearing the marker: {FAILED_START}")),
