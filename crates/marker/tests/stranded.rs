@@ -239,12 +239,14 @@ fn a_forgotten_stack_leaves_the_list_for_good_and_only_a_stranded_one_can_be() {
 fn a_given_up_stack_is_kept_and_a_list_from_before_reads_as_not_given_up() {
     let tmp = common::private_dir();
     let state = StateDir::open(tmp.path()).expect("the state dir opens");
-    state.strand(&[stranded("wiki", 5)]).expect("strands");
+    let list = state.strand(&[stranded("wiki", 5)]).expect("strands");
+    assert_eq!(list.moved_aside, None);
     let text = std::fs::read_to_string(tmp.path().join("stranded.json")).expect("written");
     assert!(!text.contains("given_up"), "not written when unset: {text}");
     let mut given_up = stranded("photos", 6);
     given_up.given_up = Some("its containers were removed".into());
-    state.strand(&[given_up.clone()]).expect("strands");
+    let list = state.strand(&[given_up.clone()]).expect("strands");
+    assert_eq!(list.moved_aside, None);
     let next = StateDir::open(tmp.path()).expect("the state dir opens again");
     assert_eq!(
         next.stranded().expect("reads").stacks,

@@ -28,7 +28,7 @@
 mod back;
 
 pub(crate) use back::given_up;
-use back::{bring_back, Restart};
+use back::{bring_back, How, Restart};
 
 use crate::controller::Shared;
 use crate::cycle::marked;
@@ -153,8 +153,10 @@ pub(crate) async fn resume(
                     let ended = bring_back(
                         shared,
                         &stack,
-                        slots,
-                        plan.recreate_vanished,
+                        How {
+                            slots,
+                            recreate_vanished: plan.recreate_vanished,
+                        },
                         report,
                         down,
                         cancel,

@@ -121,7 +121,7 @@ fn one_removed_container_starts_nothing(tool: Tool) {
         .expect("db listed");
     docker(&["rm", &db.id]);
     let before = project_ids(&name);
-    assert_eq!(before, [web.id.clone()]);
+    assert_eq!(before, std::slice::from_ref(&web.id));
     let web_before = state_of(&web.id);
 
     let err = block_on(LIMIT, async {
@@ -131,7 +131,7 @@ fn one_removed_container_starts_nothing(tool: Tool) {
             .expect_err("db is gone")
     });
     assert!(
-        matches!(&err, StacksError::Vanished { containers, .. } if *containers == [db_name.clone()]),
+        matches!(&err, StacksError::Vanished { containers, .. } if *containers == std::slice::from_ref(&db_name)),
         "{err}"
     );
     assert_eq!(project_ids(&name), before, "nothing was created");

@@ -18,6 +18,14 @@ use tokio_util::sync::CancellationToken;
 /// The longest pause between two start attempts of one stack.
 const RESTART_BACKOFF_CAP: Duration = Duration::from_secs(60);
 
+/// How the starts of a resume are made: the cycle's slots, and whether containers removed
+/// meanwhile may be recreated (see [`super::Plan::recreate_vanished`]).
+#[derive(Clone, Copy)]
+pub(super) struct How<'a> {
+    pub(super) slots: &'a Slots,
+    pub(super) recreate_vanished: bool,
+}
+
 /// Why a stack whose containers were removed outside the controller is no longer retried,
 /// and what the operator does about it.
 pub(crate) fn given_up(stack: &str) -> String {
@@ -50,8 +58,7 @@ pub(super) enum Restart {
 pub(super) async fn bring_back(
     shared: &Shared,
     plan: &StackPlan,
-    slots: &Slots,
-    recreate_vanished: bool,
+    how: How<'_>,
     report: &Reporter,
     down: &Mutex<Waiting>,
     cancel: &CancellationToken,
@@ -80,7 +87,7 @@ pub(super) async fn bring_back(
     let mut attempt = 1;
     let mut last_error = String::new();
     while attempt <= attempts {
-        match start_call(shared, name, wanted, recreate_vanished, slots).await {
+        match start_call(shared, name, wanted, how.recreate_vanished, how.slots).await {
             Ok(started) => {
                 shared.engine.answers(&shared.shown);
                 noticed(name, &started, report);
