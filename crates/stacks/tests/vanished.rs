@@ -59,12 +59,7 @@ fn compose_down_stays_down(tool: Tool) {
     let mut root = Root::new(tool);
     let (name, dir, containers) = stack_up(&mut root, "downed");
     let stacks = root.stacks_with(|c| c.compose = tool.choice());
-    block_on(LIMIT, async {
-        stacks
-            .stop_containers(&name, &containers, &Slots::new(1))
-            .await
-            .expect("stop");
-    });
+    block_on(LIMIT, support::stop(&stacks, &name)).expect("stop");
     down(tool, &name, &dir);
     assert!(project_ids(&name).is_empty(), "compose down removed them");
 
@@ -106,12 +101,7 @@ fn one_removed_container_starts_nothing(tool: Tool) {
     let mut root = Root::new(tool);
     let (name, _dir, containers) = stack_up(&mut root, "rmone");
     let stacks = root.stacks_with(|c| c.compose = tool.choice());
-    block_on(LIMIT, async {
-        stacks
-            .stop_containers(&name, &containers, &Slots::new(1))
-            .await
-            .expect("stop");
-    });
+    block_on(LIMIT, support::stop(&stacks, &name)).expect("stop");
     let db = container(&name, "db");
     let web = container(&name, "web");
     let db_name = containers

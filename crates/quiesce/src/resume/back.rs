@@ -114,23 +114,11 @@ pub(super) async fn bring_back(
                 }
                 continue;
             }
-            Err(CallError::Vanished(error)) => {
-                // Another attempt would find them gone the same way; what an operator
-                // removed is not ours to bring back.
-                shared.engine.answers(&shared.shown);
-                report.send(Progress::StartFailed {
-                    stack: name.clone(),
-                    attempt,
-                    attempts,
-                    error: error.clone(),
-                });
-                return Restart::Stranded {
-                    attempts: attempt,
-                    given_up: Some(given_up(name)),
-                    last_error: error,
+            Err(failed @ (CallError::Failed(_) | CallError::Vanished(_))) => {
+                let (error, vanished) = match failed {
+                    CallError::Vanished(error) => (error, true),
+                    CallError::Failed(error) | CallError::EngineAway(error) => (error, false),
                 };
-            }
-            Err(CallError::Failed(error)) => {
                 shared.engine.answers(&shared.shown);
                 report.send(Progress::StartFailed {
                     stack: name.clone(),
@@ -138,6 +126,15 @@ pub(super) async fn bring_back(
                     attempts,
                     error: error.clone(),
                 });
+                if vanished {
+                    // Another attempt would find them gone the same way; what an operator
+                    // removed is not ours to bring back.
+                    return Restart::Stranded {
+                        attempts: attempt,
+                        given_up: Some(given_up(name)),
+                        last_error: error,
+                    };
+                }
                 last_error = error;
             }
         }
