@@ -177,6 +177,7 @@ fn status_exits_1_only_when_something_needs_a_person() {
             since: Utc::now(),
             attempts: 5,
             last_error: "no such image".into(),
+            given_up: None,
             containers: vec![],
         }])
         .expect("strand");
@@ -575,6 +576,7 @@ fn stranded(name: &str) -> StrandedStack {
         since: Utc::now(),
         attempts: 5,
         last_error: "no such image".into(),
+        given_up: None,
         containers: vec![],
     }
 }

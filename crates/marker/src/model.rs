@@ -303,6 +303,12 @@ pub struct StrandedStack {
     pub attempts: u32,
     /// The last start's error, short (one line).
     pub last_error: String,
+    /// Set when the controller stopped retrying it, saying why: its containers were removed
+    /// outside the controller (`docker compose down`, `docker rm`), and what an operator
+    /// removed is not recreated. It still needs a person: it stays listed until it is
+    /// brought up by hand and dropped with `felhom-controller forget <stack>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub given_up: Option<String>,
 }
 
 #[cfg(test)]

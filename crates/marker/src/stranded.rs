@@ -226,5 +226,6 @@ fn salvage_entry(entry: &Map<String, Value>, written_at: DateTime<Utc>) -> Optio
             .unwrap_or(0),
         last_error: text("last_error")
             .unwrap_or_else(|| "unknown (salvaged from a corrupt stranded list)".to_owned()),
+        given_up: text("given_up"),
     })
 }

@@ -19,6 +19,7 @@ fn stranded(name: &str, attempts: u32) -> StrandedStack {
             .expect("a valid date"),
         attempts,
         last_error: "container app exited (1)".into(),
+        given_up: None,
         containers: vec![],
     }
 }
@@ -229,5 +230,26 @@ fn a_forgotten_stack_leaves_the_list_for_good_and_only_a_stranded_one_can_be() {
     assert!(
         !tmp.path().join("stranded.json").exists(),
         "an empty list is no file"
+    );
+}
+
+/// `given_up` (issue 19) is kept across processes; a list written before it (no such key)
+/// reads as not given up, and a list without any given-up stack is written as before.
+#[test]
+fn a_given_up_stack_is_kept_and_a_list_from_before_reads_as_not_given_up() {
+    let tmp = common::private_dir();
+    let state = StateDir::open(tmp.path()).expect("the state dir opens");
+    let list = state.strand(&[stranded("wiki", 5)]).expect("strands");
+    assert_eq!(list.moved_aside, None);
+    let text = std::fs::read_to_string(tmp.path().join("stranded.json")).expect("written");
+    assert!(!text.contains("given_up"), "not written when unset: {text}");
+    let mut given_up = stranded("photos", 6);
+    given_up.given_up = Some("its containers were removed".into());
+    let list = state.strand(&[given_up.clone()]).expect("strands");
+    assert_eq!(list.moved_aside, None);
+    let next = StateDir::open(tmp.path()).expect("the state dir opens again");
+    assert_eq!(
+        next.stranded().expect("reads").stacks,
+        vec![stranded("wiki", 5), given_up]
     );
 }

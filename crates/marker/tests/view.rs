@@ -20,6 +20,7 @@ fn stranded(name: &str) -> StrandedStack {
         since: chrono::Utc::now(),
         attempts: 5,
         last_error: "container app exited (1)".into(),
+        given_up: None,
         containers: vec![],
     }
 }

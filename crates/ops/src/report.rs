@@ -150,6 +150,9 @@ impl StateReport {
                     s.attempts,
                     s.last_error
                 )?;
+                if let Some(why) = &s.given_up {
+                    writeln!(out, "    no longer retried: {why}")?;
+                }
             }
         }
         Ok(())

@@ -19,14 +19,23 @@
 //! stranded or waits for the engine). The `post-resume` hooks run beside the starts: a
 //! stopped service's once its stack runs again, every other's once every start of the
 //! resume has been issued; one at a time within a stack, never holding up a start.
+//!
+//! Containers removed outside the controller are recreated only where the plan says so (the
+//! cycle's own resume: it just stopped them, and a removal then is an accident that would
+//! leave the app down); elsewhere (a recovery) such a stack is stranded at once and given
+//! up (`back`): what an operator removed stays removed.
 
-use crate::backoff::Backoff;
+mod back;
+
+pub(crate) use back::given_up;
+use back::{bring_back, How, Restart};
+
 use crate::controller::Shared;
 use crate::cycle::marked;
-use crate::engine::{self, Waiting};
+use crate::engine::Waiting;
 use crate::hooks::{post_resume, Launch, PostRun};
 use crate::policy::groups;
-use crate::progress::{Level, Progress, Reporter};
+use crate::progress::{Progress, Reporter};
 use crate::{error_chain, humanize, LANDING};
 use chrono::{DateTime, Utc};
 use felhom_marker::{MarkedStack, StrandedStack};
@@ -35,12 +44,10 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::watch;
-use tokio::time::{sleep, timeout};
+use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-/// The longest pause between two start attempts of one stack.
-const RESTART_BACKOFF_CAP: Duration = Duration::from_secs(60);
 /// The bound of the check of a stack at the snapshot: a few inspects. Past it the verdict is
 /// `unknown`, and the start goes ahead.
 const CHECK_BOUND: Duration = Duration::from_secs(60);
@@ -84,6 +91,9 @@ pub(crate) struct Plan {
     pub(crate) stacks: Vec<StackPlan>,
     /// The cycle's slots for engine work.
     pub(crate) slots: Slots,
+    /// Containers removed meanwhile may be recreated (see
+    /// [`StartRequest::recreate_vanished`]): true for the cycle's own resume only.
+    pub(crate) recreate_vanished: bool,
 }
 
 /// How one bounded stacks call failed.
@@ -93,20 +103,9 @@ pub(crate) enum CallError {
     Failed(String),
     /// The engine cannot be reached: nothing is known of the stack, no attempt is spent.
     EngineAway(String),
-}
-
-/// How the starts of one stack ended.
-enum Restart {
-    Runs,
-    /// Its stop never began: nothing to start.
-    LeftAlone,
-    Stranded {
-        attempts: u32,
-        last_error: String,
-    },
-    /// The engine was still away when the wait for it ended (the bound of `once`/`recover`,
-    /// or a cancellation): the stack stays in the marker.
-    Waiting,
+    /// Containers to start were removed outside the controller and may not be recreated:
+    /// another attempt would fail the same way.
+    Vanished(String),
 }
 
 /// Brings every stack of `plan` back — in groups of their stop order, the highest first,
@@ -151,7 +150,19 @@ pub(crate) async fn resume(
                         issued,
                         fate: &fates[i],
                     };
-                    let ended = bring_back(shared, &stack, slots, report, down, cancel, &on).await;
+                    let ended = bring_back(
+                        shared,
+                        &stack,
+                        How {
+                            slots,
+                            recreate_vanished: plan.recreate_vanished,
+                        },
+                        report,
+                        down,
+                        cancel,
+                        &on,
+                    )
+                    .await;
                     on.fate.send_replace(Some(matches!(ended, Restart::Runs)));
                     (i, ended)
                 }))
@@ -170,6 +181,7 @@ pub(crate) async fn resume(
         if let Restart::Stranded {
             attempts,
             last_error,
+            given_up,
         } = ended
         {
             let stack = plan_of.stack;
@@ -187,116 +199,10 @@ pub(crate) async fn resume(
                 since: Utc::now(),
                 attempts,
                 last_error: first_line(&last_error),
+                given_up,
             }));
         }
     }
-}
-
-/// One stack: its check, if any, then its start, retried with backoff; each attempt's end is
-/// reported at once.
-async fn bring_back(
-    shared: &Shared,
-    plan: &StackPlan,
-    slots: &Slots,
-    report: &Reporter,
-    down: &Mutex<Waiting>,
-    cancel: &CancellationToken,
-    on: &Launch<'_>,
-) -> Restart {
-    let name = &plan.stack.name;
-    if let Some((containers, since)) = &plan.check {
-        let check = check_call(shared, name, containers, *since).await;
-        report.send(Progress::Checked {
-            stack: name.clone(),
-            check,
-        });
-    }
-    let Some(wanted) = &plan.start else {
-        report.send(Progress::LeftAlone {
-            stack: name.clone(),
-        });
-        on.issued();
-        return Restart::LeftAlone;
-    };
-    on.issued();
-    let config = &shared.config;
-    let mut backoff = Backoff::new(config.restart_backoff, 2.0, RESTART_BACKOFF_CAP);
-    let mut looks = engine::looks();
-    let attempts = config.restart_attempts.max(1);
-    let mut attempt = 1;
-    let mut last_error = String::new();
-    while attempt <= attempts {
-        match start_call(shared, name, wanted, slots).await {
-            Ok(started) => {
-                shared.engine.answers(&shared.shown);
-                noticed(name, &started, report);
-                // Back when its containers ran, not when the settle watch ended: that watch
-                // is the cycle's time, not the app's downtime.
-                report.send(Progress::StackBack {
-                    stack: name.clone(),
-                    attempt,
-                    at: started.ready_at.unwrap_or_else(Utc::now),
-                });
-                lock(down).stacks.retain(|s| s != name);
-                shared.stranded.runs(&shared.shown, name).await;
-                return Restart::Runs;
-            }
-            Err(CallError::EngineAway(why)) => {
-                // Not an attempt: nothing is known of the stack while the engine is away.
-                let waiting = lock(down).clone();
-                let engine = &shared.engine;
-                if !engine
-                    .wait(&shared.shown, &waiting, &why, &mut looks, cancel)
-                    .await
-                {
-                    return Restart::Waiting;
-                }
-                continue;
-            }
-            Err(CallError::Failed(error)) => {
-                shared.engine.answers(&shared.shown);
-                report.send(Progress::StartFailed {
-                    stack: name.clone(),
-                    attempt,
-                    attempts,
-                    error: error.clone(),
-                });
-                last_error = error;
-            }
-        }
-        if attempt < attempts {
-            sleep(backoff.delay()).await;
-            backoff.grow();
-        }
-        attempt += 1;
-    }
-    Restart::Stranded {
-        attempts,
-        last_error,
-    }
-}
-
-/// What a successful start noticed that a person may want to know.
-fn noticed(stack: &str, started: &StartReport, report: &Reporter) {
-    if !started.recreated.is_empty() {
-        let message = format!(
-            "stack {stack}: containers of {} had vanished while it was down: recreated by compose",
-            started.recreated.join(", ")
-        );
-        report.note(Level::Warn, message);
-    }
-    if !started.waited_for_stop.is_empty() {
-        let names: Vec<&str> = started
-            .waited_for_stop
-            .iter()
-            .map(|c| c.name.as_str())
-            .collect();
-        tracing::info!(stack, containers = ?names, "waited for their stop in flight before the start");
-    }
-}
-
-fn lock(down: &Mutex<Waiting>) -> std::sync::MutexGuard<'_, Waiting> {
-    down.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// One start of `wanted` of `name`, bounded by `start_call_timeout` — and, where a stop may
@@ -306,6 +212,7 @@ pub(crate) async fn start_call(
     shared: &Shared,
     name: &str,
     wanted: &Wanted,
+    recreate_vanished: bool,
     slots: &Slots,
 ) -> Result<StartReport, CallError> {
     let stacks = shared.parts.stacks.clone();
@@ -331,10 +238,12 @@ pub(crate) async fn start_call(
             } => StartRequest {
                 containers,
                 stop_may_be_in_flight: in_flight,
+                recreate_vanished,
             },
             Wanted::Services(services) => StartRequest {
                 containers: of_services(&*stacks, &name, &services).await?,
                 stop_may_be_in_flight: true,
+                recreate_vanished,
             },
         };
         stacks.start_containers(&name, &request, &slots).await
@@ -362,7 +271,7 @@ async fn of_services(
         .collect();
     for service in services {
         if !found.iter().any(|c| &c.service == service) {
-            tracing::warn!(stack, service = %service, "no container of this service is left: compose brings it back");
+            tracing::warn!(stack, service = %service, "no container of this service is left: compose brings it back where the start may recreate it");
             found.push(ContainerRef {
                 id: format!("felhom:gone:{service}"),
                 name: format!("{stack}-{service} (gone)"),
@@ -374,7 +283,7 @@ async fn of_services(
 }
 
 /// What the engine says of stopped `name` now, bounded by [`CHECK_BOUND`]; an error as text.
-async fn check_call(
+pub(super) async fn check_call(
     shared: &Shared,
     name: &str,
     containers: &[ContainerRef],
@@ -383,9 +292,9 @@ async fn check_call(
     let stacks = shared.parts.stacks.clone();
     let (name, containers) = (name.to_owned(), containers.to_vec());
     let call = async move { stacks.check_down(&name, &containers, since).await };
-    bounded(CHECK_BOUND, "check", call)
-        .await
-        .map_err(|(CallError::Failed(why) | CallError::EngineAway(why))| why)
+    bounded(CHECK_BOUND, "check", call).await.map_err(
+        |(CallError::Failed(why) | CallError::EngineAway(why) | CallError::Vanished(why))| why,
+    )
 }
 
 /// The first line of an error, for the stranded list (compose's stderr tail stays in the log).
@@ -406,6 +315,7 @@ async fn bounded<T: Send + 'static>(
     match timeout(limit, &mut task).await {
         Ok(Ok(Ok(out))) => Ok(out),
         Ok(Ok(Err(e))) if e.is_engine_unreachable() => Err(CallError::EngineAway(error_chain(&e))),
+        Ok(Ok(Err(e))) if e.is_vanished() => Err(CallError::Vanished(error_chain(&e))),
         Ok(Ok(Err(e))) => Err(CallError::Failed(error_chain(&e))),
         Ok(Err(join)) => Err(CallError::Failed(format!("the {what} task failed: {join}"))),
         Err(_) => {

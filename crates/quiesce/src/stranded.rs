@@ -3,6 +3,10 @@
 //! schedule (2 min doubling to 30 min, on [`Backoff`]). Stacks the list could not take (a
 //! full disk) stay in their marker, which is retried on the same schedule (`stuck.rs`); they
 //! are shown here all the same, whatever the file says, until they run or the list takes them.
+//!
+//! A retry never recreates containers: a stack whose containers were removed meanwhile (an
+//! operator's `docker compose down`) is given up — marked so in the list, shown, never tried
+//! again — until `felhom-controller forget` drops it.
 
 use crate::backoff::Backoff;
 use crate::controller::Shared;
@@ -10,7 +14,7 @@ use crate::cycle::container;
 use crate::io::off_runtime;
 use crate::observer::{Notice, NoticeKind};
 use crate::overview::Shown;
-use crate::resume::{first_line, start_call, CallError, Wanted};
+use crate::resume::{first_line, given_up, start_call, CallError, Wanted};
 use crate::{error_chain, CycleError};
 use felhom_marker::{Stranded, StrandedStack, StrandedStore};
 use felhom_stacks::Slots;
@@ -181,6 +185,10 @@ impl StrandedList {
             if cancel.is_cancelled() {
                 break;
             }
+            // Given up: its containers were removed on purpose; only `forget` ends it.
+            if stack.given_up.is_some() {
+                continue;
+            }
             if self.due(&stack.name, now) && !self.retry(shared, stack).await {
                 // The engine is away: the others would fail the same way.
                 break;
@@ -203,7 +211,8 @@ impl StrandedList {
             }
         };
         let slots = Slots::new(shared.config.parallelism);
-        match start_call(shared, &stack.name, &wanted, &slots).await {
+        // Never recreating: what was removed since the strand was removed by a person.
+        match start_call(shared, &stack.name, &wanted, false, &slots).await {
             Ok(_) => {
                 shared.engine.answers(&shared.shown);
                 tracing::warn!(stack = %stack.name, "a stranded stack runs again");
@@ -227,23 +236,49 @@ impl StrandedList {
                 tracing::info!(stack = %stack.name, "the stranded stacks are tried again later: {why}");
                 false
             }
+            Err(CallError::Vanished(e)) => {
+                shared.engine.answers(&shared.shown);
+                let why = given_up(&stack.name);
+                tracing::error!(stack = %stack.name, "a stranded stack is given up: {why} ({e})");
+                self.retries().remove(&stack.name);
+                stack.attempts += 1;
+                stack.last_error = first_line(&e);
+                stack.given_up = Some(why.clone());
+                let name = stack.name.clone();
+                let cycle_id = stack.cycle_id.clone();
+                self.record_try(shared, stack).await;
+                shared.shown.notice(&Notice {
+                    event: NoticeKind::Stranded,
+                    cycle_id: Some(cycle_id),
+                    outcome: None,
+                    stacks: vec![name.clone()],
+                    stranded: shared.shown.get().stranded(),
+                    message: format!("stranded stack {name} is no longer retried: {why}"),
+                });
+                true
+            }
             Err(CallError::Failed(e)) => {
                 shared.engine.answers(&shared.shown);
                 let pause = self.failed(&stack.name, Instant::now());
                 tracing::warn!(stack = %stack.name, "the stranded stack did not start ({e}); next try in {}s", pause.as_secs());
                 stack.attempts += 1;
                 stack.last_error = first_line(&e);
-                let store = self.store.clone();
-                match off_runtime(move || store.strand(&[stack])).await {
-                    Ok(list) => self.show(&shared.shown, list),
-                    // The list still holds the stack, with its former count and error.
-                    Err(e) => crate::health::not_kept(
-                        &shared.shown,
-                        &format!("keeping the stranded stacks: {}", error_chain(&e)),
-                    ),
-                }
+                self.record_try(shared, stack).await;
                 true
             }
+        }
+    }
+
+    /// A failed try of `stack` into the list (its count, its error, whether it is given up).
+    async fn record_try(&self, shared: &Shared, stack: StrandedStack) {
+        let store = self.store.clone();
+        match off_runtime(move || store.strand(&[stack])).await {
+            Ok(list) => self.show(&shared.shown, list),
+            // The list still holds the stack, with its former count and error.
+            Err(e) => crate::health::not_kept(
+                &shared.shown,
+                &format!("keeping the stranded stacks: {}", error_chain(&e)),
+            ),
         }
     }
 
@@ -322,6 +357,7 @@ mod tests {
             since: chrono::Utc::now(),
             attempts: 3,
             last_error: "exited".into(),
+            given_up: None,
             containers: vec![],
         };
         list.keep(&shown, vec![beta]).await.expect("kept");

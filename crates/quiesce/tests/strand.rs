@@ -210,7 +210,9 @@ fn crashed(names: &[&str]) -> FakeState {
 async fn a_recovery_waits_for_the_engine_without_spending_attempts() {
     // Away for ten minutes: far longer than the whole retry budget (3 attempts, 1 s + 2 s).
     let away = Duration::from_secs(600);
-    let stacks = Engine::new(FakeStacks::running([("alpha", &["app"][..])])).away_for(away);
+    // Both exist (a recovery never recreates what was removed, issue 19).
+    let both = FakeStacks::running([("alpha", &["app"][..]), ("beta", &["app"][..])]);
+    let stacks = Engine::new(both).away_for(away);
     let r = rig(None, stacks, crashed(&["alpha", "beta"]), config(None));
     let t0 = Instant::now();
     let record = r.recovered().await;
@@ -356,12 +358,13 @@ async fn recover_tries_the_stranded_stacks_at_once() {
         since: Utc::now(),
         attempts: 5,
         last_error: "exited (1)".into(),
+        given_up: None,
         containers: vec![],
     };
     let state = FakeState::default().with_stranded(vec![stranded]);
     let r = rig(
         None,
-        Engine::new(FakeStacks::running([])),
+        Engine::new(FakeStacks::running([("beta", &["app"][..])])),
         state,
         config(None),
     );
@@ -440,7 +443,7 @@ async fn a_corrupt_marker_is_recovered_recorded_shown_and_told() {
     )
     .expect("write");
     let recorder = Arc::new(Recorder::default());
-    let stacks = Arc::new(Engine::new(FakeStacks::running([])));
+    let stacks = Arc::new(Engine::new(FakeStacks::running([("alpha", &["app"][..])])));
     let parts = Collaborators {
         agent: None,
         stacks: stacks.clone(),

@@ -73,7 +73,8 @@ impl DownCheck {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StartRequest {
     /// Exactly these containers; those that vanished are brought back by compose for their
-    /// service, with a warning. Nothing outside the list is started.
+    /// service, with a warning, where [`StartRequest::recreate_vanished`] allows it. Nothing
+    /// outside the list is started.
     pub containers: Vec<ContainerRef>,
     /// A stop of these containers may still be in flight (the stop was abandoned by the bound,
     /// a cancellation, a crash): a running container of the list is waited for until it has
@@ -81,6 +82,12 @@ pub struct StartRequest {
     /// along the chain of containers that stop before it. One still running after that bound
     /// counts as started. Without it, a running container counts as started at once.
     pub stop_may_be_in_flight: bool,
+    /// Containers of the list that no longer exist are recreated by compose for their
+    /// service. Set it only where the caller itself just stopped them (its own cycle): a
+    /// removal then is an accident (a prune) that would leave the app down. Off, a vanished
+    /// container ends the start with [`crate::StacksError::Vanished`] before anything is
+    /// started or created: what an operator removed stays removed.
+    pub recreate_vanished: bool,
 }
 
 /// What a successful start noticed without failing it.

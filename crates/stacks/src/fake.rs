@@ -165,6 +165,12 @@ impl FakeStacks {
             .unwrap_or_default()
     }
 
+    /// Every container of `stack` is removed, as `docker compose down` (or `docker rm`) of an
+    /// operator does: a later start finds them gone.
+    pub fn remove_stack(&self, stack: &str) {
+        locked(&self.world).remove(stack);
+    }
+
     /// Every stop left in flight ends now: those containers are down.
     pub fn finish_stops(&self) {
         let now = Utc::now();
@@ -280,6 +286,9 @@ impl Stacks for FakeStacks {
             services.into_iter().collect::<Vec<_>>().join(",")
         );
         self.call(Some(entry), &self.start_trouble, stack).await?;
+        if !request.recreate_vanished {
+            self.none_vanished(stack, request)?;
+        }
         let slot = slots.take().await;
         tokio::time::sleep(self.timing.start).await;
         let (mut report, started) = self.start_models(stack, request);

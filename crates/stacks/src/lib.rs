@@ -61,7 +61,7 @@
 //!     let check = stacks.check_down("nextcloud", &containers, since).await?;
 //!     assert!(check.stayed_down(), "captured live");
 //! }
-//! let request = StartRequest { containers, stop_may_be_in_flight: false };
+//! let request = StartRequest { containers, stop_may_be_in_flight: false, recreate_vanished: true };
 //! stacks.start_containers("nextcloud", &request, &slots).await?;
 //! # Ok(())
 //! # }
@@ -143,6 +143,12 @@ impl StacksError {
     /// for it rather than count a failed attempt.
     pub fn is_engine_unreachable(&self) -> bool {
         matches!(self, StacksError::EngineUnreachable { .. })
+    }
+
+    /// Whether this error says that containers to start were removed and recreating them
+    /// was not allowed ([`StacksError::Vanished`]): another attempt would fail the same way.
+    pub fn is_vanished(&self) -> bool {
+        matches!(self, StacksError::Vanished { .. })
     }
 }
 
@@ -351,5 +357,15 @@ pub enum StacksError {
         waited: Duration,
         /// The services still not ready, each with why, e.g. `db (health: starting)`.
         pending: Vec<String>,
+    },
+    /// Containers to start no longer exist, and the request did not allow recreating them
+    /// ([`StartRequest::recreate_vanished`] off): someone removed them (`docker compose down`,
+    /// `docker rm`). Nothing was started nor created; trying again cannot change that.
+    #[error("stack {stack:?}: its containers {} no longer exist (removed outside the controller) and are not recreated", containers.join(", "))]
+    Vanished {
+        /// The stack.
+        stack: String,
+        /// The names of the containers that are gone.
+        containers: Vec<String>,
     },
 }

@@ -49,6 +49,7 @@ async fn start(stacks: &EngineStacks) -> Result<felhom_stacks::StartReport, Stac
     let request = StartRequest {
         containers: vec![web()],
         stop_may_be_in_flight: false,
+        recreate_vanished: true,
     };
     stacks
         .start_containers(STACK, &request, &Slots::new(1))

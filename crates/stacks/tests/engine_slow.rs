@@ -2,7 +2,8 @@
 //! (issue 19), through `EngineProxy` in front of the real engine: only an engine that answers
 //! nothing is `EngineUnreachable` (the caller then waits for it without spending attempts);
 //! a call that times out while the engine answers fails the stack; a cut stream is resumed
-//! from its last event.
+//! from its last event; an event stream that delivers nothing (a missed `health_status`)
+//! costs the periodic re-inspect's period, not the start's timeout.
 
 #[macro_use]
 mod support;
@@ -38,6 +39,7 @@ fn all(stack: &[ContainerRef]) -> StartRequest {
     StartRequest {
         containers: stack.to_vec(),
         stop_may_be_in_flight: false,
+        recreate_vanished: true,
     }
 }
 
@@ -221,5 +223,55 @@ fn a_death_while_the_stream_is_cut_is_still_a_failed_start() {
             matches!(&err, StacksError::StartFailed { service, .. } if service == "app"),
             "{err}"
         );
+    });
+}
+
+/// A start that hears no event at all — its event stream is held by the proxy, so the
+/// `health_status` event of its container never comes — still sees the container healthy by
+/// its periodic re-inspect of the containers not yet ready (every 2 s): the start ends well,
+/// long before its `start_timeout` of 60 s, where it would otherwise time out.
+#[test]
+fn a_missed_health_event_is_seen_by_the_re_inspect() {
+    let mut root = Root::new(Tool::V2);
+    let name = root.name("missedhealth");
+    let health = "    healthcheck:\n      test: [\"CMD\", \"/app\", \"health\"]\n      interval: 200ms\n      retries: 50\n";
+    root.deploy(
+        &name,
+        "compose.yaml",
+        &format!(
+            "services:\n{}",
+            serve("db", &["--healthy-after", "1s"], health)
+        ),
+    );
+    root.up(&name);
+    wait_for_health(&name, "db", "healthy");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proxy = proxy(&dir);
+    let timeout = Duration::from_secs(60);
+    let stacks = through(&root, &proxy, |c| c.start_timeout = timeout);
+    block_on(LIMIT, async {
+        let containers = stacks.running_containers(&name).await.expect("listed");
+        stacks
+            .stop_containers(&name, &containers, &Slots::new(1))
+            .await
+            .expect("stop");
+        // Every event stream from now on gets no answer, and so no event.
+        proxy.hold("/events", None);
+        let began = tokio::time::Instant::now();
+        let report = stacks
+            .start_containers(&name, &all(&containers), &Slots::new(1))
+            .await
+            .expect("the start sees db healthy without its event");
+        let took = began.elapsed();
+        assert_eq!(proxy.streams(), 0, "no event stream reached the engine");
+        assert!(report.ready_at.is_some());
+        assert_eq!(container(&name, "db").health, "healthy");
+        // Generous: only tells the re-inspect (2 s after `healthy-after` 1 s) from the 60 s
+        // timeout the start would otherwise wait out.
+        assert!(
+            took < timeout / 2,
+            "the start took {took:?}: the missed event was not made up for"
+        );
+        proxy.release();
     });
 }

@@ -22,6 +22,7 @@ fn request(containers: &[ContainerRef], in_flight: bool) -> StartRequest {
     StartRequest {
         containers: containers.to_vec(),
         stop_may_be_in_flight: in_flight,
+        recreate_vanished: true,
     }
 }
 

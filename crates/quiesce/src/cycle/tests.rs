@@ -345,6 +345,7 @@ fn a_stranded_stack_leaves_the_marker_only_once_the_stranded_list_holds_it() {
         since: Utc::now(),
         attempts: 3,
         last_error: "exited".into(),
+        given_up: None,
         containers: vec![],
     };
     let applied = c.apply(Progress::Stranded(stranded));

@@ -42,6 +42,9 @@ impl Driver<'_> {
             cycle_id: self.cycle.record.cycle_id.clone(),
             stacks: self.cycle.plan(),
             slots: self.slots.clone(),
+            // Only the cycle's own resume recreates what vanished while it held the stacks
+            // down; a recovery never (docs/decisions.md, "What an operator removed").
+            recreate_vanished: !self.cycle.recovering,
         };
         let (shared, report) = (self.shared, self.report.clone());
         self.alongside(resume::resume(shared, plan, &report, cancel))

@@ -186,6 +186,7 @@ impl Stacks for EngineStacks {
         let plan = Plan {
             containers: request.containers.clone(),
             in_flight: request.stop_may_be_in_flight,
+            recreate_vanished: request.recreate_vanished,
             slots,
         };
         self.start_plan(stack, plan).await

@@ -3,7 +3,8 @@
 //! is healthy where it was before the stop) and none died within `settle` of its start. A
 //! container whose stop may still be in flight is waited for until it has exited, never
 //! signalled again. Vanished containers are handed to the compose fallback, and the start
-//! resumes with what it made.
+//! resumes with what it made — where the request allows it; else the start ends with
+//! [`StacksError::Vanished`], before any call where it knows so first.
 //!
 //! This file decides what a start knows before its first call and puts the attempts together;
 //! `attempt` is one attempt through the engine, `graph` what the dependencies alone tell.
@@ -34,6 +35,9 @@ pub(super) struct Plan<'a> {
     pub(super) containers: Vec<ContainerRef>,
     /// A stop of these containers may still be in flight.
     pub(super) in_flight: bool,
+    /// Vanished containers may be recreated by compose (see
+    /// [`crate::StartRequest::recreate_vanished`]).
+    pub(super) recreate_vanished: bool,
     pub(super) slots: &'a Slots,
 }
 
@@ -99,7 +103,9 @@ impl EngineStacks {
             health_before,
             found_up,
             mut missing,
-        } = self.known(stack, &requested, plan.in_flight).await?;
+        } = self
+            .known(stack, &requested, plan.in_flight || !plan.recreate_vanished)
+            .await?;
         let mut report = StartReport {
             not_waited_for_health: not_waited_for_health(&containers),
             ..StartReport::default()
@@ -115,6 +121,9 @@ impl EngineStacks {
             found_up: &found_up,
             slots: plan.slots,
         };
+        if !missing.is_empty() && !plan.recreate_vanished {
+            return Err(not_recreated(stack, &requested, &containers));
+        }
         let mut recreated = false;
         loop {
             if !missing.is_empty() {
@@ -143,6 +152,14 @@ impl EngineStacks {
                 Err(Interrupted::Vanished(gone)) if recreated => {
                     return Err(vanished_again(stack, gone))
                 }
+                Err(Interrupted::Vanished(gone)) if !plan.recreate_vanished => {
+                    // Removed while the start was under way: what was started of the stack
+                    // stays as it is (its other containers were the operator's to remove).
+                    return Err(StacksError::Vanished {
+                        stack: stack.to_owned(),
+                        containers: gone.into_iter().map(|c| c.name).collect(),
+                    });
+                }
                 Err(Interrupted::Vanished(gone)) => {
                     missing = gone.into_iter().map(|c| c.service).collect();
                 }
@@ -155,12 +172,13 @@ impl EngineStacks {
     /// What the start knows of the `requested` containers before its first call. Right after
     /// this instance stopped them, what its stop saw is still true unless a container was
     /// removed meanwhile, which its start then tells; without the stop's record (after a
-    /// crash), or where the stop may still be in flight, the engine is asked.
+    /// crash), or with `ask` (the stop may still be in flight; or a vanished container must
+    /// be known before anything is started, as it may not be recreated), the engine is asked.
     async fn known(
         &self,
         stack: &str,
         requested: &[ContainerRef],
-        in_flight: bool,
+        ask: bool,
     ) -> Result<Known, StacksError> {
         let ids: Vec<String> = requested.iter().map(|c| c.id.clone()).collect();
         let recorded = self.records.recorded(stack, &ids);
@@ -168,7 +186,7 @@ impl EngineStacks {
             .iter()
             .map(|p| (p.container.id.clone(), p.health_before))
             .collect();
-        let (mut containers, to_inspect): (Vec<Prepared>, Vec<String>) = if in_flight {
+        let (mut containers, to_inspect): (Vec<Prepared>, Vec<String>) = if ask {
             (Vec::new(), ids.clone())
         } else {
             let unrecorded = ids
@@ -221,6 +239,21 @@ fn not_waited_for_health(containers: &[Prepared]) -> Vec<String> {
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect()
+}
+
+/// The requested containers that are not among those found: removed, and not to be
+/// recreated.
+fn not_recreated(stack: &str, requested: &[ContainerRef], found: &[Prepared]) -> StacksError {
+    let containers = requested
+        .iter()
+        .filter(|r| !found.iter().any(|p| p.container.id == r.id))
+        .map(|r| r.name.clone())
+        .collect();
+    tracing::warn!(stack, ?containers, "containers to start were removed outside the controller: not recreating them, starting nothing");
+    StacksError::Vanished {
+        stack: stack.to_owned(),
+        containers,
+    }
 }
 
 /// Containers that compose made for the start vanished too.

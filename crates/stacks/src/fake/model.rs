@@ -154,6 +154,30 @@ impl FakeStacks {
         Ok(stopped)
     }
 
+    /// [`StacksError::Vanished`] when a container of the request is no longer in the model,
+    /// as the engine's start says where it may not recreate it.
+    pub(super) fn none_vanished(
+        &self,
+        stack: &str,
+        request: &StartRequest,
+    ) -> Result<(), StacksError> {
+        let world = locked(&self.world);
+        let models = world.get(stack).map(Vec::as_slice).unwrap_or_default();
+        let gone: Vec<String> = request
+            .containers
+            .iter()
+            .filter(|c| !models.iter().any(|m| m.container.id == c.id))
+            .map(|c| c.name.clone())
+            .collect();
+        if gone.is_empty() {
+            return Ok(());
+        }
+        Err(StacksError::Vanished {
+            stack: stack.to_owned(),
+            containers: gone,
+        })
+    }
+
     /// Starts the request's containers of `stack` in the model now; what the start noticed,
     /// and the containers it started.
     pub(super) fn start_models(

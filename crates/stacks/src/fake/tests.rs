@@ -17,6 +17,7 @@ async fn logs_every_call_and_fails_as_told() {
     let request = StartRequest {
         containers: one("b", "db"),
         stop_may_be_in_flight: false,
+        recreate_vanished: true,
     };
     assert!(fake.start_containers("b", &request, &slots).await.is_err());
     assert!(fake.start_containers("b", &request, &slots).await.is_ok());
@@ -50,6 +51,7 @@ async fn a_clean_cycle_leaves_clean_evidence() {
     let request = StartRequest {
         containers: containers.clone(),
         stop_may_be_in_flight: false,
+        recreate_vanished: true,
     };
     let started = fake
         .start_containers("a", &request, &slots)
@@ -109,6 +111,7 @@ async fn every_fact_shows_in_the_evidence() {
     let request = StartRequest {
         containers,
         stop_may_be_in_flight: false,
+        recreate_vanished: true,
     };
     let err = fake
         .start_containers("a", &request, &slots)
@@ -144,6 +147,7 @@ async fn a_stop_in_flight_is_waited_for_only_with_the_flag() {
         let request = StartRequest {
             containers: containers.clone(),
             stop_may_be_in_flight: flag,
+            recreate_vanished: true,
         };
         let report = fake
             .start_containers("a", &request, &slots)
@@ -193,6 +197,7 @@ async fn v2_calls_take_their_time_inside_and_outside_the_slots() {
             let request = StartRequest {
                 containers: vec![container(stack, "web")],
                 stop_may_be_in_flight: false,
+                recreate_vanished: true,
             };
             fake.start_containers(stack, &request, &slots).await
         })

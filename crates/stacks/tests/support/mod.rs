@@ -520,6 +520,7 @@ pub async fn start(
     let request = StartRequest {
         containers: containers.to_vec(),
         stop_may_be_in_flight: false,
+        recreate_vanished: true,
     };
     stacks
         .start_containers(stack, &request, &Slots::new(4))

@@ -46,6 +46,7 @@ fn the_status_json_names_the_stranded_stacks_and_counts_by_outcome() {
             attempts: 5,
             last_error: "it exited".into(),
             containers: vec![],
+            given_up: None,
         }],
         ..Overview::default()
     };
@@ -70,6 +71,7 @@ fn the_status_json_carries_no_app_output() {
             attempts: 5,
             last_error: FAILED_START.to_owned(),
             containers: vec![],
+            given_up: None,
         }],
         marker_stuck: Some(format!("clearing the marker: {FAILED_START}")),
         ..Overview::default()
