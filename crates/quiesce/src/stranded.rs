@@ -185,11 +185,18 @@ impl StrandedList {
             if cancel.is_cancelled() {
                 break;
             }
-            // Given up: its containers were removed on purpose; only `forget` ends it.
-            if stack.given_up.is_some() {
+            if !self.due(&stack.name, now) {
                 continue;
             }
-            if self.due(&stack.name, now) && !self.retry(shared, stack).await {
+            // Given up: its containers were removed on purpose. It is never started by us
+            // again; it leaves the list by `forget`, or once someone brought it back.
+            if stack.given_up.is_some() {
+                if !self.brought_back(shared, &stack).await {
+                    break;
+                }
+                continue;
+            }
+            if !self.retry(shared, stack).await {
                 // The engine is away: the others would fail the same way.
                 break;
             }
@@ -267,6 +274,42 @@ impl StrandedList {
                 true
             }
         }
+    }
+
+    /// Looks at a given-up stack on the stranded stacks' slow schedule, without starting
+    /// anything: once each of its services runs again (an operator's `compose up`), it is no
+    /// longer stranded. `false` when the engine did not answer.
+    async fn brought_back(&self, shared: &Shared, stack: &StrandedStack) -> bool {
+        let running = match shared.parts.stacks.running_containers(&stack.name).await {
+            Ok(running) => running,
+            Err(e) if e.is_engine_unreachable() => return false,
+            Err(e) => {
+                tracing::info!(stack = %stack.name, "a given-up stack could not be looked at: {}", error_chain(&e));
+                self.failed(&stack.name, Instant::now());
+                return true;
+            }
+        };
+        shared.engine.answers(&shared.shown);
+        let runs = |service: &String| running.iter().any(|c| &c.service == service);
+        if running.is_empty() || !stack.services.iter().all(runs) {
+            self.failed(&stack.name, Instant::now());
+            return true;
+        }
+        tracing::warn!(stack = %stack.name, "a given-up stack runs again: someone brought it back");
+        self.runs(&shared.shown, &stack.name).await;
+        shared.shown.notice(&Notice {
+            event: NoticeKind::Recovered,
+            cycle_id: Some(stack.cycle_id.clone()),
+            outcome: None,
+            stacks: vec![stack.name.clone()],
+            stranded: shared.shown.get().stranded(),
+            message: format!(
+                "stranded stack {} runs again, brought back by someone (given up since {})",
+                stack.name,
+                stack.since.to_rfc3339()
+            ),
+        });
+        true
     }
 
     /// A failed try of `stack` into the list (its count, its error, whether it is given up).

@@ -127,6 +127,26 @@ async fn a_stranded_stack_whose_containers_were_removed_is_given_up_never_recrea
     assert_eq!(starts(&r.stacks, "beta"), 4, "never retried once given up");
     assert!(r.stacks.running_now("beta").is_empty());
     assert_eq!(r.controller.overview().stranded(), ["beta"]);
+
+    // The operator brings beta back with `docker compose up`: on the slow schedule (at most
+    // 30 min apart) the daemon sees each of its services run and lets it go, starting nothing.
+    r.stacks.compose_up("beta", &["app"]);
+    sleep(Duration::from_secs(31 * 60)).await;
+    assert!(r.controller.overview().stranded().is_empty());
+    assert!(r.state.stranded_now().is_empty(), "off the list on disk");
+    assert_eq!(starts(&r.stacks, "beta"), 4, "nothing started by us");
+    let back: Vec<_> = r
+        .recorder
+        .notices()
+        .into_iter()
+        .filter(|n| n.event == NoticeKind::Recovered && n.stacks == ["beta"])
+        .collect();
+    assert_eq!(back.len(), 1, "{back:?}");
+    assert!(
+        back[0].message.contains("brought back by someone"),
+        "{}",
+        back[0].message
+    );
     cancel.cancel();
     daemon.await.expect("the loop ends");
 }

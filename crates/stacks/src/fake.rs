@@ -171,6 +171,20 @@ impl FakeStacks {
         locked(&self.world).remove(stack);
     }
 
+    /// `stack` is brought up from its compose file by someone else (an operator's
+    /// `docker compose up`): new containers of `services`, running now, replace any it had.
+    pub fn compose_up(&self, stack: &str, services: &[&str]) {
+        let models = services
+            .iter()
+            .map(|service| {
+                let mut made = container(stack, service);
+                made.id.push_str("-new");
+                Model::running(made, Utc::now())
+            })
+            .collect();
+        locked(&self.world).insert(stack.to_owned(), models);
+    }
+
     /// Every stop left in flight ends now: those containers are down.
     pub fn finish_stops(&self) {
         let now = Utc::now();
