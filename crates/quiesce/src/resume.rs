@@ -177,31 +177,36 @@ pub(crate) async fn resume(
         post_resume(shared, stack, issued, total, fate, report)
     }));
     let (ended, _) = futures::future::join(starts, hooks).await;
-    for (plan_of, ended) in plan.stacks.into_iter().zip(ended) {
-        if let Restart::Stranded {
+    strand_the_rest(plan.stacks, ended, &plan.cycle_id, report);
+}
+
+/// Each stack whose starts ended stranded goes to the stranded list, with the containers
+/// it was to start (so that the slow retries start exactly those).
+fn strand_the_rest(stacks: Vec<StackPlan>, ended: Vec<Restart>, cycle_id: &str, report: &Reporter) {
+    for (plan_of, ended) in stacks.into_iter().zip(ended) {
+        let Restart::Stranded {
             attempts,
             last_error,
             given_up,
         } = ended
-        {
-            let stack = plan_of.stack;
-            let containers = match plan_of.start {
-                Some(Wanted::Containers { containers, .. }) => {
-                    containers.iter().map(marked).collect()
-                }
-                _ => stack.containers,
-            };
-            report.send(Progress::Stranded(StrandedStack {
-                name: stack.name,
-                services: stack.services,
-                containers,
-                cycle_id: plan.cycle_id.clone(),
-                since: Utc::now(),
-                attempts,
-                last_error: first_line(&last_error),
-                given_up,
-            }));
-        }
+        else {
+            continue;
+        };
+        let stack = plan_of.stack;
+        let containers = match plan_of.start {
+            Some(Wanted::Containers { containers, .. }) => containers.iter().map(marked).collect(),
+            _ => stack.containers,
+        };
+        report.send(Progress::Stranded(StrandedStack {
+            name: stack.name,
+            services: stack.services,
+            containers,
+            cycle_id: cycle_id.to_owned(),
+            since: Utc::now(),
+            attempts,
+            last_error: first_line(&last_error),
+            given_up,
+        }));
     }
 }
 

@@ -2,7 +2,7 @@
 //! backoff — except where its containers were removed outside the controller and the plan
 //! may not recreate them (a recovery): that stack is stranded at once and given up.
 
-use super::{check_call, start_call, CallError, StackPlan};
+use super::{check_call, start_call, CallError, StackPlan, Wanted};
 use crate::backoff::Backoff;
 use crate::controller::Shared;
 use crate::engine::{self, Waiting};
@@ -31,8 +31,8 @@ pub(super) struct How<'a> {
 pub(crate) fn given_up(stack: &str) -> String {
     format!(
         "its containers were removed outside the controller (docker compose down, docker rm) \
-         and are not recreated; bring it up by hand if it should run, then \
-         `felhom-controller forget {stack}`"
+         and are not recreated; bring it up by hand if it should run (it then leaves the \
+         stranded list), or `felhom-controller forget {stack}`"
     )
 }
 
@@ -65,17 +65,7 @@ pub(super) async fn bring_back(
     on: &Launch<'_>,
 ) -> Restart {
     let name = &plan.stack.name;
-    if let Some((containers, since)) = &plan.check {
-        let check = check_call(shared, name, containers, *since).await;
-        report.send(Progress::Checked {
-            stack: name.clone(),
-            check,
-        });
-    }
-    let Some(wanted) = &plan.start else {
-        report.send(Progress::LeftAlone {
-            stack: name.clone(),
-        });
+    let Some(wanted) = checked(shared, plan, report).await else {
         on.issued();
         return Restart::LeftAlone;
     };
@@ -89,17 +79,7 @@ pub(super) async fn bring_back(
     while attempt <= attempts {
         match start_call(shared, name, wanted, how.recreate_vanished, how.slots).await {
             Ok(started) => {
-                shared.engine.answers(&shared.shown);
-                noticed(name, &started, report);
-                // Back when its containers ran, not when the settle watch ended: that watch
-                // is the cycle's time, not the app's downtime.
-                report.send(Progress::StackBack {
-                    stack: name.clone(),
-                    attempt,
-                    at: started.ready_at.unwrap_or_else(Utc::now),
-                });
-                lock(down).stacks.retain(|s| s != name);
-                shared.stranded.runs(&shared.shown, name).await;
+                runs(shared, name, &started, attempt, report, down).await;
                 return Restart::Runs;
             }
             Err(CallError::EngineAway(why)) => {
@@ -114,27 +94,18 @@ pub(super) async fn bring_back(
                 }
                 continue;
             }
-            Err(failed @ (CallError::Failed(_) | CallError::Vanished(_))) => {
-                let (error, vanished) = match failed {
-                    CallError::Vanished(error) => (error, true),
-                    CallError::Failed(error) | CallError::EngineAway(error) => (error, false),
+            Err(CallError::Vanished(error)) => {
+                failed(shared, name, (attempt, attempts), &error, report);
+                // Another attempt would find them gone the same way; what an operator
+                // removed is not ours to bring back.
+                return Restart::Stranded {
+                    attempts: attempt,
+                    given_up: Some(given_up(name)),
+                    last_error: error,
                 };
-                shared.engine.answers(&shared.shown);
-                report.send(Progress::StartFailed {
-                    stack: name.clone(),
-                    attempt,
-                    attempts,
-                    error: error.clone(),
-                });
-                if vanished {
-                    // Another attempt would find them gone the same way; what an operator
-                    // removed is not ours to bring back.
-                    return Restart::Stranded {
-                        attempts: attempt,
-                        given_up: Some(given_up(name)),
-                        last_error: error,
-                    };
-                }
+            }
+            Err(CallError::Failed(error)) => {
+                failed(shared, name, (attempt, attempts), &error, report);
                 last_error = error;
             }
         }
@@ -149,6 +120,69 @@ pub(super) async fn bring_back(
         last_error,
         given_up: None,
     }
+}
+
+/// The stack's check, where the plan has one (its verdict reported at once); then what to
+/// start, or `None` — the stack is left alone (reported).
+async fn checked<'p>(
+    shared: &Shared,
+    plan: &'p StackPlan,
+    report: &Reporter,
+) -> Option<&'p Wanted> {
+    let name = &plan.stack.name;
+    if let Some((containers, since)) = &plan.check {
+        let check = check_call(shared, name, containers, *since).await;
+        report.send(Progress::Checked {
+            stack: name.clone(),
+            check,
+        });
+    }
+    if plan.start.is_none() {
+        report.send(Progress::LeftAlone {
+            stack: name.clone(),
+        });
+    }
+    plan.start.as_ref()
+}
+
+/// The stack runs again: reported back at the moment its containers ran, off the list of
+/// those the resume waits for and off the stranded list.
+async fn runs(
+    shared: &Shared,
+    name: &str,
+    started: &StartReport,
+    attempt: u32,
+    report: &Reporter,
+    down: &Mutex<Waiting>,
+) {
+    shared.engine.answers(&shared.shown);
+    noticed(name, started, report);
+    // Back when its containers ran, not when the settle watch ended: that watch is the
+    // cycle's time, not the app's downtime.
+    report.send(Progress::StackBack {
+        stack: name.to_owned(),
+        attempt,
+        at: started.ready_at.unwrap_or_else(Utc::now),
+    });
+    lock(down).stacks.retain(|s| s != name);
+    shared.stranded.runs(&shared.shown, name).await;
+}
+
+/// One failed attempt (`attempt` of `attempts`), reported at once.
+fn failed(
+    shared: &Shared,
+    name: &str,
+    (attempt, attempts): (u32, u32),
+    error: &str,
+    report: &Reporter,
+) {
+    shared.engine.answers(&shared.shown);
+    report.send(Progress::StartFailed {
+        stack: name.to_owned(),
+        attempt,
+        attempts,
+        error: error.to_owned(),
+    });
 }
 
 /// What a successful start noticed that a person may want to know.

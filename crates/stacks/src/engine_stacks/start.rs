@@ -84,6 +84,26 @@ struct Known {
     missing: BTreeSet<String>,
 }
 
+/// A start's report before its first call (the health checks it will not wait for), and
+/// its beginning logged.
+fn first_report(
+    stack: &str,
+    requested: &[ContainerRef],
+    containers: &[Prepared],
+    in_flight: bool,
+) -> StartReport {
+    let report = StartReport {
+        not_waited_for_health: not_waited_for_health(containers),
+        ..StartReport::default()
+    };
+    if !report.not_waited_for_health.is_empty() {
+        tracing::warn!(stack, services = ?report.not_waited_for_health, "health checks that did not pass before the stop: waiting for these only until they run");
+    }
+    let names: Vec<&str> = requested.iter().map(|c| c.name.as_str()).collect();
+    tracing::info!(stack, containers = ?names, in_flight, "starting");
+    report
+}
+
 impl EngineStacks {
     /// Starts exactly the plan's containers (see [`Plan`]).
     pub(super) async fn start_plan(
@@ -106,15 +126,7 @@ impl EngineStacks {
         } = self
             .known(stack, &requested, plan.in_flight || !plan.recreate_vanished)
             .await?;
-        let mut report = StartReport {
-            not_waited_for_health: not_waited_for_health(&containers),
-            ..StartReport::default()
-        };
-        if !report.not_waited_for_health.is_empty() {
-            tracing::warn!(stack, services = ?report.not_waited_for_health, "health checks that did not pass before the stop: waiting for these only until they run");
-        }
-        let names: Vec<&str> = requested.iter().map(|c| c.name.as_str()).collect();
-        tracing::info!(stack, containers = ?names, in_flight = plan.in_flight, "starting");
+        let mut report = first_report(stack, &requested, &containers, plan.in_flight);
 
         let ctx = Ctx {
             in_flight: plan.in_flight,
