@@ -3,6 +3,24 @@
 //! the library crates (the cycle in `felhom-quiesce`, the service around it in `felhom-ops`);
 //! this program owns the process: its arguments, logs, environment and signals.
 
+/// `println!` that never panics: a terminal that hung up (SIGHUP), a closed pipe or a full
+/// disk under a redirection must not turn a command whose stacks are back into a crash (exit
+/// 101, notices undelivered). What is lost is in the journal or the history.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// `eprintln!` that never panics (see `say!`).
+macro_rules! tell {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 mod commands;
 mod errors;
 mod wire;
@@ -114,21 +132,21 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("felhom-controller: starting the runtime: {e}");
+            tell!("felhom-controller: starting the runtime: {e}");
             return ExitCode::from(1);
         }
     };
     match runtime.block_on(dispatch(cli.command, config, manager)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("felhom-controller: {}", errors::chain(e.as_ref()));
+            tell!("felhom-controller: {}", errors::chain(e.as_ref()));
             ExitCode::from(1)
         }
     }
 }
 
 fn bad_configuration(e: &ConfigError) -> ExitCode {
-    eprintln!("felhom-controller: bad configuration: {}", errors::chain(e));
+    tell!("felhom-controller: bad configuration: {}", errors::chain(e));
     ExitCode::from(2)
 }
 
@@ -168,6 +186,10 @@ fn init_logging(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // A log line that cannot be written (a hung-up terminal, a full disk under a
+        // redirection) is lost; by default the subscriber says so with `eprintln!`, which
+        // panics on the same broken stderr.
+        .log_internal_errors(false)
         .with_ansi(ansi);
     match format {
         LogFormat::Human => builder.init(),

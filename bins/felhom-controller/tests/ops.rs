@@ -138,6 +138,33 @@ fn assert_recovered_by(world: &World, args: &[&str]) {
     );
 }
 
+/// A terminal that hung up, or a redirection to a full disk, fails every write to stdout and
+/// stderr: the commands still do their work and exit with their own status, never 101 (a
+/// panic of `println!`), since a crash after a cycle or a recovery would lose its notices.
+#[test]
+fn a_command_whose_output_cannot_be_written_still_does_its_work_and_exits_cleanly() {
+    let world = World::new("");
+    world.write_marker(hours_ago(2));
+    let full = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full")
+    };
+    let run = |args: &[&str]| {
+        let mut command = world.command(args);
+        command.stdout(full()).stderr(full());
+        command.status().expect("the binary runs")
+    };
+    // The marker is recovered although nothing can be printed.
+    assert_eq!(run(&["recover"]).code(), Some(0), "recover");
+    assert!(!world.marker().exists());
+    assert!(world.history().contains("\"outcome\":\"recovered\""));
+    // Nothing to recover, said to nobody: still 0.
+    assert_eq!(run(&["recover"]).code(), Some(0), "recover again");
+    assert_eq!(run(&["status"]).code(), Some(0), "status");
+}
+
 #[test]
 fn recover_if_stale_leaves_a_held_marker_alone() {
     let world = World::new("");

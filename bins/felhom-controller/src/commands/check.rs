@@ -12,29 +12,29 @@ pub(crate) async fn check(config: Config) -> Result<ExitCode> {
     let agent = wire::agent_client(&config)?;
     let stacks = wire::stacks(&config)?;
     wire::state_dir(&config)?;
-    println!("config: ok");
+    say!("config: ok");
     for note in config.notes() {
-        println!("note: {note}");
+        say!("note: {note}");
     }
     let mut ok = check_agent(agent.as_ref()).await;
     match stacks.compose_command().await {
-        Ok(c) => println!("compose: {c}"),
+        Ok(c) => say!("compose: {c}"),
         Err(e) => {
             ok = false;
-            println!("compose: {}", errors::chain(&e));
+            say!("compose: {}", errors::chain(&e));
         }
     }
-    println!("protected: {}", config.protected().join(", "));
+    say!("protected: {}", config.protected().join(", "));
     // URLs shown redacted (scheme://host/…): they may hold secrets.
     match &config.notify {
-        None => println!("notify: off ([notify] absent)"),
+        None => say!("notify: off ([notify] absent)"),
         Some(n) => {
             let shown = |e: &Option<felhom_notify::Endpoint>| {
                 e.as_ref()
                     .map_or_else(|| "off".to_owned(), |e| e.to_string())
             };
             let events: Vec<&str> = n.events.iter().map(|e| e.as_str()).collect();
-            println!(
+            say!(
                 "notify: webhook {}, ntfy {}, ping {}; events: {}",
                 shown(&n.webhook),
                 shown(&n.ntfy),
@@ -54,15 +54,15 @@ pub(crate) async fn check(config: Config) -> Result<ExitCode> {
 /// Whether the agent answers `backup_due` (or is not configured): printed, `false` on an error.
 async fn check_agent(agent: Option<&impl AgentApi>) -> bool {
     match agent {
-        None => println!("agent: not configured ([agent] absent): the loop stays off"),
+        None => say!("agent: not configured ([agent] absent): the loop stays off"),
         Some(agent) => match agent.backup_due().await {
-            Ok(due) => println!(
+            Ok(due) => say!(
                 "agent: reachable, pin and token accepted (due: {}{})",
                 due.due,
                 due.reason.map(|r| format!(", {r}")).unwrap_or_default()
             ),
             Err(e) => {
-                println!("agent: {}", errors::chain(&e));
+                say!("agent: {}", errors::chain(&e));
                 return false;
             }
         },
@@ -76,20 +76,20 @@ async fn check_stacks(stacks: &dyn Stacks, config: &Config) -> bool {
     let mut ok = true;
     match stacks.running_app_stacks().await {
         Ok(stacks) if stacks.is_empty() => {
-            println!("a cycle would stop: nothing (no running app stack)")
+            say!("a cycle would stop: nothing (no running app stack)")
         }
         Ok(stacks) => {
             let listing = felhom_ops::PolicyListing::of(&stacks, config.quiesce.max_quiesce);
-            println!("a cycle would stop:");
+            say!("a cycle would stop:");
             for line in &listing.lines {
-                println!("  {line}");
+                say!("  {line}");
             }
             for error in &listing.errors {
                 ok = false;
-                println!("label: {error}");
+                say!("label: {error}");
             }
             if !listing.errors.is_empty() {
-                println!(
+                say!(
                     "labels: {} with a bad value; each such service is quiesced as if that label were absent (docs/labels.md)",
                     listing.errors.len()
                 );
@@ -97,7 +97,7 @@ async fn check_stacks(stacks: &dyn Stacks, config: &Config) -> bool {
         }
         Err(e) => {
             ok = false;
-            println!("stacks: {}", errors::chain(&e));
+            say!("stacks: {}", errors::chain(&e));
         }
     }
     ok

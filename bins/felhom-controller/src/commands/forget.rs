@@ -25,7 +25,7 @@ pub(crate) async fn forget(config: &Config, stack: &str) -> Result<ExitCode> {
             Ok(lock) => break lock,
             Err(LockError::Held { pid, .. }) if Instant::now() < deadline => {
                 if !std::mem::replace(&mut told, true) {
-                    eprintln!("felhom-controller: waiting for the cycle lock (held by pid {pid})");
+                    tell!("felhom-controller: waiting for the cycle lock (held by pid {pid})");
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
@@ -39,13 +39,13 @@ pub(crate) async fn forget(config: &Config, stack: &str) -> Result<ExitCode> {
     };
     let owned = stack.to_owned();
     let Some(forgotten) = tokio::task::spawn_blocking(move || state.forget(&owned)).await?? else {
-        eprintln!(
+        tell!(
             "felhom-controller: {stack} is not stranded (`felhom-controller status` lists the \
              stranded stacks)"
         );
         return Ok(ExitCode::from(1));
     };
-    println!(
+    say!(
         "forgot the stranded stack {stack} (stranded since {}, {} failed start(s)): it is no \
          longer retried nor reported; its containers are left as they are",
         forgotten.since.to_rfc3339(),

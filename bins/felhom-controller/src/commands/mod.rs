@@ -17,7 +17,7 @@ use tokio::signal::unix::SignalKind;
 fn exit_for(record: &CycleRecord) -> ExitCode {
     // SPEC §2 rule 10: a killed or live capture is named, not only counted in the exit.
     for stack in record.inconsistent() {
-        eprintln!(
+        tell!(
             "felhom-controller: the backup is not app-consistent for {}: its capture is {} (the record's facts say which container; docs/operations.md, \"A capture that is not clean\")",
             stack.name, stack.capture
         );
@@ -46,13 +46,13 @@ fn print_record(record: &CycleRecord) -> Result<()> {
 fn left_undone(controller: &felhom_quiesce::Controller) -> bool {
     let overview = controller.overview();
     if let Some(since) = overview.engine_unreachable_since {
-        eprintln!(
+        tell!(
             "felhom-controller: the docker engine cannot be reached (waiting since {}): the marker is kept; the daemon, or `felhom-controller recover` once the engine answers, brings the stacks back",
             since.to_rfc3339()
         );
     }
     if let Some(stuck) = &overview.marker_stuck {
-        eprintln!("felhom-controller: {stuck}");
+        tell!("felhom-controller: {stuck}");
     }
     overview.engine_unreachable_since.is_some() || overview.marker_stuck.is_some()
 }

@@ -21,7 +21,7 @@ pub(crate) async fn once(config: Config, manager: NotifySocket, force: bool) -> 
     let controller = wire::controller(&config, cycle, agent, state, observer.clone())?;
     let code = match controller.run_if_due(force, &cancel).await? {
         IfDue::NotDue(due) => {
-            println!(
+            say!(
                 "not due{}{}",
                 due.reason.map(|r| format!(": {r}")).unwrap_or_default(),
                 due.next_due_at

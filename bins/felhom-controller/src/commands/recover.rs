@@ -19,7 +19,7 @@ pub(crate) async fn recover(
     if if_stale {
         let look = Inspection::of(&wire::state_view(&config)?);
         if let Some(why) = look.why_not_stale(config.quiesce.max_quiesce) {
-            println!("nothing to recover: {why}");
+            say!("nothing to recover: {why}");
             return Ok(ExitCode::SUCCESS);
         }
         tracing::warn!(
@@ -38,7 +38,7 @@ pub(crate) async fn recover(
         Ok(recovery) => recovery,
         // Between the look and the lock a daemon began a cycle: that one is alive.
         Err(CycleError::Busy(holder)) if if_stale => {
-            println!("nothing to recover: the lock was taken meanwhile ({holder})");
+            say!("nothing to recover: the lock was taken meanwhile ({holder})");
             return Ok(ExitCode::SUCCESS);
         }
         Err(e) => return Err(e.into()),
@@ -63,10 +63,10 @@ pub(crate) async fn recover(
             super::print_record(&record)?;
             ok &= record.stranded.is_empty();
         }
-        None => println!("no marker: nothing to recover"),
+        None => say!("no marker: nothing to recover"),
     }
     if !still.is_empty() {
-        eprintln!(
+        tell!(
             "felhom-controller: still stranded: {} — start them by hand and check their logs \
              (`felhom-controller forget <stack>` for one taken down on purpose)",
             still.join(", ")

@@ -25,7 +25,7 @@ pub(crate) async fn print(config: &Config, as_json: bool, svg: Option<&Path>) ->
         std::fs::write(path, cycle_picture(newest, config.quiesce.max_quiesce))
             .with_context(|| format!("--svg: writing {}", path.display()))?;
         if !as_json {
-            println!("picture:  {} (cycle {})", path.display(), newest.cycle_id);
+            say!("picture:  {} (cycle {})", path.display(), newest.cycle_id);
         }
     }
     let due: DueAnswer = match wire::agent_client(config) {
@@ -34,9 +34,11 @@ pub(crate) async fn print(config: &Config, as_json: bool, svg: Option<&Path>) ->
         Err(e) => Some(Err(errors::chain(e.as_ref()))),
     };
     if as_json {
-        println!("{}", serde_json::to_string_pretty(&report.json(&due))?);
+        say!("{}", serde_json::to_string_pretty(&report.json(&due))?);
     } else {
-        print!("{}", report.text(&due));
+        // Never `print!`: it panics on a terminal that hung up (see `say!`).
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), "{}", report.text(&due));
     }
     Ok(if report.needs_attention().is_empty() {
         ExitCode::SUCCESS
