@@ -490,3 +490,38 @@ fn a_foreign_service_label_is_stopped_and_started_by_id() {
         assert!(err.to_string().contains("svc name"), "{err}");
     });
 }
+
+/// Issue 19: any local process whose command line looks like `compose -p <stack> stop` (here
+/// `sh -c 'sleep 600' compose -p <stack> stop`, held by no compose) once held every stop and
+/// start of that stack for up to 2×stop_timeout+30 s (a `/proc` scan). Nothing reads other
+/// processes now: with a 30 s `stop_timeout` the old wait was 90 s per call; the stop and the
+/// start together end well inside that (the bound only catches the old wait).
+#[test]
+fn a_process_that_looks_like_compose_stop_delays_nothing() {
+    let mut root = Root::new(Tool::V2);
+    let name = root.name("spoof");
+    root.deploy(
+        &name,
+        "compose.yaml",
+        &format!("services:\n{}", serve("web", &[], "")),
+    );
+    root.up(&name);
+    let mut spoof = std::process::Command::new("sh")
+        .args(["-c", "sleep 600", "compose", "-p", &name, "stop"])
+        .spawn()
+        .expect("the spoofing process");
+    let stacks = root.stacks_with(|c| c.stop_timeout = Duration::from_secs(30));
+    let began = std::time::Instant::now();
+    block_on(LIMIT, async {
+        let web = support::stop(&stacks, &name).await.expect("stop");
+        support::start(&stacks, &name, &web).await.expect("start");
+    });
+    let took = began.elapsed();
+    let _ = spoof.kill();
+    let _ = spoof.wait();
+    assert_eq!(state_of(&container(&name, "web").id).0, "running");
+    assert!(
+        took < Duration::from_secs(45),
+        "a stop and a start of a one-container stack took {took:?}: something waited on the spoof"
+    );
+}
