@@ -208,3 +208,21 @@ fn a_slow_status_is_waited_for() {
     assert_eq!(f.record.outcome, Outcome::Done, "{}", f.once);
     assert!(f.record.errors.is_empty(), "{}", f.once);
 }
+
+/// Issue 19: an agent whose status answers carry malformed optional fields (`started_at: ""`,
+/// a time that is not one, a number for a time) once failed every poll, kept the apps down
+/// the whole `max_quiesce` while the agent said `snapshotted`, and wrote one error per poll.
+/// Only `phase` decides: the cycle ends `done` (not at the bound), with no error in its
+/// record and one warning in the log for the whole cycle.
+#[test]
+fn malformed_optional_fields_never_fail_a_poll() {
+    let f = once_against("fbadfields", vec![Fault::BadFields], &[], |_, _| {});
+    assert_eq!(f.record.outcome, Outcome::Done, "{}", f.once);
+    assert!(f.record.errors.is_empty(), "{}", f.once);
+    let warnings = f
+        .once
+        .stderr
+        .matches("optional fields that do not parse; ignored")
+        .count();
+    assert_eq!(warnings, 1, "one warning per cycle: {}", f.once);
+}

@@ -152,6 +152,10 @@ pub enum Fault {
     /// `GET /backup/status` ignores the long-poll query (`wait`, `phase`) and answers at once,
     /// as an agent without SPEC §3's optional extension does.
     NoLongPoll,
+    /// `GET /backup/status` answers our backup's optional fields malformed (`started_at: ""`,
+    /// `snapshot_at: "soon"`, `finished_at: 17`), as a buggy or newer agent might: only `id`
+    /// and `phase` stay as SPEC §3 says.
+    BadFields,
 }
 
 impl fmt::Display for Fault {
@@ -168,6 +172,7 @@ impl fmt::Display for Fault {
             Fault::Silent => f.write_str("silent"),
             Fault::SlowStatus(d) => write!(f, "slow_status:{}", humantime::format_duration(*d)),
             Fault::NoLongPoll => f.write_str("no_long_poll"),
+            Fault::BadFields => f.write_str("bad_fields"),
         }
     }
 }
@@ -197,6 +202,7 @@ impl FromStr for Fault {
             "unavailable" => no_arg(Fault::Unavailable),
             "silent" => no_arg(Fault::Silent),
             "no_long_poll" => no_arg(Fault::NoLongPoll),
+            "bad_fields" => no_arg(Fault::BadFields),
             "status500" => {
                 let n = arg.ok_or_else(|| bad("expected status500:<N>".into()))?;
                 let n = n
@@ -216,7 +222,7 @@ impl FromStr for Fault {
             }
             _ => Err(bad(
                 "expected failed, hang, status500:N, nonjson, oversized, forget, conflict:ID, \
-                 unavailable, silent, slow_status:DURATION or no_long_poll"
+                 unavailable, silent, slow_status:DURATION, no_long_poll or bad_fields"
                     .into(),
             )),
         }
@@ -283,6 +289,7 @@ mod tests {
             Fault::Silent,
             Fault::SlowStatus(Duration::from_millis(1500)),
             Fault::NoLongPoll,
+            Fault::BadFields,
         ] {
             let text = fault.to_string();
             assert_eq!(text.parse::<Fault>().expect("own text form parses"), fault);

@@ -42,7 +42,8 @@ struct Cli {
     due: DueMode,
     /// A fault active from the start (repeatable): failed, hang, status500:N, nonjson,
     /// oversized, forget, conflict:ID, unavailable, silent, slow_status:DURATION, no_long_poll
-    /// (answer status at once, as an agent without the long-poll extension).
+    /// (answer status at once, as an agent without the long-poll extension), bad_fields (the
+    /// status answers' optional fields malformed).
     #[arg(long = "fault")]
     faults: Vec<Fault>,
     /// Also write the certificate pin (one line) to this file.

@@ -108,6 +108,11 @@ async fn status_answer(state: &AgentState, query: Option<&str>) -> Answer {
     if state.has_fault(&Fault::Oversized) {
         body["padding"] = json!("x".repeat(OVERSIZED_PADDING));
     }
+    if state.has_fault(&Fault::BadFields) && !body["id"].is_null() {
+        body["started_at"] = json!("");
+        body["snapshot_at"] = json!("soon");
+        body["finished_at"] = json!(17);
+    }
     json_answer(StatusCode::OK, &body)
 }
 
