@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use felhom_devagent::{DueMode, Fault};
 use felhom_e2e::{
-    container, http_get, run_controller, Agent, ConfigFile, Controller, EngineProxy, Env, WAIT,
+    container, containers, docker, http_get, run_controller, Agent, ConfigFile, Controller,
+    EngineProxy, Env, WAIT,
 };
 use felhom_marker::Outcome;
 
@@ -238,6 +239,58 @@ fn a_stranded_stack_is_kept_across_a_restart_and_brought_back() {
     Rig::stop(run);
     assert_eq!(stranded(), serde_json::json!([]));
     assert!(!rig.env.state_dir().join("stranded.json").exists());
+}
+
+/// Issue 19: what an operator removed stays removed. A stack a cycle stranded is taken down on
+/// purpose (`docker compose down`): `recover`, which tries every stranded stack at once,
+/// creates nothing, gives it up and says why (exit 1: it still needs a person). Once the
+/// operator brings it up himself, the next `recover` sees each of its services run and lets
+/// it go, starting nothing.
+#[test]
+fn a_stranded_stack_its_operator_took_down_is_given_up_never_recreated() {
+    let rig = Rig::new("gvup", |c| c);
+    let mut run = rig.spawn(&["run"]);
+    run.wait_log("backup started");
+    // The second app cannot write its running flag and dies at every start: stranded.
+    let flag = rig.env.data_dir().join(&rig.apps[1]).join("running");
+    std::fs::create_dir(&flag).expect("a directory where the app's flag goes");
+    rig.agent.clear_faults();
+    run.wait_log("cycle finished");
+    Rig::stop(run);
+    let gone = &rig.apps[1];
+    docker(&["compose", "-p", gone, "down"]);
+    assert!(containers(gone).is_empty(), "taken down by its operator");
+
+    let tried = run_controller(&rig.config, &["recover"]);
+    assert_eq!(tried.code, Some(1), "still stranded: {tried}");
+    assert!(containers(gone).is_empty(), "nothing recreated: {tried}");
+    let status = run_controller(&rig.config, &["status", "--json"]);
+    let doc: serde_json::Value = serde_json::from_str(&status.stdout).expect("status JSON");
+    let why = doc["stranded_stacks"][0]["given_up"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(why.contains("removed outside the controller"), "{status}");
+    assert!(
+        why.contains(&format!("felhom-controller forget {gone}")),
+        "{status}"
+    );
+    let text = run_controller(&rig.config, &["status"]);
+    assert_eq!(text.code, Some(1), "{text}");
+    assert!(text.stdout.contains("no longer retried"), "{text}");
+
+    // The operator brings it back (mended): the next look lets it go.
+    std::fs::remove_dir(&flag).expect("mend the app");
+    rig.env.up(gone);
+    let ids: Vec<String> = containers(gone).into_iter().map(|c| c.id).collect();
+    let again = run_controller(&rig.config, &["recover"]);
+    assert_eq!(again.code, Some(0), "{again}");
+    assert!(again.stderr.contains("someone brought it back"), "{again}");
+    let after: Vec<String> = containers(gone).into_iter().map(|c| c.id).collect();
+    assert_eq!(after, ids, "the operator's containers, untouched");
+    let status = run_controller(&rig.config, &["status", "--json"]);
+    let doc: serde_json::Value = serde_json::from_str(&status.stdout).expect("status JSON");
+    assert_eq!(doc["stranded"], serde_json::json!([]), "{status}");
 }
 
 #[test]
