@@ -223,18 +223,11 @@ impl StrandedList {
             Ok(_) => {
                 shared.engine.answers(&shared.shown);
                 tracing::warn!(stack = %stack.name, "a stranded stack runs again");
-                self.runs(&shared.shown, &stack.name).await;
-                shared.shown.notice(&Notice {
-                    event: NoticeKind::Recovered,
-                    cycle_id: Some(stack.cycle_id.clone()),
-                    outcome: None,
-                    stacks: vec![stack.name.clone()],
-                    stranded: shared.shown.get().stranded(),
-                    message: format!(
-                        "stranded stack {} runs again (stranded since {since})",
-                        stack.name
-                    ),
-                });
+                let message = format!(
+                    "stranded stack {} runs again (stranded since {since})",
+                    stack.name
+                );
+                self.back(shared, &stack, message).await;
                 true
             }
             Err(CallError::EngineAway(why)) => {
@@ -296,6 +289,17 @@ impl StrandedList {
             return true;
         }
         tracing::warn!(stack = %stack.name, "a given-up stack runs again: someone brought it back");
+        let message = format!(
+            "stranded stack {} runs again, brought back by someone (given up since {})",
+            stack.name,
+            stack.since.to_rfc3339()
+        );
+        self.back(shared, stack, message).await;
+        true
+    }
+
+    /// `stack` runs again: off the list, and a `recovered` notice saying `message`.
+    async fn back(&self, shared: &Shared, stack: &StrandedStack, message: String) {
         self.runs(&shared.shown, &stack.name).await;
         shared.shown.notice(&Notice {
             event: NoticeKind::Recovered,
@@ -303,13 +307,8 @@ impl StrandedList {
             outcome: None,
             stacks: vec![stack.name.clone()],
             stranded: shared.shown.get().stranded(),
-            message: format!(
-                "stranded stack {} runs again, brought back by someone (given up since {})",
-                stack.name,
-                stack.since.to_rfc3339()
-            ),
+            message,
         });
-        true
     }
 
     /// A failed try of `stack` into the list (its count, its error, whether it is given up).
