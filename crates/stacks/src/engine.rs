@@ -170,10 +170,7 @@ impl Engine {
             }
         }
         for members in projects.values_mut() {
-            members.sort_by(|a, b| {
-                (&a.container.service, &a.container.id)
-                    .cmp(&(&b.container.service, &b.container.id))
-            });
+            members.sort_by(|a, b| by_service_then_id(&a.container, &b.container));
             members.dedup_by(|a, b| a.container.id == b.container.id);
         }
         Ok(projects)
@@ -201,9 +198,7 @@ impl Engine {
                 running: summary.state == Some(S::RUNNING),
             });
         }
-        containers.sort_by(|a, b| {
-            (&a.container.service, &a.container.id).cmp(&(&b.container.service, &b.container.id))
-        });
+        containers.sort_by(|a, b| by_service_then_id(&a.container, &b.container));
         Ok(containers)
     }
 
@@ -301,4 +296,9 @@ impl Engine {
         let chunks = self.bounded(self.call_timeout, collect).await?;
         Ok(chunks.concat().trim_end().to_owned())
     }
+}
+
+/// The order of a project's containers in every listing: by service, then by id.
+fn by_service_then_id(a: &ContainerRef, b: &ContainerRef) -> std::cmp::Ordering {
+    (&a.service, &a.id).cmp(&(&b.service, &b.id))
 }

@@ -26,11 +26,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::{
-    ContainerRef, DownCheck, HookCommand, HookError, HookRun, RunningStack, Slots, Stacks,
-    StacksError, StartReport, StartRequest, StopReport,
+    ContainerRef, DownCheck, HookCommand, HookError, HookRun, RunningStack, Slots, StackPolicy,
+    Stacks, StacksError, StartReport, StartRequest, StopReport,
 };
 
-use model::{container, no_labels, Model};
+use model::{container, Model};
 pub use script::{Fact, HookScript, Timing, Trouble};
 
 /// A log shared between fakes, so a test sees the order of everything that happened.
@@ -66,7 +66,7 @@ impl FakeStacks {
                 name: name.to_owned(),
                 services: services.iter().map(|s| (*s).to_owned()).collect(),
                 containers: services.iter().map(|s| container(name, s)).collect(),
-                policy: no_labels(name, services),
+                policy: StackPolicy::without_labels(name, services),
             })
             .collect();
         let world = running

@@ -304,6 +304,16 @@ pub struct StackPolicy {
 }
 
 impl StackPolicy {
+    /// The policy of `services` of `stack` when none of them carries a label: each stopped,
+    /// stop order 0 (what a stack without labels lists).
+    pub fn without_labels(stack: &str, services: &[&str]) -> StackPolicy {
+        let mut policy = StackPolicy::default();
+        for service in services {
+            policy.read_service(stack, service, std::iter::empty::<(&str, &str)>());
+        }
+        policy
+    }
+
     /// Reads `service`'s policy from its labels (see [`ServicePolicy::from_labels`]) and adds
     /// it, with its label errors, replacing what the service had.
     pub fn read_service<K, V>(

@@ -52,7 +52,7 @@ fn running_stopped_and_partially_running(tool: Tool) {
                 name: name.clone(),
                 services: vec!["db".into(), "web".into()],
                 containers: support::refs(&name, &["db", "web"]),
-                policy: support::no_labels(&name, &["db", "web"]),
+                policy: felhom_stacks::StackPolicy::without_labels(&name, &["db", "web"]),
             }]
         );
 
@@ -65,7 +65,7 @@ fn running_stopped_and_partially_running(tool: Tool) {
                 name: name.clone(),
                 services: vec!["db".into()],
                 containers: support::refs(&name, &["db"]),
-                policy: support::no_labels(&name, &["db"]),
+                policy: felhom_stacks::StackPolicy::without_labels(&name, &["db"]),
             }]
         );
         let db_before = container(&name, "db");
@@ -189,7 +189,7 @@ fn an_exited_one_shot_stays_exited(tool: Tool) {
                 name: name.clone(),
                 services: vec!["app".into()],
                 containers: support::refs(&name, &["app"]),
-                policy: support::no_labels(&name, &["app"]),
+                policy: felhom_stacks::StackPolicy::without_labels(&name, &["app"]),
             }]
         );
         let services = support::stop(&stacks, &name).await.expect("stop");
@@ -401,7 +401,7 @@ fn protected_and_undeployed_stacks_are_never_listed() {
                 name: app.clone(),
                 services: vec!["web".into()],
                 containers: support::refs(&app, &["web"]),
-                policy: support::no_labels(&app, &["web"]),
+                policy: felhom_stacks::StackPolicy::without_labels(&app, &["web"]),
             }]
         );
         let err = support::stop(&stacks, &guarded)

@@ -6,9 +6,7 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 
 use super::{locked, Fact, FakeStacks};
-use crate::{
-    ContainerRef, StackPolicy, StacksError, StartReport, StartRequest, StopReport, StoppedContainer,
-};
+use crate::{ContainerRef, StacksError, StartReport, StartRequest, StopReport, StoppedContainer};
 
 /// One container of the model.
 #[derive(Debug, Clone)]
@@ -41,15 +39,6 @@ impl Model {
         self.finished_at = Some(at);
         self.exit_code = Some(code);
     }
-}
-
-/// The policy of services without labels.
-pub(super) fn no_labels(stack: &str, services: &[&str]) -> StackPolicy {
-    let mut policy = StackPolicy::default();
-    for service in services {
-        policy.read_service(stack, service, std::iter::empty::<(&str, &str)>());
-    }
-    policy
 }
 
 pub(super) fn container(stack: &str, service: &str) -> ContainerRef {

@@ -264,15 +264,6 @@ pub fn refs(project: &str, services: &[&str]) -> Vec<felhom_stacks::ContainerRef
         .collect()
 }
 
-/// The policy `running_app_stacks` lists for `services` of `stack` without labels.
-pub fn no_labels(stack: &str, services: &[&str]) -> felhom_stacks::StackPolicy {
-    let mut policy = felhom_stacks::StackPolicy::default();
-    for service in services {
-        policy.read_service(stack, service, std::iter::empty::<(&str, &str)>());
-    }
-    policy
-}
-
 /// The newer engine of `scripts/provision.sh` (Docker 26) as a `DOCKER_HOST`: CI provisions
 /// it; elsewhere `None`, and the test says it did not run.
 pub fn newer_engine() -> Option<String> {
