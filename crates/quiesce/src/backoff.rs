@@ -67,6 +67,16 @@ const LATENESS_FLOOR: Duration = Duration::from_millis(700);
 const OUTCOME_FIRST: Duration = Duration::from_millis(500);
 
 impl Backoff {
+    /// The slow schedule of the stranded stacks' retries (and of a marker held back because
+    /// the stranded list could not take its stacks): 2 min, doubling up to 30 min.
+    pub(crate) fn stranded() -> Backoff {
+        Backoff::new(
+            Duration::from_secs(2 * 60),
+            2.0,
+            Duration::from_secs(30 * 60),
+        )
+    }
+
     /// The status polls while the stacks are down (see [`Backoff::pause_while_down`]).
     pub(crate) fn backup_wait(config: &CycleConfig) -> Backoff {
         Backoff::new(config.first_poll, WAIT_GROWTH, config.status_poll_interval)

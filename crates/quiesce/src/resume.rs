@@ -70,10 +70,9 @@ pub(crate) enum Wanted {
 /// How one stack is brought back.
 #[derive(Debug, Clone)]
 pub(crate) struct StackPlan {
-    /// The stack as the marker names it.
+    /// The stack as the marker names it (with its `felhom.stop-order`: the highest group
+    /// starts first).
     pub(crate) stack: MarkedStack,
-    /// Its `felhom.stop-order`: the highest group starts first.
-    pub(crate) stop_order: i32,
     /// What to start; `None`: its stop never began, it is left as it is.
     pub(crate) start: Option<Wanted>,
     /// The check before its start, once the snapshot was reported: the containers its stop
@@ -139,7 +138,7 @@ pub(crate) async fn resume(
     let indexed: Vec<(usize, StackPlan)> = plan.stacks.iter().cloned().enumerate().collect();
     let starts = async {
         let mut ended: Vec<(usize, Restart)> = Vec::new();
-        for group in groups(indexed, |(_, s)| s.stop_order, false) {
+        for group in groups(indexed, |(_, s)| s.stack.stop_order, false) {
             // Every stack of the group at once, in the plan's order: the slots (first come,
             // first served) bound the engine's work, and no stack's wait holds up another's
             // start. The next group begins when this one's starts have ended.

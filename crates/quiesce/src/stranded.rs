@@ -24,11 +24,6 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// The first pause before a stranded stack is tried again; it doubles after each failed try.
-const FIRST: Duration = Duration::from_secs(2 * 60);
-/// The longest pause between two tries of a stranded stack.
-const CAP: Duration = Duration::from_secs(30 * 60);
-
 /// The stranded list and the retry schedule of each of its stacks.
 pub(crate) struct StrandedList {
     store: Arc<dyn StrandedStore>,
@@ -75,7 +70,7 @@ impl StrandedList {
         let mut retries = self.retries();
         let retry = retries.entry(name.to_owned()).or_insert(Retry {
             at: now,
-            pause: Backoff::new(FIRST, 2.0, CAP),
+            pause: Backoff::stranded(),
         });
         retry.at <= now
     }
@@ -85,7 +80,7 @@ impl StrandedList {
         let mut retries = self.retries();
         let retry = retries.entry(name.to_owned()).or_insert(Retry {
             at: now,
-            pause: Backoff::new(FIRST, 2.0, CAP),
+            pause: Backoff::stranded(),
         });
         let pause = retry.pause.delay();
         retry.at = now + pause;
@@ -96,12 +91,10 @@ impl StrandedList {
     /// A cycle of this process stranded `name` after its own attempts: the first slow try
     /// comes a pause later.
     fn stranded_now(&self, name: &str, now: Instant) {
-        let mut pause = Backoff::new(FIRST, 2.0, CAP);
+        let mut pause = Backoff::stranded();
+        let at = now + pause.delay();
         pause.grow();
-        let retry = Retry {
-            at: now + FIRST,
-            pause,
-        };
+        let retry = Retry { at, pause };
         self.retries().insert(name.to_owned(), retry);
     }
 

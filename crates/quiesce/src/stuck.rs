@@ -16,13 +16,7 @@ use crate::backoff::Backoff;
 use crate::overview::Shown;
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
 use tokio::time::Instant;
-
-/// The first pause before a held-back marker is recovered again; it doubles each time.
-const FIRST: Duration = Duration::from_secs(2 * 60);
-/// The longest pause between two recoveries of a held-back marker.
-const CAP: Duration = Duration::from_secs(30 * 60);
 
 /// The markers, by cycle id, this process does not recover at every tick.
 #[derive(Debug, Default)]
@@ -65,7 +59,7 @@ impl StuckMarker {
         let mut memory = self.memory();
         let mut pause = match memory.get(cycle_id) {
             Some(Memory::HeldBack { pause, .. }) => *pause,
-            _ => Backoff::new(FIRST, 2.0, CAP),
+            _ => Backoff::stranded(),
         };
         let at = now + pause.delay();
         pause.grow();
@@ -105,6 +99,8 @@ mod tests {
             Some("clearing the marker: read-only")
         );
     }
+
+    use std::time::Duration;
 
     #[tokio::test(start_paused = true)]
     async fn a_held_back_marker_waits_two_minutes_then_four_up_to_half_an_hour() {

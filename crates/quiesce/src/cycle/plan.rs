@@ -100,7 +100,6 @@ impl Cycle {
                     .map(|since| (containers, since));
                 let post_resume = self.post_resume_plan(&stack, start.is_some());
                 StackPlan {
-                    stop_order: stack.stop_order,
                     stack,
                     start,
                     check,
