@@ -5,7 +5,7 @@
 //! deleted — and when it cannot be (a read-only or full file system), the stacks read from it
 //! are returned all the same: the salvage never depends on the move.
 
-use crate::model::{MarkedContainer, MarkedStack, Marker, MarkerPhase, FORMAT_VERSION};
+use crate::model::{MarkedStack, Marker, MarkerPhase, FORMAT_VERSION};
 use chrono::{DateTime, Utc};
 use serde_json::{Deserializer, Map, Value};
 use std::fmt;
@@ -164,7 +164,9 @@ fn marked_stack(entry: &Map<String, Value>) -> Option<MarkedStack> {
             .and_then(Value::as_u64)
             .and_then(|n| u32::try_from(n).ok())
             .unwrap_or(0),
-        containers: containers(entry),
+        // Where every one of them reads; else none (the stack is then recovered by its
+        // services).
+        containers: read_or_default(entry, "containers"),
         // Absent: a marker of a build before it (its stack is recovered by services). Present
         // but unreadable: taken as begun, so that the stack is started, never left down.
         stop_began: entry
@@ -177,21 +179,13 @@ fn marked_stack(entry: &Map<String, Value>) -> Option<MarkedStack> {
     })
 }
 
-fn read_or_default<T: serde::de::DeserializeOwned + Default>(
+/// The entry's `key` as a `T`, where it reads; else `T`'s default.
+pub(crate) fn read_or_default<T: serde::de::DeserializeOwned + Default>(
     entry: &Map<String, Value>,
     key: &str,
 ) -> T {
     entry
         .get(key)
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
-        .unwrap_or_default()
-}
-
-/// The entry's `containers`, where every one of them reads; else none (the stack is then
-/// recovered by its services).
-fn containers(entry: &Map<String, Value>) -> Vec<MarkedContainer> {
-    entry
-        .get("containers")
         .and_then(|v| serde_json::from_value(v.clone()).ok())
         .unwrap_or_default()
 }

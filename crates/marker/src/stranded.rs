@@ -4,7 +4,9 @@
 
 use crate::durable::{sync_dir, write_atomically, StateFile};
 use crate::model::StrandedStack;
-use crate::salvage::{array_entries, services, stack_name, versioned_json, MovedAside, Unreadable};
+use crate::salvage::{
+    array_entries, read_or_default, services, stack_name, versioned_json, MovedAside, Unreadable,
+};
 use crate::store::written_at;
 use crate::{MarkerError, StateDir};
 use chrono::{DateTime, Utc};
@@ -123,6 +125,17 @@ impl StrandedStore for StateDir {
         }
         Ok(list)
     }
+
+    /// One read of the file (the trait's default reads it twice).
+    fn forget(&self, name: &str) -> Result<Option<StrandedStack>, MarkerError> {
+        let mut list = self.stranded()?;
+        let Some(at) = list.stacks.iter().position(|s| s.name == name) else {
+            return Ok(None);
+        };
+        let entry = list.stacks.remove(at);
+        self.write_stranded(&list.stacks)?;
+        Ok(Some(entry))
+    }
 }
 
 /// The stranded stacks as the file says, read without changing anything
@@ -210,10 +223,7 @@ fn salvage_entry(entry: &Map<String, Value>, written_at: DateTime<Utc>) -> Optio
     Some(StrandedStack {
         name: stack_name(entry)?,
         services: services(entry)?,
-        containers: entry
-            .get("containers")
-            .and_then(|v| serde_json::from_value(v.clone()).ok())
-            .unwrap_or_default(),
+        containers: read_or_default(entry, "containers"),
         cycle_id: text("cycle_id").unwrap_or_else(|| "unknown".to_owned()),
         since: entry
             .get("since")
