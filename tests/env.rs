@@ -137,12 +137,7 @@ pub fn service_container(project: &str, service: &str) -> ContainerState {
 /// not, sorted by name (the replicas' numbers).
 pub fn containers(project: &str) -> Vec<ContainerState> {
     let mut all = felhom_testsupport::engine::containers(project).unwrap_or_else(|e| panic!("{e}"));
-    let name = |id: &str| {
-        let mut inspect = Command::new("docker");
-        inspect.args(["inspect", "--format", "{{.Name}}", id]);
-        run_ok(inspect, "docker inspect")
-    };
-    all.sort_by_cached_key(|c| name(&c.id));
+    all.sort_by(|a, b| a.name.cmp(&b.name));
     all
 }
 

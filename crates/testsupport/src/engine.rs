@@ -92,6 +92,8 @@ pub fn test_binary(name: &str) -> Result<PathBuf, String> {
 pub struct ContainerState {
     /// The container id.
     pub id: String,
+    /// Its name, without the leading `/`.
+    pub name: String,
     /// `State.Running`.
     pub running: bool,
     /// `State.Status` (`running`, `exited`, ...).
@@ -161,6 +163,11 @@ fn state_of(id: &str, what: &str) -> Result<ContainerState, String> {
     };
     Ok(ContainerState {
         id: id.to_owned(),
+        name: doc[0]["Name"]
+            .as_str()
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_owned(),
         running: state["Running"]
             .as_bool()
             .ok_or_else(|| format!("{what}: State.Running missing in {state}"))?,
