@@ -6,7 +6,7 @@ use felhom_agentapi::{AgentApi, AgentClient};
 use felhom_marker::{StateDir, StateView};
 use felhom_notify::Notifier;
 use felhom_ops::config::{AgentSetting, Config};
-use felhom_ops::{CountedAgent, Metrics, OpsObserver, ServiceManager};
+use felhom_ops::{CountedAgent, Metrics, NotifySocket, OpsObserver, ServiceManager};
 use felhom_quiesce::{Collaborators, Controller, CycleConfig, Observer};
 use felhom_stacks::EngineStacks;
 use std::sync::Arc;
@@ -118,4 +118,20 @@ pub(crate) fn controller(
         observer,
     };
     Ok(Controller::new(parts, cycle))
+}
+
+/// The controller of a command that runs one cycle or one recovery (`once`, `recover`): its
+/// own metrics and observer (returned, to drain its notifications), the state directory, and
+/// the cycle bounded as a command's (`CycleConfig::for_command`).
+pub(crate) fn command_controller(
+    config: &Config,
+    manager: NotifySocket,
+    agent: Option<Arc<dyn AgentApi>>,
+) -> Result<(Controller, Arc<OpsObserver>)> {
+    let metrics = Arc::new(Metrics::new(config.quiesce.max_quiesce));
+    let observer = observer(config, metrics, Arc::new(manager));
+    let state = Arc::new(state_dir(config)?);
+    let cycle = config.cycle_config().for_command();
+    let controller = controller(config, cycle, agent, state, observer.clone())?;
+    Ok((controller, observer))
 }

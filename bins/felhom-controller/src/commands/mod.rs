@@ -13,14 +13,11 @@ use felhom_marker::CycleRecord;
 use std::process::ExitCode;
 use tokio::signal::unix::SignalKind;
 
-/// Exit 0 for a cycle that ended `done` with nothing stranded, else 1 (SPEC §5).
+/// Exit 0 for a cycle that ended `done` with nothing stranded, else 1 (SPEC §5); each
+/// capture that is not app-consistent named on stderr.
 fn exit_for(record: &CycleRecord) -> ExitCode {
-    // SPEC §2 rule 10: a killed or live capture is named, not only counted in the exit.
-    for stack in record.inconsistent() {
-        tell!(
-            "felhom-controller: the backup is not app-consistent for {}: its capture is {} (the record's facts say which container; docs/operations.md, \"A capture that is not clean\")",
-            stack.name, stack.capture
-        );
+    for line in felhom_ops::not_app_consistent(record) {
+        tell!("felhom-controller: {line}");
     }
     if record.succeeded() {
         ExitCode::SUCCESS
@@ -41,20 +38,14 @@ fn print_record(record: &CycleRecord) -> Result<()> {
     Ok(())
 }
 
-/// Whether the command leaves something for a person or for the daemon: the engine was still
-/// away when the wait for it ended (the marker is kept), or a marker could not be removed.
+/// Whether the command leaves something for a person or for the daemon
+/// ([`felhom_ops::left_undone`]), each thing said on stderr.
 fn left_undone(controller: &felhom_quiesce::Controller) -> bool {
-    let overview = controller.overview();
-    if let Some(since) = overview.engine_unreachable_since {
-        tell!(
-            "felhom-controller: the docker engine cannot be reached (waiting since {}): the marker is kept; the daemon, or `felhom-controller recover` once the engine answers, brings the stacks back",
-            since.to_rfc3339()
-        );
+    let lines = felhom_ops::left_undone(&controller.overview());
+    for line in &lines {
+        tell!("felhom-controller: {line}");
     }
-    if let Some(stuck) = &overview.marker_stuck {
-        tell!("felhom-controller: {stuck}");
-    }
-    overview.engine_unreachable_since.is_some() || overview.marker_stuck.is_some()
+    !lines.is_empty()
 }
 
 /// Every way a process is asked to end (SPEC §2 rule 9): a unit's stop (SIGTERM), Ctrl-C

@@ -4,7 +4,7 @@ use crate::wire;
 use anyhow::Result;
 use felhom_agentapi::AgentApi;
 use felhom_ops::config::Config;
-use felhom_ops::{Metrics, NotifySocket, DRAIN};
+use felhom_ops::{NotifySocket, DRAIN};
 use felhom_quiesce::{CancellationToken, IfDue};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -13,12 +13,8 @@ pub(crate) async fn once(config: Config, manager: NotifySocket, force: bool) -> 
     // First: a signal from here on resumes whatever is down, then the process exits.
     let cancel = CancellationToken::new();
     super::cancel_on_signals(cancel.clone())?;
-    let metrics = Arc::new(Metrics::new(config.quiesce.max_quiesce));
-    let observer = wire::observer(&config, metrics, Arc::new(manager));
     let agent = wire::agent_client(&config)?.map(|c| Arc::new(c) as Arc<dyn AgentApi>);
-    let state = Arc::new(wire::state_dir(&config)?);
-    let cycle = config.cycle_config().for_command();
-    let controller = wire::controller(&config, cycle, agent, state, observer.clone())?;
+    let (controller, observer) = wire::command_controller(&config, manager, agent)?;
     let code = match controller.run_if_due(force, &cancel).await? {
         IfDue::NotDue(due) => {
             say!(

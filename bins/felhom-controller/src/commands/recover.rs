@@ -4,10 +4,9 @@
 use crate::{errors, wire};
 use anyhow::Result;
 use felhom_ops::config::Config;
-use felhom_ops::{Inspection, Metrics, NotifySocket, DRAIN};
+use felhom_ops::{Inspection, NotifySocket, DRAIN};
 use felhom_quiesce::{CancellationToken, CycleError};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 pub(crate) async fn recover(
     config: Config,
@@ -29,11 +28,7 @@ pub(crate) async fn recover(
     // The agent is only asked how the marker's backup ended: a broken agent setting must not
     // keep the stacks down.
     let agent = wire::agent_if_usable(&config);
-    let metrics = Arc::new(Metrics::new(config.quiesce.max_quiesce));
-    let observer = wire::observer(&config, metrics, Arc::new(manager));
-    let state = Arc::new(wire::state_dir(&config)?);
-    let cycle = config.cycle_config().for_command();
-    let controller = wire::controller(&config, cycle, agent, state, observer.clone())?;
+    let (controller, observer) = wire::command_controller(&config, manager, agent)?;
     let recovery = match controller.recover(&cancel).await {
         Ok(recovery) => recovery,
         // Between the look and the lock a daemon began a cycle: that one is alive.
