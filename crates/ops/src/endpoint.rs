@@ -50,6 +50,24 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// The listener of `status.listen` (`None`: the endpoint is off). A port that cannot be
+    /// bound leaves the endpoint off, with an error line, not the daemon; the address bound
+    /// (a port 0 made real) is logged.
+    pub async fn bind(listen: Option<std::net::SocketAddr>) -> Option<TcpListener> {
+        let addr = listen?;
+        match TcpListener::bind(addr).await {
+            Ok(listener) => {
+                let at = listener.local_addr().unwrap_or(addr);
+                tracing::info!(address = %at, "status endpoint on http://{at}/status and /metrics");
+                Some(listener)
+            }
+            Err(e) => {
+                tracing::error!("the status endpoint is off: status.listen: binding {addr}: {e}");
+                None
+            }
+        }
+    }
+
     /// Serves `/status` and `/metrics` on `listener` until `shutdown` completes (connections
     /// being answered then finish on their own, within their bound).
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {

@@ -22,21 +22,7 @@ pub(crate) async fn run(mut config: Config, manager: NotifySocket) -> Result<Exi
     let state = Arc::new(wire::state_dir(&config)?);
     let cycle = config.cycle_config().for_daemon();
     let controller = wire::controller(&config, cycle, agent, state.clone(), observer.clone())?;
-    // A status port that cannot be bound leaves the endpoint off, not the daemon.
-    let listener = match config.status.listen.0 {
-        None => None,
-        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
-            Ok(listener) => {
-                let at = listener.local_addr().unwrap_or(addr);
-                tracing::info!(address = %at, "status endpoint on http://{at}/status and /metrics");
-                Some(listener)
-            }
-            Err(e) => {
-                tracing::error!("the status endpoint is off: status.listen: binding {addr}: {e}");
-                None
-            }
-        },
-    };
+    let listener = felhom_ops::Endpoint::bind(config.status.listen.0).await;
     let state = state.view();
     Service {
         controller,
