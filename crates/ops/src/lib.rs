@@ -28,6 +28,7 @@ mod agent;
 mod brief;
 pub mod config;
 mod endpoint;
+mod forget;
 mod inspection;
 mod listing;
 mod metrics;
@@ -39,6 +40,7 @@ mod systemd;
 
 pub use agent::CountedAgent;
 pub use endpoint::Endpoint;
+pub use forget::{forget_stranded, ForgetError, LOCK_WAIT};
 pub use inspection::{Inspection, MarkerAge, STALE_MARGIN};
 pub use listing::PolicyListing;
 pub use metrics::{Metrics, CONTENT_TYPE};
