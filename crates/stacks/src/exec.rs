@@ -13,7 +13,7 @@ use bollard::Docker;
 use futures::{Stream, StreamExt};
 use tokio::time::Instant;
 
-use crate::engine::{classify, Engine, EngineError, State, PROJECT_LABEL, SERVICE_LABEL};
+use crate::engine::{classify, Engine, EngineError};
 use crate::hook::{Tail, HOOK_OUTPUT_LIMIT};
 use crate::kill::{kill_exec, Killed};
 use crate::HookRun;
@@ -27,19 +27,6 @@ const POLL_ENDING: Duration = Duration::from_millis(50);
 const DRAIN: Duration = Duration::from_millis(500);
 /// How long a killed exec is waited for until the engine records its end.
 const KILL_WAIT: Duration = Duration::from_secs(10);
-
-/// What an exec needs to know of its container.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ExecTarget {
-    /// The full id.
-    pub(crate) id: String,
-    /// Without the leading `/`.
-    pub(crate) name: String,
-    /// Its `com.docker.compose.project` label, if any.
-    pub(crate) project: Option<String>,
-    pub(crate) service: String,
-    pub(crate) state: State,
-}
 
 /// Why an exec did not give a [`HookRun`].
 #[derive(Debug)]
@@ -65,27 +52,6 @@ struct ExecState {
 }
 
 impl Engine {
-    /// Inspects a container for an exec.
-    pub(crate) async fn exec_target(&self, id: &str) -> Result<ExecTarget, EngineError> {
-        let docker = self.client()?;
-        let r = self
-            .bounded(self.call_timeout, docker.inspect_container(id, None))
-            .await?;
-        let mut labels = r.config.and_then(|c| c.labels).unwrap_or_default();
-        let state = State::of(r.state.and_then(|s| s.status));
-        Ok(ExecTarget {
-            id: r.id.unwrap_or_else(|| id.to_owned()),
-            name: r
-                .name
-                .unwrap_or_default()
-                .trim_start_matches('/')
-                .to_owned(),
-            project: labels.remove(PROJECT_LABEL),
-            service: labels.remove(SERVICE_LABEL).unwrap_or_default(),
-            state,
-        })
-    }
-
     /// Runs `argv` in container `container_id` (its full id), attached, until it ends or
     /// `timeout` has passed since its start; then kills it. Dropped before the end, it leaves
     /// a task that kills the exec if it still runs.

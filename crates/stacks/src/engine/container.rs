@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use bollard::models::{ContainerInspectResponse, EventMessage, HealthStatusEnum};
 use chrono::{DateTime, Utc};
 
-use super::{DEPENDS_ON_LABEL, SERVICE_LABEL};
+use super::{DEPENDS_ON_LABEL, PROJECT_LABEL, SERVICE_LABEL};
 use crate::ContainerRef;
 
 /// `compose run` containers are one-offs: not part of the stack's services, and compose's
@@ -41,6 +41,8 @@ pub(crate) struct Inspected {
     pub(crate) id: String,
     /// Without the leading `/`.
     pub(crate) name: String,
+    /// Its `com.docker.compose.project` label, if any.
+    pub(crate) project: Option<String>,
     pub(crate) service: String,
     pub(crate) state: State,
     /// Its health now; `None` when it has no health status (none yet, or no check).
@@ -160,6 +162,7 @@ impl Inspected {
         Self {
             id: format!("id-{service}"),
             name: format!("app-{service}-1"),
+            project: None,
             service: service.to_owned(),
             state: State::Exited,
             health: None,
@@ -195,6 +198,7 @@ impl Inspected {
                 .unwrap_or_default()
                 .trim_start_matches('/')
                 .to_owned(),
+            project: labels.remove(PROJECT_LABEL),
             service: labels.remove(SERVICE_LABEL).unwrap_or_default(),
             state: State::of(state.status),
             health,

@@ -70,17 +70,13 @@ impl EngineStacks {
     ) -> Result<ContainerRef, HookError> {
         let stack = hook.stack;
         check_stack_name(stack).map_err(|e| hook.exec_error(container, e.to_string()))?;
-        let target = match self.engine.exec_target(&container.id).await {
+        let target = match self.engine.inspect(&container.id).await {
             Ok(t) => t,
             Err(e) if e.is_not_found() => return Err(hook.not_running(container, "gone")),
             Err(e) => return Err(hook.engine_error(container, "inspect of the container", e)),
         };
         // What the engine says now names the container in messages.
-        let named = ContainerRef {
-            id: target.id.clone(),
-            name: target.name.clone(),
-            service: target.service.clone(),
-        };
+        let named = target.to_ref();
         if target.project.as_deref() != Some(stack) {
             return Err(hook.exec_error(
                 &named,
