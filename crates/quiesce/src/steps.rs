@@ -94,17 +94,8 @@ async fn stop_one(
             recorded.extend(new);
         }
         began = true;
-        report.send(Progress::StopBegan {
-            stack: stack.clone(),
-            at: Utc::now(),
-        });
-        match stacks.stop_containers(&stack, &running, slots).await {
-            Ok(stopped) => report.send(Progress::Stopped {
-                stack: stack.clone(),
-                report: stopped,
-                at: Utc::now(),
-            }),
-            Err(e) => return stop_failed(report, stack, error_chain(&e), began),
+        if !stop_round(stacks, &stack, &running, slots, report).await {
+            return;
         }
     }
     let message = format!(
@@ -125,6 +116,35 @@ fn already_down(report: &Reporter, stack: String) {
         report: Default::default(),
         at: Utc::now(),
     });
+}
+
+/// One stop of `containers` of `stack`: its beginning, then its end or its failure,
+/// reported. Whether it ended.
+async fn stop_round(
+    stacks: &dyn Stacks,
+    stack: &str,
+    containers: &[ContainerRef],
+    slots: &Slots,
+    report: &Reporter,
+) -> bool {
+    report.send(Progress::StopBegan {
+        stack: stack.to_owned(),
+        at: Utc::now(),
+    });
+    match stacks.stop_containers(stack, containers, slots).await {
+        Ok(stopped) => {
+            report.send(Progress::Stopped {
+                stack: stack.to_owned(),
+                report: stopped,
+                at: Utc::now(),
+            });
+            true
+        }
+        Err(e) => {
+            stop_failed(report, stack.to_owned(), error_chain(&e), true);
+            false
+        }
+    }
 }
 
 /// `stack`'s stop failed; `began`: whether a stop call of it had begun.
@@ -150,8 +170,7 @@ pub(crate) async fn recheck(
         match stacks.check_down(stack, &r.containers, r.since).await {
             Ok(mut check) => {
                 // The containers of services kept running are not the stop's: they run.
-                check.appeared.retain(|c| !keep.contains(&c.service));
-                check.ran.retain(|(c, _)| !keep.contains(&c.service));
+                check.leave_out(|c| keep.contains(&c.service));
                 if check.stayed_down() {
                     return;
                 }
@@ -170,28 +189,9 @@ pub(crate) async fn recheck(
                 });
                 if !check.appeared.is_empty() && !report.record(stack, check.appeared).await {
                     let error = "the containers that appeared could not be recorded in the marker: not stopped".to_owned();
-                    return report.send(Progress::StopFailed {
-                        stack: stack.clone(),
-                        error,
-                        began: true,
-                    });
+                    return stop_failed(report, stack.clone(), error, true);
                 }
-                report.send(Progress::StopBegan {
-                    stack: stack.clone(),
-                    at: Utc::now(),
-                });
-                match stacks.stop_containers(stack, &again, slots).await {
-                    Ok(stopped) => report.send(Progress::Stopped {
-                        stack: stack.clone(),
-                        report: stopped,
-                        at: Utc::now(),
-                    }),
-                    Err(e) => report.send(Progress::StopFailed {
-                        stack: stack.clone(),
-                        error: error_chain(&e),
-                        began: true,
-                    }),
-                }
+                stop_round(stacks, stack, &again, slots, report).await;
             }
             Err(e) => report.note(
                 Level::Warn,

@@ -67,6 +67,13 @@ impl DownCheck {
     pub fn stayed_down(&self) -> bool {
         self.ran.is_empty() && self.appeared.is_empty()
     }
+
+    /// Leaves out the containers `left_out` says are not the stop's (those of services a
+    /// cycle keeps running, say).
+    pub fn leave_out(&mut self, left_out: impl Fn(&ContainerRef) -> bool) {
+        self.ran.retain(|(c, _)| !left_out(c));
+        self.appeared.retain(|c| !left_out(c));
+    }
 }
 
 /// How to start a stack again.

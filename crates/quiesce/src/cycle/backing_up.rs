@@ -88,8 +88,7 @@ impl Cycle {
         // The containers of services kept running are not the stop's: they run.
         if let Ok(check) = &mut check {
             let keep = self.keep(stack);
-            check.appeared.retain(|c| !keep.contains(&c.service));
-            check.ran.retain(|(c, _)| !keep.contains(&c.service));
+            check.leave_out(|c| keep.contains(&c.service));
         }
         if let Err(why) = &check {
             let message = format!(
