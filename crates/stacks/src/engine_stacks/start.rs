@@ -80,8 +80,8 @@ struct Known {
     health_before: HashMap<String, Option<Health>>,
     /// See [`Ctx::found_up`].
     found_up: HashSet<String>,
-    /// The services of the containers that no longer exist: the compose fallback's.
-    missing: BTreeSet<String>,
+    /// The containers that no longer exist (their services are the compose fallback's).
+    missing: Vec<ContainerRef>,
 }
 
 /// A start's report before its first call (the health checks it will not wait for), and
@@ -134,13 +134,19 @@ impl EngineStacks {
             slots: plan.slots,
         };
         if !missing.is_empty() && !plan.recreate_vanished {
-            return Err(not_recreated(stack, &requested, &containers));
+            let names: Vec<&str> = missing.iter().map(|c| c.name.as_str()).collect();
+            tracing::warn!(stack, containers = ?names, "containers to start were removed outside the controller: not recreating them, starting nothing");
+            return Err(not_recreated(stack, missing));
         }
         let mut recreated = false;
         loop {
             if !missing.is_empty() {
                 recreated = true;
-                let services: Vec<String> = std::mem::take(&mut missing).into_iter().collect();
+                let services: BTreeSet<String> = std::mem::take(&mut missing)
+                    .into_iter()
+                    .map(|c| c.service)
+                    .collect();
+                let services: Vec<String> = services.into_iter().collect();
                 let (services, new_ids) = self
                     .recreate(stack, &services, &containers, deadline)
                     .await?;
@@ -167,14 +173,9 @@ impl EngineStacks {
                 Err(Interrupted::Vanished(gone)) if !plan.recreate_vanished => {
                     // Removed while the start was under way: what was started of the stack
                     // stays as it is (its other containers were the operator's to remove).
-                    return Err(StacksError::Vanished {
-                        stack: stack.to_owned(),
-                        containers: gone.into_iter().map(|c| c.name).collect(),
-                    });
+                    return Err(not_recreated(stack, gone));
                 }
-                Err(Interrupted::Vanished(gone)) => {
-                    missing = gone.into_iter().map(|c| c.service).collect();
-                }
+                Err(Interrupted::Vanished(gone)) => missing = gone,
             }
         }
         self.records.started(stack, &ids, report.clone());
@@ -220,7 +221,7 @@ impl EngineStacks {
         let missing = requested
             .iter()
             .filter(|r| !containers.iter().any(|p| p.container.id == r.id))
-            .map(|r| r.service.clone())
+            .cloned()
             .collect();
         Ok(Known {
             containers,
@@ -253,18 +254,11 @@ fn not_waited_for_health(containers: &[Prepared]) -> Vec<String> {
         .collect()
 }
 
-/// The requested containers that are not among those found: removed, and not to be
-/// recreated.
-fn not_recreated(stack: &str, requested: &[ContainerRef], found: &[Prepared]) -> StacksError {
-    let containers = requested
-        .iter()
-        .filter(|r| !found.iter().any(|p| p.container.id == r.id))
-        .map(|r| r.name.clone())
-        .collect();
-    tracing::warn!(stack, ?containers, "containers to start were removed outside the controller: not recreating them, starting nothing");
+/// The error of a start that may not recreate `gone`, removed outside the controller.
+fn not_recreated(stack: &str, gone: Vec<ContainerRef>) -> StacksError {
     StacksError::Vanished {
         stack: stack.to_owned(),
-        containers,
+        containers: gone.into_iter().map(|c| c.name).collect(),
     }
 }
 
