@@ -47,6 +47,11 @@ impl std::fmt::Debug for OpsObserver {
 }
 
 impl OpsObserver {
+    /// The registry the observer reports into.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     /// An observer that notifies `manager`, sends through `notifier` (if `[notify]` is set)
     /// and counts into `metrics`.
     pub fn new(

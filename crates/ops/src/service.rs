@@ -26,10 +26,9 @@ const HISTORY_SCAN: usize = 200;
 pub struct Service {
     /// The controller, built for the daemon (`CycleConfig::for_daemon`).
     pub controller: Controller,
-    /// The controller's observer (the same one its collaborators were given).
+    /// The controller's observer (the same one its collaborators were given); its registry
+    /// ([`OpsObserver::metrics`]) is the one the endpoint serves.
     pub observer: Arc<OpsObserver>,
-    /// The registry the observer and the endpoint share.
-    pub metrics: Arc<Metrics>,
     /// The state directory, as the endpoint and the restored gauges read it.
     pub state: StateView,
     /// The status endpoint's bound socket; `None`: off (`status.listen = ""`, or it could
@@ -45,10 +44,10 @@ impl Service {
         let Service {
             controller,
             observer,
-            metrics,
             state,
             listener,
         } = self;
+        let metrics = observer.metrics().clone();
         let stopping = {
             let (cancel, observer) = (cancel.clone(), observer.clone());
             tokio::spawn(async move {

@@ -27,7 +27,6 @@ pub(crate) async fn run(mut config: Config, manager: NotifySocket) -> Result<Exi
     Service {
         controller,
         observer,
-        metrics,
         state,
         listener,
     }
