@@ -39,6 +39,11 @@ pub struct Marker {
 }
 
 impl Marker {
+    /// The stack `name` of the marker, to change it.
+    pub fn stack_mut(&mut self, name: &str) -> Option<&mut MarkedStack> {
+        self.stacks.iter_mut().find(|s| s.name == name)
+    }
+
     /// A new marker for `cycle_id`, in phase [`MarkerPhase::Quiescing`], stamped with this
     /// process's pid.
     pub fn new(

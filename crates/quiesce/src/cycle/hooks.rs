@@ -188,7 +188,7 @@ impl Cycle {
     /// `post-resume` hooks come after their start) and in the record.
     pub(super) fn stopping(&mut self, stack: &str, services: &[String]) {
         self.change_marker(|m| {
-            if let Some(s) = m.stacks.iter_mut().find(|s| s.name == stack) {
+            if let Some(s) = m.stack_mut(stack) {
                 for h in s.hooks.iter_mut().filter(|h| services.contains(&h.service)) {
                     h.kept_up = false;
                     h.quiesced = true;
@@ -290,9 +290,7 @@ impl Cycle {
 
 /// The marker's account of the hooks of `service` of `stack`, if it has any.
 fn hooks_of<'a>(m: &'a mut Marker, stack: &str, service: &str) -> Option<&'a mut MarkedHooks> {
-    m.stacks
-        .iter_mut()
-        .find(|s| s.name == stack)
+    m.stack_mut(stack)
         .and_then(|s| s.hooks.iter_mut().find(|h| h.service == service))
 }
 

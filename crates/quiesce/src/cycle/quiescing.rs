@@ -17,7 +17,7 @@ impl Cycle {
     pub(super) fn recording(&mut self, stack: &str, containers: &[ContainerRef]) -> Applied {
         let mut changed = false;
         self.change_marker(|m| {
-            let Some(s) = m.stacks.iter_mut().find(|s| s.name == stack) else {
+            let Some(s) = m.stack_mut(stack) else {
                 return;
             };
             let mut now: Vec<MarkedContainer> = if s.stop_began {
@@ -93,7 +93,7 @@ impl Cycle {
             return Applied::default();
         }
         self.change_marker(|m| {
-            if let Some(s) = m.stacks.iter_mut().find(|s| s.name == stack) {
+            if let Some(s) = m.stack_mut(stack) {
                 s.containers.retain(|c| !not_ours.contains(&c.id));
             }
         });

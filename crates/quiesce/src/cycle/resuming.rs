@@ -22,7 +22,7 @@ impl Cycle {
             format!("starting {stack} (attempt {attempt}/{attempts}): {error}"),
         );
         self.change_marker(|m| {
-            if let Some(s) = m.stacks.iter_mut().find(|s| s.name == stack) {
+            if let Some(s) = m.stack_mut(stack) {
                 s.restart_attempts += 1;
             }
         });
@@ -33,7 +33,7 @@ impl Cycle {
     /// `post-resume` hook of it is due), and its downtime is recorded.
     pub(super) fn back(&mut self, stack: String, attempt: u32, at: DateTime<Utc>) -> Applied {
         self.change_marker(|m| {
-            if let Some(s) = m.stacks.iter_mut().find(|s| s.name == stack) {
+            if let Some(s) = m.stack_mut(&stack) {
                 // What a recovery finds of it now: nothing to start, its hooks' progress.
                 s.containers = Vec::new();
                 s.services = Vec::new();
